@@ -1,0 +1,132 @@
+"""The one small protocol every model implements to be sampled.
+
+A *denoiser* is anything with
+
+* ``mask_id`` (int), ``vocab_size`` (int, includes the mask token), ``seq_len`` (int),
+* ``tokenizer`` (an HF-style tokenizer or ``None``),
+* ``logits(z: LongTensor[B, L]) -> FloatTensor[B, L, V]`` -- raw logits, no SUBS
+  (the engine applies the SUBS rules of reference §1.2 itself).
+
+Optional, for the fast exact path (issue "compute only what a step can change"):
+
+* ``body(z) -> FloatTensor[B, L, D]`` -- everything but the output head,
+* ``head(h: FloatTensor[N, D]) -> FloatTensor[N, V]`` -- the output head on selected rows.
+  ``head(body(z)[b, l])`` must equal ``logits(z)[b, l]``.
+
+Optional metadata:
+
+* ``fixed_tokens: dict[int, int]`` -- positions the model always keeps (e.g. BERT's [CLS]/[SEP]);
+  the engine treats them like prompt tokens: never masked, never remasked.
+* ``identity: dict`` -- at least ``name`` and ``sha256`` of the weights; traces record it.
+* ``device`` -- where the model lives.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    mask_id: int
+    vocab_size: int
+    seq_len: int
+    tokenizer: Any
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
+def has_split(model: Any) -> bool:
+    """True when the model exposes ``body``/``head`` for the fast path."""
+    return callable(getattr(model, "body", None)) and callable(getattr(model, "head", None))
+
+
+def model_device(model: Any) -> torch.device:
+    dev = getattr(model, "device", None)
+    if dev is not None:
+        return torch.device(dev)
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device("cpu")
+
+
+def model_identity(model: Any) -> dict:
+    ident = getattr(model, "identity", None)
+    if isinstance(ident, dict):
+        return dict(ident)
+    return {"name": type(model).__name__, "sha256": None}
+
+
+def check_denoiser(model: Any) -> None:
+    """Raise a clear error when ``model`` does not follow the protocol."""
+    missing = [a for a in ("mask_id", "vocab_size", "seq_len") if not isinstance(getattr(model, a, None), int)]
+    if not callable(getattr(model, "logits", None)):
+        missing.append("logits(z)")
+    if missing:
+        raise TypeError(
+            f"{type(model).__name__} is not a denoiser: missing {', '.join(missing)}. "
+            "Wrap it so it has integer mask_id, vocab_size, seq_len and a logits(z) method "
+            "(see explorer.protocol), or load it with explorer.load_model()."
+        )
+    if not 0 <= model.mask_id < model.vocab_size:
+        raise ValueError(
+            f"mask_id={model.mask_id} is outside the vocabulary [0, {model.vocab_size}); "
+            "the mask token must be one of the model's output classes."
+        )
+
+
+class StubDenoiser:
+    """A context-free denoiser: p(x0 | z_t) = ``probs[l]`` whatever the sequence.
+
+    Used for statistical tests of the samplers (the final per-position token frequencies of a
+    marginal-preserving sampler must match ``probs``) and for overhead benchmarks.
+    ``probs`` is ``[L, V]`` (or ``[V]``, shared by all positions) over the vocabulary *including*
+    the mask token, whose probability must be zero.
+    """
+
+    def __init__(self, probs: torch.Tensor, mask_id: int | None = None, tokenizer: Any = None,
+                 seq_len: int | None = None):
+        probs = torch.as_tensor(probs, dtype=torch.float64)
+        if probs.dim() == 1:
+            if seq_len is None:
+                raise ValueError("StubDenoiser with a shared [V] distribution needs seq_len=.")
+            probs = probs.expand(seq_len, -1).clone()
+        if probs.dim() != 2:
+            raise ValueError(f"probs must be [L, V] or [V], got shape {tuple(probs.shape)}.")
+        self.seq_len, self.vocab_size = probs.shape
+        self.mask_id = self.vocab_size - 1 if mask_id is None else int(mask_id)
+        if (probs < 0).any():
+            raise ValueError("probs must be non-negative.")
+        if (probs[:, self.mask_id] != 0).any():
+            raise ValueError("the mask token must have zero probability in probs.")
+        probs = probs / probs.sum(-1, keepdim=True)
+        self.probs = probs
+        self._logits = torch.log(probs).float()  # -inf on the mask column
+        self.tokenizer = tokenizer
+        self.calls = 0
+        self.device = torch.device("cpu")
+        digest = hashlib.sha256(self._logits.numpy().tobytes()).hexdigest()
+        self.identity = {"name": "stub", "sha256": digest}
+
+    def to(self, device):
+        self.device = torch.device(device)
+        self._logits = self._logits.to(self.device)
+        return self
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        b = z.shape[0]
+        return self._logits.to(z.device).unsqueeze(0).expand(b, -1, -1)
+
+    # fast path: the "hidden state" of a position is its index; the head looks the row up.
+    def body(self, z: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        pos = torch.arange(z.shape[1], device=z.device, dtype=torch.float32)
+        return pos.expand(z.shape[0], -1).unsqueeze(-1)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self._logits.to(h.device)[h[:, 0].long()]
