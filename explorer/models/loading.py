@@ -1,0 +1,146 @@
+"""``load_model``: one call from a name or a path to a denoiser.
+
+Resolution order for ``name_or_path``:
+
+1. an existing local directory;
+2. a shipped model name: ``$EXPLORER_DATA_DIR/models/<name>`` (or ``$EXPLORER_DATA_DIR/<name>``),
+   then ``<repo>/data/models/<name>``;
+3. a Hugging Face hub id: the local HF cache, then a download -- only with ``allow_download=True``.
+
+A directory is dispatched on its config.json ``model_type``: ``"mdlm"`` gives the native DiT
+(:class:`~explorer.models.denoiser.MDLMDenoiser`), anything else the masked-LM adapter
+(:class:`~explorer.models.hf_adapter.HFMaskedLMDenoiser`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .denoiser import MDLMDenoiser
+from .dit import CONFIG_NAME, MDLM, weights_file
+from .hf_adapter import HFMaskedLMDenoiser
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MASK_TOKEN = "[MASK]"
+
+
+def shipped_model_dirs() -> list[Path]:
+    """Where shipped models live, first match wins."""
+    dirs = []
+    env = os.environ.get("EXPLORER_DATA_DIR")
+    if env:
+        dirs += [Path(env) / "models", Path(env)]
+    dirs.append(REPO_ROOT / "data" / "models")
+    return dirs
+
+
+def shipped_models() -> list[str]:
+    names = set()
+    for d in shipped_model_dirs():
+        if d.is_dir():
+            names.update(p.name for p in d.iterdir() if (p / CONFIG_NAME).is_file())
+    return sorted(names)
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike, allow_download: bool = False) -> tuple[Path, str]:
+    """(local directory, display name) for a path, a shipped name or a hub id."""
+    raw = str(name_or_path)
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        return path, path.resolve().name
+    if path.exists():
+        raise ValueError(f"{raw} is a file; load_model expects a model directory (config.json + weights).")
+    for d in shipped_model_dirs():
+        if (d / raw / CONFIG_NAME).is_file():
+            return d / raw, raw
+
+    looks_like_hub_id = raw.count("/") == 1 and not raw.startswith((".", "/", "~"))
+    if not looks_like_hub_id:
+        shipped = ", ".join(shipped_models()) or "none found"
+        raise FileNotFoundError(
+            f"no model directory or shipped model named {raw!r} (shipped: {shipped}; searched "
+            f"{', '.join(str(d) for d in shipped_model_dirs())}). Pass a directory with config.json and "
+            "weights, or a Hugging Face hub id such as 'kuleshov-group/mdlm-owt'.")
+
+    from huggingface_hub import snapshot_download
+    try:  # already in the local HF cache: no network needed
+        return Path(snapshot_download(raw, local_files_only=True)), raw
+    except Exception:
+        pass
+    if not allow_download:
+        target = REPO_ROOT / "data" / "models" / raw.split("/")[-1]
+        raise FileNotFoundError(
+            f"{raw!r} is not on this machine and downloads are off. Either call "
+            f"load_model({raw!r}, allow_download=True) to fetch "
+            f"it from the Hugging Face hub, or put its files (config.json, model.safetensors, tokenizer files) "
+            f"in a directory such as {target} and pass that path.")
+    return Path(snapshot_download(raw)), raw
+
+
+def read_config(directory: Path) -> dict:
+    path = directory / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}; cannot tell which kind of model it holds.")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_mdlm_tokenizer(directory: Path, vocab_size: int, mask_id: int) -> Any:
+    """Tokenizer files in the directory, else (mdlm-owt) GPT-2 from the local HF cache, else None."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tokenizer = None
+    if (directory / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    elif (directory / "tokenizer.json").is_file():
+        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
+    elif vocab_size == 50258:  # mdlm-owt: GPT-2 plus a mask id 50257 (reference §5.4)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained("gpt2", local_files_only=True)
+        except Exception:
+            warnings.warn(f"{directory} has no tokenizer files and GPT-2's tokenizer is not in the local HF "
+                          "cache; the model loads with tokenizer=None, so samples are token ids only. Put "
+                          "GPT-2's tokenizer.json in the directory to get text.", stacklevel=3)
+            return None
+    else:
+        warnings.warn(f"{directory} has no tokenizer files; the model loads with tokenizer=None.", stacklevel=3)
+        return None
+
+    vocab = tokenizer.get_vocab()
+    if tokenizer.mask_token_id is None:
+        if MASK_TOKEN in vocab:
+            tokenizer.mask_token = MASK_TOKEN
+        elif len(tokenizer) == mask_id:  # GPT-2: the mask is the one id past the tokenizer's vocab
+            tokenizer.add_special_tokens({"mask_token": MASK_TOKEN})
+    if tokenizer.mask_token_id != mask_id:
+        warnings.warn(f"the tokenizer's mask id ({tokenizer.mask_token_id}) differs from the model's "
+                      f"({mask_id}); the model's is used.", stacklevel=3)
+    return tokenizer
+
+
+def load_model(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
+               dtype: torch.dtype | None = None, trust_remote_code: bool = False,
+               allow_download: bool = False, seq_len: int | None = None) -> Any:
+    """Load a denoiser from a directory, a shipped name (``"stories"``) or a hub id.
+
+    ``device`` defaults to CPU; ``dtype`` to float32 weights (the native DiT still runs its blocks
+    under bf16 autocast on CUDA, like upstream). ``seq_len`` only applies to HF masked LMs
+    (the DiT's length is its ``model_length``). ``trust_remote_code`` is passed to transformers
+    explicitly and is never prompted for; the native DiT never needs it.
+    """
+    directory, name = resolve_model_dir(name_or_path, allow_download=allow_download)
+    config = read_config(directory)
+    model_type = config.get("model_type")
+    if model_type == "mdlm":
+        model = MDLM.from_pretrained(directory, device=device, dtype=dtype)
+        tokenizer = load_mdlm_tokenizer(directory, model.config.vocab_size, model.config.mask_id)
+        return MDLMDenoiser(model, tokenizer=tokenizer, name=name, weights_path=weights_file(directory))
+    if model_type is None:
+        raise ValueError(f"{directory / CONFIG_NAME} has no model_type; cannot choose a loader.")
+    return HFMaskedLMDenoiser.from_pretrained(directory, device=device, dtype=dtype, seq_len=seq_len,
+                                              trust_remote_code=trust_remote_code, name=name)
