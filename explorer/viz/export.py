@@ -1,0 +1,94 @@
+"""Self-contained HTML pages: plotly.js embedded, no CDN, readable without a kernel or network."""
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em; color: #222; }}
+h1 {{ font-size: 1.3em; }} .note {{ color: #555; font-size: 0.9em; }}
+.row {{ display: flex; flex-wrap: wrap; gap: 1em; }} .row > div {{ flex: 1 1 480px; min-width: 0; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+{body}
+</body>
+</html>
+"""
+
+
+class HTMLView(str):
+    """An HTML string that renders itself in notebooks (``_repr_html_``) and can be saved."""
+
+    def _repr_html_(self):
+        return str(self)
+
+    def to_html(self, path, title: str = "ReMDM Explorer") -> Path:
+        return write_html(path, [self], title=title)
+
+
+def figure_div(fig: go.Figure, include_plotlyjs: bool, div_id: str | None = None) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs, div_id=div_id,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def page_html(parts, title: str = "ReMDM Explorer") -> str:
+    """A full page from figures and HTML snippets. plotly.js (~4.5 MB) is embedded once, inline.
+
+    ``parts`` items: a plotly figure, an HTML string, or a list/tuple of those to lay side by side.
+    """
+    if isinstance(parts, (go.Figure, str)):
+        parts = [parts]
+    state = {"js": True}
+
+    def render(item) -> str:
+        if isinstance(item, (list, tuple)):
+            return '<div class="row">' + "".join(f"<div>{render(x)}</div>" for x in item) + "</div>"
+        if isinstance(item, go.Figure):
+            out = figure_div(item, include_plotlyjs=state["js"])
+            state["js"] = False
+            return out
+        if hasattr(item, "_repr_html_") and not isinstance(item, str):
+            return item._repr_html_()
+        return str(item)
+
+    body = "\n".join(render(p) for p in parts)
+    return _PAGE.format(title=html.escape(title), body=body)
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write via a temporary file in the same folder and rename, so readers never see half a page."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_html(path, parts, title: str = "ReMDM Explorer") -> Path:
+    """Write a self-contained page (see :func:`page_html`) atomically; returns the path."""
+    return write_text_atomic(path, page_html(parts, title=title))
+
+
+def to_html(obj, path, title: str = "ReMDM Explorer") -> Path:
+    """Save a figure, an HTML view, a widget (anything with ``to_html``) or a list of them."""
+    if hasattr(obj, "to_html") and not isinstance(obj, (go.Figure, str)):
+        return obj.to_html(path)
+    return write_html(path, obj, title=title)

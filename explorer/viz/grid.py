@@ -1,0 +1,103 @@
+"""The token grid: every visible position at one step, coloured by its state."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ._index import TraceIndex, display_token, index_for
+from .palette import FIXED, MASKED, REMASKED, STATE_COLORS, STATE_NAMES, UNMASKED, discrete_colorscale
+
+GRID_UIREVISION = "token-grid"
+
+
+def _legend_traces(codes=(MASKED, UNMASKED, REMASKED, 3, FIXED)):
+    """Heatmaps have no legend; one invisible marker per state gives a readable key."""
+    return [
+        go.Scatter(x=[None], y=[None], mode="markers", name=STATE_NAMES[c], showlegend=True,
+                   marker=dict(symbol="square", size=14, color=STATE_COLORS[c],
+                               line=dict(color="#888888", width=1)),
+                   hoverinfo="skip")
+        for c in codes
+    ]
+
+
+def grid_arrays(index: TraceIndex, step: int, start: int = 0, length: int = 256, columns: int = 32,
+                max_chars: int = 8) -> dict:
+    """z (state codes), text and hover strings for the grid of one step, shaped [rows, columns].
+
+    This is the whole per-step cost of the scrubber: one cached index lookup over the visible
+    positions plus string formatting for them.
+    """
+    fr = index.frame(step, start, length)
+    w = len(fr.positions)
+    rows = max(1, math.ceil(w / columns))
+    size = rows * columns
+    z = np.full(size, np.nan)
+    z[:w] = fr.codes
+    text = np.full(size, "", dtype=object)
+    hover = np.full(size, "", dtype=object)
+    mask_id = index.mask_id
+    for i in range(w):
+        tid = int(fr.shown[i])
+        code = int(fr.codes[i])
+        text[i] = "·" if (tid == mask_id) else display_token(index.text(tid), max_chars)
+        hover[i] = index.hover(int(fr.positions[i]), int(fr.event[i]), code)
+    counts = {c: int((fr.codes == c).sum()) for c in (MASKED, UNMASKED, REMASKED)}
+    return {
+        "z": z.reshape(rows, columns),
+        "text": text.reshape(rows, columns),
+        "hover": hover.reshape(rows, columns),
+        "rows": rows,
+        "row_labels": [str(int(fr.positions[0]) + r * columns) for r in range(rows)],
+        "counts": counts,
+        "frame": fr,
+    }
+
+
+def grid_title(index: TraceIndex, step: int, counts: dict, label: str | None = None) -> str:
+    what = "initial state" if step == index.first_step == 0 else f"state at step {step} (branch start)" if step == index.first_step else (
+        "final argmax pass" if step > index.num_steps else f"step {step} of {index.num_steps}")
+    head = f"{label} · " if label else ""
+    return (f"{head}{what} · masked {counts[MASKED]} · unmasked now {counts[UNMASKED]}"
+            f" · remasked now {counts[REMASKED]}")
+
+
+def token_grid(trace, step: int | None = None, sample: int = 0, start: int = 0, length: int = 256,
+               columns: int = 32, label: str | None = None, max_chars: int = 8,
+               cell_height: int = 26) -> go.Figure:
+    """Positions ``[start, start+length)`` of one sample at the end of ``step``, coloured by state.
+
+    States: masked, unmasked this step, remasked this step (the cell shows the token that was
+    removed), stable, and prompt/pinned. Hover a cell for p, the top-k at its decoding step and
+    its history. ``step`` defaults to the last step; 0 is the state before the first step.
+    Only the window is drawn, so long sequences stay fast; move ``start`` to page through.
+    """
+    index = index_for(trace, sample)
+    step = index.last_step if step is None else index.check_step(step)
+    a = grid_arrays(index, step, start, length, columns, max_chars)
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(
+        z=a["z"], text=a["text"], customdata=a["hover"], texttemplate="%{text}",
+        hovertemplate="%{customdata}<extra></extra>", colorscale=discrete_colorscale(),
+        zmin=-0.5, zmax=4.5, showscale=False, xgap=2, ygap=2, textfont=dict(size=11),
+        name="tokens",
+    ))
+    for tr in _legend_traces():
+        fig.add_trace(tr)
+    rows = a["rows"]
+    fig.update_layout(
+        title=dict(text=grid_title(index, step, a["counts"], label), font=dict(size=14)),
+        height=110 + rows * cell_height,
+        margin=dict(l=50, r=10, t=70, b=10),
+        plot_bgcolor="#FFFFFF",
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+        uirevision=GRID_UIREVISION,
+        hoverlabel=dict(align="left"),
+    )
+    fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=False, range=[-0.5, columns - 0.5])
+    fig.update_yaxes(showgrid=False, zeroline=False, autorange="reversed",
+                     tickvals=list(range(rows)), ticktext=a["row_labels"], title=None)
+    fig.layout.meta = {"step": step, "sample": sample, "start": int(start), "columns": columns}
+    return fig

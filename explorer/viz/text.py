@@ -1,0 +1,38 @@
+"""The sample as flowing text with coloured tokens: plain HTML, no JavaScript, renders anywhere."""
+from __future__ import annotations
+
+import html
+
+from ._index import index_for
+from .export import HTMLView
+from .palette import MASKED, REMASKED, STATE_COLORS, STATE_NAMES, TEXT_COLORS
+
+
+def token_text(trace, step: int | None = None, sample: int = 0, start: int = 0,
+               length: int | None = None) -> HTMLView:
+    """Positions of one sample at the end of ``step`` as text, each token on its state colour.
+
+    Hovering a token shows its position, state and p (a plain ``title`` tooltip). Masked tokens
+    show as ``[M]``, a token remasked at this step is struck through.
+    """
+    index = index_for(trace, sample)
+    step = index.last_step if step is None else index.check_step(step)
+    fr = index.frame(step, start, length)
+    spans = []
+    for p, tid, code, prob in zip(fr.positions, fr.shown, fr.codes, fr.prob):
+        code = int(code)
+        txt = "[M]" if int(tid) == index.mask_id else index.text(int(tid))
+        tip = f"position {int(p)} · {STATE_NAMES[code]}" + ("" if prob != prob else f" · p={prob:.3f}")
+        style = f"background:{STATE_COLORS[code]};color:{TEXT_COLORS[code]};border-radius:3px;padding:0 1px;"
+        if code == REMASKED:
+            style += "text-decoration:line-through;"
+        if code == MASKED:
+            style += "font-size:0.8em;"
+        spans.append(f'<span title="{html.escape(tip)}" style="{style}">'
+                     f'{html.escape(txt).replace(chr(10), "⏎<br>")}</span>')
+    legend = " ".join(f'<span style="background:{STATE_COLORS[c]};color:{TEXT_COLORS[c]};'
+                      f'padding:0 4px;border-radius:3px">{STATE_NAMES[c]}</span>' for c in STATE_NAMES)
+    body = ("<div style='font-family:ui-monospace,monospace;white-space:pre-wrap;line-height:1.7'>"
+            + "".join(spans) + "</div>")
+    return HTMLView(f"<div class='remdm-text'><div style='font-size:0.85em;margin-bottom:4px'>"
+                    f"step {step} · {legend}</div>{body}</div>")

@@ -1,0 +1,204 @@
+"""Figure functions on a hand-built trace whose every state is known, then on a generated one."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from explorer import viz
+from explorer.trace import Trace
+from explorer.viz.palette import FIXED, MASKED, REMASKED, STABLE, STATE_COLORS, UNMASKED
+
+M = 9  # mask id of the hand-built traces
+
+
+def trace_from_states(states, fixed=None, topk=2, mask_id=M) -> Trace:
+    """A real Trace whose state after step k is ``states[k]`` ([T+1, L], one sample).
+
+    Every change becomes an event (mask->token: unmask with p = 0.5 + token/100; token->mask:
+    remask), so the expected picture at every step is known by construction.
+    """
+    states = np.asarray(states, np.int64)
+    T, L = states.shape[0] - 1, states.shape[1]
+    ev = {k: [] for k in ("sample", "step", "position", "kind", "token_id", "prob", "p_transition",
+                          "sigma", "reason")}
+    cand_ids, cand_probs = [], []
+    for k in range(1, T + 1):
+        for p in range(L):
+            a, b = states[k - 1, p], states[k, p]
+            if a == b:
+                continue
+            unmask = a == mask_id
+            ev["sample"].append(0); ev["step"].append(k); ev["position"].append(p)
+            ev["kind"].append(0 if unmask else 1)
+            ev["token_id"].append(int(b if unmask else a))
+            ev["prob"].append(0.5 + int(b if unmask else a) / 100)
+            ev["p_transition"].append(0.5); ev["sigma"].append(0.1); ev["reason"].append(0)
+            cand_ids.append([int(b), (int(b) + 1) % mask_id] if unmask else [-1, -1])
+            cand_probs.append([0.6, 0.3] if unmask else [np.nan, np.nan])
+    events = {k: np.asarray(v) for k, v in ev.items()}
+    for k, dt in (("sample", np.int32), ("step", np.int32), ("position", np.int32), ("kind", np.int8),
+                  ("reason", np.int8), ("token_id", np.int64), ("prob", np.float32),
+                  ("p_transition", np.float32), ("sigma", np.float32)):
+        events[k] = events[k].astype(dt)
+    events["cand_ids"] = np.asarray(cand_ids, np.int64).reshape(-1, 2)[:, :topk]
+    events["cand_probs"] = np.asarray(cand_probs, np.float32).reshape(-1, 2)[:, :topk]
+    steps = pd.DataFrame({
+        "step": np.arange(1, T + 1), "t": np.linspace(1, 1 / T, T), "s": np.linspace(1 - 1 / T, 0, T),
+        "alpha_t": np.linspace(0, 1 - 1 / T, T), "alpha_s": np.linspace(1 / T, 1, T),
+        "sigma": np.full(T, 0.1), "phase": ["main"] * T, "model_called": [True] * T,
+        "n_masked": (states[1:] == mask_id).sum(1), "n_unmasked": np.zeros(T, int),
+        "n_remasked": np.zeros(T, int), "seconds": np.zeros(T),
+    })
+    fixed = torch.zeros(1, L, dtype=torch.bool) if fixed is None else torch.as_tensor(fixed).view(1, L)
+    meta = {"mask_id": mask_id, "steps": T, "last_step": T, "model_calls": T, "run_id": "hand",
+            "topk": topk, "sampler": {"name": "hand"}}
+    return Trace(initial=torch.as_tensor(states[:1]), fixed=fixed, events=events, steps=steps, meta=meta,
+                 token_texts={i: f"t{i}" for i in range(mask_id)})
+
+
+# position:      0  1  2  3   (3 is a prompt token)
+STATES = [
+    [M, M, M, 5],   # step 0
+    [1, M, M, 5],   # step 1: 0 unmasked
+    [1, 2, M, 5],   # step 2: 1 unmasked
+    [M, 2, 3, 5],   # step 3: 0 remasked, 2 unmasked
+    [4, 2, 3, 5],   # step 4: 0 re-decoded as a different token
+]
+FIXED_MASK = [False, False, False, True]
+
+
+@pytest.fixture
+def hand():
+    return trace_from_states(STATES, fixed=FIXED_MASK)
+
+
+def grid_codes(fig):
+    return np.asarray(fig.data[0].z, float).ravel()[:4].astype(int).tolist()
+
+
+def test_index_matches_trace_state_at(hand):
+    idx = viz.index_for(hand)
+    for k in range(len(STATES)):
+        fr = idx.frame(k)
+        assert fr.tokens.tolist() == hand.state_at(k)[0].tolist() == STATES[k]
+    mat = idx.matrix(np.arange(4), np.arange(5), "token")
+    assert mat.T.tolist() == STATES
+
+
+def test_grid_state_colours_per_step(hand):
+    expect = {
+        0: [MASKED, MASKED, MASKED, FIXED],
+        1: [UNMASKED, MASKED, MASKED, FIXED],
+        2: [STABLE, UNMASKED, MASKED, FIXED],
+        3: [REMASKED, STABLE, UNMASKED, FIXED],
+        4: [UNMASKED, STABLE, STABLE, FIXED],
+    }
+    for k, codes in expect.items():
+        fig = viz.token_grid(hand, step=k, columns=4)
+        assert grid_codes(fig) == codes, k
+    # the colour a state is drawn in is the palette's colour for that state
+    scale = viz.token_grid(hand, step=3, columns=4).data[0].colorscale
+    for code in (MASKED, UNMASKED, REMASKED, STABLE, FIXED):
+        pos = (code + 0.5) / 5
+        color = [c for (a, c), (b, _) in zip(scale[:-1], scale[1:]) if a <= pos <= b][0]
+        assert color.upper() == STATE_COLORS[code].upper()
+    legend = [t.name for t in viz.token_grid(hand, columns=4).data[1:]]
+    assert "remasked this step" in legend and "masked" in legend
+
+
+def test_grid_text_and_hover(hand):
+    fig = viz.token_grid(hand, step=3, columns=4)
+    text = np.asarray(fig.data[0].text).ravel().tolist()
+    # a remasked cell shows the token that was removed
+    assert text == ["t1", "t2", "t3", "t5"]
+    hover = np.asarray(fig.data[0].customdata).ravel().tolist()
+    assert "remasked at step 3" in hover[0] and "t1" in hover[0]
+    assert "p=0.530" in hover[2] and "top-k" in hover[2] and "t4 0.30" in hover[2]
+    fig4 = viz.token_grid(hand, step=4, columns=4)
+    h = np.asarray(fig4.data[0].customdata).ravel()[0]
+    assert "+t1@1" in h and "−t1@3" in h and "+t4@4" in h  # its history so far
+    assert np.asarray(viz.token_grid(hand, step=1, columns=4).data[0].z).tolist() != \
+        np.asarray(viz.token_grid(hand, step=2, columns=4).data[0].z).tolist()
+
+
+def test_grid_escapes_token_text():
+    t = trace_from_states([[M, M], [0, 1]])
+    t._texts_cache.update({0: "<b>x", 1: "a&b"})
+    idx = viz.TraceIndex(t)
+    idx._texts.update({0: "<b>x", 1: "a&b"})
+    t._viz_indexes = {0: idx}
+    text = np.asarray(viz.token_grid(t, step=1, columns=2).data[0].text).ravel().tolist()
+    assert text == ["&lt;b&gt;x", "a&amp;b"]
+
+
+def test_grid_window_only_draws_visible_positions():
+    L = 300
+    states = np.full((3, L), M)
+    states[1, ::2] = 1
+    states[2] = 2
+    t = trace_from_states(states)
+    fig = viz.token_grid(t, step=1, start=100, length=64, columns=16)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (4, 16)
+    assert z[0, 0] == UNMASKED and z[0, 1] == MASKED  # position 100 even, 101 odd
+    assert list(fig.layout.yaxis.ticktext) == ["100", "116", "132", "148"]
+    with pytest.raises(IndexError, match="outside this trace"):
+        viz.token_grid(t, step=9)
+
+
+def test_heatmap_state_and_prob(hand):
+    fig = viz.step_heatmap(hand)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (4, 5)  # positions x steps 0..4
+    assert z[0].tolist() == [MASKED, UNMASKED, STABLE, REMASKED, UNMASKED]
+    figp = viz.step_heatmap(hand, value="prob", step=2)
+    zp = np.asarray(figp.data[0].z, float)
+    assert np.isnan(zp[0, 0]) and zp[0, 1] == pytest.approx(0.51) and zp[0, 4] == pytest.approx(0.54)
+    assert np.isnan(zp[3]).all()  # the prompt token was never decoded
+    # big windows are strided, not dropped
+    big = trace_from_states(np.full((2001, 2), M))
+    assert np.asarray(viz.step_heatmap(big, max_steps=500).data[0].z).shape[1] <= 500
+
+
+def test_lifelines(hand):
+    assert viz.busiest_positions(hand, limit=1) == [0]
+    fig = viz.lifelines(hand, positions=[0, 2])
+    names = {t.name for t in fig.data}
+    assert {"decoded", "remasked", "masked", "holding a token"} <= names
+    dec = [t for t in fig.data if t.name == "decoded"][0]
+    assert list(dec.x) == [1, 4, 3] and list(dec.text) == ["t1", "t4", "t3"]
+    rem = [t for t in fig.data if t.name == "remasked"][0]
+    assert list(rem.x) == [3] and list(rem.y) == [0]
+
+
+def test_step_curves_counts(hand):
+    c = viz.step_counts(hand, sample=0)
+    assert c["n_unmasked"].tolist() == [0, 1, 1, 1, 1]
+    assert c["n_remasked"].tolist() == [0, 0, 0, 1, 0]
+    assert c["n_masked"].tolist() == [3, 2, 1, 1, 0]
+    fig = viz.step_curves(hand, step=2, extra=pd.DataFrame({"step": [1, 2], "metric": "err", "value": [1.0, 0.5]}))
+    assert {"masked (after step)", "remasked at step", "err", "alpha_t"} <= {t.name for t in fig.data}
+
+
+def test_text_view(hand):
+    h = viz.token_text(hand, step=3)
+    assert re.search(r"line-through;[^>]*>t1</span>", h)  # the remasked token, struck through
+    assert h._repr_html_() == str(h) and "t5" in h
+    assert "[M]" in viz.token_text(hand, step=2)
+
+
+def test_html_export_is_self_contained(hand, tmp_path):
+    path = viz.to_html([viz.token_grid(hand), [viz.lifelines(hand), viz.step_curves(hand)],
+                        viz.token_text(hand)], tmp_path / "out" / "page.html", title="hand")
+    page = path.read_text()
+    assert page.count("<script") >= 3
+    srcs = re.findall(r'<script[^>]*\bsrc=["\']([^"\']+)', page)
+    assert srcs == [], srcs  # plotly.js is inline, nothing is fetched
+    assert "cdn" not in " ".join(re.findall(r"<script[^>]*>", page)).lower()
+    assert page.count("Plotly.newPlot") == 3 and len(page) > 3_000_000
+    assert not list(path.parent.glob("*.tmp"))
