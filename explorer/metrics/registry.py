@@ -1,0 +1,113 @@
+"""Metrics by name, in the one shape the sweep needs: (ids, texts) -> tidy rows.
+
+A :class:`Metric` turns the final samples of one run (``ids LongTensor[N, L]`` and their decoded
+``texts``) into rows ``metric, value, stderr``. Built-ins: ``"entropy"``, ``"gen_ppl"``,
+``"mauve"``, ``"validity"``. Any callable ``fn(ids, texts)`` returning a float, a dict
+``{metric: value}`` or such a DataFrame also works (wrap it with :func:`get_metric`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+#: which way is better, for return-on-compute (None: neither, e.g. entropy is a diversity check)
+HIGHER_IS_BETTER: dict[str, bool | None] = {
+    "validity": True, "mauve": True, "gen_ppl": False, "entropy": None,
+}
+
+
+def higher_is_better(metric: str) -> bool | None:
+    if metric.startswith("violation:"):
+        return False
+    return HIGHER_IS_BETTER.get(metric)
+
+
+@dataclass
+class Metric:
+    name: str
+    fn: Callable[[torch.Tensor, list], Any] = field(repr=False)
+    options: dict = field(default_factory=dict)
+
+    def __call__(self, ids: torch.Tensor, texts: list) -> pd.DataFrame:
+        out = self.fn(ids, texts)
+        if isinstance(out, pd.DataFrame):
+            df = out.copy()
+        elif isinstance(out, dict):
+            df = pd.DataFrame({"metric": list(out), "value": [float(v) for v in out.values()]})
+        else:
+            df = pd.DataFrame({"metric": [self.name], "value": [float(out)]})
+        if "stderr" not in df:
+            df["stderr"] = float("nan")
+        return df[["metric", "value", "stderr"]].astype({"value": float, "stderr": float})
+
+    @property
+    def key(self) -> str:
+        """Stable name for caching: the metric name plus its options."""
+        if not self.options:
+            return self.name
+        opts = ",".join(f"{k}={self.options[k]}" for k in sorted(self.options))
+        return f"{self.name}[{opts}]"
+
+
+def _entropy(ids, texts):
+    from .entropy import unigram_entropy
+    h = unigram_entropy(ids).numpy()
+    se = float(h.std(ddof=1) / math.sqrt(len(h))) if len(h) > 1 else float("nan")
+    return pd.DataFrame({"metric": ["entropy"], "value": [float(h.mean())], "stderr": [se]})
+
+
+def get_metric(spec: Any, device: Any = None, **options) -> Metric:
+    """A :class:`Metric` from a name (``"entropy"``, ``"gen_ppl"``, ``"mauve"``, ``"validity"``),
+    a ``Metric``, a ``(name, fn)`` pair or a plain callable ``fn(ids, texts)``.
+
+    ``options`` go to the metric function: ``judge=``/``batch_size=`` for gen_ppl and mauve,
+    ``references=`` (texts or features) for mauve.
+    """
+    if isinstance(spec, Metric):
+        return spec
+    if isinstance(spec, tuple) and len(spec) == 2:
+        return Metric(str(spec[0]), spec[1])
+    if callable(spec):
+        return Metric(getattr(spec, "__name__", "metric"), spec)
+    name = str(spec)
+    if name == "entropy":
+        return Metric("entropy", _entropy)
+    if name == "gen_ppl":
+        def _gen_ppl(ids, texts, **_):
+            from .perplexity import generative_perplexity
+            r = generative_perplexity(texts, judge=options.get("judge"), device=device,
+                                      batch_size=options.get("batch_size", 8))
+            return pd.DataFrame({"metric": ["gen_ppl"], "value": [r.value], "stderr": [r.stderr]})
+        return Metric("gen_ppl", _gen_ppl, {k: str(v) for k, v in options.items() if k == "judge"})
+    if name == "mauve":
+        def _mauve(ids, texts, **_):
+            from .mauve import mauve_score
+            r = mauve_score(options.get("references"), texts, judge=options.get("judge"), device=device,
+                            batch_size=options.get("batch_size", 8))
+            return pd.DataFrame({"metric": ["mauve"], "value": [r.value], "stderr": [r.spread]})
+        return Metric("mauve", _mauve, {k: str(v) for k, v in options.items() if k == "judge"})
+    if name == "validity":
+        def _validity(ids, texts, **_):
+            from .validity import orders_validity
+            return orders_validity(texts)
+        return Metric("validity", _validity)
+    raise ValueError(f"unknown metric {name!r}; choose entropy, gen_ppl, mauve, validity or pass a callable.")
+
+
+def per_sample_metric(name: str):
+    """``(fn, inputs)`` giving one value per sample, for :func:`metric_by_step`."""
+    if name == "entropy":
+        from .entropy import unigram_entropy
+        return unigram_entropy, "ids"
+    if name == "validity":
+        from .validity import per_sample_validity
+        return per_sample_validity, "texts"
+    if name == "gen_ppl":
+        from .perplexity import generative_perplexity
+        return (lambda texts: generative_perplexity(texts).per_sample), "texts"
+    raise ValueError(f"no per-sample form of {name!r}; pass a function instead.")
