@@ -1,0 +1,401 @@
+"""Train a masked diffusion LM (MDLM) on a task: one recipe, readable in one sitting.
+
+    python -m explorer.train --task orders --out runs/orders --steps 20000 \\
+        --batch-size 64 --lr 1e-3 --hidden-dim 192 --n-blocks 4 --n-heads 4 --cond-dim 64 \\
+        --export data/models/orders
+
+The recipe (reference §1.1, ``../shared/docs/remdm-reference.md``):
+
+* **Loss.** Draw t ~ U[eps, 1] (eps = 1e-3) with antithetic sampling across the batch, mask
+  each token independently with probability t (the linear schedule alpha_t = 1 - t that the
+  sampler uses, §1.1), and score the clean token at every masked position with the SUBS
+  parameterisation (the mask logit is -inf, §1.2). The NELBO weight -alpha'_t / (1 - alpha_t)
+  is 1/t. The loss is the per-token NELBO: the weighted cross-entropy summed over masked
+  positions and divided by B * L, as upstream normalises it.
+* **Optimiser.** AdamW, linear warm-up to ``--lr``, then constant (upstream MDLM's schedule), or
+  cosine decay to 10 % with ``--schedule cosine``; gradients clipped at norm 1.
+* **EMA.** An exponential moving average of the weights with decay 0.9999 as upstream, but
+  with the usual warm-up ``decay_n = min(decay, (1 + n) / (10 + n))`` (torch_ema / score_sde).
+  Why: a plain 0.9999 average remembers ~10k steps, so after a 20k-step CPU run it would still
+  hold a large share of the random initial weights; with the warm-up the average covers the
+  last ~10 % of the steps taken so far, and the cap 0.9999 only binds after ~90k steps, where
+  long runs behave exactly as upstream. The exported weights are the EMA ones.
+* **Checkpoints.** Every ``--ckpt-every`` steps (and at the end) ``<out>/checkpoint.pt`` is
+  replaced atomically: model, EMA, optimiser, step and every RNG state. ``--resume`` continues
+  from it, fast-forwarding the seeded data stream, so an interrupted run ends where an
+  uninterrupted one would.
+* **Held-out NELBO** of the EMA weights every ``--eval-every`` steps on ``task.eval_tensor``,
+  with a fixed noise seed so the numbers are comparable across evaluations.
+
+A task is a module with ``build_tokenizer()``, ``SEQ_LEN``, ``batches(split, batch_size, seed)``
+and ``eval_tensor(n, seed)`` (``explorer.tasks.orders``, ``explorer.tasks.stories``).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from explorer.models.dit import MDLM, MDLMConfig
+from explorer.tasks import TASKS, get_task
+
+SAMPLING_EPS = 1e-3
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+
+
+# ---------------------------------------------------------------------------------------------
+# The loss (§1.1)
+# ---------------------------------------------------------------------------------------------
+
+def sample_times(batch_size: int, generator: torch.Generator, eps: float = SAMPLING_EPS) -> torch.Tensor:
+    """Antithetic t in [eps, 1]: one uniform offset, then evenly spaced across the batch."""
+    u = torch.rand((), generator=generator)
+    t = (u + torch.arange(batch_size) / batch_size) % 1
+    return eps + (1 - eps) * t
+
+
+def mdlm_loss(model: torch.nn.Module, x0: torch.Tensor, mask_id: int,
+              generator: torch.Generator) -> torch.Tensor:
+    """Per-token NELBO (nats) of clean sequences ``x0`` [B, L]; noise drawn on CPU from ``generator``."""
+    b, L = x0.shape
+    t = sample_times(b, generator)
+    masked = (torch.rand(b, L, generator=generator) < t[:, None]).to(x0.device)
+    t = t.to(x0.device)
+    z_t = torch.where(masked, torch.full_like(x0, mask_id), x0)
+    logits = model(z_t).float()
+    logits[..., mask_id] = float("-inf")  # SUBS: the model never predicts the mask
+    nll = -F.log_softmax(logits, dim=-1).gather(-1, x0[..., None]).squeeze(-1)
+    weighted = torch.where(masked, nll / t[:, None], torch.zeros_like(nll))
+    return weighted.sum() / (b * L)
+
+
+@torch.no_grad()
+def heldout_nelbo(model: torch.nn.Module, data: torch.Tensor, mask_id: int, seed: int = 0,
+                  batch_size: int = 256, repeats: int = 1) -> float:
+    """Mean per-token NELBO on ``data`` with a fixed noise seed (comparable across calls)."""
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for _ in range(repeats):
+        for i in range(0, len(data), batch_size):
+            x0 = data[i:i + batch_size].to(device)
+            total += mdlm_loss(model, x0, mask_id, gen).item() * len(x0)
+            count += len(x0)
+    model.train(was_training)
+    return total / count
+
+
+# ---------------------------------------------------------------------------------------------
+# EMA of the weights
+# ---------------------------------------------------------------------------------------------
+
+class EMA:
+    """Shadow copies of the trainable parameters; ``decay_n = min(decay, (1+n)/(10+n))``."""
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.9999):
+        self.decay = decay
+        self.num_updates = 0
+        self.shadow = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+
+    def current_decay(self) -> float:
+        return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.num_updates += 1
+        d = self.current_decay()
+        for k, p in model.named_parameters():
+            if k in self.shadow:
+                self.shadow[k].mul_(d).add_(p.detach(), alpha=1 - d)
+
+    def copy_to(self, model: torch.nn.Module) -> torch.nn.Module:
+        with torch.no_grad():
+            for k, p in model.named_parameters():
+                if k in self.shadow:
+                    p.copy_(self.shadow[k])
+        return model
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = state["decay"]
+        self.num_updates = state["num_updates"]
+        for k, v in state["shadow"].items():
+            self.shadow[k].copy_(v)
+
+
+def ema_model(model: torch.nn.Module, ema: EMA) -> torch.nn.Module:
+    """A copy of ``model`` holding the EMA weights, in eval mode."""
+    return ema.copy_to(copy.deepcopy(model)).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning rate
+# ---------------------------------------------------------------------------------------------
+
+def learning_rate(step: int, lr: float, warmup: int, total: int, schedule: str = "constant") -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if schedule == "cosine":
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return lr
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_checkpoint(out: Path, model, ema: EMA, optimizer, step: int, noise_gen: torch.Generator,
+                    args: dict, elapsed: float) -> Path:
+    state = {
+        "step": step,
+        "model": model.state_dict(),
+        "ema": ema.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "config": model.config.to_dict(),
+        "args": args,
+        "elapsed_s": elapsed,
+        "rng": {
+            "noise": noise_gen.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+    }
+    path = out / CHECKPOINT
+    _atomic_torch_save(state, path)
+    return path
+
+
+def load_checkpoint(path: Path, model, ema: EMA, optimizer, noise_gen: torch.Generator) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    noise_gen.set_state(state["rng"]["noise"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Export: config.json + model.safetensors (EMA) + tokenizer.json + README.md
+# ---------------------------------------------------------------------------------------------
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA), torch {torch.__version__}"
+    return (f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), "
+            f"torch {torch.__version__}")
+
+
+def model_card(task: str, command: str, summary: dict) -> str:
+    s = summary
+    return f"""# `{task}`: a small MDLM trained by ReMDM Explorer
+
+A masked diffusion language model (MDLM; the DiT of `explorer/models/dit.py`, the
+`kuleshov-group/mdlm-owt` architecture and checkpoint layout at a small size) trained from scratch
+with `explorer/train.py` on the `{task}` task (`explorer/tasks/{task}.py`).
+Weights are the EMA weights. Load with `explorer.load_model("{task}")` or
+`MDLM.from_pretrained("data/models/{task}")`.
+
+## Training
+
+- Command: `{command}`
+- Data: {s['data']}
+- Model: hidden {s['hidden_dim']}, {s['n_blocks']} blocks, {s['n_heads']} heads, cond_dim {s['cond_dim']},
+  dropout {s['dropout']}, vocabulary {s['vocab_size']} (mask id {s['mask_id']}), length {s['seq_len']};
+  {s['parameters']:,} parameters.
+- Optimiser: AdamW lr {s['lr']}, warm-up {s['warmup']} steps, schedule {s['schedule']}, weight decay
+  {s['weight_decay']}, batch {s['batch_size']}, grad clip 1.0; EMA decay {s['ema_decay']} with warm-up
+  min(decay, (1+n)/(10+n)); seed {s['seed']}.
+- Steps: {s['step']:,} ({s['tokens']:,} training tokens).
+- Time: {s['elapsed_s'] / 60:.1f} min on {s['hardware']}.
+
+## Metrics (at export)
+
+- Training loss (per-token NELBO, nats, mean of the last {s['loss_window']} steps): {s['final_loss']:.4f}
+- Held-out NELBO per token (EMA weights, {s['eval_n']} held-out sequences): {s['val_nelbo']:.4f} nats
+  (perplexity bound {math.exp(s['val_nelbo']):.3f})
+"""
+
+
+def export(directory: Path, model, ema: EMA, tokenizer, card: str) -> Path:
+    directory = Path(directory)
+    ema_model(model, ema).to("cpu").save_pretrained(directory)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    (directory / "README.md").write_text(card, encoding="utf-8")
+    return directory
+
+
+# ---------------------------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="explorer train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log)")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--ema", type=float, default=0.9999, help="EMA decay (with warm-up)")
+    p.add_argument("--hidden-dim", type=int, default=192)
+    p.add_argument("--n-blocks", type=int, default=4)
+    p.add_argument("--n-heads", type=int, default=4)
+    p.add_argument("--cond-dim", type=int, default=64)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--eval-n", type=int, default=512, help="held-out sequences for the NELBO")
+    p.add_argument("--ckpt-every", type=int, default=1000)
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    p.add_argument("--export", type=Path, default=None, help="write the EMA model here at the end")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def train(args: argparse.Namespace, command: str | None = None) -> dict:
+    """Run (or resume) training as ``args`` says; returns the summary written to the model card."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    task = get_task(args.task)
+    tokenizer = task.build_tokenizer()
+    vocab_size = tokenizer.get_vocab_size()
+    mask_id = tokenizer.token_to_id("[MASK]")
+    if mask_id != vocab_size - 1:
+        raise ValueError(f"the task's [MASK] must be the last id (got {mask_id} of {vocab_size})")
+
+    torch.manual_seed(args.seed)
+    config = MDLMConfig(vocab_size=vocab_size, hidden_dim=args.hidden_dim, cond_dim=args.cond_dim,
+                        n_blocks=args.n_blocks, n_heads=args.n_heads, model_length=task.SEQ_LEN,
+                        dropout=args.dropout)
+    model = MDLM(config).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999),
+                                  weight_decay=args.weight_decay)
+    ema = EMA(model, args.ema)
+    noise_gen = torch.Generator().manual_seed(args.seed + 1)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    step, elapsed_before = 0, 0.0
+    ckpt = out / CHECKPOINT
+    if args.resume and ckpt.is_file():
+        state = load_checkpoint(ckpt, model, ema, optimizer, noise_gen)
+        step, elapsed_before = state["step"], state.get("elapsed_s", 0.0)
+    elif args.resume:
+        print(f"--resume: no {ckpt}, starting from scratch", file=sys.stderr)
+
+    data = task.batches("train", args.batch_size, args.seed)
+    for _ in range(step):  # fast-forward the seeded stream to where the checkpoint left it
+        next(data)
+    eval_data = task.eval_tensor(args.eval_n, args.seed)
+    run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    log = open(out / LOG, "a", encoding="utf-8")
+
+    def log_row(**row):
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+
+    from tqdm.auto import tqdm
+    bar = tqdm(total=args.steps, initial=step, disable=args.no_progress, desc=f"train {args.task}")
+    losses: list[float] = []
+    val_nelbo = float("nan")
+    start = time.time()
+    while step < args.steps:
+        lr = learning_rate(step, args.lr, args.warmup, args.steps, args.schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x0 = next(data).to(device)
+        loss = mdlm_loss(model, x0, mask_id, noise_gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        ema.update(model)
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        if step % 50 == 0 or step == args.steps:
+            recent = sum(losses[-50:]) / len(losses[-50:])
+            bar.set_postfix(loss=f"{recent:.4f}", lr=f"{lr:.2e}")
+            log_row(step=step, loss=recent, lr=lr, grad_norm=float(grad_norm),
+                    elapsed_s=elapsed_before + time.time() - start)
+        if step % args.eval_every == 0 or step == args.steps:
+            val_nelbo = heldout_nelbo(ema_model(model, ema), eval_data, mask_id, seed=args.seed)
+            log_row(step=step, val_nelbo=val_nelbo, elapsed_s=elapsed_before + time.time() - start)
+            bar.write(f"step {step}: held-out NELBO (EMA) {val_nelbo:.4f}")
+        if step % args.ckpt_every == 0 or step == args.steps:
+            save_checkpoint(out, model, ema, optimizer, step, noise_gen, run_args,
+                            elapsed_before + time.time() - start)
+    bar.close()
+    if math.isnan(val_nelbo):  # resumed at the last step: nothing was evaluated in this call
+        val_nelbo = heldout_nelbo(ema_model(model, ema), eval_data, mask_id, seed=args.seed)
+    log.close()
+
+    window = min(500, len(losses)) or 1
+    summary = {
+        "task": args.task, "step": step, "batch_size": args.batch_size, "lr": args.lr,
+        "warmup": args.warmup, "schedule": args.schedule, "weight_decay": args.weight_decay,
+        "ema_decay": args.ema, "seed": args.seed, "hidden_dim": args.hidden_dim,
+        "n_blocks": args.n_blocks, "n_heads": args.n_heads, "cond_dim": args.cond_dim,
+        "dropout": args.dropout, "vocab_size": vocab_size, "mask_id": mask_id,
+        "seq_len": task.SEQ_LEN, "parameters": model.num_parameters(),
+        "tokens": step * args.batch_size * task.SEQ_LEN,
+        "elapsed_s": elapsed_before + time.time() - start, "hardware": hardware(),
+        "final_loss": sum(losses[-window:]) / window if losses else float("nan"),
+        "loss_window": window, "val_nelbo": val_nelbo, "eval_n": args.eval_n,
+        "data": getattr(task, "DATA_DESCRIPTION", f"`explorer/tasks/{args.task}.py`, seed {args.seed}"),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if args.export is not None:
+        command = command or "python -m explorer.train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        export(args.export, model, ema, tokenizer, model_card(args.task, command, summary))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    command = "python -m explorer.train " + " ".join(shlex.quote(a) for a in argv)
+    return train(args, command)
+
+
+if __name__ == "__main__":
+    main()
