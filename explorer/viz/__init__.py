@@ -4,6 +4,8 @@
 * :func:`token_text` -- the same as flowing, coloured text (plain HTML);
 * :func:`step_heatmap` -- positions x steps, by state or by p(current token);
 * :func:`lifelines` -- when each position was decoded, remasked, re-decoded, and to what;
+* :func:`grid_animation` -- grids of one or more traces with a step slider and play button
+  that work in a saved page;
 * :func:`step_curves` -- counts, probabilities and schedule per step;
 * sweep figures (quality vs steps, return on compute) from ``explorer.viz.sweep``;
 * :func:`to_html` / :func:`write_html` -- self-contained pages with plotly.js embedded.
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 from ._index import TraceIndex, index_for
+from .animation import changing_steps, grid_animation
 from .curves import step_counts, step_curves
 from .export import HTMLView, page_html, to_html, write_html
 from .grid import token_grid
@@ -20,31 +23,32 @@ from .palette import STATE_COLORS, STATE_NAMES
 from .text import token_text
 
 __all__ = [
-    "TraceIndex", "index_for", "token_grid", "token_text", "step_heatmap", "lifelines",
+    "TraceIndex", "index_for", "token_grid", "grid_animation", "changing_steps", "token_text", "step_heatmap", "lifelines",
     "busiest_positions", "step_curves", "step_counts", "to_html", "write_html", "page_html",
     "HTMLView", "STATE_COLORS", "STATE_NAMES",
 ]
 
 
+def _sweep_module():
+    import importlib
+    import importlib.util
+    if importlib.util.find_spec(__name__ + ".sweep") is None:
+        return None
+    return importlib.import_module(__name__ + ".sweep")
+
+
 def __getattr__(name):
     # The sweep figures live in explorer/viz/sweep.py (written alongside the metrics); import them
     # on first use so this package works before and without that module.
-    if name.startswith("_"):
-        raise AttributeError(name)
-    try:
-        from . import sweep as _sweep
-    except ImportError as exc:
-        raise AttributeError(f"explorer.viz has no attribute {name!r} ({exc})") from None
-    if hasattr(_sweep, name):
-        return getattr(_sweep, name)
-    raise AttributeError(f"explorer.viz has no attribute {name!r}")
+    if name.startswith("_") or name == "sweep":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    mod = _sweep_module()
+    if mod is not None and hasattr(mod, name):
+        return getattr(mod, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    names = list(__all__)
-    try:
-        from . import sweep as _sweep
-        names += [n for n in getattr(_sweep, "__all__", dir(_sweep)) if not n.startswith("_")]
-    except ImportError:
-        pass
-    return sorted(set(names))
+    mod = _sweep_module()
+    extra = [n for n in getattr(mod, "__all__", dir(mod)) if not n.startswith("_")] if mod else []
+    return sorted(set(__all__) | set(extra))

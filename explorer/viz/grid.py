@@ -87,12 +87,14 @@ def token_grid(trace, step: int | None = None, sample: int = 0, start: int = 0, 
     for tr in _legend_traces():
         fig.add_trace(tr)
     rows = a["rows"]
+    height = 110 + rows * cell_height
     fig.update_layout(
-        title=dict(text=grid_title(index, step, a["counts"], label), font=dict(size=14)),
-        height=110 + rows * cell_height,
+        title=dict(text=grid_title(index, step, a["counts"], label), font=dict(size=14),
+                   yref="container", y=1 - 34 / height, yanchor="top"),
+        height=height,
         margin=dict(l=50, r=10, t=70, b=10),
         plot_bgcolor="#FFFFFF",
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+        legend=dict(orientation="h", yref="container", y=1, yanchor="top", xanchor="left", x=0),
         uirevision=GRID_UIREVISION,
         hoverlabel=dict(align="left"),
     )

@@ -18,6 +18,9 @@ def token_text(trace, step: int | None = None, sample: int = 0, start: int = 0,
     index = index_for(trace, sample)
     step = index.last_step if step is None else index.check_step(step)
     fr = index.frame(step, start, length)
+    # word-level vocabularies carry no spaces in their token texts: put one between tokens then
+    sample_texts = [index.text(int(t)) for t in fr.shown[:64] if int(t) != index.mask_id]
+    sep = "" if any(t[:1].isspace() or t[-1:].isspace() for t in sample_texts) else " "
     spans = []
     for p, tid, code, prob in zip(fr.positions, fr.shown, fr.codes, fr.prob):
         code = int(code)
@@ -33,6 +36,6 @@ def token_text(trace, step: int | None = None, sample: int = 0, start: int = 0,
     legend = " ".join(f'<span style="background:{STATE_COLORS[c]};color:{TEXT_COLORS[c]};'
                       f'padding:0 4px;border-radius:3px">{STATE_NAMES[c]}</span>' for c in STATE_NAMES)
     body = ("<div style='font-family:ui-monospace,monospace;white-space:pre-wrap;line-height:1.7'>"
-            + "".join(spans) + "</div>")
+            + sep.join(spans) + "</div>")
     return HTMLView(f"<div class='remdm-text'><div style='font-size:0.85em;margin-bottom:4px'>"
                     f"step {step} · {legend}</div>{body}</div>")
