@@ -41,6 +41,13 @@ EOT_ID = 0
 MASK_ID = VOCAB_SIZE - 1
 HELDOUT_PER_MILLE = 50  # 5 % of stories
 
+DATA_DESCRIPTION = (
+    "TinyStories (Eldan & Li 2023, CDLA-Sharing-1.0): the four offline pieces in "
+    "`../shared/corpus/tinystories/` (~8k stories, ~1.57M tokens), lower-cased and normalised; "
+    "the 5 % of stories whose SHA-1 falls lowest are held out (`explorer/tasks/stories.py`); "
+    "stories joined with `<|endoftext|>` and cut into 128-token blocks"
+)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_DIR = REPO_ROOT / "data" / "models" / "stories"
 TOKENIZER_PATH = SHIPPED_DIR / "tokenizer.json"
@@ -278,6 +285,11 @@ def eval_tensor(n: int, seed: int = 0) -> torch.Tensor:
     """``LongTensor[n, SEQ_LEN]`` of held-out blocks (deterministic for a given ``seed``)."""
     flat, offsets = _split_tokens("heldout")
     return heldout_blocks(flat, offsets, n, seed)
+
+
+def num_heldout_blocks() -> int:
+    """How many distinct ``SEQ_LEN`` blocks the held-out split has (``eval_tensor`` of that many = all)."""
+    return len(_split_tokens("heldout")[0]) // SEQ_LEN
 
 
 def heldout_texts(n: int, seed: int = 0, skip_special_tokens: bool = False) -> list[str]:

@@ -1,0 +1,288 @@
+"""A small causal judge LM on the stories tokenizer: generative perplexity and MAUVE features offline.
+
+The reference protocol (remdm-reference §3) scores samples with ``gpt2-large``; on a machine with
+no hub access we score stories samples with this judge instead: a 4-layer GPT-2 trained here on
+the TinyStories train split, shipped in ``data/models/stories-judge/`` in the Hugging Face format,
+so ``AutoModelForCausalLM.from_pretrained(dir)`` and ``AutoTokenizer.from_pretrained(dir)`` work.
+
+    python -m explorer.judge train --out runs/judge --steps 6000 --export data/models/stories-judge
+    python -m explorer.judge eval data/models/stories-judge
+
+    judge = load_judge()                    # or: model, tokenizer = load_judge()
+    judge.perplexity(texts)                 # corpus-level, token-weighted (§3)
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import platform
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from explorer.tasks import stories
+
+SHIPPED_DIR = stories.REPO_ROOT / "data" / "models" / "stories-judge"
+
+
+def judge_config(vocab_size: int = stories.VOCAB_SIZE, n_layer: int = 4, n_embd: int = 256, n_head: int = 4,
+                 n_positions: int = 256, dropout: float = 0.0) -> GPT2Config:
+    return GPT2Config(
+        vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+        bos_token_id=stories.EOT_ID, eos_token_id=stories.EOT_ID, pad_token_id=stories.EOT_ID,
+        tie_word_embeddings=True,
+    )
+
+
+def hf_tokenizer(tok=None) -> PreTrainedTokenizerFast:
+    """The stories tokenizer as a ``PreTrainedTokenizerFast`` (what ``AutoTokenizer`` returns)."""
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok or stories.build_tokenizer(),
+        bos_token=stories.EOT, eos_token=stories.EOT, pad_token=stories.EOT, mask_token=stories.MASK,
+        model_max_length=256,
+    )
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+@torch.no_grad()
+def block_nll(model: GPT2LMHeadModel, blocks: torch.Tensor, batch_size: int = 64) -> float:
+    """Mean next-token NLL (nats) over all positions 1.. of ``blocks`` ``[N, L]`` (held-out blocks)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    dev = model.device
+    for chunk in blocks.split(batch_size):
+        chunk = chunk.to(dev)
+        logits = model(chunk).logits[:, :-1].float()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="sum")
+        total += nll.item()
+        count += chunk[:, 1:].numel()
+    model.train(was_training)
+    return total / count
+
+
+@dataclass
+class Judge:
+    """A causal LM with its tokenizer; ``model, tokenizer = judge`` unpacks."""
+
+    model: GPT2LMHeadModel
+    tokenizer: PreTrainedTokenizerFast
+    path: str = ""
+
+    def __iter__(self):
+        return iter((self.model, self.tokenizer))
+
+    @torch.no_grad()
+    def token_nll(self, texts: Sequence[str], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-text NLL sums and scored-token counts, as in remdm-reference §3.
+
+        Texts are retokenised with the judge's tokenizer (no BOS added), truncated to the context;
+        target positions 1.. are scored when the token is not EOS or is the first EOS.
+        """
+        tok, model = self.tokenizer, self.model
+        model.eval()
+        eos = tok.eos_token_id
+        sums, counts = [], []
+        for i in range(0, len(texts), batch_size):
+            enc = tok(list(texts[i : i + batch_size]), return_tensors="pt", padding=True, truncation=True,
+                      max_length=model.config.n_positions, add_special_tokens=False)
+            ids, attn = enc["input_ids"].to(model.device), enc["attention_mask"].to(model.device)
+            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+            target = ids[:, 1:]
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+            is_eos = target == eos
+            first_eos = is_eos & (is_eos.cumsum(1) == 1)
+            w = ((~is_eos) | first_eos) & attn[:, 1:].bool()
+            sums.append((nll * w).sum(1).cpu())
+            counts.append(w.sum(1).cpu())
+        return torch.cat(sums), torch.cat(counts)
+
+    def perplexity(self, texts: Sequence[str], batch_size: int = 32) -> float:
+        """Corpus-level perplexity exp(sum NLL / sum tokens) over ``texts`` (remdm-reference §3)."""
+        sums, counts = self.token_nll(texts, batch_size)
+        return math.exp(sums.sum().item() / max(counts.sum().item(), 1))
+
+
+def load_judge(name_or_path: str = "stories-judge", device: str | torch.device | None = None) -> Judge:
+    """Load a judge by shipped name (``data/models/<name>``) or by directory, offline."""
+    path = Path(name_or_path)
+    if not path.is_dir() and (stories.REPO_ROOT / "data" / "models" / name_or_path).is_dir():
+        path = stories.REPO_ROOT / "data" / "models" / name_or_path
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"no judge at {name_or_path!r}: expected a shipped name (e.g. 'stories-judge') or a directory "
+            "saved by `python -m explorer.judge train --export DIR`"
+        )
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model.to(device or "cpu").eval()
+    return Judge(model=model, tokenizer=tokenizer, path=str(path))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def lr_at(step: int, peak: float, warmup: int, total: int, floor: float = 0.1) -> float:
+    """Linear warm-up, then cosine decay to ``floor * peak``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(
+    out: str | Path,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    warmup: int = 200,
+    weight_decay: float = 0.1,
+    seed: int = 0,
+    eval_every: int = 250,
+    ckpt_every: int = 250,
+    config: GPT2Config | None = None,
+    data: Iterator[torch.Tensor] | None = None,
+    eval_blocks: torch.Tensor | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Train (or resume) a judge in ``out``; returns a summary with held-out loss when evaluated.
+
+    ``ckpt.pt`` holds model, optimizer, step and the RNG state and is written every ``ckpt_every``
+    steps; ``best.pt`` holds the weights with the lowest held-out loss so far.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    config = config or judge_config()
+    model = GPT2LMHeadModel(config).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    state = {"step": 0, "best_loss": float("inf"), "history": [], "seconds": 0.0}
+    ckpt = out / "ckpt.pt"
+    if ckpt.is_file():
+        saved = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        state = saved["state"]
+        torch.set_rng_state(saved["torch_rng"])
+        print(f"resumed from {ckpt} at step {state['step']}")
+    data = data if data is not None else stories.batches("train", batch_size, seed)
+    data = itertools.islice(data, state["step"], None)  # the batch at step k depends only on (seed, k)
+    if eval_blocks is None and eval_every:
+        eval_blocks = stories.eval_tensor(stories.num_heldout_blocks())
+
+    def save_ckpt():
+        tmp = out / "ckpt.tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
+                    "torch_rng": torch.get_rng_state(), "config": config.to_dict()}, tmp)
+        tmp.replace(ckpt)
+
+    model.train()
+    bar = tqdm(total=steps, initial=state["step"], disable=not progress, desc="judge")
+    t0 = time.time()
+    seconds0 = state["seconds"]
+    while state["step"] < steps:
+        x = next(data).to(device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(state["step"], lr, warmup, steps)
+        loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=x).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state["step"] += 1
+        state["seconds"] = seconds0 + time.time() - t0
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        row = {"step": state["step"], "train_loss": loss.item()}
+        if eval_every and (state["step"] % eval_every == 0 or state["step"] == steps):
+            row["heldout_loss"] = block_nll(model, eval_blocks)
+            if row["heldout_loss"] < state["best_loss"]:
+                state["best_loss"] = row["heldout_loss"]
+                state["best_step"] = state["step"]
+                torch.save(model.state_dict(), out / "best.pt")
+            bar.write(f"step {state['step']}: held-out loss {row['heldout_loss']:.4f} "
+                      f"(ppl {math.exp(row['heldout_loss']):.2f})")
+        state["history"].append(row)
+        if state["step"] % ckpt_every == 0 or state["step"] == steps:
+            save_ckpt()
+    bar.close()
+    (out / "history.json").write_text(json.dumps(state["history"]))
+    return {"model": model, "state": state, "config": config}
+
+
+def export(out: str | Path, export_dir: str | Path, use_best: bool = True) -> Path:
+    """Write the trained judge (best held-out weights by default) as an HF model + tokenizer."""
+    out, export_dir = Path(out), Path(export_dir)
+    saved = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=False)
+    model = GPT2LMHeadModel(GPT2Config.from_dict(saved["config"]))
+    weights = saved["model"]
+    if use_best and (out / "best.pt").is_file():
+        weights = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(weights)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(export_dir)
+    hf_tokenizer().save_pretrained(export_dir)
+    return export_dir
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m explorer.judge", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train (or resume) the stories judge")
+    t.add_argument("--out", default="runs/judge")
+    t.add_argument("--steps", type=int, required=True)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--warmup", type=int, default=200)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--eval-every", type=int, default=250)
+    t.add_argument("--ckpt-every", type=int, default=50)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--export", default=None, help="directory to write the HF model + tokenizer to")
+    e = sub.add_parser("eval", help="held-out perplexity of a judge")
+    e.add_argument("path", nargs="?", default="stories-judge")
+    e.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.cmd == "train":
+        res = train(args.out, args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                    seed=args.seed, eval_every=args.eval_every, ckpt_every=args.ckpt_every,
+                    device=args.device)
+        st = res["state"]
+        summary = {"steps": st["step"], "seconds": round(st["seconds"], 1),
+                   "best_step": st.get("best_step"), "best_heldout_loss": st["best_loss"],
+                   "best_heldout_ppl": math.exp(st["best_loss"]), "hardware": platform.processor() or platform.machine(),
+                   "threads": args.threads, "torch": torch.__version__}
+        (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
+        print(json.dumps(summary, indent=1))
+        if args.export:
+            print("exported to", export(args.out, args.export))
+    else:
+        judge = load_judge(args.path)
+        blocks = stories.eval_tensor(stories.num_heldout_blocks())
+        nll = block_nll(judge.model, blocks)
+        print(json.dumps({"heldout_blocks": len(blocks), "heldout_nll": nll, "heldout_ppl": math.exp(nll),
+                          "heldout_text_ppl": judge.perplexity(stories.heldout_texts(len(blocks)))}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
