@@ -1,0 +1,132 @@
+"""The orders task: seeded generator, exact validator (each rule alone), word-level tokenizer."""
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Tokenizer
+
+from explorer.tasks import get_task, orders
+
+# One hand-written valid sequence (4 records of 16 tokens).
+VALID = (
+    "order france eur 20% chair furniture 120 x 3 = 360 ordered 04 shipped 09 ; "
+    "order japan jpy 10% novel books 35 x 1 = 35 ordered 21 shipped 28 ; "
+    "order canada cad 5% laptop electronics 900 x 5 = 4500 ordered 01 shipped 02 ; "
+    "order uk gbp 20% pan kitchen 48 x 2 = 96 ordered 10 shipped 17 ;"
+)
+
+
+def edit(text: str, record: int, pos: int, token: str) -> str:
+    words = text.split()
+    words[record * orders.RECORD_LEN + pos] = token
+    return " ".join(words)
+
+
+def field_pos(name: str) -> int:
+    return orders.TEMPLATE.index(f"<{name}>")
+
+
+def broken_rules(text: str) -> set[str]:
+    return {rule for rule, ok in orders.check(text).items() if not ok}
+
+
+def test_shape_and_interface():
+    assert orders.SEQ_LEN == 64 == orders.RECORD_LEN * orders.RECORDS_PER_SEQ
+    assert get_task("orders") is orders
+    batch = next(orders.batches("train", 5, seed=0))
+    assert batch.shape == (5, 64) and batch.dtype == torch.long
+    assert int(batch.max()) < orders.MASK_ID  # data never holds the mask
+
+
+def test_generator_is_deterministic_per_seed():
+    assert orders.generate(6, seed=3) == orders.generate(6, seed=3)
+    assert orders.generate(6, seed=3) != orders.generate(6, seed=4)
+    a, b = orders.batches("train", 4, seed=1), orders.batches("train", 4, seed=1)
+    for _ in range(3):
+        assert torch.equal(next(a), next(b))
+    assert torch.equal(orders.eval_tensor(8, seed=0), orders.eval_tensor(8, seed=0))
+    assert not torch.equal(orders.eval_tensor(8, seed=0), next(orders.batches("train", 8, seed=0)))
+
+
+def test_generated_records_are_valid_and_varied():
+    texts = orders.generate(200, seed=0)
+    assert all(orders.is_valid(t) for t in texts)
+    recs = [r for t in texts for r in orders.parse(t)]
+    assert len(recs) == 800
+    for field in ("country", "item", "qty", "order_day"):
+        assert {r[field] for r in recs} == set(orders.FIELD_DOMAINS[field])
+
+
+def test_crafted_valid_sequence():
+    assert orders.is_valid(VALID)
+    assert orders.record_validity(VALID) == [True] * 4
+    df = orders.check_records(VALID)
+    assert set(df.columns) >= {"record", "rule", "ok", "field", "value"}
+    assert len(df) == 4 * len(orders.RULES) and df.ok.all()
+
+
+@pytest.mark.parametrize("rule, field, token", [
+    ("currency", "currency", "gbp"),      # france pays in eur
+    ("tax", "tax", "19%"),                # france's rate is 20%
+    ("category", "category", "kitchen"),  # a chair is furniture
+    ("total", "total", "240"),            # 120 x 3 = 360
+    ("dates", "ship_day", "04"),          # ships the day it is ordered
+    ("dates", "ship_day", "12"),          # 8 days after the order: later than a week
+    ("format", "qty", "6"),               # not a quantity of this language
+    ("format", "country", "laptop"),      # an item where the country goes
+    ("format", None, "y"),                # a keyword replaced
+])
+def test_each_rule_broken_alone(rule, field, token):
+    pos = field_pos(field) if field else orders.TEMPLATE.index("x")
+    text = edit(VALID, 1 if field != "ship_day" else 0, pos, token)
+    assert broken_rules(text) == {rule}
+    assert not orders.is_valid(text)
+    validity = orders.record_validity(text)
+    assert validity.count(False) == 1
+    df = orders.check_records(text)
+    bad = df[~df.ok]
+    assert list(bad.rule) == [rule] and bad.record.nunique() == 1
+
+
+def test_price_broken_alone():
+    # Write the chair at the knife's price with a total that matches that price: only "price" breaks.
+    text = edit(edit(VALID, 0, field_pos("price"), "60"), 0, field_pos("total"), "180")
+    assert broken_rules(text) == {"price"}
+    row = orders.check_records(text).query("not ok").iloc[0]
+    assert (row.record, row.value, row.expected) == (0, "60", "120")
+
+
+def test_wrong_length_is_a_format_error():
+    words = VALID.split()
+    assert broken_rules(" ".join(words[:-1])) == {"format"}
+    assert broken_rules(" ".join(words + ["order"])) == {"format"}
+    assert broken_rules("") == {"format"}
+
+
+def test_validity_table_long_form():
+    bad = edit(VALID, 2, field_pos("currency"), "eur")
+    df = orders.validity_table([VALID, bad])
+    assert set(df["sample"]) == {0, 1}
+    assert df.groupby("sample").ok.all().tolist() == [True, False]
+
+
+def test_tokenizer_round_trip_and_mask_id(tmp_path):
+    tok = orders.build_tokenizer()
+    assert isinstance(tok, Tokenizer)
+    assert tok.get_vocab_size() == orders.VOCAB_SIZE
+    assert tok.token_to_id("[MASK]") == orders.VOCAB_SIZE - 1 == orders.MASK_ID
+    assert tok.token_to_id("[UNK]") is not None
+    for text in [VALID, *orders.generate(20, seed=5)]:
+        ids = tok.encode(text).ids
+        assert len(ids) == orders.SEQ_LEN
+        assert tok.decode(ids) == text
+    # ids of the tokenizer are the ids of the generator
+    batch = next(orders.batches("valid", 3, seed=0))
+    for row in batch:
+        assert tok.encode(orders.decode(row)).ids == row.tolist()
+    # saved as a tokenizer.json and reloaded unchanged
+    tok.save(str(tmp_path / "tokenizer.json"))
+    again = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert again.encode(VALID).ids == tok.encode(VALID).ids
+    assert again.token_to_id("[MASK]") == orders.MASK_ID
+    assert tok.encode("order atlantis").ids[1] == tok.token_to_id("[UNK]")
