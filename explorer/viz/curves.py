@@ -102,7 +102,7 @@ def step_curves(trace, sample: int | None = None, step: int | None = None, extra
                                      line=dict(color=LINE_COLORS[ci % len(LINE_COLORS)])), row=2, col=1)
             ci += 1
     if step is not None:
-        fig.add_vline(x=step, line=dict(color="#000000", width=1, dash="dot"))
+        fig.add_vline(x=step, line=dict(color="#000000", width=1, dash="dot"), name="step-marker")
     fig.update_layout(height=460, barmode="overlay", margin=dict(l=60, r=20, t=60, b=45),
                       plot_bgcolor="#FFFFFF", legend=dict(orientation="h", y=-0.15),
                       title="what happened at each step" + (f" (sample {sample})" if sample is not None else ""))

@@ -67,5 +67,5 @@ def step_heatmap(trace, sample: int = 0, value: str = "state", positions=None, s
     )
     fig.update_yaxes(autorange="reversed")
     if step is not None:
-        fig.add_vline(x=step, line=dict(color="#000000", width=1, dash="dot"))
+        fig.add_vline(x=step, line=dict(color="#000000", width=1, dash="dot"), name="step-marker")
     return fig

@@ -83,6 +83,6 @@ def lifelines(trace, positions=None, sample: int = 0, step: int | None = None,
     fig.update_yaxes(tickvals=list(range(len(positions))), ticktext=[f"pos {p}" for p in positions],
                      showgrid=False, range=[len(positions) - 0.5, -0.8])
     if step is not None:
-        fig.add_vline(x=step, line=dict(color="#000000", width=1, dash="dot"))
+        fig.add_vline(x=step, line=dict(color="#000000", width=1, dash="dot"), name="step-marker")
     fig.layout.meta = {"positions": positions, "sample": sample}
     return fig

@@ -1,0 +1,18 @@
+"""Widgets (ipywidgets 8 + plotly FigureWidget) composing the figures of :mod:`explorer.viz`.
+
+Each is an ``ipywidgets.VBox`` (display it by leaving it last in a cell) with a static fallback
+``to_html(path)`` that writes a self-contained page working without a kernel or network.
+
+* :class:`TraceViewer` -- step scrubber with play/pause and speed, hover, click for lifelines;
+* :class:`CompareViewer` -- several traces (e.g. MDLM vs ReMDM, same seed) on one slider;
+* :class:`InterventionViewer` -- remask or pin tokens at a step and continue as a branch;
+* :class:`SweepExplorer` -- quality vs steps and return on compute of a sweep.
+"""
+from __future__ import annotations
+
+from .compare import CompareViewer
+from .intervene import InterventionViewer
+from .scrubber import TraceViewer
+from .sweep_explorer import SweepExplorer
+
+__all__ = ["TraceViewer", "CompareViewer", "InterventionViewer", "SweepExplorer"]

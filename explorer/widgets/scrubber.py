@@ -1,0 +1,188 @@
+"""The step scrubber: a token grid you can play, scrub, hover and click."""
+from __future__ import annotations
+
+import html
+import time
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+from ..viz import export
+from ..viz._index import display_token, index_for
+from ..viz.animation import grid_animation
+from ..viz.curves import step_curves
+from ..viz.grid import grid_arrays, grid_title, token_grid
+from ..viz.lifeline import lifelines
+
+SPEEDS = {"1 step/s": 1000, "2 steps/s": 500, "5 steps/s": 200, "10 steps/s": 100, "25 steps/s": 40,
+          "50 steps/s": 20}
+
+
+def position_history_html(index, position: int, upto: int | None = None) -> str:
+    """The full record of one position as a small HTML table: step, change, token, p, top-k."""
+    hist = index.history(position)
+    a = index.pos_start[position]
+    rows = []
+    for i in range(len(hist)):
+        e = a + i
+        s = int(index.step[e])
+        if upto is not None and s > upto:
+            break
+        tok = html.escape(index.text(int(index.tok[e])))
+        if index.is_unmask[e]:
+            cands = ", ".join(f"{html.escape(t)} {p:.2f}" for t, p in index.candidates(e))
+            rows.append(f"<tr><td>{s}</td><td>decoded</td><td><code>{tok}</code></td>"
+                        f"<td>{index.prob[e]:.3f}</td><td>{cands}</td></tr>")
+        else:
+            rows.append(f"<tr><td>{s}</td><td style='color:#D55E00'>remasked</td><td><code>{tok}</code></td>"
+                        "<td></td><td></td></tr>")
+    if index.fixed[position]:
+        return (f"<b>position {position}</b>: prompt / pinned token "
+                f"<code>{html.escape(index.text(int(index.initial[position])))}</code>")
+    if not rows:
+        return f"<b>position {position}</b>: no change yet"
+    return (f"<b>position {position}</b>" + (f" up to step {upto}" if upto is not None else "") +
+            "<table style='font-size:12px;border-collapse:collapse'><tr><th>step</th><th>change</th>"
+            "<th>token</th><th>p</th><th>top-k then</th></tr>" + "".join(rows) + "</table>")
+
+
+class TraceViewer(W.VBox):
+    """Scrub through one sample of a trace: play/pause, speed, a window over long sequences,
+    hover a token for p / top-k / history, click it for its lifeline.
+
+    ``viewer.step = k`` (or the slider) moves to step k; ``viewer.to_html(path)`` writes a
+    self-contained page with the same grid, a slider and a play button that needs no kernel.
+    """
+
+    def __init__(self, trace, sample: int = 0, step: int | None = None, start: int = 0,
+                 length: int = 256, columns: int = 32, label: str | None = None, curves: bool = True,
+                 lifeline: bool = True):
+        self.trace = trace
+        self.sample = sample
+        self.index = index_for(trace, sample)
+        ix = self.index
+        self.columns = int(columns)
+        self.length = int(min(length, ix.seq_len))
+        self.start = int(start)
+        self.label = label
+        step = ix.last_step if step is None else ix.check_step(step)
+        self.last_render_s = 0.0
+        self.selected: int | None = None
+
+        self.grid = go.FigureWidget(token_grid(trace, step, sample, self.start, self.length, self.columns,
+                                               label=label))
+        self.slider = W.IntSlider(value=step, min=ix.first_step, max=ix.last_step, description="step",
+                                  continuous_update=True, layout=W.Layout(width="60%"))
+        self.play = W.Play(value=step, min=ix.first_step, max=ix.last_step, interval=200,
+                           description="play", show_repeat=False)
+        W.jslink((self.play, "value"), (self.slider, "value"))
+        self.speed = W.Dropdown(options=list(SPEEDS), value="5 steps/s", description="speed",
+                                layout=W.Layout(width="180px"))
+        self.speed.observe(lambda ch: setattr(self.play, "interval", SPEEDS[ch["new"]]), "value")
+        self.prev_button = W.Button(description="◀", layout=W.Layout(width="36px"), tooltip="previous step")
+        self.next_button = W.Button(description="▶", layout=W.Layout(width="36px"), tooltip="next step")
+        self.prev_button.on_click(lambda _: self._nudge(-1))
+        self.next_button.on_click(lambda _: self._nudge(+1))
+        controls = [self.play, self.prev_button, self.slider, self.next_button, self.speed]
+        self.window = None
+        if ix.seq_len > self.length:
+            self.window = W.IntSlider(value=self.start, min=0, max=max(0, ix.seq_len - self.length),
+                                      step=self.columns, description="from pos.", continuous_update=False,
+                                      layout=W.Layout(width="40%"))
+            self.window.observe(self._on_window, "value")
+        self.details = W.HTML("<i>hover a token for its p, top-k and history; click it for its lifeline</i>")
+        self.slider.observe(self._on_step, "value")
+        hm = self.grid.data[0]
+        hm.on_hover(self._on_hover)
+        hm.on_click(self._on_click)
+        self.curves = go.FigureWidget(step_curves(trace, sample=sample, step=step)) if curves else None
+        self.lifeline_box = W.VBox([]) if lifeline else None
+        children = [W.HBox(controls)]
+        if self.window is not None:
+            children.append(self.window)
+        children += [self.grid, self.details]
+        if self.lifeline_box is not None:
+            children.append(self.lifeline_box)
+        if self.curves is not None:
+            children.append(self.curves)
+        super().__init__(children)
+
+    # -- stepping -----------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        return int(self.slider.value)
+
+    @step.setter
+    def step(self, k: int) -> None:
+        self.slider.value = self.index.check_step(k)
+
+    def _nudge(self, d: int) -> None:
+        self.slider.value = int(np.clip(self.slider.value + d, self.slider.min, self.slider.max))
+
+    def _on_step(self, change) -> None:
+        self.render(int(change["new"]))
+
+    def _on_window(self, change) -> None:
+        self.start = int(change["new"])
+        self.render(self.step)
+
+    def render(self, step: int) -> float:
+        """Redraw the grid (and the step marker) for ``step``; returns the seconds it took."""
+        t0 = time.perf_counter()
+        a = grid_arrays(self.index, step, self.start, self.length, self.columns)
+        with self.grid.batch_update():
+            hm = self.grid.data[0]
+            hm.z = a["z"]
+            hm.text = a["text"]
+            hm.customdata = a["hover"]
+            self.grid.layout.title.text = grid_title(self.index, step, a["counts"], self.label)
+            self.grid.layout.yaxis.ticktext = a["row_labels"]
+        if self.curves is not None:
+            for shape in self.curves.layout.shapes:
+                if shape.name == "step-marker":
+                    shape.update(x0=step, x1=step)
+        self.last_render_s = time.perf_counter() - t0
+        return self.last_render_s
+
+    # -- hover / click --------------------------------------------------------------------
+    def _position_of(self, points) -> int | None:
+        if not points.xs:
+            return None
+        col, row = int(points.xs[0]), int(points.ys[0])
+        p = self.start + row * self.columns + col
+        return p if p < min(self.index.seq_len, self.start + self.length) else None
+
+    def _on_hover(self, trace, points, state) -> None:
+        p = self._position_of(points)
+        if p is not None:
+            self.show_position(p, lifeline=False)
+
+    def _on_click(self, trace, points, state) -> None:
+        p = self._position_of(points)
+        if p is not None:
+            self.show_position(p, lifeline=True)
+
+    def show_position(self, position: int, lifeline: bool = True) -> None:
+        """Fill the details panel with the position's history up to this step; draw its lifeline."""
+        self.selected = int(position)
+        self.details.value = position_history_html(self.index, position, upto=self.step)
+        if lifeline and self.lifeline_box is not None:
+            self.lifeline_box.children = [go.FigureWidget(
+                lifelines(self.trace, [position], self.sample, step=self.step))]
+
+    # -- static fallback ------------------------------------------------------------------
+    def figure(self, max_frames: int = 60) -> go.Figure:
+        return grid_animation([self.trace], [self.label], self.sample, self.start, self.length,
+                              self.columns, max_frames=max_frames)
+
+    def to_html(self, path, title: str = "ReMDM Explorer: trace", max_frames: int = 60):
+        """A self-contained page: the grid with slider and play button, the lifelines of the most
+        remasked positions and the per-step curves. No kernel, no network needed."""
+        parts = [self.figure(max_frames), lifelines(self.trace, sample=self.sample, max_positions=20),
+                 step_curves(self.trace, sample=self.sample)]
+        return export.write_html(path, parts, title=title)
+
+
+def short_token(index, tid: int) -> str:
+    return display_token(index.text(int(tid)), 12)
