@@ -21,20 +21,27 @@ import torch
 
 @torch.no_grad()
 def fill_argmax(model: Any, z: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Masked positions of ``z[N, L]`` filled by argmax p(x0 | z) (SUBS: the mask never wins)."""
+    """Masked positions of ``z[N, L]`` filled by argmax p(x0 | z) (SUBS: the mask never wins).
+
+    The same greedy fill as the engine's final pass (reference §1.8); uses the model's
+    ``body``/``head`` split when it has one, so only masked rows go through the output head.
+    """
+    from explorer.protocol import has_split, model_device
+    from explorer.samplers.categorical import subs_probs
+
     mask_id = int(model.mask_id)
-    dev = getattr(model, "device", None) or z.device
+    dev = model_device(model)
+    split = has_split(model)
     out = z.clone()
     bs = batch_size or z.shape[0]
     for i in range(0, z.shape[0], bs):
         chunk = z[i:i + bs].to(dev)
-        masked = chunk == mask_id
-        if not masked.any():
+        b, pos = (chunk == mask_id).nonzero(as_tuple=True)
+        if not b.numel():
             continue
-        logits = model.logits(chunk).float().clone()  # may be an expanded view
-        logits[..., mask_id] = float("-inf")
-        best = logits.argmax(-1)
-        out[i:i + bs] = torch.where(masked, best, chunk).to(out.device)
+        logits = model.head(model.body(chunk)[b, pos]) if split else model.logits(chunk)[b, pos]
+        best = subs_probs(logits, mask_id).argmax(-1)
+        out[i + b.cpu(), pos.cpu()] = best.cpu()
     return out
 
 

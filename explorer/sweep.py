@@ -1,0 +1,492 @@
+"""Sweeps over samplers x steps x seeds, cached and resumable, and the return-on-compute view.
+
+    df = explorer.sweep(model, {"mdlm": MDLM(), "remdm-loop": ReMDMLoop()}, steps=[16, 32, 64],
+                        num_samples=256, metrics=["validity", "entropy"], cache_dir="runs/sweep/cache")
+    roc = return_on_compute(df, baseline="mdlm", metric="validity")
+    print(summary(roc))
+
+**Result** (tidy, one row per cell and metric): ``sampler, steps, seed, metric, value, stderr,
+model_calls, seconds, tokens_per_second, num_samples, device, cached``. ``stderr`` is the standard
+error over the cell's samples where that means something (binomial for validity, delta method for
+Gen PPL, mean entropy); MAUVE gives the spread over k-means seeds when asked, else NaN.
+
+**Cache.** Each cell -- (sampler config, steps, seed, num_samples, model sha256) -- keeps its
+samples (token ids and texts) and, separately, each metric's rows, as Parquet files written
+atomically (temporary file, then rename). A sweep that is interrupted and started again
+recomputes nothing already written; adding a metric later scores the stored samples without
+generating them again. ``batch_size`` and the device are not in the key: the engine's samples
+do not depend on the batch size, and only float rounding differs between devices.
+
+**Several GPUs.** Launch the same script with ``torchrun --nproc_per_node=K``: when
+``torch.distributed`` is initialised, rank r runs cells r, r+K, ... on ``cuda:LOCAL_RANK`` and
+rank 0 gathers every row (``dist.gather_object``); other ranks return only their own rows.
+Otherwise everything runs in this process.
+
+**Return on compute** -- see :func:`return_on_compute` for the definitions, including the knee.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import engine
+from .metrics.registry import Metric, get_metric, higher_is_better
+from .protocol import model_identity
+
+RESULT_COLUMNS = ["sampler", "steps", "seed", "metric", "value", "stderr", "model_calls", "seconds",
+                  "tokens_per_second", "num_samples", "device", "cached"]
+CACHE_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def model_sha256(model: Any) -> str:
+    """The model's weights digest: ``model.identity["sha256"]`` or, failing that, a hash of its
+    parameters (so two different models never share cache cells)."""
+    sha = model_identity(model).get("sha256")
+    if sha:
+        return str(sha)
+    h = hashlib.sha256()
+    params = getattr(model, "state_dict", None)
+    if callable(params):
+        for name, t in sorted(params().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+    raise ValueError(f"{type(model).__name__} has no identity['sha256'] and no state_dict(); "
+                     "give it an identity so sweep results can be cached safely, or pass cache_dir=None.")
+
+
+def _cell_key(sampler_config: dict, steps: int, seed: int, num_samples: int, sha: str) -> str:
+    blob = json.dumps({"v": CACHE_VERSION, "sampler": sampler_config, "steps": int(steps), "seed": int(seed),
+                       "num_samples": int(num_samples), "model": sha}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _as_samplers(samplers: Any) -> dict[str, Any]:
+    from . import samplers as S
+
+    if isinstance(samplers, dict):
+        return {str(k): (S.by_name(v) if isinstance(v, str) else v) for k, v in samplers.items()}
+    if isinstance(samplers, str):
+        samplers = [s for s in samplers.split(",") if s.strip()]
+    out = {}
+    for s in samplers:
+        obj = S.by_name(s) if isinstance(s, str) else s
+        out[str(s).strip() if isinstance(s, str) else obj.config["name"]] = obj
+    return out
+
+
+def _dist():
+    d = torch.distributed
+    if d.is_available() and d.is_initialized():
+        return d
+    return None
+
+
+class _Cell:
+    def __init__(self, name, sampler, steps, seed, key):
+        self.name, self.sampler, self.steps, self.seed, self.key = name, sampler, int(steps), int(seed), key
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+def _generate_cell(model, cell: _Cell, num_samples, device, batch_size) -> tuple[pd.DataFrame, dict]:
+    t0 = time.perf_counter()
+    trace = engine.generate(model, cell.sampler, cell.steps, num_samples=num_samples, seed=cell.seed,
+                            device=device, batch_size=batch_size, record=False, progress=False)
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    if not trace.complete:
+        raise KeyboardInterrupt("sweep interrupted; finished cells are cached and will not be recomputed.")
+    final = trace.final
+    samples = pd.DataFrame({"sample": np.arange(final.shape[0]), "ids": list(final.numpy()),
+                            "text": trace.texts})
+    info = {"model_calls": trace.model_calls, "seconds": seconds,
+            "device": str(trace.meta.get("device", device)), "seq_len": int(final.shape[1])}
+    for k, v in info.items():
+        samples[k] = v
+    return samples, info
+
+
+def _run_cells(model, cells: list[_Cell], metrics: list[Metric], num_samples, device, batch_size,
+               cache: Path | None, progress: bool) -> list[dict]:
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(cells), desc="sweep", unit="cell")
+    rows: list[dict] = []
+    try:
+        for cell in cells:
+            if bar is not None:
+                bar.set_postfix_str(f"{cell.name} T={cell.steps} seed={cell.seed}")
+            spath = cache / cell.key / "samples.parquet" if cache else None
+            cached = bool(spath and spath.exists())
+            if cached:
+                samples = pd.read_parquet(spath)
+            else:
+                samples, _ = _generate_cell(model, cell, num_samples, device, batch_size)
+                if spath:
+                    _write_parquet_atomic(samples, spath)
+            first = samples.iloc[0]
+            ids = torch.tensor(np.stack(samples["ids"].to_numpy()), dtype=torch.long)
+            texts = samples["text"].tolist()
+            seconds = float(first["seconds"])
+            base = {"sampler": cell.name, "steps": cell.steps, "seed": cell.seed,
+                    "model_calls": int(first["model_calls"]), "seconds": seconds,
+                    "tokens_per_second": ids.numel() / seconds if seconds > 0 else float("nan"),
+                    "num_samples": len(texts), "device": str(first["device"])}
+            for m in metrics:
+                mpath = cache / cell.key / f"metric-{hashlib.sha256(m.key.encode()).hexdigest()[:16]}.parquet" \
+                    if cache else None
+                hit = bool(mpath and mpath.exists())
+                mdf = pd.read_parquet(mpath) if hit else m(ids, texts)
+                if mpath and not hit:
+                    _write_parquet_atomic(mdf.assign(metric_key=m.key), mpath)
+                for r in mdf.itertuples(index=False):
+                    rows.append({**base, "metric": r.metric, "value": float(r.value),
+                                 "stderr": float(r.stderr), "cached": cached and hit})
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return rows
+
+
+def sweep(model: Any, samplers: Any, steps: Sequence[int], num_samples: int = 64,
+          seeds: Sequence[int] = (0,), metrics: Sequence[Any] = ("entropy",),
+          cache_dir: str | os.PathLike | None = None, device: Any = None, batch_size: int | None = None,
+          progress: bool = True, metric_options: dict | None = None) -> pd.DataFrame:
+    """Generate ``num_samples`` per (sampler, steps, seed) and score them; tidy results.
+
+    ``samplers``: ``{label: sampler}``, a list of CLI names/samplers, or ``"mdlm,remdm-loop"``.
+    ``metrics``: names (``"entropy"``, ``"gen_ppl"``, ``"mauve"``, ``"validity"``), :class:`Metric`
+    objects or callables ``fn(ids, texts)`` (see :func:`explorer.metrics.get_metric`);
+    ``metric_options`` (e.g. ``{"judge": "gpt2-large"}``) go to the named ones.
+    ``cache_dir``: where finished cells live; a restarted sweep skips them (module doc).
+    """
+    sampler_map = _as_samplers(samplers)
+    steps = [int(s) for s in steps]
+    seeds = [int(s) for s in seeds]
+    d = _dist()
+    if d is not None and device is None and torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', d.get_rank() % torch.cuda.device_count()))}"
+        torch.cuda.set_device(torch.device(device))
+    mets = [get_metric(m, device=device, **(metric_options or {})) if isinstance(m, str) else get_metric(m)
+            for m in metrics]
+    cache = Path(cache_dir) if cache_dir is not None else None
+    sha = model_sha256(model) if cache is not None else ""
+    cells = [_Cell(name, smp, T, seed, _cell_key(smp.config, T, seed, num_samples, sha))
+             for name, smp in sampler_map.items() for T in steps for seed in seeds]
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / "sweep.json").write_text(json.dumps(
+            {"model": model_identity(model) | {"sha256": sha}, "cells": {c.key: {
+                "sampler": c.name, "config": c.sampler.config, "steps": c.steps, "seed": c.seed,
+                "num_samples": num_samples} for c in cells}}, indent=1, default=str))
+    if d is not None:
+        rank, world = d.get_rank(), d.get_world_size()
+        rows = _run_cells(model, cells[rank::world], mets, num_samples, device, batch_size, cache,
+                          progress and rank == 0)
+        gathered = [None] * world if rank == 0 else None
+        d.gather_object(rows, gathered, dst=0)
+        if rank == 0:
+            rows = [r for part in gathered for r in part]
+    else:
+        rows = _run_cells(model, cells, mets, num_samples, device, batch_size, cache, progress)
+    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    order = {n: i for i, n in enumerate(sampler_map)}
+    df = df.sort_values(["sampler", "steps", "seed"], key=lambda c: c.map(order) if c.name == "sampler" else c,
+                        kind="stable").reset_index(drop=True)
+    return df
+
+
+# ----------------------------------------------------------------------------- return on compute
+
+def _default_metric(df: pd.DataFrame) -> str:
+    names = list(dict.fromkeys(df["metric"]))
+    for pref in ("validity", "mauve", "gen_ppl"):
+        if pref in names:
+            return pref
+    return names[0]
+
+
+def _per_setting(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Mean over seeds per (sampler, steps), with the standard error of that mean."""
+    d = df[df["metric"] == metric]
+    if d.empty:
+        raise ValueError(f"metric {metric!r} is not in this sweep; it has {sorted(set(df['metric']))}.")
+
+    def agg(g: pd.DataFrame) -> pd.Series:
+        n = len(g)
+        se = g["stderr"].to_numpy(dtype=float)
+        if np.isfinite(se).all():
+            stderr = math.sqrt(float((se ** 2).sum())) / n
+        elif n > 1:
+            stderr = float(g["value"].std(ddof=1) / math.sqrt(n))
+        else:
+            stderr = float("nan")
+        return pd.Series({"value": g["value"].mean(), "stderr": stderr, "seeds": n,
+                          "model_calls": g["model_calls"].mean(), "seconds": g["seconds"].mean()})
+
+    out = d.groupby(["sampler", "steps"], sort=False).apply(agg, include_groups=False).reset_index()
+    return out
+
+
+def return_on_compute(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None,
+                      higher_is_better_: bool | None = None, z: float = 2.0,
+                      tolerance: float = 0.0) -> pd.DataFrame:
+    """What each sampler buys over the baseline, per unit of compute, and where more stops paying.
+
+    One row per (sampler, steps), seeds averaged. With ``q`` the metric oriented so that higher is
+    better (``gen_ppl`` and violation rates are negated; pass ``higher_is_better_`` for a custom
+    metric) and costs in model calls and seconds:
+
+    * ``gain`` = q(sampler, T) - q(baseline, T): improvement over the baseline at the same T;
+      ``gain_stderr`` its standard error;
+    * ``extra_calls`` / ``extra_seconds``: cost over the baseline at the same T;
+      ``gain_per_call`` = gain / extra_calls and ``gain_per_second`` likewise (NaN when the sampler
+      costs no more than the baseline: the gain is then free);
+    * ``marginal_gain`` = q(T) - q(previous T) along the sampler's own steps, and
+      ``marginal_gain_per_call`` / ``_per_second`` that divided by the added calls / seconds: the
+      return of the last increase in steps;
+    * ``is_knee``: **the knee** is the cheapest setting (fewest model calls, then fewest steps) of a
+      sampler that no costlier setting of the same sampler beats by more than noise -- by more
+      than ``max(z * sqrt(se_a^2 + se_b^2), tolerance)``. Spending beyond the knee buys no gain you
+      could tell from sampling noise at this sample size (so the knee moves right with more
+      samples, as it should). Where stderr is unknown, only ``tolerance`` counts.
+    """
+    metric = metric or _default_metric(df)
+    hib = higher_is_better_ if higher_is_better_ is not None else higher_is_better(metric)
+    if hib is None:
+        warnings.warn(f"{metric!r} has no better direction; treating higher as better. "
+                      "Pass higher_is_better_= to choose.", stacklevel=2)
+        hib = True
+    sign = 1.0 if hib else -1.0
+    s = _per_setting(df, metric)
+    s["metric"] = metric
+    s["quality"] = sign * s["value"]
+    if baseline not in set(s["sampler"]):
+        raise ValueError(f"baseline {baseline!r} is not in this sweep (samplers: {sorted(set(s['sampler']))}).")
+    base = s[s["sampler"] == baseline].set_index("steps")
+    b = base.reindex(s["steps"])
+    s["gain"] = s["quality"].to_numpy() - b["quality"].to_numpy()
+    s["gain_stderr"] = np.sqrt(s["stderr"].to_numpy() ** 2 + b["stderr"].to_numpy() ** 2)
+    s["extra_calls"] = s["model_calls"].to_numpy() - b["model_calls"].to_numpy()
+    s["extra_seconds"] = s["seconds"].to_numpy() - b["seconds"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s["gain_per_call"] = np.where(s["extra_calls"] > 0, s["gain"] / s["extra_calls"], np.nan)
+        s["gain_per_second"] = np.where(s["extra_seconds"] > 0, s["gain"] / s["extra_seconds"], np.nan)
+    parts = []
+    for _, g in s.groupby("sampler", sort=False):
+        g = g.sort_values(["model_calls", "steps"]).copy()
+        g["marginal_gain"] = g["quality"].diff()
+        g["marginal_calls"] = g["model_calls"].diff()
+        g["marginal_seconds"] = g["seconds"].diff()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g["marginal_gain_per_call"] = np.where(g["marginal_calls"] > 0, g["marginal_gain"] / g["marginal_calls"], np.nan)
+            g["marginal_gain_per_second"] = np.where(g["marginal_seconds"] > 0,
+                                                     g["marginal_gain"] / g["marginal_seconds"], np.nan)
+        q = g["quality"].to_numpy()
+        se = np.nan_to_num(g["stderr"].to_numpy(dtype=float), nan=0.0)
+        knee = len(g) - 1
+        for k in range(len(g)):
+            margin = np.maximum(z * np.sqrt(se[k + 1:] ** 2 + se[k] ** 2), tolerance)
+            if not np.any(q[k + 1:] - q[k] > margin):
+                knee = k
+                break
+        g["is_knee"] = np.arange(len(g)) == knee
+        parts.append(g)
+    out = pd.concat(parts, ignore_index=True)
+    cols = ["sampler", "steps", "metric", "value", "stderr", "seeds", "model_calls", "seconds", "quality",
+            "gain", "gain_stderr", "extra_calls", "extra_seconds", "gain_per_call", "gain_per_second",
+            "marginal_gain", "marginal_calls", "marginal_seconds", "marginal_gain_per_call",
+            "marginal_gain_per_second", "is_knee"]
+    out = out[cols]
+    out.attrs.update(baseline=baseline, metric=metric, higher_is_better=hib, z=z, tolerance=tolerance)
+    return out
+
+
+def _fmt(v: float, se: float) -> str:
+    digits = 3 if abs(v) < 10 else 1
+    return f"{v:.{digits}f}" + (f" ± {se:.{digits}f}" if np.isfinite(se) else "")
+
+
+def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None) -> str:
+    """One line a non-specialist can read, from a sweep DataFrame or a :func:`return_on_compute` one."""
+    roc = df if "is_knee" in df.columns else return_on_compute(df, baseline=baseline, metric=metric)
+    baseline = roc.attrs.get("baseline", baseline)
+    metric = roc.attrs.get("metric", metric or roc["metric"].iloc[0])
+    hib = roc.attrs.get("higher_is_better", True)
+    others = roc[(roc["sampler"] != baseline) & roc["gain"].notna()]
+    word = "higher" if hib else "lower"
+    knee = {r.sampler: r for r in roc[roc["is_knee"]].itertuples()}
+    bk = knee.get(baseline)
+    tail = (f"; {baseline} stops improving beyond T={bk.steps} ({_fmt(bk.value, bk.stderr)})" if bk else "")
+    if others.empty:
+        return f"{metric} ({word} is better): only {baseline} was run{tail}."
+    best = others.loc[others["gain"].idxmax()]
+    base_row = roc[(roc["sampler"] == baseline) & (roc["steps"] == best["steps"])].iloc[0]
+    calls_ratio = best["model_calls"] / base_row["model_calls"] if base_row["model_calls"] else float("nan")
+    signif = abs(best["gain"]) > 2 * best["gain_stderr"] if np.isfinite(best["gain_stderr"]) else True
+    if best["gain"] > 0 and signif:
+        verdict = "better than"
+    elif best["gain"] > 0:
+        verdict = "within noise of"
+    else:
+        verdict = "not better than"
+    sk = knee.get(best["sampler"])
+    return (f"{metric} ({word} is better): {best['sampler']} at T={int(best['steps'])} scores "
+            f"{_fmt(best['value'], best['stderr'])}, {verdict} {baseline}'s {_fmt(base_row['value'], base_row['stderr'])} "
+            f"at the same T, for {calls_ratio:.1f}x the model calls"
+            + (f"; {best['sampler']} stops improving beyond T={int(sk.steps)}" if sk is not None else "")
+            + tail + ".")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _parse_steps(spec: str, seq_len: int) -> list[int]:
+    """``"16,32,64"`` or in units of the sequence length: ``"L/4,L/2,L,2L,4L,8L"``."""
+    out = []
+    for tok in spec.split(","):
+        tok = tok.strip().replace(" ", "")
+        if not tok:
+            continue
+        if "L" in tok:
+            num, _, den = tok.partition("/")
+            mult = num.replace("L", "").replace("*", "") or "1"
+            val = float(mult) * seq_len / (float(den) if den else 1.0)
+            out.append(int(round(val)))
+        else:
+            out.append(int(tok))
+    return out
+
+
+def _default_metrics(name: str) -> list[str]:
+    n = name.lower()
+    if "orders" in n:
+        return ["validity", "entropy"]
+    if "stories" in n:
+        return ["gen_ppl", "entropy"]
+    return ["entropy"]
+
+
+def report_html(df: pd.DataFrame, path: str | os.PathLike, baseline: str = "mdlm",
+                title: str = "Sweep report", command: str | None = None) -> Path:
+    """A standalone HTML page (plotly.js embedded once, no CDN): summary, figures, tables."""
+    import html as _html
+
+    from .viz.export import write_html
+    from .viz.sweep import quality_vs_steps, return_on_compute_figure
+
+    parts: list[Any] = []
+    metrics = list(dict.fromkeys(df["metric"]))
+    primary = [m for m in metrics if not m.startswith("violation:")]
+    lines = []
+    for m in primary:
+        if baseline in set(df["sampler"]) and higher_is_better(m) is not None:
+            lines.append(summary(df, baseline=baseline, metric=m))
+    parts.append("<p>" + "<br>".join(_html.escape(x) for x in lines) + "</p>")
+    if command:
+        parts.append(f'<p class="note">{_html.escape(command)}</p>')
+    for m in primary:
+        row = [quality_vs_steps(df, m)]
+        if baseline in set(df["sampler"]) and higher_is_better(m) is not None:
+            row.append(return_on_compute_figure(return_on_compute(df, baseline=baseline, metric=m)))
+        parts.append(row)
+    violations = [m for m in metrics if m.startswith("violation:")]
+    if violations:
+        parts.append(quality_vs_steps(df, violations))
+    table = df.copy()
+    table["value ± stderr"] = [_fmt(v, s) for v, s in zip(table["value"], table["stderr"])]
+    piv = table.pivot_table(index=["metric", "sampler"], columns="steps", values="value ± stderr",
+                            aggfunc="first")
+    parts.append("<h2>All cells (seed 0 shown when several)</h2>" + piv.to_html(border=0))
+    cost = df.groupby(["sampler", "steps"])[["model_calls", "seconds", "tokens_per_second"]].mean()
+    parts.append("<h2>Cost</h2>" + cost.round(3).to_html(border=0))
+    return write_html(path, parts, title=title)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="explorer sweep", description=(
+        "Run samplers x steps x seeds on a model, score the samples, and write sweep.parquet, "
+        "return_on_compute.parquet and a standalone report.html to --out. Finished cells are "
+        "cached (--cache-dir, default OUT/cache): run the same command again to resume."))
+    p.add_argument("--model", required=True, help="shipped name (orders, stories), directory or hub id")
+    p.add_argument("--samplers", default="mdlm,remdm-loop", help="comma-separated CLI sampler names")
+    p.add_argument("--steps", default="L/4,L/2,L,2L", help="comma-separated T; 'L' = sequence length, e.g. L/2,2L")
+    p.add_argument("--num-samples", type=int, default=64)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--metrics", default=None, help="comma-separated: validity, entropy, gen_ppl, mauve "
+                   "(default: validity,entropy for orders; gen_ppl,entropy for stories)")
+    p.add_argument("--judge", default=None, help="judge causal LM for gen_ppl/mauve (default: shipped stories-judge)")
+    p.add_argument("--baseline", default="mdlm")
+    p.add_argument("--out", required=True)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--allow-download", action="store_true", help="let load_model fetch a hub model")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+
+    from . import load_model
+
+    model = load_model(a.model, device=a.device, allow_download=a.allow_download)
+    steps = _parse_steps(a.steps, model.seq_len)
+    metrics = a.metrics.split(",") if a.metrics else _default_metrics(a.model)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    opts = {"judge": a.judge} if a.judge else {}
+    df = sweep(model, a.samplers, steps, num_samples=a.num_samples,
+               seeds=[int(s) for s in a.seeds.split(",")], metrics=metrics,
+               cache_dir=a.cache_dir or out / "cache", device=a.device, batch_size=a.batch_size,
+               progress=not a.no_progress, metric_options=opts)
+    d = _dist()
+    if d is not None and d.get_rank() != 0:
+        return 0
+    _write_parquet_atomic(df, out / "sweep.parquet")
+    command = "explorer sweep " + " ".join(sys.argv[1:] if argv is None else argv)
+    if a.baseline in set(df["sampler"]):
+        rocs = [return_on_compute(df, baseline=a.baseline, metric=m) for m in dict.fromkeys(df["metric"])
+                if higher_is_better(m) is not None]
+        if rocs:
+            _write_parquet_atomic(pd.concat(rocs, ignore_index=True), out / "return_on_compute.parquet")
+        for m in dict.fromkeys(df["metric"]):
+            if higher_is_better(m) is not None and not m.startswith("violation:"):
+                print(summary(df, baseline=a.baseline, metric=m))
+    report = report_html(df, out / "report.html", baseline=a.baseline,
+                         title=f"Sweep: {a.model}", command=command)
+    print(f"wrote {out / 'sweep.parquet'} and {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""Sweeps: caching/resume recomputes nothing, return on compute on hand-made numbers, CLI report."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import explorer
+from explorer import engine
+from explorer.protocol import StubDenoiser
+from explorer.samplers import MDLM, ReMDMCap
+from explorer.sweep import main, return_on_compute, summary, sweep
+
+
+def stub(seed=0, L=6, V=5):
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.rand(L, V, generator=g)
+    probs[:, -1] = 0
+    return StubDenoiser(probs)
+
+
+SAMPLERS = {"mdlm": MDLM(), "remdm-cap": ReMDMCap(eta=0.1)}
+
+
+@pytest.fixture
+def count_generate(monkeypatch):
+    """Counts engine.generate calls; ``calls["fail_at"] = k`` interrupts the k-th call."""
+    real = engine.generate
+    calls = {"n": 0, "fail_at": None}
+
+    def wrapped(*a, **kw):
+        calls["n"] += 1
+        if calls["fail_at"] == calls["n"]:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(engine, "generate", wrapped)
+    return calls
+
+
+def run(model, cache, metrics=("entropy",), steps=(2, 4)):
+    return sweep(model, SAMPLERS, steps=list(steps), num_samples=4, seeds=[0, 1], metrics=list(metrics),
+                 cache_dir=cache, progress=False)
+
+
+def test_interrupted_sweep_resumes_without_recomputing(tmp_path, count_generate):
+    model = stub()
+    count_generate["fail_at"] = 4  # 2 samplers x 2 steps x 2 seeds = 8 cells; stop in the 4th
+    with pytest.raises(KeyboardInterrupt):
+        run(model, tmp_path)
+    assert count_generate["n"] == 4
+    count_generate.update(n=0, fail_at=None)
+    df = run(model, tmp_path)
+    assert count_generate["n"] == 8 - 3  # the 3 finished cells are not generated again
+    assert len(df) == 8 and set(df.columns) >= {"sampler", "steps", "seed", "metric", "value", "stderr",
+                                                "model_calls", "seconds", "tokens_per_second"}
+    count_generate["n"] = 0
+    again = run(model, tmp_path)
+    assert count_generate["n"] == 0 and again["cached"].all()
+    pd.testing.assert_frame_equal(df.drop(columns="cached"), again.drop(columns="cached"))
+    # same numbers as a sweep without any cache
+    fresh = sweep(model, SAMPLERS, steps=[2, 4], num_samples=4, seeds=[0, 1], progress=False)
+    assert np.allclose(fresh["value"], df["value"])
+
+
+def test_new_metric_scores_cached_samples_and_new_model_recomputes(tmp_path, count_generate):
+    model = stub()
+    run(model, tmp_path)
+    count_generate["n"] = 0
+    seen = []
+
+    def first_token(ids, texts):
+        seen.append(ids.shape)
+        return float(ids[:, 0].float().mean())
+
+    df = run(model, tmp_path, metrics=["entropy", ("first_token", first_token)])
+    assert count_generate["n"] == 0 and len(seen) == 8 and seen[0] == (4, 6)
+    assert set(df["metric"]) == {"entropy", "first_token"}
+    run(stub(seed=1), tmp_path)  # other weights, other sha256: nothing shared
+    assert count_generate["n"] == 8
+
+
+def hand_sweep() -> pd.DataFrame:
+    """Validity of two samplers at T = 8, 16, 32, 64; one seed; stderr 0.01 everywhere."""
+    rows = []
+    table = {"mdlm": ([0.50, 0.60, 0.62, 0.62], [8, 16, 20, 22]),
+             "remdm": ([0.55, 0.75, 0.90, 0.91], [8, 16, 32, 64])}
+    for s, (vals, calls) in table.items():
+        for T, v, c in zip([8, 16, 32, 64], vals, calls):
+            rows.append({"sampler": s, "steps": T, "seed": 0, "metric": "validity", "value": v,
+                         "stderr": 0.01, "model_calls": c, "seconds": c / 10, "tokens_per_second": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_return_on_compute_by_hand():
+    roc = return_on_compute(hand_sweep(), baseline="mdlm", metric="validity").set_index(["sampler", "steps"])
+    r = roc.loc[("remdm", 32)]
+    assert r["gain"] == pytest.approx(0.90 - 0.62)
+    assert r["gain_stderr"] == pytest.approx(math.sqrt(2) * 0.01)
+    assert r["extra_calls"] == 12 and r["gain_per_call"] == pytest.approx(0.28 / 12)
+    assert r["gain_per_second"] == pytest.approx(0.28 / 1.2)
+    assert r["marginal_gain"] == pytest.approx(0.15) and r["marginal_calls"] == 16
+    assert r["marginal_gain_per_call"] == pytest.approx(0.15 / 16)
+    assert np.isnan(roc.loc[("remdm", 16), "gain_per_call"])  # same cost as the baseline: free gain
+    # knee: the cheapest setting nothing costlier beats by > 2 * sqrt(2) * 0.01 = 0.028
+    knees = roc[roc["is_knee"]].index.tolist()
+    assert knees == [("mdlm", 16), ("remdm", 32)]
+    # lower-is-better metrics are flipped: a lower Gen PPL is a positive gain
+    ppl = hand_sweep().assign(metric="gen_ppl")
+    ppl.loc[ppl.sampler == "remdm", "value"] = 0.4
+    roc = return_on_compute(ppl, baseline="mdlm", metric="gen_ppl")
+    assert (roc.loc[roc.sampler == "remdm", "gain"] > 0).all()
+
+
+def test_summary_is_one_plain_line():
+    line = summary(hand_sweep())
+    assert "\n" not in line
+    assert "remdm at T=64" in line and "better than mdlm" in line and "beyond T=32" in line
+    assert "mdlm stops improving beyond T=16" in line
+
+
+def test_cli_writes_parquet_and_standalone_report(tmp_path, monkeypatch):
+    model = stub()
+    monkeypatch.setattr(explorer, "load_model", lambda *a, **k: model)
+    out = tmp_path / "sweep"
+    rc = main(["--model", "toy", "--samplers", "mdlm,remdm-cap", "--steps", "L/2,L", "--num-samples", "4",
+               "--metrics", "entropy", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    df = pd.read_parquet(out / "sweep.parquet")
+    assert sorted(set(df["steps"])) == [3, 6]
+    page = (out / "report.html").read_text()
+    assert "<script src=" not in page and "Plotly.newPlot" in page and "entropy vs steps" in page
