@@ -349,26 +349,27 @@ def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None)
     others = roc[(roc["sampler"] != baseline) & roc["gain"].notna()]
     word = "higher" if hib else "lower"
     knee = {r.sampler: r for r in roc[roc["is_knee"]].itertuples()}
-    bk = knee.get(baseline)
-    tail = (f"; {baseline} stops improving beyond T={bk.steps} ({_fmt(bk.value, bk.stderr)})" if bk else "")
+
+    def plateau(name):
+        k = knee.get(name)
+        return f"T={int(k.steps)} ({_fmt(k.value, k.stderr)})" if k is not None else "no knee"
+
     if others.empty:
-        return f"{metric} ({word} is better): only {baseline} was run{tail}."
+        return f"{metric} ({word} is better): only {baseline} was run; it stops improving beyond {plateau(baseline)}."
     best = others.loc[others["gain"].idxmax()]
     base_row = roc[(roc["sampler"] == baseline) & (roc["steps"] == best["steps"])].iloc[0]
     calls_ratio = best["model_calls"] / base_row["model_calls"] if base_row["model_calls"] else float("nan")
-    signif = abs(best["gain"]) > 2 * best["gain_stderr"] if np.isfinite(best["gain_stderr"]) else True
-    if best["gain"] > 0 and signif:
-        verdict = "better than"
+    se = best["gain_stderr"]
+    if best["gain"] > 0 and (not np.isfinite(se) or best["gain"] > 2 * se):
+        verdict = "a clear gain"
     elif best["gain"] > 0:
-        verdict = "within noise of"
+        verdict = "a gain within noise"
     else:
-        verdict = "not better than"
-    sk = knee.get(best["sampler"])
-    return (f"{metric} ({word} is better): {best['sampler']} at T={int(best['steps'])} scores "
-            f"{_fmt(best['value'], best['stderr'])}, {verdict} {baseline}'s {_fmt(base_row['value'], base_row['stderr'])} "
-            f"at the same T, for {calls_ratio:.1f}x the model calls"
-            + (f"; {best['sampler']} stops improving beyond T={int(sk.steps)}" if sk is not None else "")
-            + tail + ".")
+        verdict = "no gain"
+    return (f"{metric} ({word} is better): at T={int(best['steps'])} {best['sampler']} scores "
+            f"{_fmt(best['value'], best['stderr'])} vs {baseline}'s {_fmt(base_row['value'], base_row['stderr'])}, "
+            f"{verdict}, for {calls_ratio:.1f}x the model calls; more steps stop paying beyond "
+            f"{plateau(best['sampler'])} for {best['sampler']} and {plateau(baseline)} for {baseline}.")
 
 
 # ----------------------------------------------------------------------------- CLI

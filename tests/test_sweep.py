@@ -118,8 +118,8 @@ def test_return_on_compute_by_hand():
 def test_summary_is_one_plain_line():
     line = summary(hand_sweep())
     assert "\n" not in line
-    assert "remdm at T=64" in line and "better than mdlm" in line and "beyond T=32" in line
-    assert "mdlm stops improving beyond T=16" in line
+    assert "at T=64 remdm scores 0.910" in line and "a clear gain" in line
+    assert "beyond T=32 (0.900 ± 0.010) for remdm and T=16 (0.600 ± 0.010) for mdlm" in line
 
 
 def test_cli_writes_parquet_and_standalone_report(tmp_path, monkeypatch):
@@ -133,3 +133,15 @@ def test_cli_writes_parquet_and_standalone_report(tmp_path, monkeypatch):
     assert sorted(set(df["steps"])) == [3, 6]
     page = (out / "report.html").read_text()
     assert "<script src=" not in page and "Plotly.newPlot" in page and "entropy vs steps" in page
+
+
+def test_distributed_path_gathers_on_rank_zero(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        df = sweep(stub(), SAMPLERS, steps=[2], num_samples=3, seeds=[0], progress=False)
+    finally:
+        dist.destroy_process_group()
+    plain = sweep(stub(), SAMPLERS, steps=[2], num_samples=3, seeds=[0], progress=False)
+    assert np.allclose(df["value"], plain["value"]) and list(df["sampler"]) == ["mdlm", "remdm-cap"]
