@@ -1,0 +1,127 @@
+"""Widgets build, the scrubber changes the figure, branches run, static fallbacks are self-contained."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import explorer
+from explorer import samplers, widgets
+
+
+@pytest.fixture(scope="module")
+def model():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(48, 9, generator=g) ** 4
+    probs[:, -1] = 0
+    return explorer.StubDenoiser(probs)
+
+
+@pytest.fixture(scope="module")
+def pair(model):
+    a = explorer.generate(model, samplers.MDLM(), steps=12, seed=3, progress=False)
+    b = explorer.generate(model, samplers.ReMDMCap(eta=0.4), steps=12, seed=3, progress=False)
+    return a, b
+
+
+def test_scrubber_moves_the_grid(pair):
+    a, b = pair
+    v = widgets.TraceViewer(b, columns=16, step=0)
+    hm = v.grid.data[0]
+    z0 = np.asarray(hm.z).copy()
+    assert (z0[~np.isnan(z0)] == 0).all()  # everything masked before step 1
+    v.step = 6
+    z6 = np.asarray(v.grid.data[0].z)
+    assert not np.array_equal(z0, z6)
+    assert "step 6 of 12" in v.grid.layout.title.text
+    assert v.last_render_s < 0.5
+    assert set(s.x0 for s in v.curves.layout.shapes if s.name == "step-marker") == {6}
+    v._nudge(+1)
+    assert v.step == 7
+    with pytest.raises(IndexError):
+        v.step = 99
+
+
+def test_hover_and_click_fill_details_and_lifeline(pair):
+    _, b = pair
+    v = widgets.TraceViewer(b, columns=16)
+    hist = b.events[b.events["position"] == 5]
+
+    class Points:  # what plotly passes to callbacks: column (x) and row (y) of the cell
+        xs, ys = [5], [0]
+    v._on_click(None, Points(), None)
+    assert v.selected == 5
+    assert "position 5" in v.details.value
+    assert v.details.value.count("<tr>") == len(hist) + 1  # header + one row per event
+    assert len(v.lifeline_box.children) == 1
+    assert v.lifeline_box.children[0].layout.meta["positions"] == [5]
+
+
+def test_window_over_long_sequence(model):
+    probs = torch.rand(600, 9) ** 4
+    probs[:, -1] = 0
+    m = explorer.StubDenoiser(probs)
+    t = explorer.generate(m, samplers.MDLM(), steps=8, seed=0, progress=False)
+    v = widgets.TraceViewer(t, length=128, columns=32, curves=False)
+    assert np.asarray(v.grid.data[0].z).shape == (4, 32)  # only the window is drawn
+    v.window.value = 256
+    assert list(v.grid.layout.yaxis.ticktext)[0] == "256"
+
+
+def test_compare_and_static_page(pair, tmp_path):
+    a, b = pair
+    c = widgets.CompareViewer([a, b], columns=16)
+    c.step = 3
+    assert [v.step for v in c.viewers] == [3, 3]
+    path = c.to_html(tmp_path / "cmp.html")
+    page = path.read_text()
+    assert not re.findall(r'<script[^>]*\bsrc=', page)
+    assert page.count("Plotly.newPlot") == 3 and page.count("Plotly.addFrames(") == 1
+
+
+def test_intervention_branches_beside_parent(model, pair):
+    _, b = pair
+    iv = widgets.InterventionViewer(model, b, step=6, columns=16)
+    decoded = (b.state_at(6)[0] != b.mask_id).nonzero().flatten().tolist()
+    iv.select(decoded[:2])
+    assert len(iv.parent_view.grid.data[-1].x) == 2
+    iv._continue()
+    assert len(iv.branches) == 1, iv.status.value
+    br = iv.branches[0]
+    assert br.meta["parent"]["step"] == 6
+    assert sorted(p for _, p in br.meta["parent"]["edit"]["remask"]) == sorted(decoded[:2])
+    assert (br.state_at(6)[0, decoded[:2]] == b.mask_id).all()
+    assert isinstance(iv.compare_box.children[0], widgets.CompareViewer)
+    # pinning a masked position is refused with a visible message, not a silent failure
+    masked = (b.state_at(6)[0] == b.mask_id).nonzero().flatten().tolist()
+    if masked:
+        iv.mode.value = "pin"
+        iv.select(masked[:1])
+        iv._continue()
+        assert "could not branch" in iv.status.value and len(iv.branches) == 1
+
+
+def test_sweep_explorer(tmp_path):
+    rows = []
+    for s, base in (("mdlm", 0.5), ("remdm-loop", 0.6)):
+        for T, bump in ((8, 0.0), (16, 0.1), (32, 0.15)):
+            for seed in (0, 1):
+                rows.append(dict(sampler=s, steps=T, seed=seed, metric="validity", value=base + bump + seed * 0.01,
+                                 stderr=0.01, model_calls=T, seconds=T / 100, tokens_per_second=1.0))
+    df = pd.DataFrame(rows)
+    sx = widgets.SweepExplorer(df)
+    assert sx.out.children and sx.message.value == ""
+    sx.view_box.value = "return on compute"
+    assert sx.message.value == "" and sx.out.children
+    sx.sampler_box.value = ("remdm-loop",)
+    assert "baseline" in sx.message.value  # says why, keeps the last figure
+    sx.sampler_box.value = ("mdlm", "remdm-loop")
+    sx.view_box.value = "table"
+    assert "<table" in sx.out.children[0].value
+    page = sx.to_html(tmp_path / "sweep.html").read_text()
+    assert not re.findall(r'<script[^>]*\bsrc=', page)
+    with pytest.raises(ValueError, match="not a sweep"):
+        widgets.SweepExplorer(pd.DataFrame({"a": [1]}))
