@@ -8,8 +8,8 @@ so ``AutoModelForCausalLM.from_pretrained(dir)`` and ``AutoTokenizer.from_pretra
     python -m explorer.judge train --out runs/judge --steps 6000 --export data/models/stories-judge
     python -m explorer.judge eval data/models/stories-judge
 
-    judge = load_judge()                    # or: model, tokenizer = load_judge()
-    judge.perplexity(texts)                 # corpus-level, token-weighted (§3)
+    model, tokenizer = load_judge()         # or judge = load_judge(); judge.model, judge.tokenizer
+    explorer.metrics.generative_perplexity(texts)   # uses this judge by default (§3 rules)
 """
 from __future__ import annotations
 
@@ -83,36 +83,6 @@ class Judge:
 
     def __iter__(self):
         return iter((self.model, self.tokenizer))
-
-    @torch.no_grad()
-    def token_nll(self, texts: Sequence[str], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-text NLL sums and scored-token counts, as in remdm-reference §3.
-
-        Texts are retokenised with the judge's tokenizer (no BOS added), truncated to the context;
-        target positions 1.. are scored when the token is not EOS or is the first EOS.
-        """
-        tok, model = self.tokenizer, self.model
-        model.eval()
-        eos = tok.eos_token_id
-        sums, counts = [], []
-        for i in range(0, len(texts), batch_size):
-            enc = tok(list(texts[i : i + batch_size]), return_tensors="pt", padding=True, truncation=True,
-                      max_length=model.config.n_positions, add_special_tokens=False)
-            ids, attn = enc["input_ids"].to(model.device), enc["attention_mask"].to(model.device)
-            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-            target = ids[:, 1:]
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
-            is_eos = target == eos
-            first_eos = is_eos & (is_eos.cumsum(1) == 1)
-            w = ((~is_eos) | first_eos) & attn[:, 1:].bool()
-            sums.append((nll * w).sum(1).cpu())
-            counts.append(w.sum(1).cpu())
-        return torch.cat(sums), torch.cat(counts)
-
-    def perplexity(self, texts: Sequence[str], batch_size: int = 32) -> float:
-        """Corpus-level perplexity exp(sum NLL / sum tokens) over ``texts`` (remdm-reference §3)."""
-        sums, counts = self.token_nll(texts, batch_size)
-        return math.exp(sums.sum().item() / max(counts.sum().item(), 1))
 
 
 def load_judge(name_or_path: str = "stories-judge", device: str | torch.device | None = None) -> Judge:
@@ -256,6 +226,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     t.add_argument("--eval-every", type=int, default=250)
     t.add_argument("--ckpt-every", type=int, default=50)
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--n-layer", type=int, default=4)
+    t.add_argument("--n-embd", type=int, default=256)
+    t.add_argument("--n-head", type=int, default=4)
     t.add_argument("--device", default="cpu")
     t.add_argument("--export", default=None, help="directory to write the HF model + tokenizer to")
     e = sub.add_parser("eval", help="held-out perplexity of a judge")
@@ -266,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.cmd == "train":
         res = train(args.out, args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                     seed=args.seed, eval_every=args.eval_every, ckpt_every=args.ckpt_every,
-                    device=args.device)
+                    device=args.device,
+                    config=judge_config(n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head))
         st = res["state"]
         summary = {"steps": st["step"], "seconds": round(st["seconds"], 1),
                    "best_step": st.get("best_step"), "best_heldout_loss": st["best_loss"],
@@ -280,8 +254,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         judge = load_judge(args.path)
         blocks = stories.eval_tensor(stories.num_heldout_blocks())
         nll = block_nll(judge.model, blocks)
-        print(json.dumps({"heldout_blocks": len(blocks), "heldout_nll": nll, "heldout_ppl": math.exp(nll),
-                          "heldout_text_ppl": judge.perplexity(stories.heldout_texts(len(blocks)))}, indent=1))
+        from explorer.metrics import generative_perplexity  # the §3 rules, on decoded text
+
+        text_ppl = generative_perplexity(stories.heldout_texts(len(blocks)), judge=args.path)
+        print(json.dumps({"heldout_blocks": len(blocks), "heldout_nll_per_token": nll, "heldout_ppl": math.exp(nll),
+                          "heldout_text_gen_ppl": float(text_ppl)}, indent=1))
 
 
 if __name__ == "__main__":
