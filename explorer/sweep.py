@@ -89,16 +89,32 @@ def _write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
         raise
 
 
-def _as_samplers(samplers: Any) -> dict[str, Any]:
+def parse_sampler(spec: str, **defaults) -> Any:
+    """A sampler from ``"name"`` or ``"name:key=value:key=value"`` (e.g. ``"remdm-cap:eta=0.008"``);
+    ``defaults`` (e.g. ``nucleus_p=0.9``) apply unless the spec sets them."""
     from . import samplers as S
 
+    name, *pairs = [x.strip() for x in spec.strip().split(":")]
+    kw = dict(defaults)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"bad sampler setting {pair!r} in {spec!r}; write key=value.")
+        try:
+            kw[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kw[key.strip()] = value.strip()
+    return S.by_name(name, **kw)
+
+
+def _as_samplers(samplers: Any, **defaults) -> dict[str, Any]:
     if isinstance(samplers, dict):
-        return {str(k): (S.by_name(v) if isinstance(v, str) else v) for k, v in samplers.items()}
+        return {str(k): (parse_sampler(v, **defaults) if isinstance(v, str) else v) for k, v in samplers.items()}
     if isinstance(samplers, str):
         samplers = [s for s in samplers.split(",") if s.strip()]
     out = {}
     for s in samplers:
-        obj = S.by_name(s) if isinstance(s, str) else s
+        obj = parse_sampler(s, **defaults) if isinstance(s, str) else s
         out[str(s).strip() if isinstance(s, str) else obj.config["name"]] = obj
     return out
 
@@ -442,13 +458,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "return_on_compute.parquet and a standalone report.html to --out. Finished cells are "
         "cached (--cache-dir, default OUT/cache): run the same command again to resume."))
     p.add_argument("--model", required=True, help="shipped name (orders, stories), directory or hub id")
-    p.add_argument("--samplers", default="mdlm,remdm-loop", help="comma-separated CLI sampler names")
+    p.add_argument("--samplers", default="mdlm,remdm-loop", help="comma-separated CLI sampler names, each optionally with settings: remdm-cap:eta=0.008")
     p.add_argument("--steps", default="L/4,L/2,L,2L", help="comma-separated T; 'L' = sequence length, e.g. L/2,2L")
     p.add_argument("--num-samples", type=int, default=64)
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--metrics", default=None, help="comma-separated: validity, entropy, gen_ppl, mauve "
                    "(default: validity,entropy for orders; gen_ppl,entropy for stories)")
     p.add_argument("--judge", default=None, help="judge causal LM for gen_ppl/mauve (default: shipped stories-judge)")
+    p.add_argument("--nucleus-p", type=float, default=None, help="top-p for every sampler (the paper uses 0.9)")
     p.add_argument("--baseline", default="mdlm")
     p.add_argument("--out", required=True)
     p.add_argument("--cache-dir", default=None)
@@ -466,7 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     opts = {"judge": a.judge} if a.judge else {}
-    df = sweep(model, a.samplers, steps, num_samples=a.num_samples,
+    defaults = {} if a.nucleus_p is None else {"nucleus_p": a.nucleus_p}
+    df = sweep(model, _as_samplers(a.samplers, **defaults), steps, num_samples=a.num_samples,
                seeds=[int(s) for s in a.seeds.split(",")], metrics=metrics,
                cache_dir=a.cache_dir or out / "cache", device=a.device, batch_size=a.batch_size,
                progress=not a.no_progress, metric_options=opts)

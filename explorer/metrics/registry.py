@@ -61,6 +61,19 @@ def _entropy(ids, texts):
     return pd.DataFrame({"metric": ["entropy"], "value": [float(h.mean())], "stderr": [se]})
 
 
+def _digest(obj) -> str:
+    """Short content hash of reference texts or features, so cached MAUVE follows the references."""
+    import hashlib
+    h = hashlib.sha256()
+    if isinstance(obj, np.ndarray) or torch.is_tensor(obj):
+        h.update(np.ascontiguousarray(np.asarray(obj.cpu() if torch.is_tensor(obj) else obj)).tobytes())
+    else:
+        for t in obj:
+            h.update(str(t).encode())
+            h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
 def get_metric(spec: Any, device: Any = None, **options) -> Metric:
     """A :class:`Metric` from a name (``"entropy"``, ``"gen_ppl"``, ``"mauve"``, ``"validity"``),
     a ``Metric``, a ``(name, fn)`` pair or a plain callable ``fn(ids, texts)``.
@@ -90,7 +103,10 @@ def get_metric(spec: Any, device: Any = None, **options) -> Metric:
             r = mauve_score(options.get("references"), texts, judge=options.get("judge"), device=device,
                             batch_size=options.get("batch_size", 8))
             return pd.DataFrame({"metric": ["mauve"], "value": [r.value], "stderr": [r.spread]})
-        return Metric("mauve", _mauve, {k: str(v) for k, v in options.items() if k == "judge"})
+        key = {k: str(v) for k, v in options.items() if k == "judge"}
+        if options.get("references") is not None:
+            key["references"] = _digest(options["references"])
+        return Metric("mauve", _mauve, key)
     if name == "validity":
         def _validity(ids, texts, **_):
             from .validity import orders_validity
