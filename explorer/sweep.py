@@ -435,10 +435,9 @@ def report_html(df: pd.DataFrame, path: str | os.PathLike, baseline: str = "mdlm
     if command:
         parts.append(f'<p class="note">{_html.escape(command)}</p>')
     for m in primary:
-        row = [quality_vs_steps(df, m)]
+        parts.append(quality_vs_steps(df, m))
         if baseline in set(df["sampler"]) and higher_is_better(m) is not None:
-            row.append(return_on_compute_figure(return_on_compute(df, baseline=baseline, metric=m)))
-        parts.append(row)
+            parts.append(return_on_compute_figure(return_on_compute(df, baseline=baseline, metric=m)))
     violations = [m for m in metrics if m.startswith("violation:")]
     if violations:
         parts.append(quality_vs_steps(df, violations))

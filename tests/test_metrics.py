@@ -228,3 +228,25 @@ def test_metric_by_step_fill_mask_and_fill_model():
     got = df.set_index(["sample", "step"])["value"]
     assert got[(0, 0)] == 1.0 and got[(1, 1)] == pytest.approx(1 / 3)  # [2, 2, fill->1]
     assert df["n_masked"].tolist() == [3, 3, 2, 1]
+
+
+def test_metric_by_step_on_a_real_trace_ends_at_the_final_samples():
+    import explorer
+    from explorer.metrics import attribute_changes
+    from explorer.protocol import StubDenoiser
+    from explorer.samplers import ReMDMCap
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(8, 6, generator=g)
+    probs[:, -1] = 0
+    stub = StubDenoiser(probs)
+    tr = explorer.generate(stub, ReMDMCap(eta=0.3), steps=6, num_samples=3, seed=0, progress=False)
+    df = metric_by_step(tr, "entropy", fill=stub)
+    last = df[df.step == tr.last_step].sort_values("sample")["value"].to_numpy()
+    assert np.allclose(last, unigram_entropy(tr.final).numpy())
+    # at step 0 everything is masked and filled by the per-position argmax of the stub
+    first = df[df.step == 0]["value"].to_numpy()
+    assert np.allclose(first, unigram_entropy(probs.argmax(-1).expand(3, -1)).numpy())
+    ch = attribute_changes(df, tr)
+    assert {"sample", "step", "delta", "n_remask", "remasked"} <= set(ch.columns)
+    assert (ch["delta"] != 0).all()

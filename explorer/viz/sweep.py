@@ -37,6 +37,19 @@ def _seed_mean(d: pd.DataFrame) -> pd.DataFrame:
     return d.groupby(["sampler", "steps"], sort=False).apply(agg, include_groups=False).reset_index()
 
 
+def _log_ticks(values) -> list[float]:
+    """1-2-5 ticks spanning ``values`` (plotly's own minor labels crowd short log ranges)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return []
+    lo, hi = v.min(), v.max()
+    ticks = [m * 10.0 ** k for k in range(int(math.floor(math.log10(lo))) - 1, int(math.ceil(math.log10(hi))) + 1)
+             for m in (1, 2, 5)]
+    inside = [t for t in ticks if lo / 1.5 <= t <= hi * 1.5]
+    return inside if len(inside) >= 2 else sorted({float(lo), float(hi)})
+
+
 def quality_vs_steps(df: pd.DataFrame, metric: str | Sequence[str]) -> go.Figure:
     """A metric (or several, one panel each) against the number of steps T, one line per sampler.
 
@@ -70,7 +83,9 @@ def quality_vs_steps(df: pd.DataFrame, metric: str | Sequence[str]) -> go.Figure
         fig.update_xaxes(type="log", tickvals=sorted(set(d["steps"])), title_text="steps T", row=r, col=c)
         if len(metrics) == 1:
             fig.update_yaxes(title_text=m, row=r, col=c)
-    fig.update_layout(title=f"{metrics[0] if len(metrics) == 1 else 'metrics'} vs steps (mean ± 1 s.e.)",
+    what = metrics[0] if len(metrics) == 1 else "violation rates" \
+        if all(m.startswith("violation:") for m in metrics) else "metrics"
+    fig.update_layout(title=f"{what} vs steps (mean ± 1 s.e.)",
                       template="plotly_white", height=380 * rows, hovermode="closest",
                       legend=dict(title="sampler"))
     return fig
@@ -95,9 +110,8 @@ def return_on_compute_figure(roc: pd.DataFrame) -> go.Figure:
             custom = np.stack([g["steps"], g["stderr"], g["gain"], g["gain_per_call"],
                                g["marginal_gain_per_call"]], -1)
             fig.add_trace(go.Scatter(
-                x=g[xcol], y=g["value"], mode="lines+markers+text", name=s, legendgroup=s,
-                showlegend=col == 1, line=dict(color=colors[s]), text=[f"T={t}" for t in g["steps"]],
-                textposition="top center", textfont=dict(size=9),
+                x=g[xcol], y=g["value"], mode="lines+markers", name=s, legendgroup=s,
+                showlegend=col == 1, line=dict(color=colors[s]),
                 error_y=dict(type="data", array=g["stderr"].fillna(0), visible=True, thickness=1),
                 customdata=custom,
                 hovertemplate=(f"<b>{s}</b> T=%{{customdata[0]}}<br>{metric} = %{{y:.4g}} ± %{{customdata[1]:.2g}}"
@@ -114,7 +128,7 @@ def return_on_compute_figure(roc: pd.DataFrame) -> go.Figure:
                     hovertemplate=(f"<b>knee of {s}</b>: T=%{{text}}; costlier settings add no gain "
                                    "beyond noise<extra></extra>"), text=[str(t) for t in k["steps"]]),
                     row=1, col=col)
-        fig.update_xaxes(type="log", title_text=xname, row=1, col=col)
+        fig.update_xaxes(type="log", title_text=xname, tickvals=_log_ticks(roc[xcol]), row=1, col=col)
     fig.update_yaxes(title_text=metric, row=1, col=1)
     fig.update_layout(title=f"{metric}: return on compute (stars: knee, where more compute stops paying)",
                       template="plotly_white", height=420, legend=dict(title="sampler"))
