@@ -130,3 +130,29 @@ def test_tokenizer_round_trip_and_mask_id(tmp_path):
     assert again.encode(VALID).ids == tok.encode(VALID).ids
     assert again.token_to_id("[MASK]") == orders.MASK_ID
     assert tok.encode("order atlantis").ids[1] == tok.token_to_id("[UNK]")
+
+
+def test_sampler_validity_on_stub_models():
+    from explorer.protocol import StubDenoiser
+    from explorer.samplers import MDLM
+
+    ids = torch.tensor(orders.build_tokenizer().encode(VALID).ids)
+    certain = torch.zeros(orders.SEQ_LEN, orders.VOCAB_SIZE)
+    certain[torch.arange(orders.SEQ_LEN), ids] = 1.0
+    recs = orders.sampler_validity(StubDenoiser(certain), MDLM(), steps=4, num_samples=2, seed=0)
+    assert len(recs) == 8 and recs["valid"].all()
+    summary = orders.summarise_validity(recs)
+    assert summary["valid"] == 1.0 and summary["records"] == 8 and summary["broken_total"] == 0.0
+
+    # a context-free model that knows each field's vocabulary but no rule: most records break one
+    blind = certain.clone()
+    for pos, slot in enumerate(orders.TEMPLATE):
+        if slot.startswith("<"):
+            for r in range(orders.RECORDS_PER_SEQ):
+                row = blind[r * orders.RECORD_LEN + pos]
+                row.zero_()
+                row[[orders.TOKEN_ID[w] for w in orders.FIELD_DOMAINS[slot[1:-1]]]] = 1.0
+    recs = orders.sampler_validity(StubDenoiser(blind), MDLM(), steps=4, num_samples=8, seed=0)
+    s = orders.summarise_validity(recs)
+    assert s["valid"] < 0.2 and s["broken_format"] == 0.0 and s["broken_currency"] > 0.3
+    assert orders.parse_sampler_spec("remdm-cap:eta=0.02").config["eta"] == 0.02
