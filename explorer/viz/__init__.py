@@ -7,6 +7,8 @@
 * :func:`grid_animation` -- grids of one or more traces with a step slider and play button
   that work in a saved page;
 * :func:`step_curves` -- counts, probabilities and schedule per step;
+* :func:`find_fixes` / :func:`fix_story` -- remasks that repaired a broken rule (orders task);
+* :func:`by_step_figure` -- a metric "if stopped after step k", several runs;
 * sweep figures (quality vs steps, return on compute) from ``explorer.viz.sweep``;
 * :func:`to_html` / :func:`write_html` -- self-contained pages with plotly.js embedded.
 """
@@ -14,7 +16,8 @@ from __future__ import annotations
 
 from ._index import TraceIndex, index_for
 from .animation import changing_steps, grid_animation
-from .curves import step_counts, step_curves
+from .curves import by_step_figure, step_counts, step_curves
+from .fixes import broken_rules, find_fixes, fix_story
 from .export import HTMLView, page_html, to_html, write_html
 from .grid import token_grid
 from .heatmap import step_heatmap
@@ -24,7 +27,8 @@ from .text import token_text
 
 __all__ = [
     "TraceIndex", "index_for", "token_grid", "grid_animation", "changing_steps", "token_text", "step_heatmap", "lifelines",
-    "busiest_positions", "step_curves", "step_counts", "to_html", "write_html", "page_html",
+    "busiest_positions", "step_curves", "step_counts", "by_step_figure", "broken_rules", "find_fixes",
+    "fix_story", "to_html", "write_html", "page_html",
     "HTMLView", "STATE_COLORS", "STATE_NAMES",
 ]
 

@@ -109,3 +109,27 @@ def step_curves(trace, sample: int | None = None, step: int | None = None, extra
     fig.update_xaxes(title_text="step", row=2, col=1, gridcolor="#EEEEEE")
     fig.update_yaxes(gridcolor="#EEEEEE")
     return fig
+
+
+def by_step_figure(runs: dict, title: str = "if stopped after step k", y_title: str = "value",
+                   transform=None) -> go.Figure:
+    """Mean over samples per step of ``explorer.metrics.evolution.metric_by_step`` results, one
+    line per run (``{label: DataFrame(sample, step, value)}``), with a band of +-1 standard error.
+    ``transform`` maps the values first (e.g. ``lambda v: 1 - v`` turns validity into an error rate).
+    """
+    fig = go.Figure()
+    for i, (label, df) in enumerate(runs.items()):
+        v = df["value"] if transform is None else transform(df["value"])
+        g = df.assign(v=v).groupby("step")["v"]
+        mean, se = g.mean(), g.std(ddof=1).fillna(0) / np.sqrt(g.count())
+        color = LINE_COLORS[i % len(LINE_COLORS)]
+        fig.add_trace(go.Scatter(x=list(mean.index) + list(mean.index[::-1]),
+                                 y=list(mean + se) + list((mean - se)[::-1]), fill="toself", line=dict(width=0),
+                                 fillcolor=color, opacity=0.15, hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=mean.index, y=mean, name=str(label), mode="lines+markers",
+                                 line=dict(color=color), marker=dict(size=4)))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title=y_title, height=360,
+                      plot_bgcolor="#FFFFFF", margin=dict(l=60, r=20, t=60, b=45))
+    fig.update_xaxes(gridcolor="#EEEEEE")
+    fig.update_yaxes(gridcolor="#EEEEEE")
+    return fig
