@@ -1,0 +1,24 @@
+"""ReMDM Explorer: see and measure remasking in masked discrete diffusion language models."""
+from __future__ import annotations
+
+from . import samplers
+from .engine import generate, resume
+from .protocol import Denoiser, StubDenoiser
+from .trace import Trace
+
+__version__ = "0.1.0"
+
+
+def load_model(*args, **kwargs):
+    """Load a shipped name, a local directory or (with allow_download=True) a hub id; see explorer.models."""
+    from .models.loading import load_model as _load
+    return _load(*args, **kwargs)
+
+
+def sweep(*args, **kwargs):
+    """Run a sampler x steps x seeds grid; see explorer.sweep.sweep."""
+    from .sweep import sweep as _sweep
+    return _sweep(*args, **kwargs)
+
+
+__all__ = ["generate", "resume", "Trace", "samplers", "load_model", "sweep", "Denoiser", "StubDenoiser"]

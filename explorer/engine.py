@@ -1,0 +1,465 @@
+"""The generation engine: one loop for every sampler, on the model's device, recording everything.
+
+The loop (reference §1.3-§1.8, §2.1):
+
+1. the sampler gives this step's rates: unmask probability at masked positions, remask
+   probability sigma at unmasked ones (selective remasking: positions outside ``remaskable``
+   behave as in MDLM);
+2. the engine draws those decisions first, from counter-based float64 uniforms
+   (:mod:`explorer.rng`), so sample ``i`` depends only on ``(seed, i)``;
+3. only where a token unmasks does it need p(x0): it runs the model body once for the current
+   state (or reuses it: the exact p(x0) cache of §1.7 -- the network is time-independent, so
+   an unchanged state has an unchanged output), then the output head, SUBS, nucleus and the
+   float64 draw *only at those rows*;
+4. after the last step, masked tokens left are filled by argmax (§1.8).
+
+Drawing the decision before the token is the same law as upstream's single categorical over
+``V + 1`` classes (see :mod:`explorer.samplers.base`), and it never builds a ``[B, L, V]``
+float64 tensor.  ``fast=False`` evaluates the full logits every time the state changes (the
+straightforward path) with the same random streams, so both paths give identical samples.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import platform
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import rng
+from .protocol import check_denoiser, has_split, model_device, model_identity
+from .samplers.base import Sampler, SamplerState, StepTimes, check_steps
+from .samplers.categorical import nucleus, sample_rows, subs_probs
+from .trace import STEP_COLUMNS, Trace
+
+__all__ = ["generate", "resume"]
+
+
+# ---------------------------------------------------------------------------- inputs
+def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens [L], fixed [L]) from a prompt: text or ids (a prefix), {position: token}, or a [L] tensor."""
+    tokens = torch.full((seq_len,), mask_id, dtype=torch.long)
+    fixed = torch.zeros(seq_len, dtype=torch.bool)
+    for pos, tok in (getattr(model, "fixed_tokens", None) or {}).items():
+        tokens[pos], fixed[pos] = int(tok), True
+    if prompt is None:
+        return tokens, fixed
+
+    def to_id(tok):
+        if isinstance(tok, str):
+            tk = getattr(model, "tokenizer", None)
+            if tk is None:
+                raise ValueError("a text prompt needs a model with a tokenizer; pass token ids instead.")
+            ids = tk.convert_tokens_to_ids(tok) if hasattr(tk, "convert_tokens_to_ids") else None
+            if ids is None or (isinstance(ids, int) and ids == getattr(tk, "unk_token_id", -1) and tok != getattr(tk, "unk_token", None)):
+                raise ValueError(f"{tok!r} is not a single token of this model's vocabulary.")
+            return int(ids)
+        return int(tok)
+
+    if isinstance(prompt, str):
+        tk = getattr(model, "tokenizer", None)
+        if tk is None:
+            raise ValueError("a text prompt needs a model with a tokenizer; pass token ids instead.")
+        prompt = tk(prompt, add_special_tokens=False)["input_ids"]
+    if isinstance(prompt, dict):
+        items = [(int(p), to_id(t)) for p, t in prompt.items()]
+    else:
+        ids = torch.as_tensor(prompt).long().flatten()
+        if ids.numel() == seq_len and (ids == mask_id).any():      # a full template with masks
+            items = [(i, int(t)) for i, t in enumerate(ids.tolist()) if t != mask_id]
+        else:
+            start = int(fixed.long().argmin()) if fixed.any() and fixed[0] else 0   # after e.g. [CLS]
+            items = [(start + i, int(t)) for i, t in enumerate(ids.tolist())]
+    for pos, tok in items:
+        if not 0 <= pos < seq_len:
+            raise ValueError(f"prompt position {pos} is outside the sequence (length {seq_len}).")
+        if not 0 <= tok < model.vocab_size or tok == mask_id:
+            raise ValueError(f"prompt token id {tok} at position {pos} is not a valid non-mask token "
+                             f"(vocabulary size {model.vocab_size}, mask id {mask_id}).")
+        tokens[pos], fixed[pos] = tok, True
+    return tokens, fixed
+
+
+def _check_common(model, sampler, steps, num_samples, seed, batch_size, topk):
+    check_denoiser(model)
+    if not isinstance(sampler, Sampler):
+        raise TypeError(f"sampler must be an explorer.samplers.Sampler (e.g. ReMDMLoop()), got "
+                        f"{type(sampler).__name__}; build one by name with explorer.samplers.by_name().")
+    check_steps(steps)
+    for name, v, lo in (("num_samples", num_samples, 1), ("seed", seed, 0), ("topk", topk, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}.")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
+
+
+# ---------------------------------------------------------------------------- recording
+@dataclass
+class _Recorder:
+    record: bool
+    topk: int
+    parts: dict = field(default_factory=lambda: {k: [] for k in (
+        "sample", "step", "position", "kind", "token_id", "prob", "p_transition", "sigma", "reason",
+        "cand_row", "cand_ids", "cand_probs")})
+    n_cands: int = 0
+
+    def add(self, sample_ids, step, b, pos, kind, token, prob, p_tr, sigma, reason, cand_ids=None, cand_probs=None):
+        if not self.record or b.numel() == 0:
+            return
+        n = b.numel()
+        P = self.parts
+        P["sample"].append(sample_ids[b].cpu().numpy().astype(np.int32))
+        P["step"].append(np.full(n, step, np.int32))
+        P["position"].append(pos.cpu().numpy().astype(np.int32))
+        P["kind"].append(np.full(n, kind, np.int8))
+        P["token_id"].append(token.cpu().numpy().astype(np.int32))
+        P["prob"].append(prob.float().cpu().numpy())
+        P["p_transition"].append(p_tr.float().cpu().numpy())
+        P["sigma"].append(sigma.float().cpu().numpy())
+        P["reason"].append(np.full(n, reason, np.int8))
+        # top-k candidates are kept only for unmask events (remasks have none): saves memory
+        if cand_ids is None or self.topk == 0:
+            P["cand_row"].append(np.full(n, -1, np.int32))
+        else:
+            P["cand_row"].append(np.arange(self.n_cands, self.n_cands + n, dtype=np.int32))
+            self.n_cands += n
+            P["cand_ids"].append(cand_ids.cpu().numpy().astype(np.int32).reshape(n, self.topk))
+            P["cand_probs"].append(cand_probs.float().cpu().numpy().reshape(n, self.topk))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {}
+        for k, v in self.parts.items():
+            if v:
+                out[k] = np.concatenate(v)
+            elif k in ("cand_ids", "cand_probs"):
+                out[k] = np.zeros((0, self.topk), np.int32 if k == "cand_ids" else np.float32)
+            else:
+                out[k] = np.zeros(0, {"sample": np.int32, "step": np.int32, "position": np.int32, "cand_row": np.int32,
+                                      "kind": np.int8, "token_id": np.int32, "reason": np.int8}.get(k, np.float32))
+        return out
+
+
+# ---------------------------------------------------------------------------- p(x0) at selected rows
+class _Px0:
+    """The model's output for the current state, computed at most once per distinct state."""
+
+    def __init__(self, model, fast: bool):
+        self.model, self.fast = model, fast and has_split(model)
+        self.cache = None
+        self.calls = 0
+
+    def invalidate(self):
+        self.cache = None
+
+    def logits_at(self, x: torch.Tensor, b: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        called = False
+        with torch.no_grad():
+            if self.cache is None:
+                self.cache = self.model.body(x) if self.fast else self.model.logits(x)
+                self.calls += 1
+                called = True
+            rows = self.cache[b, pos]
+            return (self.model.head(rows) if self.fast else rows), called
+
+
+def _draw_tokens(logits, mask_id, nucleus_p, u, topk, temperature=1.0):
+    """Draw a token per row: SUBS, nucleus, float64 inverse CDF.  Returns token, its prob, top-k."""
+    p = subs_probs(logits, mask_id)
+    q = nucleus(p if temperature == 1.0 else subs_probs(logits, mask_id, temperature), nucleus_p)
+    token = sample_rows(q, u)
+    # the prob recorded (and used by ReMDM-conf) is the post-nucleus p(x0), as upstream
+    pq = nucleus(p, nucleus_p) if temperature != 1.0 else q
+    prob = pq.gather(-1, token[:, None]).squeeze(-1)
+    if topk:
+        cp, ci = torch.topk(p, min(topk, p.shape[-1]), dim=-1)
+    else:
+        cp, ci = p.new_zeros((p.shape[0], 0)), torch.zeros((p.shape[0], 0), dtype=torch.long, device=p.device)
+    return token, prob, ci, cp
+
+
+# ---------------------------------------------------------------------------- the loop
+def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_prob, sample_ids,
+               seed, rec: _Recorder, step_rows: dict, fast: bool, bar, num_steps: int):
+    """Run ``grid`` on one batch.  Mutates x / token_prob in place; returns model calls."""
+    mask_id = model.mask_id
+    B, L = x.shape
+    device = x.device
+    positions = torch.arange(L, device=device)
+    px0 = _Px0(model, fast)
+    ordering = sampler.kind == "ordering"
+    sample_list = sample_ids.tolist()
+
+    for st in grid:
+        t0 = time.perf_counter()
+        masked = x == mask_id
+        state = SamplerState(x=x, masked=masked, token_prob=token_prob, fixed=fixed, step=st)
+        called = False
+        n_un = n_re = 0
+
+        if ordering:
+            start, end, left = sampler.block_of_step(st.step, num_steps, L)
+            in_block = (positions >= start) & (positions < end)
+            eligible = masked & in_block
+            b, pos = eligible.nonzero(as_tuple=True)
+            if b.numel():
+                logits, called = px0.logits_at(x, b, pos)
+                u = rng.uniforms_at(seed, sample_ids[b], st.step, rng.ORDER, pos)
+                tok, prob, ci, cp = _draw_tokens(logits, mask_id, sampler.nucleus_p, u, rec.topk,
+                                                 temperature=sampler.temperature)
+                conf = torch.zeros(B, L, dtype=torch.float64, device=device)
+                cand = torch.full((B, L), -1, dtype=torch.long, device=device)
+                conf[b, pos], cand[b, pos] = prob.double(), tok
+                commit = sampler.commit(conf, eligible, left)
+                keep = commit[b, pos]
+                b, pos, tok, prob, ci, cp = b[keep], pos[keep], tok[keep], prob[keep], ci[keep], cp[keep]
+                x[b, pos] = tok
+                token_prob[b, pos] = prob.float()
+                one = torch.ones_like(prob)
+                rec.add(sample_ids, st.step, b, pos, 0, tok, prob, one, torch.zeros_like(prob), 1, ci, cp)
+                n_un = int(b.numel())
+            sigma_rec = float("nan")
+        else:
+            r = sampler.rates(st, state)
+            unmask_p = r.unmask if isinstance(r.unmask, torch.Tensor) else torch.full((B, L), float(r.unmask), dtype=torch.float64, device=device)
+            remask_p = r.remask if isinstance(r.remask, torch.Tensor) else torch.full((B, L), float(r.remask), dtype=torch.float64, device=device)
+            unmask_p, remask_p = unmask_p.to(device, torch.float64), remask_p.to(device, torch.float64)
+            allowed = sampler.remaskable_mask(state)
+            if allowed is not None:   # selective remasking: elsewhere plain MDLM on the same schedule
+                mdlm_u = min(1.0, max(0.0, (st.alpha_s - st.alpha_t) / (1.0 - st.alpha_t)))
+                unmask_p = torch.where(allowed, unmask_p, torch.full_like(unmask_p, mdlm_u))
+                remask_p = torch.where(allowed, remask_p, torch.zeros_like(remask_p))
+            remask_p = torch.where(fixed, torch.zeros_like(remask_p), remask_p)
+            u_un = rng.uniforms(seed, sample_list, st.step, rng.UNMASK, positions)
+            u_re = rng.uniforms(seed, sample_list, st.step, rng.REMASK, positions)
+            unmask = masked & (u_un < unmask_p)
+            remask = ~masked & ~fixed & (u_re < remask_p)
+
+            if remask.any():
+                rb, rpos = remask.nonzero(as_tuple=True)
+                rec.add(sample_ids, st.step, rb, rpos, 1, x[rb, rpos], token_prob[rb, rpos],
+                        remask_p[rb, rpos], remask_p[rb, rpos], 0)
+                n_re = int(rb.numel())
+            if unmask.any():
+                b, pos = unmask.nonzero(as_tuple=True)
+                logits, called = px0.logits_at(x, b, pos)
+                u = rng.uniforms_at(seed, sample_ids[b], st.step, rng.TOKEN, pos)
+                tok, prob, ci, cp = _draw_tokens(logits, mask_id, sampler.nucleus_p, u, rec.topk)
+                rec.add(sample_ids, st.step, b, pos, 0, tok, prob, unmask_p[b, pos], remask_p[b, pos], 0, ci, cp)
+                n_un = int(b.numel())
+            if n_re:
+                x[remask] = mask_id
+                token_prob[remask] = float("nan")
+            if n_un:
+                x[b, pos] = tok
+                token_prob[b, pos] = prob.float()
+            sigma_rec = r.sigma
+        if n_un or n_re:
+            px0.invalidate()
+
+        row = step_rows.setdefault(st.step, {
+            "step": st.step, "t": st.t, "s": st.s, "alpha_t": st.alpha_t, "alpha_s": st.alpha_s,
+            "sigma": sigma_rec, "phase": st.phase, "model_called": False, "n_masked": 0,
+            "n_unmasked": 0, "n_remasked": 0, "seconds": 0.0})
+        row["model_called"] |= called
+        row["n_masked"] += int((x == mask_id).sum()) if bar is not None or rec.record else 0
+        row["n_unmasked"] += n_un
+        row["n_remasked"] += n_re
+        row["seconds"] += time.perf_counter() - t0
+        if bar is not None:
+            bar.update(1)
+
+    # §1.8: fill what is still masked greedily (argmax of p(x0); the mask can never win)
+    t0 = time.perf_counter()
+    masked = x == mask_id
+    if masked.any():
+        b, pos = masked.nonzero(as_tuple=True)
+        logits, called = px0.logits_at(x, b, pos)
+        p = subs_probs(logits, mask_id)
+        prob, tok = p.max(-1)
+        if rec.topk:
+            cp, ci = torch.topk(p, min(rec.topk, p.shape[-1]), dim=-1)
+        else:
+            ci = cp = None
+        last = grid[-1]
+        rec.add(sample_ids, last.step + 1, b, pos, 0, tok, prob, torch.ones_like(prob), torch.zeros_like(prob), 2, ci, cp)
+        x[b, pos] = tok
+        token_prob[b, pos] = prob.float()
+        row = step_rows.setdefault(last.step + 1, {
+            "step": last.step + 1, "t": last.s, "s": 0.0, "alpha_t": last.alpha_s, "alpha_s": 1.0,
+            "sigma": 0.0, "phase": "final_argmax", "model_called": False, "n_masked": 0,
+            "n_unmasked": 0, "n_remasked": 0, "seconds": 0.0})
+        row["model_called"] |= called
+        row["n_unmasked"] += int(b.numel())
+        row["seconds"] += time.perf_counter() - t0
+    return px0.calls
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+           "pandas": pd.__version__}
+    try:
+        from importlib.metadata import version
+        out["remdm-explorer"] = version("remdm-explorer")
+    except Exception:  # not installed as a distribution
+        out["remdm-explorer"] = "source"
+    return out
+
+
+def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offset, device, batch_size,
+          record, progress, topk, fast, meta_extra, first_step=0):
+    N, L = x0.shape
+    batch_size = batch_size or N
+    rec = _Recorder(record=record, topk=topk)
+    step_rows: dict[int, dict] = {}
+    calls = 0
+    complete = True
+    final = x0.clone()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(grid) * math.ceil(N / batch_size), desc=f"{sampler.name} T={steps}", leave=False)
+    done = 0
+    t_start = time.perf_counter()
+    try:
+        for lo in range(0, N, batch_size):
+            hi = min(N, lo + batch_size)
+            x = x0[lo:hi].to(device).clone()
+            tp = token_prob0[lo:hi].to(device).clone()
+            fx = fixed[lo:hi].to(device)
+            ids = torch.arange(sample_offset + lo, sample_offset + hi, device=device)
+            try:
+                calls += _run_chunk(model, sampler, grid, x, fx, tp, ids, seed, rec, step_rows, fast, bar, steps)
+            finally:
+                final[lo:hi] = x.cpu()
+            done = hi
+    except KeyboardInterrupt:
+        complete = False
+        warnings.warn(f"generation interrupted: returning the partial trace ({done} of {N} samples finished; "
+                      "the last batch stops mid-way). trace.complete is False.", stacklevel=3)
+    finally:
+        if bar is not None:
+            bar.close()
+    steps_df = pd.DataFrame([step_rows[k] for k in sorted(step_rows)], columns=list(STEP_COLUMNS))
+    last_step = int(steps_df["step"].max()) if len(steps_df) else first_step
+    meta = {
+        "run_id": uuid.uuid4().hex, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "sampler": sampler.config, "steps": steps, "grid_steps": len(grid), "seed": seed,
+        "num_samples": N, "batch_size": batch_size, "seq_len": L, "vocab_size": model.vocab_size,
+        "mask_id": model.mask_id, "model": model_identity(model), "device": str(device),
+        "versions": _versions(), "record": record, "topk": topk, "fast": fast and has_split(model),
+        "first_step": first_step, "last_step": max(last_step, first_step), "model_calls": calls,
+        "complete": complete, "wall_seconds": time.perf_counter() - t_start, "parent": None,
+    }
+    meta.update(meta_extra)
+    return Trace(initial=x0, fixed=fixed, events=rec.arrays(), steps=steps_df, meta=meta, final=final,
+                 tokenizer=getattr(model, "tokenizer", None))
+
+
+def _device(model, device):
+    if device is None:
+        return model_device(model)
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
+    if hasattr(model, "to"):
+        moved = model.to(device)
+        if moved is not None and moved is not model and hasattr(moved, "logits"):
+            raise ValueError("model.to() returned a new object; move the model yourself and pass it in.")
+    return device
+
+
+def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: int = 0, prompt=None,
+             device=None, batch_size: int | None = None, record: bool = True, progress: bool = True,
+             topk: int = 3, fast: bool = True) -> Trace:
+    """Sample ``num_samples`` sequences with ``sampler`` in ``steps`` steps and record every change.
+
+    ``prompt``: text or token ids (a prefix), ``{position: token}`` or a length-L tensor with the
+    mask id at free positions; prompt tokens are never remasked.  Sample ``i`` depends only on
+    ``(seed, i)``: ``batch_size`` changes memory use, never the samples.  Ctrl-C returns the
+    partial trace (``trace.complete is False``).  ``fast=False`` computes full logits (same samples).
+    """
+    _check_common(model, sampler, steps, num_samples, seed, batch_size, topk)
+    device = _device(model, device)
+    L = model.seq_len
+    if sampler.kind == "ordering":
+        sampler.check_shape(L, steps)
+    tokens, fixed = _resolve_prompt(model, prompt, L, model.mask_id)
+    x0 = tokens.expand(num_samples, L).clone()
+    fixed = fixed.expand(num_samples, L).clone()
+    tp = torch.full((num_samples, L), float("nan"))
+    grid = sampler.grid(steps)
+    return _loop(model, sampler, grid, steps, x0, fixed, tp, seed, 0, device, batch_size, record, progress,
+                 topk, fast, {"prompt": None if prompt is None else tokens.tolist()})
+
+
+def _positions_mask(spec, shape, what: str) -> torch.Tensor:
+    N, L = shape
+    if spec is None:
+        return torch.zeros(N, L, dtype=torch.bool)
+    t = torch.as_tensor(spec)
+    if t.dtype == torch.bool:
+        if t.dim() == 1 and t.numel() == L:
+            return t.expand(N, L).clone()
+        if tuple(t.shape) == (N, L):
+            return t.clone()
+        raise ValueError(f"{what} mask has shape {tuple(t.shape)}; expected [{L}] or [{N}, {L}].")
+    t = t.long().flatten()
+    if ((t < 0) | (t >= L)).any():
+        raise ValueError(f"{what} positions {t.tolist()} must lie in [0, {L}).")
+    m = torch.zeros(N, L, dtype=torch.bool)
+    m[:, t] = True
+    return m
+
+
+def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | None = None,
+           sampler: Sampler | None = None, device=None, batch_size=None, progress: bool = True,
+           record: bool = True, fast: bool = True) -> Trace:
+    """Continue a trace from ``step`` as a *branch*, optionally editing the state first.
+
+    ``remask``: positions (list of ints, or a boolean [L] / [N, L] mask) put back to [MASK];
+    ``pin``: decoded positions frozen from now on (never remasked).  With no edit and the same
+    seed the branch reproduces the parent exactly.  The branch records its parent and the edit.
+    """
+    from .samplers import from_config
+    if not isinstance(trace, Trace):
+        raise TypeError("resume() needs a Trace returned by explorer.generate().")
+    if not trace.recorded:
+        raise ValueError("this trace was generated with record=False, so its steps cannot be resumed.")
+    if not isinstance(step, (int, np.integer)) or not trace.first_step <= step < trace.num_steps + trace.first_step * 0 \
+            or step >= len((sampler or from_config(trace.meta["sampler"])).grid(trace.num_steps)):
+        raise ValueError(f"step={step!r} must be an integer in [{trace.first_step}, {trace.num_steps - 1}] "
+                         "(a step of the trace before its last sampler step).")
+    sampler = sampler or from_config(trace.meta["sampler"])
+    seed = trace.meta["seed"] if seed is None else seed
+    _check_common(model, sampler, trace.num_steps, trace.num_samples, seed, batch_size, trace.topk)
+    if model.mask_id != trace.mask_id or model.seq_len != trace.seq_len:
+        raise ValueError("this model does not match the trace (mask id or sequence length differ).")
+    x = trace.state_at(step)
+    tp = trace.prob_at(step).float()
+    fixed = trace.fixed.clone()
+    shape = x.shape
+    rm = _positions_mask(remask, shape, "remask")
+    pn = _positions_mask(pin, shape, "pin")
+    if (rm & pn).any():
+        raise ValueError("a position cannot be both remasked and pinned.")
+    if (rm & fixed).any():
+        raise ValueError("cannot remask prompt or pinned positions; they are fixed.")
+    if (pn & (x == trace.mask_id)).any():
+        raise ValueError(f"cannot pin a position that is masked at step {step}; pin decoded tokens only.")
+    x[rm] = trace.mask_id
+    tp[rm] = float("nan")
+    fixed |= pn
+    device = _device(model, device)
+    grid = [g for g in sampler.grid(trace.num_steps) if g.step > step]
+    edit = {"remask": rm.nonzero().tolist(), "pin": pn.nonzero().tolist()}
+    branch = _loop(model, sampler, grid, trace.num_steps, x, fixed, tp, seed, 0, device, batch_size, record,
+                   progress, trace.topk, fast, {"prompt": trace.meta.get("prompt")}, first_step=step)
+    branch.meta["parent"] = {"run_id": trace.run_id, "step": int(step), "edit": edit}
+    return branch

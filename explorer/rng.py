@@ -1,0 +1,82 @@
+"""Counter-based random numbers: every uniform is a pure function of (seed, sample, step, purpose, position).
+
+Why not ``torch.Generator``? Two promises of the engine need more than one stream per batch:
+
+* sample ``i`` depends only on ``(seed, i)`` -- the same samples whatever the batch size;
+* resuming from step ``k`` replays exactly the draws the parent run would have made.
+
+A hash of the coordinates gives both, on any device, with no state to carry.  The mixer is
+SplitMix64's finaliser (Steele et al., 2014), computed in wrapping int64 arithmetic; uniforms
+take its top 53 bits, so they are exact float64 values in (0, 1).
+"""
+from __future__ import annotations
+
+import torch
+
+_MASK64 = (1 << 64) - 1
+_C1 = 0xBF58476D1CE4E5B9
+_C2 = 0x94D049BB133111EB
+_GOLDEN = 0x9E3779B97F4A7C15
+
+# what a uniform is used for; each purpose has its own independent stream
+UNMASK, REMASK, TOKEN, ORDER = 1, 2, 3, 4
+
+
+def _signed(x: int) -> int:
+    x &= _MASK64
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+def mix64(x: int) -> int:
+    """SplitMix64 finaliser on a Python int (reference implementation, also used for keys)."""
+    x &= _MASK64
+    x = ((x ^ (x >> 30)) * _C1) & _MASK64
+    x = ((x ^ (x >> 27)) * _C2) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's >> is arithmetic)."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def mix64_tensor(z: torch.Tensor) -> torch.Tensor:
+    """SplitMix64 finaliser on an int64 tensor, bit-identical to :func:`mix64`."""
+    z = (z ^ _shr(z, 30)) * _signed(_C1)
+    z = (z ^ _shr(z, 27)) * _signed(_C2)
+    return z ^ _shr(z, 31)
+
+
+def stream_key(seed: int, sample: int, step: int, purpose: int) -> int:
+    """A 64-bit key for one (seed, sample, step, purpose) stream."""
+    k = mix64(seed * _GOLDEN + 0x632BE59BD9B4E019)
+    k = mix64(k ^ (sample * _GOLDEN + 1))
+    k = mix64(k ^ (step * _GOLDEN + 2))
+    return mix64(k ^ (purpose * _GOLDEN + 3))
+
+
+def uniforms(seed: int, samples: torch.Tensor | list[int], step: int, purpose: int,
+             positions: torch.Tensor, device=None) -> torch.Tensor:
+    """Float64 uniforms in (0, 1), shape ``[len(samples), len(positions)]``.
+
+    ``samples`` are global sample indices, ``positions`` any int64 counters (sequence positions).
+    """
+    samples = [int(s) for s in samples]
+    device = positions.device if device is None else device
+    keys = torch.tensor([_signed(stream_key(seed, s, step, purpose)) for s in samples],
+                        dtype=torch.int64, device=device)
+    pos = positions.to(device=device, dtype=torch.int64)
+    z = keys[:, None] + (pos[None, :] + 1) * _signed(_GOLDEN)
+    z = mix64_tensor(z)
+    return (_shr(z, 11).to(torch.float64) + 0.5) * (2.0 ** -53)
+
+
+def uniforms_at(seed: int, sample_of_row: torch.Tensor, step: int, purpose: int,
+                position_of_row: torch.Tensor) -> torch.Tensor:
+    """One uniform per selected (sample, position) row, equal to the matching entry of :func:`uniforms`."""
+    device = position_of_row.device
+    uniq = torch.unique(sample_of_row).tolist()
+    table = {s: _signed(stream_key(seed, int(s), step, purpose)) for s in uniq}
+    keys = torch.tensor([table[int(s)] for s in sample_of_row.tolist()], dtype=torch.int64, device=device)
+    z = mix64_tensor(keys + (position_of_row.to(torch.int64) + 1) * _signed(_GOLDEN))
+    return (_shr(z, 11).to(torch.float64) + 0.5) * (2.0 ** -53)

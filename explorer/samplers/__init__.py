@@ -1,0 +1,61 @@
+"""The samplers: each a small unit that never calls the model.
+
+=================== ========================== ==========================================
+name                class                      reference
+=================== ========================== ==========================================
+``mdlm``            :class:`MDLM`              §1.4
+``remdm-cap``       :class:`ReMDMCap`          §2.2
+``remdm-rescale``   :class:`ReMDMRescale`      §2.3
+``remdm-conf``      :class:`ReMDMConf`         §2.4
+``remdm-loop``      :class:`ReMDMLoop`         §2.5
+``remdm-switch``    :class:`ReMDMSwitch`       project page (switch schedule)
+``forward-backward````ForwardBackward``        §2.6
+``dfm``             :class:`DFMCorrector`      §2.6
+``confidence``      :class:`ConfidenceOrdered` MaskGIT / LLaDA ordering baseline
+=================== ========================== ==========================================
+"""
+from __future__ import annotations
+
+from .base import Rates, Sampler, SamplerState, StepTimes, linear_grid, sigma_max
+from .confidence import ConfidenceOrdered
+from .dfm import DFMCorrector
+from .forward_backward import ForwardBackward
+from .mdlm import MDLM
+from .remdm_cap import ReMDMCap
+from .remdm_conf import ReMDMConf
+from .remdm_loop import ReMDMLoop
+from .remdm_rescale import ReMDMRescale
+from .remdm_switch import ReMDMSwitch
+
+REGISTRY: dict[str, type[Sampler]] = {
+    cls.name: cls for cls in (MDLM, ReMDMCap, ReMDMRescale, ReMDMConf, ReMDMLoop, ReMDMSwitch,
+                              ForwardBackward, DFMCorrector, ConfidenceOrdered)
+}
+
+
+def by_name(name: str, **settings) -> Sampler:
+    """Build a sampler from its CLI name, e.g. ``by_name("remdm-loop", eta=0.02)``."""
+    key = name.strip().lower().replace("_", "-")
+    if key not in REGISTRY:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(REGISTRY)}.")
+    try:
+        return REGISTRY[key](**settings)
+    except TypeError as e:
+        raise ValueError(f"bad settings for {key}: {e}") from None
+
+
+def from_config(config: dict) -> Sampler:
+    """Rebuild a sampler from its ``.config`` dict (e.g. read back from a trace's metadata)."""
+    if not isinstance(config, dict) or "name" not in config:
+        raise ValueError("a sampler config is a dict with a 'name' key, as written by sampler.config.")
+    cfg = dict(config)
+    name = cfg.pop("name")
+    if isinstance(cfg.get("remaskable"), dict):
+        raise ValueError("this sampler used a remaskable *function*, which cannot be rebuilt from JSON; "
+                         "pass remaskable=... again when you rebuild it.")
+    return by_name(name, **cfg)
+
+
+__all__ = ["Sampler", "SamplerState", "StepTimes", "Rates", "linear_grid", "sigma_max", "by_name",
+           "from_config", "REGISTRY", "MDLM", "ReMDMCap", "ReMDMRescale", "ReMDMConf", "ReMDMLoop",
+           "ReMDMSwitch", "ForwardBackward", "DFMCorrector", "ConfidenceOrdered"]

@@ -1,0 +1,168 @@
+"""What every sampler shares: settings that serialize, the time grid, and the step's rates.
+
+A sampler never calls the model (diffusers-scheduler style).  For each step it answers one
+question: *with what probability does each position change?*
+
+* a masked position unmasks with probability ``unmask`` and then draws its token from p(x0)
+  (post-nucleus);
+* an unmasked position is put back to [MASK] with probability ``remask`` (sigma_t) and
+  otherwise keeps its token (carry-over, reference §1.2 and §2.1).
+
+This is exactly the posterior of reference §2.1: the single categorical draw of upstream over
+``V + 1`` classes (tokens and mask) has the same law as "decide unmask, then draw the token",
+because the token weights are ``unmask * p(x0)`` and the mask weight is ``1 - unmask``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Union
+
+import torch
+
+EPS_S = 1e-5  # the sampler's final time, reference §1.3
+
+Remaskable = Union[None, torch.Tensor, Callable[["SamplerState"], torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """One step of the time grid: from time ``t`` to time ``s < t``.
+
+    ``alpha_t`` / ``alpha_s`` are the schedule the sampler uses at this step (1 - t on the plain
+    linear grid of §1.3; re-mapped in ReMDM-loop's phases, §2.5).
+    """
+    step: int          # 1-based
+    t: float
+    s: float
+    alpha_t: float
+    alpha_s: float
+    phase: str = "mdlm"
+
+
+@dataclass
+class SamplerState:
+    """What a sampler may look at (read only) when it sets a step's rates."""
+    x: torch.Tensor            # LongTensor[B, L], current tokens (mask id where masked)
+    masked: torch.Tensor       # BoolTensor[B, L]
+    token_prob: torch.Tensor   # FloatTensor[B, L]: p(x0) of each token when it was decoded; nan if masked
+    fixed: torch.Tensor        # BoolTensor[B, L]: prompt / pinned positions, never changed
+    step: StepTimes | None = None
+
+
+@dataclass
+class Rates:
+    """Per-step probabilities; each a Python float (same for all positions) or a [B, L] tensor."""
+    unmask: float | torch.Tensor
+    remask: float | torch.Tensor
+    sigma: float            # the step's sigma_t for the record (nan where it has no meaning)
+
+
+def linear_grid(steps: int, eps: float = EPS_S) -> list[tuple[int, float, float]]:
+    """The upstream grid (§1.3): t_i = linspace(1, eps, T+1)[i] in float32, s = t - (1 - eps)/T."""
+    check_steps(steps)
+    ts = torch.linspace(1.0, eps, steps + 1, dtype=torch.float32).double().tolist()
+    dt = (1.0 - eps) / steps
+    return [(i + 1, ts[i], ts[i] - dt) for i in range(steps)]
+
+
+def check_steps(steps: Any) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+
+
+def mdlm_unmask(alpha_t: float, alpha_s: float) -> float:
+    """Probability that a masked token unmasks in an MDLM step: (alpha_s - alpha_t) / (1 - alpha_t)."""
+    return min(1.0, max(0.0, (alpha_s - alpha_t) / (1.0 - alpha_t)))
+
+
+def remdm_unmask(alpha_t: float, alpha_s: float, sigma):
+    """Unmask probability of a masked token under ReMDM (§2.1): [alpha_s - (1 - sigma) alpha_t] / (1 - alpha_t).
+
+    Clamped to [0, 1]: where sigma leaves the validity bound the upstream mask weight is negative
+    and its argmax never picks the mask (§2.6), which is the same as probability 1.
+    """
+    u = (alpha_s - (1.0 - sigma) * alpha_t) / (1.0 - alpha_t)
+    if isinstance(u, torch.Tensor):
+        return u.clamp(0.0, 1.0)
+    return min(1.0, max(0.0, u))
+
+
+def sigma_max(alpha_t: float, alpha_s: float) -> float:
+    """The validity bound min{1, (1 - alpha_s) / alpha_t} (§2.1); 1 at the first step where alpha_t = 0."""
+    if alpha_t <= 0.0:
+        return 1.0
+    return min(1.0, (1.0 - alpha_s) / alpha_t)
+
+
+def _check_unit(name: str, value: float, low_open=False, high=1.0) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{name} must be a number, got {value!r}.")
+    if value < 0 or (low_open and value == 0) or value > high:
+        lo = "(0" if low_open else "[0"
+        raise ValueError(f"{name}={value} is outside {lo}, {high}].")
+
+
+@dataclass
+class Sampler:
+    """Base class. Subclasses are dataclasses whose fields are their settings."""
+    nucleus_p: float = dataclasses.field(default=1.0, kw_only=True)
+    remaskable: Remaskable = dataclasses.field(default=None, repr=False, kw_only=True)
+
+    name: ClassVar[str] = "base"
+    kind: ClassVar[str] = "rates"       # "rates" or "ordering" (confidence-ordered baselines)
+    remasks: ClassVar[bool] = False
+
+    def __post_init__(self):
+        if isinstance(self.nucleus_p, bool) or not isinstance(self.nucleus_p, (int, float)) \
+                or not 0.0 < self.nucleus_p <= 1.0:
+            raise ValueError(f"nucleus_p={self.nucleus_p!r} must be in (0, 1]; use 1.0 for no nucleus "
+                             "filtering and 0.9 for the paper's setting.")
+        r = self.remaskable
+        if r is not None and not callable(r):
+            r = torch.as_tensor(r)
+            if r.dtype != torch.bool or r.dim() not in (1, 2):
+                raise ValueError("remaskable must be a boolean mask [L] or [B, L], or a function "
+                                 "state -> BoolTensor[B, L].")
+            self.remaskable = r
+        if r is not None and not self.remasks:
+            raise ValueError(f"{self.name} never remasks, so a remaskable restriction has no meaning.")
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a clear ValueError for out-of-range settings."""
+
+    # --- time grid -----------------------------------------------------------------------------
+    def grid(self, steps: int) -> list[StepTimes]:
+        return [StepTimes(i, t, s, 1.0 - t, 1.0 - s) for i, t, s in linear_grid(steps)]
+
+    # --- one step ------------------------------------------------------------------------------
+    def rates(self, st: StepTimes, state: SamplerState) -> Rates:
+        raise NotImplementedError
+
+    # --- serialization -------------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        cfg = {"name": self.name}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "remaskable":
+                if v is None:
+                    continue
+                if callable(v) and not isinstance(v, torch.Tensor):
+                    v = {"callable": getattr(v, "__qualname__", repr(v))}
+                else:
+                    v = v.tolist()
+            cfg[f.name] = v
+        return cfg
+
+    def remaskable_mask(self, state: SamplerState) -> torch.Tensor | None:
+        r = self.remaskable
+        if r is None:
+            return None
+        m = r(state) if callable(r) and not isinstance(r, torch.Tensor) else r
+        m = torch.as_tensor(m, device=state.x.device)
+        if m.dtype != torch.bool:
+            raise ValueError("remaskable(state) must return a boolean tensor.")
+        return m.expand_as(state.x)

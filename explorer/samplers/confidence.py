@@ -1,0 +1,68 @@
+"""Confidence-ordered decoding in the style of MaskGIT / LLaDA ("low_confidence" remasking).
+
+Not a remasking sampler: it decides *which masked positions to commit* at each step.  At every
+step it draws a candidate token at each masked position of the current block (from
+softmax(logits / temperature), nucleus-filtered; temperature 0 = argmax), scores it by its
+probability under p(x0), and commits the ``k`` most confident.  ``k`` spreads the block's masked
+tokens evenly over the block's steps (the first steps take one more when they do not divide,
+as LLaDA's ``get_num_transfer_tokens``).  Committed tokens are never revisited.
+
+With ``block_length`` set, the sequence is decoded in semi-autoregressive blocks, left to right,
+with ``steps / num_blocks`` steps each.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .base import Rates, Sampler, SamplerState, StepTimes, _check_unit, linear_grid
+
+
+@dataclass
+class ConfidenceOrdered(Sampler):
+    block_length: int | None = None
+    temperature: float = 1.0
+    name = "confidence"
+    kind = "ordering"
+
+    def validate(self):
+        if self.block_length is not None and (isinstance(self.block_length, bool) or
+                                              not isinstance(self.block_length, int) or self.block_length < 1):
+            raise ValueError(f"block_length must be a positive integer or None, got {self.block_length!r}.")
+        _check_unit("temperature", self.temperature, high=math.inf)
+
+    def check_shape(self, seq_len: int, steps: int) -> None:
+        blocks = self.num_blocks(seq_len)
+        if self.block_length is not None and seq_len % self.block_length:
+            raise ValueError(f"block_length={self.block_length} must divide the sequence length {seq_len}.")
+        if steps % blocks:
+            raise ValueError(f"steps={steps} must be a multiple of the number of blocks ({blocks}); "
+                             f"try steps={blocks * max(1, round(steps / blocks))}.")
+
+    def num_blocks(self, seq_len: int) -> int:
+        return 1 if self.block_length is None else seq_len // self.block_length
+
+    def grid(self, steps: int) -> list[StepTimes]:
+        return [StepTimes(i, t, s, 1.0 - t, 1.0 - s, "ordered") for i, t, s in linear_grid(steps)]
+
+    def block_of_step(self, step: int, steps: int, seq_len: int) -> tuple[int, int, int]:
+        """(first position, end position, steps left in the block including this one)."""
+        blocks = self.num_blocks(seq_len)
+        per_block = steps // blocks
+        j, r = divmod(step - 1, per_block)
+        length = seq_len if self.block_length is None else self.block_length
+        return j * length, (j + 1) * length, per_block - r
+
+    def commit(self, confidence: torch.Tensor, eligible: torch.Tensor, steps_left: int) -> torch.Tensor:
+        """Choose, per row, the ceil(n / steps_left) most confident eligible positions."""
+        n = eligible.sum(-1)
+        k = torch.div(n + steps_left - 1, steps_left, rounding_mode="floor")
+        score = torch.where(eligible, confidence.double(), torch.full_like(confidence, -torch.inf, dtype=torch.float64))
+        order = torch.argsort(score, dim=-1, descending=True, stable=True)
+        rank = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+        return eligible & (rank < k.unsqueeze(-1))
+
+    def rates(self, st: StepTimes, state: SamplerState) -> Rates:  # pragma: no cover - not a rate sampler
+        raise TypeError("ConfidenceOrdered decides from p(x0) itself; the engine calls commit().")

@@ -1,0 +1,14 @@
+"""MDLM's ancestral sampler (reference §1.4): masked tokens unmask, unmasked tokens never change."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import Rates, Sampler, SamplerState, StepTimes, mdlm_unmask
+
+
+@dataclass
+class MDLM(Sampler):
+    name = "mdlm"
+
+    def rates(self, st: StepTimes, state: SamplerState) -> Rates:
+        return Rates(unmask=mdlm_unmask(st.alpha_t, st.alpha_s), remask=0.0, sigma=0.0)

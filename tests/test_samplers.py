@@ -1,0 +1,297 @@
+"""Sampler math against reference §1-§2, and statistical checks with a context-free stub.
+
+Statistical tolerances: every frequency is compared with its expectation at 5 standard errors
+(binomial), with fixed seeds, so a correct sampler fails with probability < 1e-5 per cell.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+import torch
+
+import explorer
+from explorer import rng
+from explorer.samplers import (MDLM, ConfidenceOrdered, DFMCorrector, ForwardBackward, ReMDMCap, ReMDMConf,
+                               ReMDMLoop, ReMDMRescale, ReMDMSwitch, by_name, from_config, sigma_max)
+from explorer.samplers.base import SamplerState, linear_grid, mdlm_unmask, remdm_unmask
+from explorer.samplers.categorical import nucleus, sample_rows
+
+L, V = 6, 5          # 4 real tokens + mask
+N = 1500
+
+
+def stub(seed=0, L=L, V=V):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(L, V, generator=g) + 0.05
+    p[:, -1] = 0
+    return explorer.StubDenoiser(p / p.sum(-1, keepdim=True))
+
+
+def z_ok(observed, expected_p, n, z=5.0):
+    sd = math.sqrt(max(expected_p * (1 - expected_p), 1e-12) / n)
+    return abs(observed - expected_p) <= z * sd + 1e-12
+
+
+# ----------------------------------------------------------------------------- time grid and phases
+def test_linear_grid_matches_upstream():
+    g = linear_grid(1024)
+    assert len(g) == 1024 and g[0][1] == 1.0
+    dt = (1 - 1e-5) / 1024
+    assert g[0][2] == pytest.approx(1 - dt)
+    assert g[-1][2] == pytest.approx(1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("T,phases", [(128, (58, 64, 6)), (1024, (461, 512, 51)), (4096, (1844, 2048, 204))])
+def test_loop_phase_lengths(T, phases):
+    c = Counter(st.phase for st in ReMDMLoop().grid(T))
+    assert (c["unmask"], c["loop"], c["finish"]) == phases
+
+
+def test_loop_phase_alphas():
+    s = ReMDMLoop(eta=0.02, t_on=0.55, t_off=0.05, alpha_on=0.9)
+    g = s.grid(1024)
+    assert g[0].alpha_t == 0.0
+    loop = [st for st in g if st.phase == "loop"]
+    assert all(st.alpha_t == st.alpha_s == 0.9 for st in loop)
+    fin = [st for st in g if st.phase == "finish"]
+    assert fin[0].alpha_t == pytest.approx(1 - fin[0].t * 0.1 / 0.05)
+    r = s.rates(loop[0], None)
+    assert r.remask == 0.02 and r.unmask == pytest.approx(0.02 * 0.9 / 0.1)
+
+
+def test_sigma_schedules_match_reference():
+    st = ReMDMCap().grid(100)[60]
+    smax = min(1.0, (1 - st.alpha_s) / st.alpha_t)
+    assert sigma_max(st.alpha_t, st.alpha_s) == pytest.approx(smax)
+    assert ReMDMCap(0.3).rates(st, None).remask == pytest.approx(min(0.3, smax))
+    assert ReMDMRescale(0.5).rates(st, None).remask == pytest.approx(0.5 * smax)
+    first = ReMDMCap().grid(100)[0]
+    assert ReMDMCap(0.3).rates(first, None).remask == 0.3          # alpha_t = 0: sigma = eta
+    assert ForwardBackward().rates(first, None).remask == 1.0
+    fb = ForwardBackward().rates(st, None)
+    assert fb.remask == pytest.approx((st.alpha_s - st.alpha_t) / st.alpha_t)
+    # unmask probability of the generic ReMDM posterior, §2.1
+    sig = 0.1
+    assert remdm_unmask(st.alpha_t, st.alpha_s, sig) == pytest.approx(
+        (st.alpha_s - (1 - sig) * st.alpha_t) / (1 - st.alpha_t))
+    assert MDLM().rates(st, None).unmask == pytest.approx((st.alpha_s - st.alpha_t) / (1 - st.alpha_t))
+
+
+def test_switch_is_zero_before_t_switch():
+    s = ReMDMSwitch(eta=0.05, t_switch=0.4)
+    for st in s.grid(50):
+        r = s.rates(st, None)
+        if st.t >= 0.4:
+            assert r.remask == 0.0 and r.unmask == pytest.approx(mdlm_unmask(st.alpha_t, st.alpha_s))
+        else:
+            assert r.remask == pytest.approx(min(0.05, sigma_max(st.alpha_t, st.alpha_s)))
+
+
+def test_dfm_grid_is_adaptive_and_longer_than_T():
+    g = DFMCorrector().grid(64)
+    assert len(g) > 64
+    assert g[0].t == 1.0 and g[0].phase == "mdlm" and g[0].s == pytest.approx(1 - 1 / 64)
+    assert all(a.s == pytest.approx(b.t) for a, b in zip(g, g[1:]))
+    assert g[-1].t > (1 - 1e-5) / 64 >= g[-1].s
+    for st in g[1:]:
+        a = 10 * st.t ** 0.25 * (1 - st.t) ** 0.25 + 1
+        assert st.t - st.s == pytest.approx(min(1 / 64, 1 / (a / st.t + (a - 1) / (1 - st.t))))
+
+
+# ----------------------------------------------------------------------------- nucleus and draws
+def test_nucleus_keeps_exactly_the_upstream_set():
+    p = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.95, 0.03, 0.01, 0.01], [0.25, 0.25, 0.25, 0.25]])
+    q = nucleus(p, 0.9)
+    # row 0: cumsum 0.5, 0.8, 0.95 -> the crossing token (0.15) is dropped (HF would keep it)
+    assert torch.allclose(q[0], torch.tensor([0.5, 0.3, 0, 0], dtype=torch.float64) / 0.8)
+    # row 1: the top-1 alone crosses 0.9 and is always kept
+    assert torch.equal(q[1] > 0, torch.tensor([True, False, False, False]))
+    # row 2: 0.25, 0.5, 0.75 <= 0.9; 1.0 > 0.9
+    assert torch.equal(q[2] > 0, torch.tensor([True, True, True, False]))
+    assert torch.allclose(q.sum(-1), torch.ones(3, dtype=torch.float64))
+    assert torch.allclose(nucleus(p, 1.0), p.double())
+
+
+def test_nucleus_is_order_independent():
+    p = torch.tensor([[0.05, 0.15, 0.3, 0.5]])
+    assert torch.equal(nucleus(p, 0.9) > 0, torch.tensor([[False, False, True, True]]))
+
+
+def test_inverse_cdf_draws_match_weights():
+    w = torch.tensor([0.1, 0.0, 0.6, 0.3], dtype=torch.float64)
+    u = rng.uniforms(3, [0], 1, rng.TOKEN, torch.arange(40000))[0]
+    idx = sample_rows(w.expand(40000, -1), u)
+    assert (idx != 1).all()                       # zero weight never drawn
+    freq = torch.bincount(idx, minlength=4).double() / 40000
+    for k in (0, 2, 3):
+        assert z_ok(freq[k].item(), w[k].item(), 40000)
+
+
+def test_rng_matches_reference_mixer_and_is_uniform():
+    vals = [0, 1, 2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1, 123456789123456789]
+    t = torch.tensor([rng._signed(v) for v in vals])
+    got = [int(v) & rng._MASK64 for v in rng.mix64_tensor(t).tolist()]
+    assert got == [rng.mix64(v) for v in vals]
+    u = rng.uniforms(0, [0, 1], 7, rng.UNMASK, torch.arange(50000))
+    assert 0 < u.min() and u.max() < 1
+    for row in u:   # 10 equal bins, each within 5 sd of 0.1
+        counts = torch.histc(row.float(), bins=10, min=0, max=1) / row.numel()
+        assert all(z_ok(c.item(), 0.1, row.numel()) for c in counts)
+    assert abs(torch.corrcoef(u)[0, 1]) < 0.03     # streams of different samples are unrelated
+
+
+# ----------------------------------------------------------------------------- statistical behaviour
+MARGINAL = [MDLM(), ReMDMCap(0.05), ReMDMRescale(0.5), ReMDMSwitch(0.05, 0.6), DFMCorrector(),
+            ReMDMLoop(eta=0.05, t_on=0.55, t_off=0.05, alpha_on=0.8)]
+
+
+def expected_mask_fraction(sampler, T):
+    """The exact recursion m' = m (1 - u) + (1 - m) sigma over the sampler's own rates."""
+    m, out = 1.0, []
+    for st in sampler.grid(T):
+        r = sampler.rates(st, None)
+        m = m * (1 - r.unmask) + (1 - m) * r.remask
+        out.append((st, m))
+    return out
+
+
+@pytest.mark.parametrize("sampler", MARGINAL, ids=lambda s: s.name)
+def test_schedule_is_marginal_preserving(sampler):
+    """The sampler's rates keep the masked fraction at 1 - alpha_s.
+
+    ReMDM-loop only approximately (§2.5, upstream behaviour): the last phase-1 step overshoots
+    alpha_on by up to alpha_on*dt/(1-t_on), and phase 3 starts from alpha(t) < t_off's formula
+    while the state still has 1-alpha_on masked, a relative gap of at most dt/(t_off-dt) that
+    phase 3 carries to the end.
+    """
+    T = 256
+    dt = 1 / T
+    for st, m in expected_mask_fraction(sampler, T):
+        target = 1 - st.alpha_s
+        if sampler.name != "remdm-loop":
+            # 1e-6: the grid reads t from a float32 linspace and s = t - dt in float64 (as upstream, §1.3)
+            assert m == pytest.approx(target, abs=1e-6), st
+        elif st.phase == "finish":
+            assert abs(m / target - 1) <= dt / (sampler.t_off - dt) + 1e-6, st
+        else:
+            assert abs(m - target) <= sampler.alpha_on * dt / (1 - sampler.t_on) + 1e-6, st
+
+
+@pytest.mark.parametrize("sampler", MARGINAL, ids=lambda s: s.name)
+def test_mask_fraction_and_final_frequencies(sampler):
+    model = stub()
+    T = 24
+    tr = explorer.generate(model, sampler, T, num_samples=N, seed=11, progress=False, topk=0)
+    n = N * L
+    steps = tr.steps.set_index("step")
+    for st, m in expected_mask_fraction(sampler, T):
+        observed = steps.loc[st.step, "n_masked"] / n if st.step in steps.index else 1.0
+        assert z_ok(observed, min(max(m, 0.0), 1.0), n), (st, observed, m)
+        if sampler.name != "remdm-loop":
+            assert z_ok(observed, min(max(1 - st.alpha_s, 0), 1), n)
+    final = tr.final
+    assert (final != model.mask_id).all()
+    for pos in range(L):
+        freq = torch.bincount(final[:, pos], minlength=V).double() / N
+        for v in range(V - 1):
+            assert z_ok(freq[v].item(), model.probs[pos, v].item(), N), (pos, v)
+
+
+def test_forward_backward_last_step_leaves_the_validity_bound():
+    """Documented behaviour (§2.6): at the last step FB's sigma > sigma_max, so every masked token
+    unmasks and unmasked ones are remasked with prob dt/(1-t): about dt of the tokens end masked
+    (instead of s = 1e-5) and the final argmax fills them."""
+    T = 16
+    fb = ForwardBackward()
+    last = fb.grid(T)[-1]
+    r = fb.rates(last, None)
+    assert r.unmask == 1.0
+    assert r.remask == pytest.approx((last.t - last.s) / (1 - last.t))
+    assert r.remask > sigma_max(last.alpha_t, last.alpha_s)
+    tr = explorer.generate(stub(), fb, T, num_samples=N, seed=5, progress=False, topk=0)
+    steps = tr.steps.set_index("step")
+    frac = steps.loc[T, "n_masked"] / (N * L)
+    assert z_ok(frac, r.remask, N * L)
+    assert frac > 10 * last.s
+    assert (steps.loc[T + 1, "phase"] == "final_argmax") and steps.loc[T + 1, "n_unmasked"] == steps.loc[T, "n_masked"]
+    # up to that step FB preserves the marginals
+    for st, m in expected_mask_fraction(fb, T)[:-1]:
+        assert m == pytest.approx(1 - st.alpha_s, abs=1e-6)
+
+
+def test_conf_remasks_low_probability_tokens_more_often():
+    p = torch.zeros(64, 3)
+    p[:, 0], p[:, 1] = 0.8, 0.2          # token 1 is the low-probability one
+    model = explorer.StubDenoiser(p)
+    tr = explorer.generate(model, ReMDMConf(), 32, num_samples=100, seed=2, progress=False, topk=0)
+    ev = tr.events
+    # per-step hazard: remasks of each token / copies of it present before the step. Within a
+    # sample both share the softmax denominator, so the ratio is about exp(0.8 - 0.2) = 1.82
+    # where sigma is far from 1 (many tokens unmasked: the second half of the steps).
+    present = {0: 0, 1: 0}
+    ev = ev[ev.step > tr.num_steps // 2]
+    for k in range(tr.num_steps // 2 + 1, tr.num_steps + 1):
+        before = tr.state_at(k - 1)
+        for v in (0, 1):
+            present[v] += int((before == v).sum())
+    re = ev[ev.kind == "remask"].token_id.value_counts()
+    hazard_low, hazard_high = re.get(1, 0) / present[1], re.get(0, 0) / present[0]
+    assert hazard_low > 1.4 * hazard_high, (hazard_low, hazard_high)
+    # eta_conf is a softmax over unmasked positions of -psi
+    x = torch.tensor([[0, 1, 2]])
+    state = SamplerState(x=x, masked=x == 2, token_prob=torch.tensor([[0.8, 0.2, float("nan")]]),
+                         fixed=torch.zeros(1, 3, dtype=torch.bool))
+    eta = ReMDMConf().eta_conf(state)[0]
+    assert eta[2] == 0 and eta[:2].sum() == pytest.approx(1.0)
+    assert eta[1] / eta[0] == pytest.approx(math.exp(0.6))
+
+
+def test_confidence_ordered_commits_even_counts_and_never_remasks():
+    model = stub(L=8)
+    s = ConfidenceOrdered(block_length=4)
+    tr = explorer.generate(model, s, 4, num_samples=3, seed=0, progress=False)
+    st = tr.steps
+    assert list(st.n_unmasked) == [6, 6, 6, 6] and (st.n_remasked == 0).all()
+    ev = tr.events
+    assert set(ev[ev.step <= 2].position) <= {0, 1, 2, 3}        # block 0 first
+    assert set(ev[ev.step > 2].position) <= {4, 5, 6, 7}
+    # commits the most confident: with temperature 0 candidates are argmaxes, ranked by prob
+    tr0 = explorer.generate(model, ConfidenceOrdered(temperature=0.0), 8, num_samples=1, seed=0, progress=False)
+    first = tr0.events.query("step == 1")
+    best = model.probs[:, :-1].max(-1)
+    assert first.position.iloc[0] == int(best.values.argmax())
+    with pytest.raises(ValueError, match="multiple"):
+        explorer.generate(model, s, 3, progress=False)
+
+
+def test_config_roundtrip_and_registry():
+    for s in [ReMDMLoop(0.01, nucleus_p=0.9), ReMDMCap(0.2), DFMCorrector(), ConfidenceOrdered(block_length=4)]:
+        again = from_config(s.config)
+        assert type(again) is type(s) and again.config == s.config
+    assert by_name("remdm_loop", eta=0.03).eta == 0.03
+
+
+@pytest.mark.parametrize("make,msg", [
+    (lambda: ReMDMCap(-0.1), "eta"),
+    (lambda: ReMDMCap(1.5), "eta"),
+    (lambda: ReMDMRescale(2.0), "eta"),
+    (lambda: ReMDMLoop(eta=0.2, alpha_on=0.9), "eta"),
+    (lambda: ReMDMLoop(t_on=0.05, t_off=0.55), "t_off < t_on"),
+    (lambda: ReMDMLoop(t_on=0.3, t_off=0.3), "t_off < t_on"),
+    (lambda: ReMDMLoop(alpha_on=1.0), "alpha_on"),
+    (lambda: ReMDMLoop(alpha_on=0.0), "alpha_on"),
+    (lambda: MDLM(nucleus_p=0.0), "nucleus_p"),
+    (lambda: MDLM(nucleus_p=1.2), "nucleus_p"),
+    (lambda: ReMDMSwitch(0.1, t_switch=0.0), "t_switch"),
+    (lambda: ConfidenceOrdered(block_length=0), "block_length"),
+    (lambda: MDLM(remaskable=torch.ones(4, dtype=torch.bool)), "never remasks"),
+    (lambda: ReMDMCap(0.1, remaskable=torch.ones(4)), "boolean"),
+    (lambda: by_name("nope"), "unknown sampler"),
+    (lambda: by_name("mdlm", eta=0.1), "bad settings"),
+    (lambda: from_config({"eta": 0.1}), "name"),
+])
+def test_bad_settings_raise_clear_errors(make, msg):
+    with pytest.raises(ValueError, match=msg):
+        make()
