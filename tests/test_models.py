@@ -262,8 +262,33 @@ def test_mdlm_without_tokenizer_warns_and_loads(tmp_path):
     assert den.tokenizer is None and den.mask_id == 36
 
 
-def test_unknown_hub_id_without_download_says_how(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing to find locally
+def test_mdlm_owt_style_dir_gets_gpt2_from_the_cache_with_mask_50257(tmp_path, monkeypatch):
+    import transformers
+    from tokenizers import Tokenizer, models
+
+    tiny_model(vocab_size=50258, hidden_dim=8, cond_dim=4, n_blocks=1, n_heads=2).save_pretrained(tmp_path)
+    gpt2_like = transformers.PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(
+        {**{f"t{i}": i for i in range(50256)}, "<|endoftext|>": 50256}, unk_token="<|endoftext|>")))
+    asked = {}
+
+    def cached_only(name, **kw):
+        asked.update(name=name, **kw)
+        return gpt2_like
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", cached_only)
+    den = load_model(tmp_path)
+    assert asked == {"name": "gpt2", "local_files_only": True}  # never a download
+    assert den.mask_id == 50257 and den.tokenizer.mask_token_id == 50257
+
+    def not_cached(name, **kw):
+        raise OSError("not in the cache")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", not_cached)
+    with pytest.warns(UserWarning, match="GPT-2's tokenizer is not in the local HF cache"):
+        assert load_model(tmp_path).tokenizer is None
+
+
+def test_unknown_hub_id_without_download_says_how():
     with pytest.raises(FileNotFoundError, match="allow_download=True"):
         load_model("nobody-here/no-such-model")
     with pytest.raises(FileNotFoundError, match="shipped"):

@@ -160,11 +160,13 @@ class Rotary(nn.Module):
 
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
-        self.register_buffer("inv_freq", self.compute_inv_freq(head_dim, base), persistent=True)
+        # computed on the CPU, then moved to the default device: arange on "meta" is slow (imports sympy)
+        inv_freq = self.compute_inv_freq(head_dim, base).to(torch.empty(0).device)
+        self.register_buffer("inv_freq", inv_freq, persistent=True)
 
     @staticmethod
     def compute_inv_freq(head_dim: int, base: float = 10000.0) -> torch.Tensor:
-        return 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        return 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device="cpu") / head_dim))
 
     def forward(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin of shape [L, head_dim] (angles duplicated for the two halves), fp32."""
