@@ -107,6 +107,11 @@ def parse_sampler(spec: str, **defaults) -> Any:
     return S.by_name(name, **kw)
 
 
+def _write_text_atomic(path: Path, text: str) -> None:
+    from .viz.export import write_text_atomic
+    write_text_atomic(path, text)
+
+
 def _as_samplers(samplers: Any, **defaults) -> dict[str, Any]:
     if isinstance(samplers, dict):
         return {str(k): (parse_sampler(v, **defaults) if isinstance(v, str) else v) for k, v in samplers.items()}
@@ -222,12 +227,14 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int], num_samples: int = 64
     sha = model_sha256(model) if cache is not None else ""
     cells = [_Cell(name, smp, T, seed, _cell_key(smp.config, T, seed, num_samples, sha))
              for name, smp in sampler_map.items() for T in steps for seed in seeds]
-    if cache is not None:
+    if cache is not None and (d is None or d.get_rank() == 0):
         cache.mkdir(parents=True, exist_ok=True)
-        (cache / "sweep.json").write_text(json.dumps(
-            {"model": model_identity(model) | {"sha256": sha}, "cells": {c.key: {
-                "sampler": c.name, "config": c.sampler.config, "steps": c.steps, "seed": c.seed,
-                "num_samples": num_samples} for c in cells}}, indent=1, default=str))
+        index = cache / "sweep.json"  # what each cell folder holds, for people browsing the cache
+        known = json.loads(index.read_text()).get("cells", {}) if index.exists() else {}
+        known.update({c.key: {"sampler": c.name, "config": c.sampler.config, "steps": c.steps, "seed": c.seed,
+                              "num_samples": num_samples, "model": model_identity(model) | {"sha256": sha}}
+                      for c in cells})
+        _write_text_atomic(index, json.dumps({"cells": known}, indent=1, default=str))
     if d is not None:
         rank, world = d.get_rank(), d.get_world_size()
         rows = _run_cells(model, cells[rank::world], mets, num_samples, device, batch_size, cache,

@@ -250,3 +250,15 @@ def test_metric_by_step_on_a_real_trace_ends_at_the_final_samples():
     ch = attribute_changes(df, tr)
     assert {"sample", "step", "delta", "n_remask", "remasked"} <= set(ch.columns)
     assert (ch["delta"] != 0).all()
+
+
+def test_reference_features_saved_next_to_the_judge_and_used_by_default(tiny_gpt2_dir):
+    from explorer.metrics import reference_features
+    from explorer.metrics.mauve import REFERENCE_FEATURES
+
+    refs = ["a b c", "d a", "b b c d", "c a d", "a a", "d c b a"] * 4
+    saved = reference_features(str(tiny_gpt2_dir), refs, save=True)
+    assert (tiny_gpt2_dir / REFERENCE_FEATURES).exists()
+    assert np.array_equal(reference_features(str(tiny_gpt2_dir)), saved)
+    r = mauve_score(None, refs, judge=str(tiny_gpt2_dir), kmeans_num_redo=1, kmeans_max_iter=20)
+    assert r.n_p == r.n_q == len(refs) and r.value > 0.9  # the same texts against themselves

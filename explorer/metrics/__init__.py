@@ -9,14 +9,14 @@
 """
 from .entropy import unigram_entropy
 from .evolution import attribute_changes, fill_argmax, metric_by_step
-from .mauve import MauveResult, judge_features, mauve_score, reference_features
+from .mauve import MauveResult, build_stories_reference, judge_features, mauve_score, reference_features
 from .perplexity import PerplexityResult, generative_perplexity
 from .registry import HIGHER_IS_BETTER, Metric, get_metric, higher_is_better
 from .validity import orders_validity, per_sample_validity
 
 __all__ = [
     "unigram_entropy", "generative_perplexity", "PerplexityResult", "mauve_score", "MauveResult",
-    "judge_features", "reference_features", "orders_validity", "per_sample_validity",
+    "judge_features", "reference_features", "build_stories_reference", "orders_validity", "per_sample_validity",
     "metric_by_step", "attribute_changes", "fill_argmax", "get_metric", "Metric",
     "HIGHER_IS_BETTER", "higher_is_better",
 ]

@@ -91,10 +91,27 @@ def reference_features(judge: Any = None, texts: Sequence[str] | None = None, *,
     if save:
         if path is None:
             raise ValueError("save=True needs a path when the judge is an in-memory model.")
-        tmp = Path(str(path) + ".tmp.npy")
+        tmp = Path(path).with_name(Path(path).name + ".tmp.npy")
         np.save(tmp, feats)
         tmp.replace(path)
     return feats
+
+
+def build_stories_reference(n: int = 1000, judge: Any = None, seed: int = 0, **kw) -> Path:
+    """Featurise ``n`` held-out stories (``explorer.tasks.stories.heldout_texts``) with the judge and
+    save them as ``mauve_reference_features.npy`` next to it; returns the path.
+
+    MAUVE compares like with like: use as many references as you will have samples (its cluster
+    count is n/10 of the smaller side).
+    """
+    from explorer.tasks import stories
+
+    base = judge_dir(judge)
+    if base is None:
+        raise ValueError("the judge has no directory to store reference features next to; pass a path.")
+    path = base / REFERENCE_FEATURES
+    reference_features(judge, stories.heldout_texts(n, seed=seed), path=path, save=True, **kw)
+    return path
 
 
 @dataclass
