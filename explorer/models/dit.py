@@ -182,7 +182,11 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Non-interleaved (GPT-NeoX, rotate-half) rotary on x: [B, H, L, hd], in fp32."""
+    """Non-interleaved (GPT-NeoX, rotate-half) rotary on x: [B, H, L, hd].
+
+    Like the flash-attn kernel upstream: cos/sin rounded to x's dtype, arithmetic in fp32.
+    """
+    cos, sin = cos.to(x.dtype).float(), sin.to(x.dtype).float()
     xf = x.float()
     return (xf * cos + rotate_half(xf) * sin).to(x.dtype)
 
