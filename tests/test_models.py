@@ -339,3 +339,49 @@ def test_hf_masked_lm_generates_with_every_sampler(tiny_bert_dir):
             assert (state[:, 0] == 2).all() and (state[:, 9] == 3).all(), (name, k)
         assert (trace.final != den.mask_id).all(), name
         assert trace.fixed[:, [0, 9]].all(), name
+
+
+def test_allowed_download_fetches_only_what_loading_needs(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    snapshot = tmp_path / "snapshot"
+    model = tiny_model()
+    calls = []
+
+    def fake_snapshot_download(repo_id, local_files_only=False, allow_patterns=None, **kw):
+        if local_files_only:
+            raise FileNotFoundError("not cached")
+        calls.append(allow_patterns)
+        if "*.bin" in allow_patterns:  # the second, fallback call: an old repo with .bin weights only
+            snapshot.mkdir()
+            torch.save(model.state_dict(), snapshot / "pytorch_model.bin")
+            (snapshot / "config.json").write_text(json.dumps(model.config.to_dict()))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    with pytest.warns(UserWarning, match="tokenizer=None"):
+        den = load_model("someone/tiny-mdlm", allow_download=True)
+    assert den.identity["name"] == "someone/tiny-mdlm"
+    assert calls[0] == ["*.json", "*.txt", "*.model", "*.safetensors"]  # no remote code, no .bin copy
+    assert calls[1] == calls[0] + ["*.bin"]
+
+
+@pytest.mark.parametrize("arch", ["distilbert", "roberta", "modernbert"])
+def test_other_masked_lm_families(tmp_path, arch):
+    import transformers as T
+
+    n = write_word_tokenizer(tmp_path, [f"w{i}" for i in range(20)])
+    small = dict(num_hidden_layers=1, num_attention_heads=2, hidden_size=16, intermediate_size=32)
+    config = {
+        "distilbert": lambda: T.DistilBertConfig(vocab_size=n, dim=16, n_layers=1, n_heads=2, hidden_dim=32,
+                                                 max_position_embeddings=32),
+        "roberta": lambda: T.RobertaConfig(vocab_size=n, max_position_embeddings=34, pad_token_id=0, **small),
+        "modernbert": lambda: T.ModernBertConfig(vocab_size=n, max_position_embeddings=32, pad_token_id=0,
+                                                 cls_token_id=2, sep_token_id=3, bos_token_id=2,
+                                                 eos_token_id=3, **small),
+    }[arch]()
+    torch.manual_seed(0)
+    T.AutoModelForMaskedLM.from_config(config).save_pretrained(str(tmp_path))
+    den = load_model(tmp_path)
+    assert den.seq_len == 32 and den.fixed_tokens == {0: 2, 31: 3}  # RoBERTa: 34 positions minus its offset
+    assert den.logits(torch.full((1, 32), den.mask_id)).shape == (1, 32, n)

@@ -47,7 +47,8 @@ def shipped_models() -> list[str]:
     return sorted(names)
 
 
-def resolve_model_dir(name_or_path: str | os.PathLike, allow_download: bool = False) -> tuple[Path, str]:
+def resolve_model_dir(name_or_path: str | os.PathLike, allow_download: bool = False,
+                      trust_remote_code: bool = False) -> tuple[Path, str]:
     """(local directory, display name) for a path, a shipped name or a hub id."""
     raw = str(name_or_path)
     path = Path(raw).expanduser()
@@ -59,13 +60,12 @@ def resolve_model_dir(name_or_path: str | os.PathLike, allow_download: bool = Fa
         if (d / raw / CONFIG_NAME).is_file():
             return d / raw, raw
 
-    looks_like_hub_id = raw.count("/") == 1 and not raw.startswith((".", "/", "~"))
-    if not looks_like_hub_id:
-        shipped = ", ".join(shipped_models()) or "none found"
-        raise FileNotFoundError(
-            f"no model directory or shipped model named {raw!r} (shipped: {shipped}; searched "
-            f"{', '.join(str(d) for d in shipped_model_dirs())}). Pass a directory with config.json and "
-            "weights, or a Hugging Face hub id such as 'kuleshov-group/mdlm-owt'.")
+    shipped = ", ".join(shipped_models()) or "none found"
+    not_shipped = (f"{raw!r} is neither a model directory nor a shipped model (shipped: {shipped}; searched "
+                   f"{', '.join(str(d) for d in shipped_model_dirs())})")
+    could_be_hub_id = raw.count("/") <= 1 and not raw.startswith((".", "/", "~")) and "\\" not in raw
+    if not could_be_hub_id:
+        raise FileNotFoundError(not_shipped + ". Pass a directory with config.json and weights.")
 
     from huggingface_hub import snapshot_download
     try:  # already in the local HF cache: no network needed
@@ -75,11 +75,26 @@ def resolve_model_dir(name_or_path: str | os.PathLike, allow_download: bool = Fa
     if not allow_download:
         target = REPO_ROOT / "data" / "models" / raw.split("/")[-1]
         raise FileNotFoundError(
-            f"{raw!r} is not on this machine and downloads are off. Either call "
-            f"load_model({raw!r}, allow_download=True) to fetch "
-            f"it from the Hugging Face hub, or put its files (config.json, model.safetensors, tokenizer files) "
-            f"in a directory such as {target} and pass that path.")
-    return Path(snapshot_download(raw)), raw
+            f"{not_shipped}, and as a Hugging Face hub id it is not in the local cache; downloads are off. "
+            f"Either call load_model({raw!r}, allow_download=True) to fetch it from the hub, or put its files "
+            f"(config.json, model.safetensors, tokenizer files) in a directory such as {target} and pass "
+            "that path.")
+    return download(raw, trust_remote_code=trust_remote_code), raw
+
+
+# config, tokenizer files and safetensors weights; remote code only when it may run
+_DOWNLOAD_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
+
+
+def download(repo_id: str, trust_remote_code: bool = False) -> Path:
+    """snapshot_download of what loading needs: not a second copy of the weights as .bin files."""
+    from huggingface_hub import snapshot_download
+
+    patterns = _DOWNLOAD_PATTERNS + (["*.py"] if trust_remote_code else [])
+    path = Path(snapshot_download(repo_id, allow_patterns=patterns))
+    if not any(path.glob("*.safetensors")):  # older repos: pytorch_model.bin only
+        path = Path(snapshot_download(repo_id, allow_patterns=patterns + ["*.bin"]))
+    return path
 
 
 def read_config(directory: Path) -> dict:
@@ -104,8 +119,9 @@ def load_mdlm_tokenizer(directory: Path, vocab_size: int, mask_id: int) -> Any:
             tokenizer = AutoTokenizer.from_pretrained("gpt2", local_files_only=True)
         except Exception:
             warnings.warn(f"{directory} has no tokenizer files and GPT-2's tokenizer is not in the local HF "
-                          "cache; the model loads with tokenizer=None, so samples are token ids only. Put "
-                          "GPT-2's tokenizer.json in the directory to get text.", stacklevel=3)
+                          "cache; the model loads with tokenizer=None, so samples are token ids only. Copy "
+                          "GPT-2's tokenizer files into the directory, or cache them once with "
+                          "transformers.AutoTokenizer.from_pretrained('gpt2') while online.", stacklevel=3)
             return None
     else:
         warnings.warn(f"{directory} has no tokenizer files; the model loads with tokenizer=None.", stacklevel=3)
@@ -133,7 +149,8 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device | Non
     (the DiT's length is its ``model_length``). ``trust_remote_code`` is passed to transformers
     explicitly and is never prompted for; the native DiT never needs it.
     """
-    directory, name = resolve_model_dir(name_or_path, allow_download=allow_download)
+    directory, name = resolve_model_dir(name_or_path, allow_download=allow_download,
+                                        trust_remote_code=trust_remote_code)
     config = read_config(directory)
     model_type = config.get("model_type")
     if model_type == "mdlm":
