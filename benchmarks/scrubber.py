@@ -53,7 +53,7 @@ def main(argv=None):
         viewer.step = int(k)
         cold.append(viewer.last_render_s)
     warm = []
-    visited = sorted({key[0] for key in viewer.index._frames})
+    visited = sorted({key[0] for key in viewer.index._frames if not isinstance(key[0], str)})
     for k in rng.choice(visited, size=args.moves):
         viewer.render(int(k))
         warm.append(viewer.last_render_s)

@@ -18,7 +18,7 @@ from ._index import TraceIndex, index_for
 from .animation import changing_steps, grid_animation
 from .curves import by_step_figure, step_counts, step_curves
 from .fixes import broken_rules, find_fixes, fix_story
-from .export import HTMLView, page_html, to_html, write_html
+from .export import HTMLView, Report, page_html, to_html, write_html
 from .grid import token_grid
 from .heatmap import step_heatmap
 from .lifeline import busiest_positions, lifelines
@@ -29,7 +29,7 @@ __all__ = [
     "TraceIndex", "index_for", "token_grid", "grid_animation", "changing_steps", "token_text", "step_heatmap", "lifelines",
     "busiest_positions", "step_curves", "step_counts", "by_step_figure", "broken_rules", "find_fixes",
     "fix_story", "to_html", "write_html", "page_html",
-    "HTMLView", "STATE_COLORS", "STATE_NAMES",
+    "HTMLView", "Report", "STATE_COLORS", "STATE_NAMES",
 ]
 
 

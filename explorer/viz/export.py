@@ -92,3 +92,26 @@ def to_html(obj, path, title: str = "ReMDM Explorer") -> Path:
     if hasattr(obj, "to_html") and not isinstance(obj, (go.Figure, str)):
         return obj.to_html(path)
     return write_html(path, obj, title=title)
+
+
+class Report(list):
+    """A list of HTML snippets and figures that displays as one block in a notebook and saves as
+    one self-contained page (``report.to_html(path)``)."""
+
+    def __init__(self, parts, title: str = "ReMDM Explorer"):
+        super().__init__(parts)
+        self.title = title
+
+    def _ipython_display_(self):
+        from IPython.display import HTML, display
+        for part in self:
+            if isinstance(part, (list, tuple)):
+                for p in part:
+                    display(p)
+            elif isinstance(part, str) and not hasattr(part, "_repr_html_"):
+                display(HTML(part))
+            else:
+                display(part)
+
+    def to_html(self, path, title: str | None = None) -> Path:
+        return write_html(path, list(self), title=title or self.title)

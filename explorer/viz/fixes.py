@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ._index import index_for
-from .export import HTMLView
+from .export import HTMLView, Report
 from .grid import token_grid
 from .lifeline import lifelines
 
@@ -108,7 +108,8 @@ def fix_story(trace, fix, columns: int = 16, task=None):
     """A plain-language account of one fix (a row of :func:`find_fixes`) with the grids before
     the remask, at the remask and after the fix, and the record's lifelines.
 
-    Returns ``(HTMLView, [figures])``; ``explorer.viz.to_html`` saves both.
+    Returns a :class:`~explorer.viz.export.Report`: it displays in a notebook and
+    ``.to_html(path)`` saves it as one page.
     """
     rec_len = _checker(task)[1]
     s, rec = int(fix["sample"]), int(fix["record"])
@@ -133,4 +134,4 @@ def fix_story(trace, fix, columns: int = 16, task=None):
     figs = [token_grid(trace, k, s, start=lo, length=rec_len, columns=columns,
                        label=f"record {rec}") for k in (before, int(fix["remask_step"]), int(fix["fixed_at"]))]
     figs.append(lifelines(trace, list(range(lo, lo + rec_len)), s, step=int(fix["remask_step"])))
-    return text, figs
+    return Report([text, *figs], title=f"a remask that fixed the {fix['rule']} rule")

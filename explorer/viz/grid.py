@@ -30,6 +30,10 @@ def grid_arrays(index: TraceIndex, step: int, start: int = 0, length: int = 256,
     This is the whole per-step cost of the scrubber: one cached index lookup over the visible
     positions plus string formatting for them.
     """
+    key = ("grid", step, start, length, columns, max_chars)
+    hit = index._frames.get(key)
+    if hit is not None:  # shares the frame cache (and its size limit) of the index
+        return hit
     fr = index.frame(step, start, length)
     w = len(fr.positions)
     rows = max(1, math.ceil(w / columns))
@@ -45,7 +49,7 @@ def grid_arrays(index: TraceIndex, step: int, start: int = 0, length: int = 256,
         text[i] = "·" if (tid == mask_id) else display_token(index.text(tid), max_chars)
         hover[i] = index.hover(int(fr.positions[i]), int(fr.event[i]), code)
     counts = {c: int((fr.codes == c).sum()) for c in (MASKED, UNMASKED, REMASKED)}
-    return {
+    out = {
         "z": z.reshape(rows, columns),
         "text": text.reshape(rows, columns),
         "hover": hover.reshape(rows, columns),
@@ -54,6 +58,10 @@ def grid_arrays(index: TraceIndex, step: int, start: int = 0, length: int = 256,
         "counts": counts,
         "frame": fr,
     }
+    index._frames[key] = out
+    if len(index._frames) > index._cache_size:
+        index._frames.popitem(last=False)
+    return out
 
 
 def grid_title(index: TraceIndex, step: int, counts: dict, label: str | None = None) -> str:

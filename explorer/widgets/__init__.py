@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from .compare import CompareViewer
 from .intervene import InterventionViewer
+from .notebook import gpu_checkpoint_ready, notebook_model
 from .scrubber import TraceViewer
 from .sweep_explorer import SweepExplorer
 
-__all__ = ["TraceViewer", "CompareViewer", "InterventionViewer", "SweepExplorer"]
+__all__ = ["TraceViewer", "CompareViewer", "InterventionViewer", "SweepExplorer", "notebook_model",
+           "gpu_checkpoint_ready"]

@@ -97,6 +97,8 @@ class TraceViewer(W.VBox):
         hm.on_hover(self._on_hover)
         hm.on_click(self._on_click)
         self.curves = go.FigureWidget(step_curves(trace, sample=sample, step=step)) if curves else None
+        self._markers = [i for i, sh in enumerate(self.curves.layout.shapes) if sh.name == "step-marker"] \
+            if curves else []
         self.lifeline_box = W.VBox([]) if lifeline else None
         children = [W.HBox(controls)]
         if self.window is not None:
@@ -138,10 +140,8 @@ class TraceViewer(W.VBox):
             hm.customdata = a["hover"]
             self.grid.layout.title.text = grid_title(self.index, step, a["counts"], self.label)
             self.grid.layout.yaxis.ticktext = a["row_labels"]
-        if self.curves is not None:
-            for shape in self.curves.layout.shapes:
-                if shape.name == "step-marker":
-                    shape.update(x0=step, x1=step)
+        if self.curves is not None and self._markers:
+            self.curves.plotly_relayout({f"shapes[{i}].{k}": step for i in self._markers for k in ("x0", "x1")})
         self.last_render_s = time.perf_counter() - t0
         return self.last_render_s
 
