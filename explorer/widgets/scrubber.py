@@ -103,12 +103,17 @@ class TraceViewer(W.VBox):
         children = [W.HBox(controls)]
         if self.window is not None:
             children.append(self.window)
-        children += [self.grid, self.details]
+        # stable CSS hooks for users' styling and for the browser test
+        self.grid_box = W.Box([self.grid])
+        self.grid_box.add_class("remdm-token-grid")
+        self.slider.add_class("remdm-step-slider")
+        children += [self.grid_box, self.details]
         if self.lifeline_box is not None:
             children.append(self.lifeline_box)
         if self.curves is not None:
             children.append(self.curves)
         super().__init__(children)
+        self.add_class("remdm-trace-viewer")
 
     # -- stepping -----------------------------------------------------------------------
     @property
