@@ -363,8 +363,7 @@ class MDLM(nn.Module):
         check_state_dict(state_dict, {k: tuple(v.shape) for k, v in expected.items()}, source=directory)
         # Fresh, aligned fp32 copies: tensors viewing the file's buffer can sit at offsets that send
         # matmuls down other kernels, so results would differ from the model that was saved (~1e-7).
-        state_dict = {k: v.to(torch.float32 if v.is_floating_point() else v.dtype, copy=True)
-                      for k, v in state_dict.items()}
+        state_dict = {k: _fresh_fp32(state_dict.pop(k)) for k in list(state_dict)}  # pop: one copy at a time
         model.load_state_dict(state_dict, strict=True, assign=True)
         model.to(device=device or "cpu", dtype=dtype)
         model.backbone.rotary_emb.inv_freq = model.backbone.rotary_emb.inv_freq.float()
@@ -408,6 +407,10 @@ def check_state_dict(state_dict: dict, expected_shapes: dict[str, tuple], source
             if items:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
         raise ValueError("\n".join(lines))
+
+
+def _fresh_fp32(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.float32 if t.is_floating_point() else t.dtype, copy=True)
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -27,6 +27,14 @@ _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer"
                     "xmod": 2, "roberta-prelayernorm": 2}
 
 
+def _dtype_kwarg() -> str:
+    """``dtype`` since transformers 4.56; ``torch_dtype`` before."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
 def usable_positions(config: Any) -> int | None:
     n = getattr(config, "max_position_embeddings", None)
     if n is None:
@@ -106,7 +114,7 @@ class HFMaskedLMDenoiser:
 
         kw = dict(trust_remote_code=bool(trust_remote_code), local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(str(path), **kw)
-        model = AutoModelForMaskedLM.from_pretrained(str(path), dtype=dtype or torch.float32, **kw)
+        model = AutoModelForMaskedLM.from_pretrained(str(path), **{_dtype_kwarg(): dtype or torch.float32}, **kw)
         if device is not None:
             model.to(device)
         return cls(model, tokenizer, seq_len=seq_len, name=name or Path(path).name,
