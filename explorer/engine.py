@@ -186,13 +186,12 @@ def _draw_tokens(logits, mask_id, nucleus_p, u, topk, temperature=1.0):
 
 # ---------------------------------------------------------------------------- the loop
 def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_prob, sample_ids,
-               seed, rec: _Recorder, step_rows: dict, fast: bool, bar, num_steps: int):
-    """Run ``grid`` on one batch.  Mutates x / token_prob in place; returns model calls."""
+               seed, rec: _Recorder, step_rows: dict, px0: _Px0, bar, num_steps: int) -> None:
+    """Run ``grid`` on one batch.  Mutates x / token_prob in place; px0 counts model calls."""
     mask_id = model.mask_id
     B, L = x.shape
     device = x.device
     positions = torch.arange(L, device=device)
-    px0 = _Px0(model, fast)
     ordering = sampler.kind == "ordering"
     sample_list = sample_ids.tolist()
 
@@ -241,22 +240,23 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
             unmask = masked & (u_un < unmask_p)
             remask = ~masked & ~fixed & (u_re < remask_p)
 
-            if remask.any():
-                rb, rpos = remask.nonzero(as_tuple=True)
-                rec.add(sample_ids, st.step, rb, rpos, 1, x[rb, rpos], token_prob[rb, rpos],
-                        remask_p[rb, rpos], remask_p[rb, rpos], 0)
-                n_re = int(rb.numel())
+            # compute everything first, then change the state and record it together, so an
+            # interrupt (Ctrl-C) can never leave events that the state does not show
             if unmask.any():
                 b, pos = unmask.nonzero(as_tuple=True)
                 logits, called = px0.logits_at(x, b, pos)
                 u = rng.uniforms_at(seed, sample_ids[b], st.step, rng.TOKEN, pos)
                 tok, prob, ci, cp = _draw_tokens(logits, mask_id, sampler.nucleus_p, u, rec.topk)
-                rec.add(sample_ids, st.step, b, pos, 0, tok, prob, unmask_p[b, pos], remask_p[b, pos], 0, ci, cp)
                 n_un = int(b.numel())
-            if n_re:
+            if remask.any():
+                rb, rpos = remask.nonzero(as_tuple=True)
+                rec.add(sample_ids, st.step, rb, rpos, 1, x[rb, rpos], token_prob[rb, rpos],
+                        remask_p[rb, rpos], remask_p[rb, rpos], 0)
+                n_re = int(rb.numel())
                 x[remask] = mask_id
                 token_prob[remask] = float("nan")
             if n_un:
+                rec.add(sample_ids, st.step, b, pos, 0, tok, prob, unmask_p[b, pos], remask_p[b, pos], 0, ci, cp)
                 x[b, pos] = tok
                 token_prob[b, pos] = prob.float()
             sigma_rec = r.sigma
@@ -298,7 +298,6 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
         row["model_called"] |= called
         row["n_unmasked"] += int(b.numel())
         row["seconds"] += time.perf_counter() - t0
-    return px0.calls
 
 
 def _versions() -> dict:
@@ -334,10 +333,12 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
             tp = token_prob0[lo:hi].to(device).clone()
             fx = fixed[lo:hi].to(device)
             ids = torch.arange(sample_offset + lo, sample_offset + hi, device=device)
+            px0 = _Px0(model, fast)
             try:
-                calls += _run_chunk(model, sampler, grid, x, fx, tp, ids, seed, rec, step_rows, fast, bar, steps)
+                _run_chunk(model, sampler, grid, x, fx, tp, ids, seed, rec, step_rows, px0, bar, steps)
             finally:
                 final[lo:hi] = x.cpu()
+                calls += px0.calls
             done = hi
     except KeyboardInterrupt:
         complete = False
@@ -347,7 +348,9 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
         if bar is not None:
             bar.close()
     steps_df = pd.DataFrame([step_rows[k] for k in sorted(step_rows)], columns=list(STEP_COLUMNS))
-    last_step = int(steps_df["step"].max()) if len(steps_df) else first_step
+    events = rec.arrays()
+    last_step = max([first_step] + ([int(steps_df["step"].max())] if len(steps_df) else [])
+                    + ([int(events["step"].max())] if len(events["step"]) else []))
     meta = {
         "run_id": uuid.uuid4().hex, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "sampler": sampler.config, "steps": steps, "grid_steps": len(grid), "seed": seed,
@@ -358,7 +361,7 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
         "complete": complete, "wall_seconds": time.perf_counter() - t_start, "parent": None,
     }
     meta.update(meta_extra)
-    return Trace(initial=x0, fixed=fixed, events=rec.arrays(), steps=steps_df, meta=meta, final=final,
+    return Trace(initial=x0, fixed=fixed, events=events, steps=steps_df, meta=meta, final=final,
                  tokenizer=getattr(model, "tokenizer", None))
 
 

@@ -120,6 +120,13 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _check_columns(df: pd.DataFrame, k: int, path) -> None:
+    missing = [c for c in list(EVENT_COLUMNS) + _cand_columns(k) if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the trace columns {missing}; it was not written by "
+                         "Trace.to_csv/to_parquet (or it was edited).")
+
+
 def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(str(path) + ".meta.json")
 
@@ -310,7 +317,7 @@ class Trace:
         ev = ev[ev["step"] == step].copy()
         before = self.state_at(step - 1) if step - 1 >= self.first_step else self.initial
         after = self.state_at(step)
-        b, p = ev["sample"].to_numpy(), ev["position"].to_numpy()
+        b, p = ev["sample"].to_numpy().copy(), ev["position"].to_numpy().copy()
         ev.insert(3, "from_id", before[b, p].numpy() if len(ev) else [])
         ev.insert(4, "from_token", [self.token_text(i) for i in ev["from_id"]])
         ev.insert(5, "to_id", after[b, p].numpy() if len(ev) else [])
@@ -326,7 +333,8 @@ class Trace:
             "texts": self.texts,
             "initial": self.initial.tolist(), "fixed": self.fixed.tolist(),
             "final": None if self.recorded else self.final.tolist(),
-            "steps_table": json.loads(self._steps.to_json(orient="records", double_precision=17)),
+            "steps_table": [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+                            for r in self._steps.to_dict(orient="records")],
             "event_columns": {**EVENT_COLUMNS, **{c: "top-k candidate of p(x0) before nucleus filtering "
                                                   "(unmask events only)" for c in _cand_columns(self.topk)}},
             "step_columns": STEP_COLUMNS,
@@ -337,7 +345,7 @@ class Trace:
     def _write(self, path, fmt: str, neutralize_formulas: bool = True) -> Path:
         path = Path(path)
         if path.is_dir():
-            raise IsADirectoryError(f"{path} is a directory; give a file path such as {path / 'trace.' + fmt}.")
+            raise IsADirectoryError(f"{path} is a directory; give a file path such as {path / ('trace.' + fmt)}.")
         df = self.events
         df["kind"] = df["kind"].astype(str)
         df["reason"] = df["reason"].astype(str)
@@ -401,14 +409,13 @@ class Trace:
             df = pd.read_csv(path, encoding="utf-8", keep_default_na=False,
                              na_values={c: ["nan"] for c in float_cols},
                              dtype={**{c: str for c in text_cols}, **{c: np.float64 for c in float_cols}})
+            _check_columns(df, k, path)
             if meta.get("csv_formulas_neutralized"):
                 for c in text_cols:
                     df[c] = [unneutralize(v) for v in df[c]]
         else:
             df = pd.read_parquet(path)
-        missing = [c for c in list(EVENT_COLUMNS) + _cand_columns(k) if c not in df.columns]
-        if missing:
-            raise ValueError(f"{path} lacks the trace columns {missing}; it was not written by Trace.to_csv/to_parquet.")
+        _check_columns(df, k, path)
         has = df["cand1_id"].to_numpy() >= 0 if k else np.zeros(len(df), bool)
         cand_row = np.full(len(df), -1, np.int32)
         cand_row[has] = np.arange(int(has.sum()), dtype=np.int32)
@@ -444,12 +451,20 @@ class Trace:
                    token_texts=texts)
 
     # ------------------------------------------------------------------ equality (tests, audits)
-    def same_as(self, other: "Trace") -> bool:
-        """Same states at every step and same event records (metadata timings aside)."""
+    def same_as(self, other: "Trace", rtol: float = 1e-5) -> bool:
+        """Same states at every step and the same events; probabilities equal up to ``rtol``
+        (a model run at another batch size may round its logits differently)."""
         if (self.initial.shape != other.initial.shape or not torch.equal(self.initial, other.initial)
-                or self.last_step != other.last_step):
+                or self.last_step != other.last_step or len(self._ev["step"]) != len(other._ev["step"])):
             return False
-        a, b = self.events.drop(columns=["token"]), other.events.drop(columns=["token"])
-        a = a.drop(columns=[c for c in a.columns if c.endswith("_token")])
-        b = b.drop(columns=[c for c in b.columns if c.endswith("_token")])
-        return a.astype(str).equals(b.astype(str))
+        a, b = self.events, other.events
+        if list(a.columns) != list(b.columns):
+            return False
+        for c in a.columns:
+            x, y = a[c].to_numpy(), b[c].to_numpy()
+            if x.dtype.kind == "f":
+                if not np.allclose(x, y, rtol=rtol, atol=1e-7, equal_nan=True):
+                    return False
+            elif not (x.astype(str) == y.astype(str)).all():
+                return False
+        return True

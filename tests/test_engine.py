@@ -1,0 +1,239 @@
+"""The engine's promises: determinism, batch independence, caching, prompts, branches, interrupts."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import explorer
+from explorer.samplers import (MDLM, ConfidenceOrdered, DFMCorrector, ForwardBackward, ReMDMCap, ReMDMConf,
+                               ReMDMLoop, ReMDMRescale, ReMDMSwitch)
+
+ALL = [MDLM(), ReMDMCap(0.05), ReMDMRescale(0.5), ReMDMConf(), ReMDMLoop(), ReMDMSwitch(0.05, 0.5),
+       ForwardBackward(), DFMCorrector(), ConfidenceOrdered(block_length=5), MDLM(nucleus_p=0.9)]
+
+
+def stub(L=8, V=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(L, V, generator=g) + 0.05
+    p[:, -1] = 0
+    return explorer.StubDenoiser(p)
+
+
+class ContextModel:
+    """A small context-dependent denoiser (a random bigram-ish table) with the body/head split."""
+
+    def __init__(self, L=10, V=7, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.mask_id, self.vocab_size, self.seq_len, self.tokenizer = V - 1, V, L, None
+        self.emb = torch.randn(V, 16, generator=g)
+        self.pos = torch.randn(L, 16, generator=g)
+        self.mix = torch.randn(16, 16, generator=g) / 4
+        self.out = torch.randn(16, V, generator=g)
+        self.calls = 0
+
+    def body(self, z):
+        self.calls += 1
+        h = self.emb[z] + self.pos
+        return torch.tanh(h + h.mean(1, keepdim=True) @ self.mix)
+
+    def head(self, h):
+        return h @ self.out
+
+    def logits(self, z):
+        return self.head(self.body(z))
+
+
+@pytest.mark.parametrize("sampler", ALL, ids=lambda s: s.name + str(s.nucleus_p))
+def test_same_seed_same_trace_and_batch_size_does_not_matter(sampler):
+    m = ContextModel()
+    a = explorer.generate(m, sampler, 16, num_samples=7, seed=3, progress=False)
+    b = explorer.generate(m, sampler, 16, num_samples=7, seed=3, progress=False)
+    c = explorer.generate(m, sampler, 16, num_samples=7, seed=3, batch_size=1, progress=False)
+    assert a.same_as(b) and a.same_as(c)
+    assert torch.equal(a.final, c.final)
+    d = explorer.generate(m, sampler, 16, num_samples=7, seed=4, progress=False)
+    assert not torch.equal(a.final, d.final)
+    # sample i depends only on (seed, i): the first 3 of 7 equal a 3-sample run
+    e = explorer.generate(m, sampler, 16, num_samples=3, seed=3, progress=False)
+    assert torch.equal(e.final, a.final[:3])
+
+
+@pytest.mark.parametrize("sampler", ALL, ids=lambda s: s.name + str(s.nucleus_p))
+def test_fast_path_equals_full_logits_path(sampler):
+    m = ContextModel()
+    fast = explorer.generate(m, sampler, 12, num_samples=5, seed=1, progress=False, fast=True)
+    full = explorer.generate(m, sampler, 12, num_samples=5, seed=1, progress=False, fast=False)
+    assert fast.meta["fast"] and not full.meta["fast"]
+    assert fast.same_as(full)
+
+
+@pytest.mark.parametrize("sampler", ALL, ids=lambda s: s.name + str(s.nucleus_p))
+def test_states_are_consistent_with_events(sampler):
+    m = ContextModel()
+    tr = explorer.generate(m, sampler, 12, num_samples=4, seed=2, progress=False)
+    mask = m.mask_id
+    assert (tr.state_at(0) == mask).all()
+    assert not (tr.final == mask).any()
+    assert torch.equal(tr.state_at(tr.last_step), tr.final)
+    steps = tr.steps.set_index("step")
+    for k in range(1, tr.last_step + 1):
+        before, after = tr.state_at(k - 1), tr.state_at(k)
+        ch = tr.changes_at(k)
+        changed = (before != after).nonzero().tolist()
+        assert sorted(map(list, zip(ch["sample"], ch["position"]))) == sorted(changed)
+        assert ((ch.kind == "unmask") == (ch.from_id == mask)).all()
+        assert ((ch.kind == "remask") == (ch.to_id == mask)).all()
+        if k in steps.index:
+            assert steps.loc[k, "n_masked"] == int((after == mask).sum()) or steps.loc[k, "phase"] == "final_argmax"
+            assert steps.loc[k, "n_unmasked"] == int((ch.kind == "unmask").sum())
+            assert steps.loc[k, "n_remasked"] == int((ch.kind == "remask").sum())
+    assert tr.events.p_transition.between(0, 1).all()
+
+
+def test_mdlm_at_4L_calls_the_model_at_most_L_plus_2_times():
+    m = ContextModel(L=16)
+    tr = explorer.generate(m, MDLM(), 64, num_samples=1, seed=0, progress=False)
+    assert tr.model_calls == m.calls <= 16 + 2
+    assert tr.steps.model_called.sum() == tr.model_calls
+
+
+def test_cache_is_exact_and_counts_calls():
+    """A step that changes nothing reuses p(x0): calls equal the number of distinct states sampled from."""
+    m = ContextModel(L=12)
+    tr = explorer.generate(m, ReMDMLoop(), 96, num_samples=2, seed=0, progress=False)
+    changed = tr.steps[(tr.steps.n_unmasked + tr.steps.n_remasked) > 0]
+    assert tr.model_calls <= len(changed) + 1
+    assert tr.model_calls == m.calls
+
+
+def test_prompt_tokens_are_never_changed():
+    m = ContextModel(L=10)
+    prompt = {0: 2, 4: 3, 9: 1}
+    for s in [ReMDMCap(0.5), ReMDMConf(), ForwardBackward(), ConfidenceOrdered()]:
+        tr = explorer.generate(m, s, 10, num_samples=6, seed=0, prompt=prompt, progress=False)
+        assert tr.fixed[:, [0, 4, 9]].all() and tr.fixed.sum() == 18
+        for k in range(tr.last_step + 1):
+            st = tr.state_at(k)
+            assert (st[:, 0] == 2).all() and (st[:, 4] == 3).all() and (st[:, 9] == 1).all()
+        assert not tr.events.position.isin([0, 4, 9]).any()
+    prefix = explorer.generate(m, MDLM(), 5, num_samples=2, prompt=[4, 5], progress=False)
+    assert (prefix.final[:, :2] == torch.tensor([4, 5])).all()
+
+
+def test_model_fixed_tokens_are_kept():
+    m = ContextModel(L=8)
+    m.fixed_tokens = {0: 0, 7: 1}
+    tr = explorer.generate(m, ReMDMRescale(0.9), 8, num_samples=3, progress=False)
+    assert (tr.final[:, 0] == 0).all() and (tr.final[:, 7] == 1).all()
+    assert not tr.events.position.isin([0, 7]).any()
+
+
+def test_selective_remasking_only_touches_allowed_positions():
+    m = ContextModel(L=10)
+    allowed = torch.zeros(10, dtype=torch.bool)
+    allowed[3:6] = True
+    tr = explorer.generate(m, ReMDMCap(0.3, remaskable=allowed), 30, num_samples=20, seed=1, progress=False)
+    re = tr.events[tr.events.kind == "remask"]
+    assert len(re) > 0 and re.position.between(3, 5).all()
+    fn = lambda state: state.token_prob < 0.5          # noqa: E731 - remask only doubtful tokens
+    tr2 = explorer.generate(m, ReMDMCap(0.3, remaskable=fn), 30, num_samples=20, seed=1, progress=False)
+    re2 = tr2.events[tr2.events.kind == "remask"]
+    assert len(re2) > 0 and (re2.prob < 0.5).all()
+    assert tr2.meta["sampler"]["remaskable"] == {"callable": "test_selective_remasking_only_touches_allowed_positions.<locals>.<lambda>"}
+
+
+def test_switch_never_remasks_before_t_switch():
+    m = ContextModel()
+    tr = explorer.generate(m, ReMDMSwitch(0.2, t_switch=0.5), 20, num_samples=10, progress=False)
+    steps = tr.steps.set_index("step")
+    re = tr.events[tr.events.kind == "remask"]
+    assert len(re) > 0 and (steps.loc[re.step, "t"] < 0.5).all()
+
+
+def test_resume_without_edit_reproduces_the_parent():
+    m = ContextModel()
+    parent = explorer.generate(m, ReMDMLoop(), 24, num_samples=4, seed=9, progress=False)
+    branch = explorer.resume(m, parent, 10, progress=False)
+    assert torch.equal(branch.final, parent.final)
+    assert branch.meta["parent"] == {"run_id": parent.run_id, "step": 10, "edit": {"remask": [], "pin": []}}
+    for k in range(10, parent.last_step + 1):
+        assert torch.equal(branch.state_at(k), parent.state_at(k))
+    with pytest.raises(ValueError, match="outside"):
+        branch.state_at(9)
+
+
+def test_resume_with_remask_and_pin():
+    m = ContextModel()
+    parent = explorer.generate(m, ReMDMCap(0.2), 20, num_samples=3, seed=0, progress=False)
+    k = 15
+    st = parent.state_at(k)
+    decoded = [p for p in range(m.seq_len) if (st[:, p] != m.mask_id).all()]
+    rm, pin = decoded[:1], decoded[1:3]
+    branch = explorer.resume(m, parent, k, remask=rm, pin=pin, progress=False)
+    assert (branch.state_at(k)[:, rm] == m.mask_id).all()
+    for j in range(k, branch.last_step + 1):
+        assert torch.equal(branch.state_at(j)[:, pin], st[:, pin])
+    assert branch.fixed[:, pin].all()
+    assert branch.meta["parent"]["edit"]["remask"] == [[b, rm[0]] for b in range(3)]
+    assert not (branch.final == m.mask_id).any()
+
+
+class Interrupting(ContextModel):
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+
+    def body(self, z):
+        if self.calls >= self.after:
+            raise KeyboardInterrupt
+        return super().body(z)
+
+
+def test_ctrl_c_returns_the_partial_trace():
+    m = Interrupting(after=5)
+    with pytest.warns(UserWarning, match="interrupted"):
+        tr = explorer.generate(m, MDLM(), 40, num_samples=2, seed=0, progress=False)
+    assert not tr.complete and tr.model_calls == 5
+    assert (tr.final == m.mask_id).any()
+    assert torch.equal(tr.state_at(tr.last_step), tr.final)
+
+
+@pytest.mark.parametrize("call,exc,msg", [
+    (lambda m: explorer.generate(m, MDLM(), 0), ValueError, "steps"),
+    (lambda m: explorer.generate(m, MDLM(), 2.5), ValueError, "steps"),
+    (lambda m: explorer.generate(m, MDLM(), 4, num_samples=0), ValueError, "num_samples"),
+    (lambda m: explorer.generate(m, MDLM(), 4, seed=-1), ValueError, "seed"),
+    (lambda m: explorer.generate(m, MDLM(), 4, batch_size=0), ValueError, "batch_size"),
+    (lambda m: explorer.generate(m, "mdlm", 4), TypeError, "Sampler"),
+    (lambda m: explorer.generate(object(), MDLM(), 4), TypeError, "not a denoiser"),
+    (lambda m: explorer.generate(m, MDLM(), 4, prompt={99: 1}), ValueError, "outside the sequence"),
+    (lambda m: explorer.generate(m, MDLM(), 4, prompt=[m.mask_id]), ValueError, "non-mask token"),
+    (lambda m: explorer.generate(m, MDLM(), 4, prompt="hello"), ValueError, "tokenizer"),
+    (lambda m: explorer.generate(m, MDLM(), 4, device="cuda"), ValueError, "CUDA"),
+    (lambda m: explorer.generate(m, ConfidenceOrdered(block_length=3), 4), ValueError, "divide"),
+    (lambda m: explorer.resume(m, "trace", 1), TypeError, "Trace"),
+])
+def test_bad_inputs_give_clear_errors(call, exc, msg):
+    if msg == "CUDA" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(exc, match=msg):
+        call(ContextModel())
+
+
+def test_bad_resume_edits():
+    m = ContextModel()
+    parent = explorer.generate(m, ReMDMCap(0.1), 10, num_samples=2, seed=0, progress=False)
+    with pytest.raises(ValueError, match="step"):
+        explorer.resume(m, parent, 10)
+    with pytest.raises(ValueError, match="both"):
+        explorer.resume(m, parent, 5, remask=[1], pin=[1])
+    with pytest.raises(ValueError, match="pin"):
+        explorer.resume(m, parent, 0, pin=[1])        # everything is masked at step 0
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        explorer.resume(m, parent, 5, remask=[10])
+    quiet = explorer.generate(m, MDLM(), 10, record=False, progress=False)
+    with pytest.raises(ValueError, match="record=False"):
+        explorer.resume(m, quiet, 3)
+    with pytest.raises(ValueError, match="record=False"):
+        quiet.state_at(3)
+    assert not (quiet.final == m.mask_id).any() and len(quiet.events) == 0
