@@ -38,7 +38,8 @@ class HTMLView(str):
 
 
 def figure_div(fig: go.Figure, include_plotlyjs: bool, div_id: str | None = None) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs, div_id=div_id,
+    # auto_play=False: a saved page opens on its first frame and waits for the reader
+    return fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs, div_id=div_id, auto_play=False,
                        config={"displaylogo": False, "responsive": True})
 
 

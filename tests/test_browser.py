@@ -1,0 +1,172 @@
+"""Real-browser checks: JupyterLab + headless Debian Chromium (Playwright, no browser download).
+
+* the quickstart notebook runs in JupyterLab, its scrubber and token grid render, and moving the
+  scrubber changes the grid;
+* a static HTML export opens with the network cut off and shows the grid.
+
+Skipped only when /usr/bin/chromium is absent (``apt-get install -y chromium``). Screenshots go
+to build/browser/ (git-ignored).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "build" / "browser"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium: apt-get install -y chromium"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, timeout=60_000)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on a copy of notebooks/ (so autosave never rewrites the committed notebooks)."""
+    work = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "notebooks", work / "notebooks",
+                    ignore=shutil.ignore_patterns("build", ".ipynb_checkpoints"))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
+               JUPYTER_CONFIG_DIR=str(work / "config"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    log = open(work / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work / 'notebooks'}",
+         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--ServerApp.port_retries=0"],
+        cwd=work / "notebooks", env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail("JupyterLab did not start:\n" + (work / "lab.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url, token, work
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+GRID_TEXT = "() => { const g = document.querySelector('.remdm-token-grid'); return g ? g.textContent : ''; }"
+
+
+def test_quickstart_in_jupyterlab(browser, lab):
+    url, token, work = lab
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(f"{url}/lab/tree/01_quickstart.ipynb?token={token}", timeout=90_000)
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=90_000)
+        # the kernel must be up before "run all", or the first cells race the kernel start
+        page.wait_for_function(
+            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+            " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+            " return k && k.status === 'idle'; }", timeout=120_000)
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        # every code cell has run: no prompt left empty or busy
+        page.wait_for_function(
+            "() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];"
+            " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }", timeout=300_000)
+        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        tracebacks = [t for t in errors.all_text_contents() if "Traceback" in t or "Error" in t]
+        assert not tracebacks, tracebacks[:1]
+        page.wait_for_selector(".remdm-trace-viewer .remdm-step-slider", timeout=60_000)
+        page.wait_for_selector(".remdm-token-grid .js-plotly-plot .heatmaplayer", timeout=60_000)
+        page.locator(".remdm-trace-viewer").first.scroll_into_view_if_needed()
+        before = page.evaluate(GRID_TEXT)
+        assert "step" in before and "masked" in before, before[:200]
+        page.screenshot(path=str(SHOTS / "quickstart_before.png"))
+
+        readout = page.locator(".remdm-step-slider .widget-readout").first
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("3")
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"(before) => ({GRID_TEXT})() !== before", arg=before, timeout=30_000)
+        after = page.evaluate(GRID_TEXT)
+        assert "step 3 of" in after, after[:200]
+        page.screenshot(path=str(SHOTS / "quickstart_after.png"))
+        assert (work / "notebooks" / "build" / "quickstart.html").is_file()
+    except Exception:
+        page.screenshot(path=str(SHOTS / "quickstart_failure.png"))
+        raise
+    finally:
+        page.close()
+
+
+def test_static_export_offline(browser, tmp_path):
+    import torch
+
+    import explorer
+    from explorer import samplers, widgets
+
+    probs = torch.rand(48, 9, generator=torch.Generator().manual_seed(0)) ** 4
+    probs[:, -1] = 0
+    trace = explorer.generate(explorer.StubDenoiser(probs), samplers.ReMDMCap(eta=0.3), steps=12,
+                              seed=0, progress=False)
+    path = widgets.TraceViewer(trace, columns=16).to_html(tmp_path / "trace.html")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(offline=True, viewport={"width": 1300, "height": 900})
+    requests = []
+    context.on("request", lambda r: requests.append(r.url))
+    page = context.new_page()
+    try:
+        page.goto(path.as_uri(), timeout=30_000)
+        page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=30_000)
+        assert page.evaluate("typeof window.Plotly") == "object"
+        first = page.locator(".js-plotly-plot").first
+        text = first.text_content()
+        assert "masked" in text and "play" in text
+        title = "() => document.querySelector('.js-plotly-plot .gtitle').textContent"
+        assert page.evaluate(title).startswith("initial state")  # opens on the first frame
+        page.screenshot(path=str(SHOTS / "static_export.png"), full_page=True)
+        # the embedded play button animates the grid without a kernel
+        page.locator(".js-plotly-plot .updatemenu-button").first.click()
+        page.wait_for_function(f"() => !({title})().startsWith('initial state')", timeout=15_000)
+        assert "step" in page.evaluate(title)
+        remote = [u for u in requests if not u.startswith(("file:", "data:", "blob:", "about:"))]
+        assert remote == [], remote
+    finally:
+        context.close()
