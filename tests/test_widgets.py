@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import explorer
-from explorer import samplers, widgets
+from explorer import samplers, viz, widgets
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +125,14 @@ def test_sweep_explorer(tmp_path):
     assert not re.findall(r'<script[^>]*\bsrc=', page)
     with pytest.raises(ValueError, match="not a sweep"):
         widgets.SweepExplorer(pd.DataFrame({"a": [1]}))
+
+
+def test_sample_switch(model):
+    t = explorer.generate(model, samplers.ReMDMCap(eta=0.4), steps=8, num_samples=2, seed=1, progress=False)
+    v = widgets.TraceViewer(t, columns=16, step=4)
+    z0 = np.asarray(v.grid.data[0].z).copy()
+    v.sample_box.value = 1
+    assert v.index.sample == 1
+    expect = viz.index_for(t, 1).frame(4).codes
+    assert np.asarray(v.grid.data[0].z).ravel()[: len(expect)].tolist() == expect.tolist()
+    assert not np.array_equal(z0, np.asarray(v.grid.data[0].z))

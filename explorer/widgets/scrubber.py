@@ -85,6 +85,12 @@ class TraceViewer(W.VBox):
         self.prev_button.on_click(lambda _: self._nudge(-1))
         self.next_button.on_click(lambda _: self._nudge(+1))
         controls = [self.play, self.prev_button, self.slider, self.next_button, self.speed]
+        self.sample_box = None
+        if trace.num_samples > 1:
+            self.sample_box = W.Dropdown(options=list(range(trace.num_samples)), value=sample,
+                                         description="sample", layout=W.Layout(width="150px"))
+            self.sample_box.observe(lambda ch: self.show_sample(int(ch["new"])), "value")
+            controls.append(self.sample_box)
         self.window = None
         if ix.seq_len > self.length:
             self.window = W.IntSlider(value=self.start, min=0, max=max(0, ix.seq_len - self.length),
@@ -132,6 +138,19 @@ class TraceViewer(W.VBox):
 
     def _on_window(self, change) -> None:
         self.start = int(change["new"])
+        self.render(self.step)
+
+    def show_sample(self, sample: int) -> None:
+        """Switch to another sample of the trace (same step)."""
+        self.sample = int(sample)
+        self.index = index_for(self.trace, self.sample)
+        if self.curves is not None:
+            fresh = step_curves(self.trace, sample=self.sample, step=self.step)
+            with self.curves.batch_update():
+                for old, new in zip(self.curves.data, fresh.data):
+                    old.y = new.y
+        if self.lifeline_box is not None:
+            self.lifeline_box.children = []
         self.render(self.step)
 
     def render(self, step: int) -> float:
