@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up (idempotently) and run the whole suite: unit and statistical tests, the notebooks (nbmake)
+# and the real-browser test (Debian's chromium, installed here when apt is available).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[test] installing Debian's chromium for the browser test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "[test] could not install chromium: the browser test will be skipped"
+  else
+    echo "[test] /usr/bin/chromium is missing and apt is not usable: the browser test will be skipped"
+  fi
+fi
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec .venv/bin/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 -p no:cacheprovider "$@"
