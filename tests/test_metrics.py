@@ -185,7 +185,9 @@ def test_orders_validity_counts_rules():
     texts = good + [" ".join(bad_currency), " ".join(bad_total)]
     df = orders_validity(texts).set_index("metric")
     assert df.loc["validity", "value"] == pytest.approx(3 / 5)
-    assert df.loc["validity", "stderr"] == pytest.approx(math.sqrt(0.6 * 0.4 / 5))
+    p = 3.5 / 6  # (k + 1/2) / (n + 1): never a zero standard error at 0 or n of n
+    assert df.loc["validity", "stderr"] == pytest.approx(math.sqrt(p * (1 - p) / 5))
+    assert df.loc["violation:dates", "stderr"] > 0
     assert df.loc["violation:currency", "value"] == pytest.approx(1 / 5)
     # "999" is not a total at all, so the record breaks the format rule (total is then not evaluated)
     assert df.loc["violation:format", "value"] == pytest.approx(1 / 5)

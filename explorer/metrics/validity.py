@@ -1,8 +1,8 @@
 """Exact validity of order records (the ``orders`` task): fraction valid, per-rule violations.
 
 The rules live in :mod:`explorer.tasks.orders` (``RULES``, ``check(text) -> {rule: ok}``); this
-module only counts. Standard errors are binomial, sqrt(p(1-p)/n): how far the rate would move
-with another batch of the same number of samples.
+module only counts. Standard errors are binomial, sqrt(p(1-p)/n) (p nudged away from 0 and 1,
+see ``_stderr``): how far the rate would move with another batch of the same number of samples.
 """
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ import pandas as pd
 
 
 def _stderr(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else float("nan")
+    """Binomial standard error sqrt(p(1-p)/n), with p shrunk to (k + 1/2)/(n + 1) so that 0 of n or
+    n of n does not claim zero uncertainty (at 0/256 it gives 0.004, not 0)."""
+    if n <= 0:
+        return float("nan")
+    shrunk = (p * n + 0.5) / (n + 1)
+    return math.sqrt(shrunk * (1 - shrunk) / n)
 
 
 def orders_validity(texts: Sequence[str]) -> pd.DataFrame:
