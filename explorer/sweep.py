@@ -6,7 +6,9 @@
     print(summary(roc))
 
 **Result** (tidy, one row per cell and metric): ``sampler, steps, seed, metric, value, stderr,
-model_calls, seconds, tokens_per_second, num_samples, device, cached``. ``stderr`` is the standard
+model_calls, nfe, seconds, tokens_per_second, num_samples, device, cached``. ``model_calls`` counts
+the engine's batched forward passes; ``nfe`` the mean per-sample calls a batch-1 run needs (the
+paper's NFE; see :func:`per_sample_nfe`). ``stderr`` is the standard
 error over the cell's samples where that means something (binomial for validity, delta method for
 Gen PPL, mean entropy); MAUVE gives the spread over k-means seeds when asked, else NaN.
 
@@ -46,7 +48,7 @@ from . import engine
 from .metrics.registry import Metric, get_metric, higher_is_better
 from .protocol import model_identity
 
-RESULT_COLUMNS = ["sampler", "steps", "seed", "metric", "value", "stderr", "model_calls", "seconds",
+RESULT_COLUMNS = ["sampler", "steps", "seed", "metric", "value", "stderr", "model_calls", "nfe", "seconds",
                   "tokens_per_second", "num_samples", "device", "cached"]
 CACHE_VERSION = 1
 
@@ -138,10 +140,26 @@ class _Cell:
 
 # ----------------------------------------------------------------------------- the sweep
 
+def per_sample_nfe(trace: Any) -> np.ndarray:
+    """Model calls each sample would need on its own (batch size 1, as upstream runs).
+
+    The engine batches samples, so ``trace.model_calls`` counts a forward pass whenever *any*
+    sample in the batch decodes a token; that hides MDLM's exact cache (reference §1.7), which
+    skips the call when a sample's state is unchanged. A lone sample needs the model exactly at
+    the steps where it decodes at least one token (its state changed since the last call, since
+    the previous decode changed it), including the final argmax pass when it had masks left.
+    """
+    ev = trace.events
+    unmask = ev[ev["kind"] == "unmask"]
+    counts = unmask.groupby("sample")["step"].nunique()
+    return counts.reindex(range(trace.num_samples), fill_value=0).to_numpy(dtype=np.int64)
+
+
 def _generate_cell(model, cell: _Cell, num_samples, device, batch_size) -> tuple[pd.DataFrame, dict]:
     t0 = time.perf_counter()
+    # record=True (without top-k candidates) only to count each sample's own model calls below
     trace = engine.generate(model, cell.sampler, cell.steps, num_samples=num_samples, seed=cell.seed,
-                            device=device, batch_size=batch_size, record=False, progress=False)
+                            device=device, batch_size=batch_size, record=True, progress=False, topk=0)
     if device is not None and torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
@@ -149,7 +167,7 @@ def _generate_cell(model, cell: _Cell, num_samples, device, batch_size) -> tuple
         raise KeyboardInterrupt("sweep interrupted; finished cells are cached and will not be recomputed.")
     final = trace.final
     samples = pd.DataFrame({"sample": np.arange(final.shape[0]), "ids": list(final.numpy()),
-                            "text": trace.texts})
+                            "text": trace.texts, "nfe": per_sample_nfe(trace)})
     info = {"model_calls": trace.model_calls, "seconds": seconds,
             "device": str(trace.meta.get("device", device)), "seq_len": int(final.shape[1])}
     for k, v in info.items():
@@ -181,7 +199,9 @@ def _run_cells(model, cells: list[_Cell], metrics: list[Metric], num_samples, de
             texts = samples["text"].tolist()
             seconds = float(first["seconds"])
             base = {"sampler": cell.name, "steps": cell.steps, "seed": cell.seed,
-                    "model_calls": int(first["model_calls"]), "seconds": seconds,
+                    "model_calls": int(first["model_calls"]),
+                    "nfe": float(samples["nfe"].mean()) if "nfe" in samples else float("nan"),
+                    "seconds": seconds,
                     "tokens_per_second": ids.numel() / seconds if seconds > 0 else float("nan"),
                     "num_samples": len(texts), "device": str(first["device"])}
             for m in metrics:
@@ -277,8 +297,9 @@ def _per_setting(df: pd.DataFrame, metric: str) -> pd.DataFrame:
             stderr = float(g["value"].std(ddof=1) / math.sqrt(n))
         else:
             stderr = float("nan")
+        nfe = g["nfe"].mean() if "nfe" in g else float("nan")
         return pd.Series({"value": g["value"].mean(), "stderr": stderr, "seeds": n,
-                          "model_calls": g["model_calls"].mean(), "seconds": g["seconds"].mean()})
+                          "model_calls": g["model_calls"].mean(), "nfe": nfe, "seconds": g["seconds"].mean()})
 
     out = d.groupby(["sampler", "steps"], sort=False).apply(agg, include_groups=False).reset_index()
     return out
@@ -286,12 +307,14 @@ def _per_setting(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def return_on_compute(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None,
                       higher_is_better_: bool | None = None, z: float = 2.0,
-                      tolerance: float = 0.0) -> pd.DataFrame:
+                      tolerance: float = 0.0, calls: str | None = None) -> pd.DataFrame:
     """What each sampler buys over the baseline, per unit of compute, and where more stops paying.
 
     One row per (sampler, steps), seeds averaged. With ``q`` the metric oriented so that higher is
     better (``gen_ppl`` and violation rates are negated; pass ``higher_is_better_`` for a custom
-    metric) and costs in model calls and seconds:
+    metric) and costs in model calls and seconds. "Model calls" is ``calls``: ``"nfe"`` (default
+    when the sweep has it) is the per-sample count a batch-1 run needs, the paper's NFE, independent
+    of batch size; ``"model_calls"`` is the batched forward passes the engine actually ran.
 
     * ``gain`` = q(sampler, T) - q(baseline, T): improvement over the baseline at the same T;
       ``gain_stderr`` its standard error;
@@ -315,6 +338,9 @@ def return_on_compute(df: pd.DataFrame, baseline: str = "mdlm", metric: str | No
         hib = True
     sign = 1.0 if hib else -1.0
     s = _per_setting(df, metric)
+    if calls is None:
+        calls = "nfe" if s["nfe"].notna().all() else "model_calls"
+    s["calls"] = s[calls]
     s["metric"] = metric
     s["quality"] = sign * s["value"]
     if baseline not in set(s["sampler"]):
@@ -323,16 +349,16 @@ def return_on_compute(df: pd.DataFrame, baseline: str = "mdlm", metric: str | No
     b = base.reindex(s["steps"])
     s["gain"] = s["quality"].to_numpy() - b["quality"].to_numpy()
     s["gain_stderr"] = np.sqrt(s["stderr"].to_numpy() ** 2 + b["stderr"].to_numpy() ** 2)
-    s["extra_calls"] = s["model_calls"].to_numpy() - b["model_calls"].to_numpy()
+    s["extra_calls"] = s["calls"].to_numpy() - b["calls"].to_numpy()
     s["extra_seconds"] = s["seconds"].to_numpy() - b["seconds"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         s["gain_per_call"] = np.where(s["extra_calls"] > 0, s["gain"] / s["extra_calls"], np.nan)
         s["gain_per_second"] = np.where(s["extra_seconds"] > 0, s["gain"] / s["extra_seconds"], np.nan)
     parts = []
     for _, g in s.groupby("sampler", sort=False):
-        g = g.sort_values(["model_calls", "steps"]).copy()
+        g = g.sort_values(["calls", "steps"]).copy()
         g["marginal_gain"] = g["quality"].diff()
-        g["marginal_calls"] = g["model_calls"].diff()
+        g["marginal_calls"] = g["calls"].diff()
         g["marginal_seconds"] = g["seconds"].diff()
         with np.errstate(divide="ignore", invalid="ignore"):
             g["marginal_gain_per_call"] = np.where(g["marginal_calls"] > 0, g["marginal_gain"] / g["marginal_calls"], np.nan)
@@ -349,12 +375,12 @@ def return_on_compute(df: pd.DataFrame, baseline: str = "mdlm", metric: str | No
         g["is_knee"] = np.arange(len(g)) == knee
         parts.append(g)
     out = pd.concat(parts, ignore_index=True)
-    cols = ["sampler", "steps", "metric", "value", "stderr", "seeds", "model_calls", "seconds", "quality",
+    cols = ["sampler", "steps", "metric", "value", "stderr", "seeds", "calls", "model_calls", "nfe", "seconds", "quality",
             "gain", "gain_stderr", "extra_calls", "extra_seconds", "gain_per_call", "gain_per_second",
             "marginal_gain", "marginal_calls", "marginal_seconds", "marginal_gain_per_call",
             "marginal_gain_per_second", "is_knee"]
     out = out[cols]
-    out.attrs.update(baseline=baseline, metric=metric, higher_is_better=hib, z=z, tolerance=tolerance)
+    out.attrs.update(baseline=baseline, metric=metric, higher_is_better=hib, z=z, tolerance=tolerance, calls=calls)
     return out
 
 
@@ -381,7 +407,7 @@ def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None)
         return f"{metric} ({word} is better): only {baseline} was run; it stops improving beyond {plateau(baseline)}."
     best = others.loc[others["gain"].idxmax()]
     base_row = roc[(roc["sampler"] == baseline) & (roc["steps"] == best["steps"])].iloc[0]
-    calls_ratio = best["model_calls"] / base_row["model_calls"] if base_row["model_calls"] else float("nan")
+    calls_ratio = best["calls"] / base_row["calls"] if base_row["calls"] else float("nan")
     se = best["gain_stderr"]
     if best["gain"] > 0 and (not np.isfinite(se) or best["gain"] > 2 * se):
         verdict = "a clear gain"
@@ -391,7 +417,7 @@ def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None)
         verdict = "no gain"
     return (f"{metric} ({word} is better): at T={int(best['steps'])} {best['sampler']} scores "
             f"{_fmt(best['value'], best['stderr'])} vs {baseline}'s {_fmt(base_row['value'], base_row['stderr'])}, "
-            f"{verdict}, for {calls_ratio:.1f}x the model calls; more steps stop paying beyond "
+            f"{verdict}, for {calls_ratio:.1f}x the model calls{' (per sample)' if roc.attrs.get('calls') == 'nfe' else ''}; more steps stop paying beyond "
             f"{plateau(best['sampler'])} for {best['sampler']} and {plateau(baseline)} for {baseline}.")
 
 
@@ -453,7 +479,7 @@ def report_html(df: pd.DataFrame, path: str | os.PathLike, baseline: str = "mdlm
     piv = table.pivot_table(index=["metric", "sampler"], columns="steps", values="value ± stderr",
                             aggfunc="first")
     parts.append("<h2>All cells (seed 0 shown when several)</h2>" + piv.to_html(border=0))
-    cost = df.groupby(["sampler", "steps"])[["model_calls", "seconds", "tokens_per_second"]].mean()
+    cost = df.groupby(["sampler", "steps"])[["nfe", "model_calls", "seconds", "tokens_per_second"]].mean()
     parts.append("<h2>Cost</h2>" + cost.round(3).to_html(border=0))
     return write_html(path, parts, title=title)
 

@@ -145,3 +145,17 @@ def test_distributed_path_gathers_on_rank_zero(tmp_path):
         dist.destroy_process_group()
     plain = sweep(stub(), SAMPLERS, steps=[2], num_samples=3, seeds=[0], progress=False)
     assert np.allclose(df["value"], plain["value"]) and list(df["sampler"]) == ["mdlm", "remdm-cap"]
+
+
+def test_per_sample_nfe_is_what_batch_size_one_runs_call():
+    from explorer.sweep import per_sample_nfe
+
+    model = stub()
+    nfe = {}
+    for name, sampler in SAMPLERS.items():
+        batched = explorer.generate(model, sampler, 24, num_samples=5, seed=3, progress=False, topk=0)
+        alone = explorer.generate(model, sampler, 24, num_samples=5, seed=3, batch_size=1, progress=False)
+        nfe[name] = per_sample_nfe(batched)
+        assert nfe[name].sum() == alone.model_calls
+        assert nfe[name].max() <= batched.model_calls
+    assert nfe["mdlm"].max() <= 6 + 1  # T = 4L: MDLM decodes each of L=6 positions once (+ final pass)

@@ -33,6 +33,7 @@ def _seed_mean(d: pd.DataFrame) -> pd.DataFrame:
         else:
             stderr = float("nan")
         return pd.Series({"value": g["value"].mean(), "stderr": stderr, "model_calls": g["model_calls"].mean(),
+                          "nfe": g["nfe"].mean() if "nfe" in g else float("nan"),
                           "seconds": g["seconds"].mean(), "seeds": n})
     return d.groupby(["sampler", "steps"], sort=False).apply(agg, include_groups=False).reset_index()
 
@@ -76,9 +77,10 @@ def quality_vs_steps(df: pd.DataFrame, metric: str | Sequence[str]) -> go.Figure
                 x=g["steps"], y=g["value"], mode="lines+markers", name=s, legendgroup=s,
                 showlegend=i == 0, line=dict(color=colors[s]),
                 error_y=dict(type="data", array=g["stderr"].fillna(0), visible=True, thickness=1),
-                customdata=np.stack([g["stderr"], g["model_calls"], g["seconds"], g["seeds"]], -1),
+                customdata=np.stack([g["stderr"], g["model_calls"], g["seconds"], g["seeds"], g["nfe"]], -1),
                 hovertemplate=(f"<b>{s}</b><br>T=%{{x}}<br>{m} = %{{y:.4g}} ± %{{customdata[0]:.2g}}"
-                               "<br>model calls %{customdata[1]:.0f}<br>%{customdata[2]:.2f} s"
+                               "<br>model calls %{customdata[1]:.0f} (per sample %{customdata[4]:.1f})"
+                               "<br>%{customdata[2]:.2f} s"
                                "<br>seeds %{customdata[3]:.0f}<extra></extra>")), row=r, col=c)
         fig.update_xaxes(type="log", tickvals=sorted(set(d["steps"])), title_text="steps T", row=r, col=c)
         if len(metrics) == 1:
@@ -103,8 +105,10 @@ def return_on_compute_figure(roc: pd.DataFrame) -> go.Figure:
     samplers = list(dict.fromkeys(roc["sampler"]))
     colors = _colors(samplers)
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=("vs model calls", "vs seconds"))
-    for col, xcol, xname in ((1, "model_calls", "model calls"), (2, "seconds", "seconds")):
+                        subplot_titles=("vs model calls" + (" per sample" if roc.attrs.get("calls") == "nfe" else ""),
+                                        "vs seconds"))
+    calls_name = "model calls per sample (NFE)" if roc.attrs.get("calls") == "nfe" else "model calls"
+    for col, xcol, xname in ((1, "calls", calls_name), (2, "seconds", "seconds")):
         for s in samplers:
             g = roc[roc["sampler"] == s].sort_values([xcol, "steps"])
             custom = np.stack([g["steps"], g["stderr"], g["gain"], g["gain_per_call"],
