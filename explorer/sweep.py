@@ -222,21 +222,25 @@ def _run_cells(model, cells: list[_Cell], metrics: list[Metric], num_samples, de
     return rows
 
 
-def sweep(model: Any, samplers: Any, steps: Sequence[int], num_samples: int = 64,
+def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: int = 64,
           seeds: Sequence[int] = (0,), metrics: Sequence[Any] = ("entropy",),
           cache_dir: str | os.PathLike | None = None, device: Any = None, batch_size: int | None = None,
           progress: bool = True, metric_options: dict | None = None) -> pd.DataFrame:
     """Generate ``num_samples`` per (sampler, steps, seed) and score them; tidy results.
 
-    ``samplers``: ``{label: sampler}``, a list of CLI names/samplers, or ``"mdlm,remdm-loop"``.
+    ``samplers``: ``{label: sampler}``, a list of CLI names/samplers, or ``"mdlm,remdm-loop"``
+    (settings inline: ``"remdm-cap:eta=0.008"``). ``steps``: a list, or ``"L/4,L,4L"`` in units of
+    the model's sequence length.
     ``metrics``: names (``"entropy"``, ``"gen_ppl"``, ``"mauve"``, ``"validity"``), :class:`Metric`
     objects or callables ``fn(ids, texts)`` (see :func:`explorer.metrics.get_metric`);
     ``metric_options`` (e.g. ``{"judge": "gpt2-large"}``) go to the named ones.
     ``cache_dir``: where finished cells live; a restarted sweep skips them (module doc).
     """
     sampler_map = _as_samplers(samplers)
-    steps = [int(s) for s in steps]
-    seeds = [int(s) for s in seeds]
+    steps = _parse_steps(steps, model.seq_len) if isinstance(steps, str) else [int(s) for s in steps]
+    seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+    if isinstance(metrics, str):
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     d = _dist()
     if d is not None and device is None and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', d.get_rank() % torch.cuda.device_count()))}"
