@@ -8,6 +8,7 @@ A :class:`Metric` turns the final samples of one run (``ids LongTensor[N, L]`` a
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -61,6 +62,33 @@ def _entropy(ids, texts):
     return pd.DataFrame({"metric": ["entropy"], "value": [float(h.mean())], "stderr": [se]})
 
 
+_TAGS: dict[str, str] = {}
+
+
+def _judge_tag(judge) -> str:
+    """Name of the judge plus a digest of its weights when they are local files, so cached scores
+    are redone when a shipped judge is retrained."""
+    from .mauve import judge_dir
+
+    if judge is not None and not isinstance(judge, (str, os.PathLike)):
+        return type(judge).__name__ if not hasattr(judge, "path") else str(judge.path)
+    base = judge_dir(judge)
+    name = "stories-judge" if judge is None else str(judge)
+    if base is None:
+        return name
+    files = sorted(base.glob("*.safetensors")) or sorted(base.glob("*.bin"))
+    if not files:
+        return name
+    key = str(base.resolve())
+    if key not in _TAGS:
+        import hashlib
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.read_bytes())
+        _TAGS[key] = h.hexdigest()[:12]
+    return f"{name}@{_TAGS[key]}"
+
+
 def _digest(obj) -> str:
     """Short content hash of reference texts or features, so cached MAUVE follows the references."""
     import hashlib
@@ -96,14 +124,14 @@ def get_metric(spec: Any, device: Any = None, **options) -> Metric:
             r = generative_perplexity(texts, judge=options.get("judge"), device=device,
                                       batch_size=options.get("batch_size", 8))
             return pd.DataFrame({"metric": ["gen_ppl"], "value": [r.value], "stderr": [r.stderr]})
-        return Metric("gen_ppl", _gen_ppl, {k: str(v) for k, v in options.items() if k == "judge"})
+        return Metric("gen_ppl", _gen_ppl, {"judge": _judge_tag(options.get("judge"))})
     if name == "mauve":
         def _mauve(ids, texts, **_):
             from .mauve import mauve_score
             r = mauve_score(options.get("references"), texts, judge=options.get("judge"), device=device,
                             batch_size=options.get("batch_size", 8))
             return pd.DataFrame({"metric": ["mauve"], "value": [r.value], "stderr": [r.spread]})
-        key = {k: str(v) for k, v in options.items() if k == "judge"}
+        key = {"judge": _judge_tag(options.get("judge"))}
         if options.get("references") is not None:
             key["references"] = _digest(options["references"])
         return Metric("mauve", _mauve, key)
