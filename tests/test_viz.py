@@ -42,11 +42,14 @@ def trace_from_states(states, fixed=None, topk=2, mask_id=M) -> Trace:
             cand_probs.append([0.6, 0.3] if unmask else [np.nan, np.nan])
     events = {k: np.asarray(v) for k, v in ev.items()}
     for k, dt in (("sample", np.int32), ("step", np.int32), ("position", np.int32), ("kind", np.int8),
-                  ("reason", np.int8), ("token_id", np.int64), ("prob", np.float32),
+                  ("reason", np.int8), ("token_id", np.int32), ("prob", np.float32),
                   ("p_transition", np.float32), ("sigma", np.float32)):
         events[k] = events[k].astype(dt)
-    events["cand_ids"] = np.asarray(cand_ids, np.int64).reshape(-1, 2)[:, :topk]
-    events["cand_probs"] = np.asarray(cand_probs, np.float32).reshape(-1, 2)[:, :topk]
+    # Trace's internal layout: candidates stored for unmask events only, cand_row points at them
+    has = events["kind"] == 0
+    events["cand_row"] = np.where(has, np.cumsum(has) - 1, -1).astype(np.int32)
+    events["cand_ids"] = np.asarray(cand_ids, np.int32).reshape(-1, 2)[has][:, :topk]
+    events["cand_probs"] = np.asarray(cand_probs, np.float32).reshape(-1, 2)[has][:, :topk]
     steps = pd.DataFrame({
         "step": np.arange(1, T + 1), "t": np.linspace(1, 1 / T, T), "s": np.linspace(1 - 1 / T, 0, T),
         "alpha_t": np.linspace(0, 1 - 1 / T, T), "alpha_s": np.linspace(1 / T, 1, T),
@@ -202,3 +205,32 @@ def test_html_export_is_self_contained(hand, tmp_path):
     assert "cdn" not in " ".join(re.findall(r"<script[^>]*>", page)).lower()
     assert page.count("Plotly.newPlot") == 3 and len(page) > 3_000_000
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_index_agrees_with_generated_trace():
+    import explorer
+    from explorer import samplers
+
+    probs = torch.rand(40, 9, generator=torch.Generator().manual_seed(2)) ** 4
+    probs[:, -1] = 0
+    model = explorer.StubDenoiser(probs)
+    t = explorer.generate(model, samplers.ReMDMCap(eta=0.4), steps=10, num_samples=2, seed=0, progress=False,
+                          prompt={0: 3, 1: 4})
+    assert (t.events["kind"] == "remask").any()
+    for s in range(2):
+        idx = viz.index_for(t, s)
+        for k in range(t.last_step + 1):
+            fr = idx.frame(k)
+            assert fr.tokens.tolist() == t.state_at(k)[s].tolist()
+            np.testing.assert_allclose(fr.prob[2:], t.prob_at(k)[s, 2:].numpy(), rtol=1e-6)
+            assert (fr.codes[:2] == FIXED).all()
+        counts = viz.step_counts(t, sample=s)
+        assert counts["n_masked"].iloc[-1] == 0
+    totals = viz.step_counts(t)
+    steps = t.steps.set_index("step")
+    np.testing.assert_array_equal(totals.set_index("step").loc[steps.index, "n_remasked"], steps["n_remasked"])
+    np.testing.assert_array_equal(totals.set_index("step").loc[steps.index, "n_masked"], steps["n_masked"])
+    # a branch starts at its parent's step and is drawn from there
+    b = explorer.resume(model, t, 5, remask=[5], progress=False)
+    assert viz.index_for(b).first_step == 5
+    assert "branch start" in viz.token_grid(b, step=5).layout.title.text
