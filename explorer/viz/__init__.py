@@ -17,7 +17,7 @@ from __future__ import annotations
 from ._index import TraceIndex, index_for
 from .animation import changing_steps, grid_animation
 from .curves import by_step_figure, step_counts, step_curves
-from .fixes import broken_rules, find_fixes, fix_story
+from .fixes import broken_rules, find_fixes, fix_story, suggest_revisit
 from .export import HTMLView, Report, page_html, to_html, write_html
 from .grid import token_grid
 from .heatmap import step_heatmap
@@ -28,7 +28,7 @@ from .text import token_text
 __all__ = [
     "TraceIndex", "index_for", "token_grid", "grid_animation", "changing_steps", "token_text", "step_heatmap", "lifelines",
     "busiest_positions", "step_curves", "step_counts", "by_step_figure", "broken_rules", "find_fixes",
-    "fix_story", "to_html", "write_html", "page_html",
+    "fix_story", "suggest_revisit", "to_html", "write_html", "page_html",
     "HTMLView", "Report", "STATE_COLORS", "STATE_NAMES",
 ]
 

@@ -135,3 +135,32 @@ def fix_story(trace, fix, columns: int = 16, task=None):
                        label=f"record {rec}") for k in (before, int(fix["remask_step"]), int(fix["fixed_at"]))]
     figs.append(lifelines(trace, list(range(lo, lo + rec_len)), s, step=int(fix["remask_step"])))
     return Report([text, *figs], title=f"a remask that fixed the {fix['rule']} rule")
+
+
+def suggest_revisit(trace, sample: int = 0, task=None) -> dict | None:
+    """A "what if this field had been revisited?" edit for a finished run: the first rule broken
+    at the end, the field of it that depends on the others (currency on country, total on price
+    and quantity, ...), and the step at which that field was written.
+
+    Returns ``{"sample", "record", "rule", "field", "position", "token", "step", "remask"}`` --
+    ``explorer.resume(model, trace, d["step"], remask=d["remask"])`` (or an
+    :class:`~explorer.widgets.InterventionViewer`'s ``branch``) replays the run from there with
+    that field put back to [MASK]. ``None`` when nothing is broken.
+    """
+    _, rec_len, rule_fields, slots = _checker(task)
+    index = index_for(trace, sample)
+    br = broken_rules(trace, sample, steps=[index.last_step], task=task)
+    bad = br[~br["ok"].astype(bool) & br["rule"].isin(list(rule_fields))]
+    if bad.empty:
+        return None
+    row = bad.iloc[0]
+    rec, rule = int(row["record"]), str(row["rule"])
+    field = rule_fields[rule][-1]
+    position = rec * rec_len + slots.index(field)
+    a, b = index.pos_start[position], index.pos_end[position]
+    written = [int(index.step[i]) for i in range(a, b) if index.is_unmask[i]]
+    step = written[-1] if written else index.first_step
+    step = max(index.first_step, min(step, index.num_steps - 1))
+    return {"sample": sample, "record": rec, "rule": rule, "field": field, "position": position,
+            "token": index.text(int(index.frame(index.last_step, position, 1).tokens[0])),
+            "step": step, "remask": [position]}
