@@ -16,7 +16,7 @@ from explorer.viz.palette import FIXED, MASKED, REMASKED, STABLE, STATE_COLORS, 
 M = 9  # mask id of the hand-built traces
 
 
-def trace_from_states(states, fixed=None, topk=2, mask_id=M) -> Trace:
+def trace_from_states(states, fixed=None, topk=2, mask_id=M, texts=None) -> Trace:
     """A real Trace whose state after step k is ``states[k]`` ([T+1, L], one sample).
 
     Every change becomes an event (mask->token: unmask with p = 0.5 + token/100; token->mask:
@@ -61,7 +61,7 @@ def trace_from_states(states, fixed=None, topk=2, mask_id=M) -> Trace:
     meta = {"mask_id": mask_id, "steps": T, "last_step": T, "model_calls": T, "run_id": "hand",
             "topk": topk, "sampler": {"name": "hand"}}
     return Trace(initial=torch.as_tensor(states[:1]), fixed=fixed, events=events, steps=steps, meta=meta,
-                 token_texts={i: f"t{i}" for i in range(mask_id)})
+                 token_texts=texts or {i: f"t{i}" for i in range(mask_id)})
 
 
 # position:      0  1  2  3   (3 is a prompt token)
@@ -234,3 +234,30 @@ def test_index_agrees_with_generated_trace():
     b = explorer.resume(model, t, 5, remask=[5], progress=False)
     assert viz.index_for(b).first_step == 5
     assert "branch start" in viz.token_grid(b, step=5).layout.title.text
+
+
+def test_find_fixes_on_an_order_record():
+    from explorer.tasks import orders
+
+    good = orders.eval_tensor(1)[0].numpy()
+    cur = 2  # record 0, slot 2 is the currency
+    assert orders.TEMPLATE[cur] == "<currency>"
+    wrong = orders.TOKEN_ID["jpy" if orders.VOCAB[good[cur]] != "jpy" else "eur"]
+    s0 = np.full(orders.SEQ_LEN, orders.MASK_ID)
+    s1 = good.copy(); s1[cur] = wrong          # everything written, currency disagrees with country
+    s2 = s1.copy(); s2[cur] = orders.MASK_ID   # the currency is remasked
+    s3 = good.copy()                            # and rewritten correctly
+    t = trace_from_states([s0, s1, s2, s3], mask_id=orders.MASK_ID, texts=dict(enumerate(orders.VOCAB[:-1])))
+    br = viz.broken_rules(t)
+    assert not br.query("step == 1 and record == 0 and rule == 'currency'")["ok"].item()
+    fixes = viz.find_fixes(t)
+    assert fixes[["record", "rule", "broken_at", "remask_step", "position", "fixed_at"]].values.tolist() == \
+        [[0, "currency", 1, 2, cur, 3]]
+    assert fixes["removed"].item() == orders.VOCAB[wrong]
+    report = viz.fix_story(t, fixes.iloc[0])
+    assert "currency" in report[0] and len(report) == 5
+    # a run left broken: the suggested revisit is the currency, at the step it was written
+    broken = trace_from_states([s0, s1], mask_id=orders.MASK_ID, texts=dict(enumerate(orders.VOCAB[:-1])))
+    assert viz.find_fixes(broken).empty
+    d = viz.suggest_revisit(broken)
+    assert (d["rule"], d["position"], d["step"], d["remask"]) == ("currency", cur, 0, [cur])
