@@ -4,7 +4,6 @@ from __future__ import annotations
 import html
 
 import ipywidgets as W
-import numpy as np
 import plotly.graph_objects as go
 import torch
 

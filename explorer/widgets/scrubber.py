@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..viz import export
-from ..viz._index import display_token, index_for
+from ..viz._index import index_for
 from ..viz.animation import grid_animation
 from ..viz.curves import step_curves
 from ..viz.grid import grid_arrays, grid_title, token_grid
@@ -206,7 +206,3 @@ class TraceViewer(W.VBox):
         parts = [self.figure(max_frames), lifelines(self.trace, sample=self.sample, max_positions=20),
                  step_curves(self.trace, sample=self.sample)]
         return export.write_html(path, parts, title=title)
-
-
-def short_token(index, tid: int) -> str:
-    return display_token(index.text(int(tid)), 12)
