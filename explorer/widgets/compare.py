@@ -50,9 +50,11 @@ class CompareViewer(W.VBox):
         self.last_render_s = 0.0
         for v in self.viewers:  # their own controls are replaced by the shared slider
             v.children = tuple(c for c in v.children if not isinstance(c, W.HBox))
+            v.layout.width = f"{v.width + 10}px"
+            v.layout.margin = "0 10px 0 0"
         self.render(step)
         super().__init__([W.HBox([self.play, self.slider, self.speed]),
-                          W.HBox(self.viewers, layout=W.Layout(width="100%"))])
+                          W.HBox(self.viewers, layout=W.Layout(width="100%", flex_flow="row wrap"))])
 
     @property
     def step(self) -> int:

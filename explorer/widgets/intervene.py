@@ -106,10 +106,13 @@ class InterventionViewer(W.VBox):
                                      sample=self.sample, step=branch.last_step, length=self.length,
                                      columns=self.columns)
         self.compare_box.children = [self.compare]
-        parent_text = self.trace.texts[self.sample]
-        branch_text = branch.texts[self.sample]
-        self.status.value = (f"branch done: {edit} at step {step}.<br><b>parent:</b> {html.escape(parent_text)}"
-                             f"<br><b>branch:</b> {html.escape(branch_text)}")
+        a, b = self.trace.final[self.sample], branch.final[self.sample]
+        diff = (a != b).nonzero().flatten().tolist()
+        text = lambda t: html.escape(self.trace.token_text(int(t)))  # noqa: E731
+        changes = ", ".join(f"{p}: <code>{text(a[p])}</code> &rarr; <code>{text(b[p])}</code>" for p in diff[:20])
+        more = f" and {len(diff) - 20} more" if len(diff) > 20 else ""
+        self.status.value = (f"branch done: {edit} at step {step}. The final text differs at "
+                             f"{len(diff)} position(s){': ' + changes + more if diff else '.'}")
         return branch
 
     def to_html(self, path, title: str = "ReMDM Explorer: intervention", max_frames: int = 60):

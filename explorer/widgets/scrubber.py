@@ -70,8 +70,11 @@ class TraceViewer(W.VBox):
         self.last_render_s = 0.0
         self.selected: int | None = None
 
+        # a fixed width (about 54 px per column, enough for an 8-character token) keeps cells
+        # readable; side by side, viewers then wrap under each other instead of squeezing
+        self.width = min(1200, 70 + self.columns * 54)
         self.grid = go.FigureWidget(token_grid(trace, step, sample, self.start, self.length, self.columns,
-                                               label=label))
+                                               label=label).update_layout(width=self.width, autosize=False))
         self.slider = W.IntSlider(value=step, min=ix.first_step, max=ix.last_step, description="step",
                                   continuous_update=True, layout=W.Layout(width="60%"))
         self.play = W.Play(value=step, min=ix.first_step, max=ix.last_step, interval=200,
