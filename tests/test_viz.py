@@ -260,3 +260,14 @@ def test_find_fixes_on_an_order_record():
     assert viz.find_fixes(broken).empty
     d = viz.suggest_revisit(broken)
     assert (d["rule"], d["position"], d["step"], d["remask"]) == ("currency", cur, 0, [cur])
+
+
+def test_unrecorded_trace_says_why():
+    import explorer
+    from explorer import samplers
+
+    probs = torch.rand(8, 5) ** 2
+    probs[:, -1] = 0
+    t = explorer.generate(explorer.StubDenoiser(probs), samplers.MDLM(), steps=4, record=False, progress=False)
+    with pytest.raises(ValueError, match="record=False"):
+        viz.token_grid(t)
