@@ -237,6 +237,8 @@ Weights are the EMA weights. Load with `explorer.load_model("{task}")` or
 - Optimiser: AdamW lr {s['lr']}, warm-up {s['warmup']} steps, schedule {s['schedule']}, weight decay
   {s['weight_decay']}, batch {s['batch_size']}, grad clip 1.0; EMA decay {s['ema_decay']} with warm-up
   min(decay, (1+n)/(10+n)); seed {s['seed']}.
+- Fixed tokens (position: id, given at every step and never masked by the sampler):
+  {s.get('fixed_tokens') or 'none'}
 - Steps: {s['step']:,} ({s['tokens']:,} training tokens).
 - Time: {s['elapsed_s'] / 60:.1f} min on {s['hardware']}.
 
@@ -248,9 +250,17 @@ Weights are the EMA weights. Load with `explorer.load_model("{task}")` or
 """
 
 
-def export(directory: Path, model, ema: EMA, tokenizer, card: str) -> Path:
+def export(directory: Path, model, ema: EMA, tokenizer, card: str,
+           fixed_tokens: dict[int, int] | None = None) -> Path:
+    """Write the EMA model. ``fixed_tokens`` ({position: id}, e.g. a BOS the model is always given)
+    go into config.json so that loaders can hand them to the engine, which never masks them."""
     directory = Path(directory)
     ema_model(model, ema).to("cpu").save_pretrained(directory)
+    if fixed_tokens:
+        config_path = directory / "config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["fixed_tokens"] = {str(int(p)): int(t) for p, t in fixed_tokens.items()}
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tokenizer.save(str(directory / "tokenizer.json"))
     (directory / "README.md").write_text(card, encoding="utf-8")
     return directory
@@ -381,12 +391,14 @@ def train(args: argparse.Namespace, command: str | None = None) -> dict:
         "elapsed_s": elapsed_before + time.time() - start, "hardware": hardware(),
         "final_loss": sum(losses[-window:]) / window if losses else float("nan"),
         "loss_window": window, "val_nelbo": val_nelbo, "eval_n": args.eval_n,
+        "fixed_tokens": getattr(task, "FIXED_TOKENS", None),
         "data": getattr(task, "DATA_DESCRIPTION", f"`explorer/tasks/{args.task}.py`, seed {args.seed}"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if args.export is not None:
         command = command or "python -m explorer.train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        export(args.export, model, ema, tokenizer, model_card(args.task, command, summary))
+        export(args.export, model, ema, tokenizer, model_card(args.task, command, summary),
+               fixed_tokens=getattr(task, "FIXED_TOKENS", None))
     return summary
 
 

@@ -52,6 +52,8 @@ def test_tiny_run_lowers_the_loss(tmp_path):
     export = tmp_path / "export"
     assert {p.name for p in export.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "README.md"}
     model = MDLM.from_pretrained(export)
+    config = json.loads((export / "config.json").read_text())
+    assert config["fixed_tokens"] == {"0": orders.TOKEN_ID["order"]}  # the template's anchor
     assert model.config.vocab_size == orders.VOCAB_SIZE and model.config.model_length == orders.SEQ_LEN
     nelbo = heldout_nelbo(model, orders.eval_tensor(32, 0), orders.MASK_ID, seed=0)
     assert abs(nelbo - summary["val_nelbo"]) < 1e-4  # the exported weights are the EMA ones

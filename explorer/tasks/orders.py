@@ -131,6 +131,16 @@ VOCAB_SIZE = len(VOCAB)
 MASK_ID = VOCAB_SIZE - 1
 
 
+# The one position a model is always given, like a BOS token: ``{position: token id}``.
+# Why: the DiT has no absolute position embedding (rotary only, as mdlm-owt), so on the all-mask
+# input of the first step every position has the same hidden state and the same p(x0). A fixed
+# template then has no phase: the first tokens decoded pick one at random and the records come
+# out cyclically shifted ("... x 3 = 360 ordered 04 shipped 09 ; order france ..."). Pinning
+# "order" at position 0 anchors the template. Exported into config.json as ``fixed_tokens``;
+# the engine never masks or changes such positions.
+FIXED_TOKENS: dict[int, int] = {0: TOKEN_ID["order"]}
+
+
 def build_tokenizer():
     """A word-level HF tokenizer (``tokenizers.Tokenizer``): whitespace split, fixed vocabulary."""
     from tokenizers import Tokenizer
@@ -361,8 +371,10 @@ def sampler_validity(model, sampler, steps: int, num_samples: int, seed: int = 0
     """
     from explorer.engine import generate
 
+    # a model that does not declare its fixed tokens gets the anchor as a prompt (same law)
+    prompt = None if getattr(model, "fixed_tokens", None) else dict(FIXED_TOKENS)
     trace = generate(model, sampler, steps, num_samples=num_samples, seed=seed, record=False,
-                     progress=False, batch_size=batch_size)
+                     progress=False, batch_size=batch_size, prompt=prompt)
     rows = []
     for i, ids in enumerate(trace.final):
         df = check_records(decode(ids))
