@@ -209,7 +209,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
             b, pos = eligible.nonzero(as_tuple=True)
             if b.numel():
                 logits, called = px0.logits_at(x, b, pos)
-                u = rng.uniforms_at(seed, sample_ids[b], st.step, rng.ORDER, pos)
+                u = rng.uniforms_at(seed, sample_list, st.step, rng.ORDER, b, pos)
                 tok, prob, ci, cp = _draw_tokens(logits, mask_id, sampler.nucleus_p, u, rec.topk,
                                                  temperature=sampler.temperature)
                 conf = torch.zeros(B, L, dtype=torch.float64, device=device)
@@ -245,7 +245,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
             if unmask.any():
                 b, pos = unmask.nonzero(as_tuple=True)
                 logits, called = px0.logits_at(x, b, pos)
-                u = rng.uniforms_at(seed, sample_ids[b], st.step, rng.TOKEN, pos)
+                u = rng.uniforms_at(seed, sample_list, st.step, rng.TOKEN, b, pos)
                 tok, prob, ci, cp = _draw_tokens(logits, mask_id, sampler.nucleus_p, u, rec.topk)
                 n_un = int(b.numel())
             if remask.any():

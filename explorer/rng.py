@@ -61,22 +61,24 @@ def uniforms(seed: int, samples: torch.Tensor | list[int], step: int, purpose: i
 
     ``samples`` are global sample indices, ``positions`` any int64 counters (sequence positions).
     """
-    samples = [int(s) for s in samples]
     device = positions.device if device is None else device
-    keys = torch.tensor([_signed(stream_key(seed, s, step, purpose)) for s in samples],
-                        dtype=torch.int64, device=device)
+    keys = stream_keys(seed, samples, step, purpose, device=device)
     pos = positions.to(device=device, dtype=torch.int64)
     z = keys[:, None] + (pos[None, :] + 1) * _signed(_GOLDEN)
     z = mix64_tensor(z)
     return (_shr(z, 11).to(torch.float64) + 0.5) * (2.0 ** -53)
 
 
-def uniforms_at(seed: int, sample_of_row: torch.Tensor, step: int, purpose: int,
-                position_of_row: torch.Tensor) -> torch.Tensor:
-    """One uniform per selected (sample, position) row, equal to the matching entry of :func:`uniforms`."""
-    device = position_of_row.device
-    uniq = torch.unique(sample_of_row).tolist()
-    table = {s: _signed(stream_key(seed, int(s), step, purpose)) for s in uniq}
-    keys = torch.tensor([table[int(s)] for s in sample_of_row.tolist()], dtype=torch.int64, device=device)
-    z = mix64_tensor(keys + (position_of_row.to(torch.int64) + 1) * _signed(_GOLDEN))
+def stream_keys(seed: int, samples, step: int, purpose: int, device=None) -> torch.Tensor:
+    """int64 keys of the (seed, sample, step, purpose) streams, one per sample."""
+    return torch.tensor([_signed(stream_key(seed, int(s), step, purpose)) for s in samples],
+                        dtype=torch.int64, device=device)
+
+
+def uniforms_at(seed: int, samples, step: int, purpose: int, row: torch.Tensor,
+                position: torch.Tensor) -> torch.Tensor:
+    """One uniform per selected ``(samples[row[i]], position[i])``, equal to the matching entry of
+    :func:`uniforms`; ``row`` indexes the list ``samples`` of global sample indices."""
+    keys = stream_keys(seed, samples, step, purpose, device=position.device)[row]
+    z = mix64_tensor(keys + (position.to(torch.int64) + 1) * _signed(_GOLDEN))
     return (_shr(z, 11).to(torch.float64) + 0.5) * (2.0 ** -53)

@@ -295,3 +295,9 @@ def test_config_roundtrip_and_registry():
 def test_bad_settings_raise_clear_errors(make, msg):
     with pytest.raises(ValueError, match=msg):
         make()
+
+
+def test_uniforms_at_selects_the_same_numbers():
+    u = rng.uniforms(4, [10, 11, 12], 9, rng.TOKEN, torch.arange(50))
+    row, pos = torch.tensor([0, 2, 2, 1]), torch.tensor([3, 0, 49, 7])
+    assert torch.equal(rng.uniforms_at(4, [10, 11, 12], 9, rng.TOKEN, row, pos), u[row, pos])
