@@ -16,6 +16,8 @@ _PAGE = """<!DOCTYPE html>
 <style>
 body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em; color: #222; }}
 h1 {{ font-size: 1.3em; }} .note {{ color: #555; font-size: 0.9em; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }} th, td {{ padding: 2px 10px; border: none;
+  border-bottom: 1px solid #ddd; text-align: right; }} th {{ background: #f4f4f4; }}
 .row {{ display: flex; flex-wrap: wrap; gap: 1em; }} .row > div {{ flex: 1 1 480px; min-width: 0; }}
 </style>
 </head>
