@@ -137,7 +137,7 @@ def fix_story(trace, fix, columns: int = 16, task=None):
     return Report([text, *figs], title=f"a remask that fixed the {fix['rule']} rule")
 
 
-def suggest_revisit(trace, sample: int = 0, task=None) -> dict | None:
+def suggest_revisit(trace, sample: int | None = None, task=None) -> dict | None:
     """A "what if this field had been revisited?" edit for a finished run: the first rule broken
     at the end, the field of it that depends on the others (currency on country, total on price
     and quantity, ...), and the step at which that field was written.
@@ -145,8 +145,15 @@ def suggest_revisit(trace, sample: int = 0, task=None) -> dict | None:
     Returns ``{"sample", "record", "rule", "field", "position", "token", "step", "remask"}`` --
     ``explorer.resume(model, trace, d["step"], remask=d["remask"])`` (or an
     :class:`~explorer.widgets.InterventionViewer`'s ``branch``) replays the run from there with
-    that field put back to [MASK]. ``None`` when nothing is broken.
+    that field put back to [MASK]. ``sample=None`` looks through the samples in order. ``None``
+    when nothing is broken.
     """
+    if sample is None:
+        for s in range(trace.num_samples):
+            found = suggest_revisit(trace, s, task)
+            if found is not None:
+                return found
+        return None
     _, rec_len, rule_fields, slots = _checker(task)
     index = index_for(trace, sample)
     br = broken_rules(trace, sample, steps=[index.last_step], task=task)
