@@ -1,0 +1,162 @@
+"""Fast exact sampling vs a straightforward upstream-style loop, side by side (issue 7).
+
+"ours": :func:`explorer.generate` -- decisions first, the model body once per distinct state,
+the output head / SUBS / nucleus / float64 draw only at the rows that unmask.
+"upstream-style": :func:`explorer.reference.upstream_generate` -- full head at every position,
+``[B, L, V+1]`` float64 weights and noise at every step (what ``_ddpm_caching_update`` does).
+
+Same model, sampler (ReMDM-loop), T and B; runs alternate A/B, each in a fresh subprocess so its
+peak memory is its own.  Prints tokens/s, model-body calls, head rows evaluated and peak memory.
+
+    python benchmarks/throughput.py                 # CPU: shipped stories model + mdlm-owt-sized DiT (L=1024, B=1, T=8)
+    python benchmarks/throughput.py --gpu           # CUDA: mdlm-owt-sized DiT, bf16, L=1024, T=1024, B=16
+    python benchmarks/throughput.py --quick         # small sizes, a minute or two on CPU
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+class Counting:
+    """Wraps a denoiser and counts body calls and head rows (the protocol's fast-path split)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.body_calls = self.head_rows = 0
+        for k in ("mask_id", "vocab_size", "seq_len", "tokenizer", "identity", "device"):
+            setattr(self, k, getattr(inner, k, None))
+
+    def body(self, z):
+        self.body_calls += 1
+        return self.inner.body(z)
+
+    def head(self, h):
+        self.head_rows += h.shape[0]
+        return self.inner.head(h)
+
+    def logits(self, z):
+        self.body_calls += 1
+        self.head_rows += z.numel()
+        return self.inner.logits(z)
+
+
+def _build(spec: dict):
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from _common import dit_model
+
+    import explorer
+
+    if spec["model"] == "stories":
+        try:
+            model = explorer.load_model("stories", device=spec["device"])
+        except Exception as e:  # not trained yet in this checkout
+            print(f"# stories model unavailable ({e}); using a random DiT of similar size", file=sys.stderr)
+            model = dit_model(L=128, V=4096, hidden=256, blocks=4, heads=4, cond=64)
+    else:  # mdlm-owt-sized DiT with random weights
+        model = dit_model(L=spec["length"], V=50258, hidden=768, blocks=12, heads=12, cond=128)
+    if hasattr(model, "to"):
+        model = model.to(spec["device"]) or model
+    if spec.get("bf16") and hasattr(model, "model"):
+        model.model.amp_dtype = torch.bfloat16
+    return model
+
+
+def worker(spec: dict) -> dict:
+    import psutil
+    import torch
+
+    import explorer
+    from explorer.reference import upstream_generate
+    from explorer.samplers import ReMDMLoop
+
+    torch.manual_seed(0)
+    model = Counting(_build(spec))
+    sampler = ReMDMLoop()
+    cuda = spec["device"].startswith("cuda")
+    rss0 = psutil.Process().memory_info().rss
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    t = time.perf_counter()
+    with torch.no_grad():
+        if spec["variant"] == "ours":
+            tr = explorer.generate(model, sampler, spec["steps"], num_samples=spec["batch"], seed=0,
+                                   progress=False, record=spec.get("record", True), device=spec["device"])
+            out = tr.final
+        else:
+            out, _ = upstream_generate(model, sampler, spec["steps"], num_samples=spec["batch"], seed=0,
+                                       device=spec["device"])
+    if cuda:
+        torch.cuda.synchronize()
+    secs = time.perf_counter() - t
+    if cuda:
+        peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+    else:
+        peak = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0) / 2 ** 20
+    return {"seconds": secs, "tokens": int(out.numel()), "body_calls": model.body_calls,
+            "head_rows": model.head_rows, "peak_mb": peak}
+
+
+def run(spec: dict) -> dict:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    res = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
+                         text=True, env=env, cwd=HERE)
+    if res.returncode:
+        raise RuntimeError(res.stderr[-3000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def compare(name: str, spec: dict, repeats: int):
+    rows = {"ours": [], "upstream-style": []}
+    for _ in range(repeats):                       # alternate A / B
+        for variant in rows:
+            rows[variant].append(run({**spec, "variant": "ours" if variant == "ours" else "upstream"}))
+    med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in rows.items()}
+    print(f"\n{name}: ReMDM-loop, T={spec['steps']}, B={spec['batch']}, device={spec['device']}"
+          f"{', bf16' if spec.get('bf16') else ''} (median of {repeats}, alternated)")
+    print(f"  {'variant':15s} {'tokens/s':>10s} {'seconds':>9s} {'body calls':>11s} {'head rows':>11s} {'peak MB':>9s}")
+    for v, m in med.items():
+        print(f"  {v:15s} {m['tokens'] / m['seconds']:10.1f} {m['seconds']:9.2f} {m['body_calls']:11.0f} "
+              f"{m['head_rows']:11.0f} {m['peak_mb']:9.0f}")
+    a, b = med["ours"], med["upstream-style"]
+    print(f"  speed-up ours / upstream-style = {b['seconds'] / a['seconds']:.2f}x; head rows "
+          f"{a['head_rows'] / max(1, b['head_rows']):.3f}x; peak memory {a['peak_mb'] / max(1e-9, b['peak_mb']):.2f}x")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=2)
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(worker(json.loads(a.worker))))
+        return
+    if a.gpu:
+        compare("mdlm-owt-sized DiT", {"model": "owt", "length": 1024, "steps": 1024, "batch": 16,
+                                       "device": "cuda", "bf16": True}, a.repeats)
+        return
+    stories_steps = 32 if a.quick else 128
+    compare("shipped stories model", {"model": "stories", "steps": stories_steps, "batch": 4, "device": "cpu"},
+            a.repeats)
+    L, T = (256, 4) if a.quick else (1024, 8)
+    compare("mdlm-owt-sized DiT (random weights)", {"model": "owt", "length": L, "steps": T, "batch": 1,
+                                                    "device": "cpu"}, a.repeats)
+
+
+if __name__ == "__main__":
+    main()
