@@ -64,6 +64,7 @@ def _build(spec: dict):
         except Exception as e:  # not trained yet in this checkout
             print(f"# stories model unavailable ({e}); using a random DiT of similar size", file=sys.stderr)
             model = dit_model(L=128, V=4096, hidden=256, blocks=4, heads=4, cond=64)
+            model.identity["name"] = "random DiT (stories model not shipped)"
     else:  # mdlm-owt-sized DiT with random weights
         model = dit_model(L=spec["length"], V=50258, hidden=768, blocks=12, heads=12, cond=128)
     if hasattr(model, "to"):
@@ -106,7 +107,8 @@ def worker(spec: dict) -> dict:
         peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
     else:
         peak = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0) / 2 ** 20
-    return {"seconds": secs, "tokens": int(out.numel()), "body_calls": model.body_calls,
+    return {"model": str(model.identity.get("name") if model.identity else "?"),
+            "seconds": secs, "tokens": int(out.numel()), "body_calls": model.body_calls,
             "head_rows": model.head_rows, "peak_mb": peak}
 
 
@@ -124,8 +126,12 @@ def compare(name: str, spec: dict, repeats: int):
     for _ in range(repeats):                       # alternate A / B
         for variant in rows:
             rows[variant].append(run({**spec, "variant": "ours" if variant == "ours" else "upstream"}))
+    used = rows["ours"][0].pop("model")
+    for rs in rows.values():
+        for r in rs:
+            r.pop("model", None)
     med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in rows.items()}
-    print(f"\n{name}: ReMDM-loop, T={spec['steps']}, B={spec['batch']}, device={spec['device']}"
+    print(f"\n{name} [model used: {used}]: ReMDM-loop, T={spec['steps']}, B={spec['batch']}, device={spec['device']}"
           f"{', bf16' if spec.get('bf16') else ''} (median of {repeats}, alternated)")
     print(f"  {'variant':15s} {'tokens/s':>10s} {'seconds':>9s} {'body calls':>11s} {'head rows':>11s} {'peak MB':>9s}")
     for v, m in med.items():
