@@ -55,6 +55,10 @@ def lab(tmp_path_factory):
     work = tmp_path_factory.mktemp("lab")
     shutil.copytree(ROOT / "notebooks", work / "notebooks",
                     ignore=shutil.ignore_patterns("build", ".ipynb_checkpoints"))
+    # no "get notified about Jupyter news?" toast over the page (and no news fetch)
+    settings = work / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, PYTHONPATH=str(ROOT), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
                JUPYTER_CONFIG_DIR=str(work / "config"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
