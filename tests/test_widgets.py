@@ -136,3 +136,11 @@ def test_sample_switch(model):
     expect = viz.index_for(t, 1).frame(4).codes
     assert np.asarray(v.grid.data[0].z).ravel()[: len(expect)].tolist() == expect.tolist()
     assert not np.array_equal(z0, np.asarray(v.grid.data[0].z))
+
+
+def test_speed_sets_play_interval_and_stride(pair):
+    v = widgets.TraceViewer(pair[1], columns=16, curves=False)
+    v.speed.value = "250 steps/s"
+    assert (v.play.interval, v.play.step) == (20, 5)
+    v.speed.value = "2 steps/s"
+    assert (v.play.interval, v.play.step) == (500, 1)

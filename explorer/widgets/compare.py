@@ -10,7 +10,7 @@ import numpy as np
 from ..viz import export
 from ..viz.animation import grid_animation
 from ..viz.curves import step_curves
-from .scrubber import SPEEDS, TraceViewer
+from .scrubber import SPEEDS, TraceViewer, set_speed
 
 
 def _label(trace) -> str:
@@ -45,7 +45,7 @@ class CompareViewer(W.VBox):
         W.jslink((self.play, "value"), (self.slider, "value"))
         self.speed = W.Dropdown(options=list(SPEEDS), value="5 steps/s", description="speed",
                                 layout=W.Layout(width="180px"))
-        self.speed.observe(lambda ch: setattr(self.play, "interval", SPEEDS[ch["new"]]), "value")
+        self.speed.observe(lambda ch: set_speed(self.play, ch["new"]), "value")
         self.slider.observe(lambda ch: self.render(int(ch["new"])), "value")
         self.last_render_s = 0.0
         for v in self.viewers:  # their own controls are replaced by the shared slider

@@ -15,8 +15,15 @@ from ..viz.curves import step_curves
 from ..viz.grid import grid_arrays, grid_title, token_grid
 from ..viz.lifeline import lifelines
 
-SPEEDS = {"1 step/s": 1000, "2 steps/s": 500, "5 steps/s": 200, "10 steps/s": 100, "25 steps/s": 40,
-          "50 steps/s": 20}
+# label -> (ms between frames, steps per frame): past 50 steps/s frames skip steps, so a
+# T = 4096 run plays in well under a minute
+SPEEDS = {"1 step/s": (1000, 1), "2 steps/s": (500, 1), "5 steps/s": (200, 1), "10 steps/s": (100, 1),
+          "25 steps/s": (40, 1), "50 steps/s": (20, 1), "100 steps/s": (20, 2), "250 steps/s": (20, 5),
+          "1000 steps/s": (20, 20)}
+
+
+def set_speed(play, label: str) -> None:
+    play.interval, play.step = SPEEDS[label]
 
 
 def position_history_html(index, position: int, upto: int | None = None) -> str:
@@ -82,7 +89,7 @@ class TraceViewer(W.VBox):
         W.jslink((self.play, "value"), (self.slider, "value"))
         self.speed = W.Dropdown(options=list(SPEEDS), value="5 steps/s", description="speed",
                                 layout=W.Layout(width="180px"))
-        self.speed.observe(lambda ch: setattr(self.play, "interval", SPEEDS[ch["new"]]), "value")
+        self.speed.observe(lambda ch: set_speed(self.play, ch["new"]), "value")
         self.prev_button = W.Button(description="◀", layout=W.Layout(width="36px"), tooltip="previous step")
         self.next_button = W.Button(description="▶", layout=W.Layout(width="36px"), tooltip="next step")
         self.prev_button.on_click(lambda _: self._nudge(-1))
