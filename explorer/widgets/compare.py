@@ -10,7 +10,7 @@ import numpy as np
 from ..viz import export
 from ..viz.animation import grid_animation
 from ..viz.curves import step_curves
-from .scrubber import SPEEDS, TraceViewer, set_speed
+from .scrubber import SPEEDS, TraceViewer, default_speed, set_speed
 
 
 def _label(trace) -> str:
@@ -43,9 +43,10 @@ class CompareViewer(W.VBox):
                                   layout=W.Layout(width="60%"))
         self.play = W.Play(value=step, min=lo, max=hi, interval=200, show_repeat=False)
         W.jslink((self.play, "value"), (self.slider, "value"))
-        self.speed = W.Dropdown(options=list(SPEEDS), value="5 steps/s", description="speed",
+        self.speed = W.Dropdown(options=list(SPEEDS), value=default_speed(hi - lo), description="speed",
                                 layout=W.Layout(width="180px"))
         self.speed.observe(lambda ch: set_speed(self.play, ch["new"]), "value")
+        set_speed(self.play, self.speed.value)
         self.slider.observe(lambda ch: self.render(int(ch["new"])), "value")
         self.last_render_s = 0.0
         for v in self.viewers:  # their own controls are replaced by the shared slider

@@ -26,6 +26,11 @@ def set_speed(play, label: str) -> None:
     play.interval, play.step = SPEEDS[label]
 
 
+def default_speed(num_steps: int) -> str:
+    """About ten seconds for a whole run."""
+    return min(SPEEDS, key=lambda k: abs(num_steps / 10 - SPEEDS[k][1] * 1000 / SPEEDS[k][0]))
+
+
 def position_history_html(index, position: int, upto: int | None = None) -> str:
     """The full record of one position as a small HTML table: step, change, token, p, top-k."""
     hist = index.history(position)
@@ -87,9 +92,10 @@ class TraceViewer(W.VBox):
         self.play = W.Play(value=step, min=ix.first_step, max=ix.last_step, interval=200,
                            description="play", show_repeat=False)
         W.jslink((self.play, "value"), (self.slider, "value"))
-        self.speed = W.Dropdown(options=list(SPEEDS), value="5 steps/s", description="speed",
-                                layout=W.Layout(width="180px"))
+        self.speed = W.Dropdown(options=list(SPEEDS), value=default_speed(ix.last_step - ix.first_step),
+                                description="speed", layout=W.Layout(width="180px"))
         self.speed.observe(lambda ch: set_speed(self.play, ch["new"]), "value")
+        set_speed(self.play, self.speed.value)
         self.prev_button = W.Button(description="◀", layout=W.Layout(width="36px"), tooltip="previous step")
         self.next_button = W.Button(description="▶", layout=W.Layout(width="36px"), tooltip="next step")
         self.prev_button.on_click(lambda _: self._nudge(-1))
