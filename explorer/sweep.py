@@ -502,6 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(default: validity,entropy for orders; gen_ppl,entropy for stories)")
     p.add_argument("--judge", default=None, help="judge causal LM for gen_ppl/mauve (default: shipped stories-judge)")
     p.add_argument("--nucleus-p", type=float, default=None, help="top-p for every sampler (the paper uses 0.9)")
+    p.add_argument("--mauve-references", default=None,
+                   help="MAUVE references: 'heldout' (stories held-out blocks, as many as --num-samples), "
+                        "a .npy of judge features, or a .txt with one text per line "
+                        "(default: mauve_reference_features.npy next to the judge)")
     p.add_argument("--baseline", default="mdlm")
     p.add_argument("--out", required=True)
     p.add_argument("--cache-dir", default=None)
@@ -519,6 +523,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     opts = {"judge": a.judge} if a.judge else {}
+    if a.mauve_references == "heldout":
+        from .tasks import stories
+        opts["references"] = stories.heldout_texts(a.num_samples)
+    elif a.mauve_references and a.mauve_references.endswith(".npy"):
+        opts["references"] = np.load(a.mauve_references)
+    elif a.mauve_references:
+        opts["references"] = [t for t in Path(a.mauve_references).read_text().splitlines() if t.strip()]
     defaults = {} if a.nucleus_p is None else {"nucleus_p": a.nucleus_p}
     df = sweep(model, _as_samplers(a.samplers, **defaults), steps, num_samples=a.num_samples,
                seeds=[int(s) for s in a.seeds.split(",")], metrics=metrics,
