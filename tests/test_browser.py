@@ -59,6 +59,10 @@ def lab(tmp_path_factory):
     settings = work / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    # render every cell (no virtual scrolling), so outputs far up the page stay in the DOM
+    tracker = settings.parent / "notebook-extension"
+    tracker.mkdir()
+    (tracker / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, PYTHONPATH=str(ROOT), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
                JUPYTER_CONFIG_DIR=str(work / "config"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -116,9 +120,9 @@ def test_quickstart_in_jupyterlab(browser, lab):
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
         tracebacks = [t for t in errors.all_text_contents() if "Traceback" in t or "Error" in t]
         assert not tracebacks, tracebacks[:1]
-        page.wait_for_selector(".remdm-trace-viewer .remdm-step-slider", timeout=60_000)
-        page.wait_for_selector(".remdm-token-grid .js-plotly-plot .heatmaplayer", timeout=60_000)
+        page.wait_for_selector(".remdm-trace-viewer .remdm-step-slider", state="attached", timeout=60_000)
         page.locator(".remdm-trace-viewer").first.scroll_into_view_if_needed()
+        page.wait_for_selector(".remdm-token-grid .js-plotly-plot .heatmaplayer", timeout=60_000)
         before = page.evaluate(GRID_TEXT)
         assert "step" in before and "masked" in before, before[:200]
         page.screenshot(path=str(SHOTS / "quickstart_before.png"))
@@ -132,6 +136,14 @@ def test_quickstart_in_jupyterlab(browser, lab):
         after = page.evaluate(GRID_TEXT)
         assert "step 3 of" in after, after[:200]
         page.screenshot(path=str(SHOTS / "quickstart_after.png"))
+
+        # click a token: the kernel answers with that position's history and lifeline
+        box = page.locator(".remdm-token-grid .nsewdrag").first.bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 0.5 / 16, box["y"] + box["height"] * 0.5 / 4)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.remdm-trace-viewer .gtitle')]"
+            ".some(t => t.textContent.startsWith('lifelines of 1'))", timeout=30_000)
+        assert "position 0" in page.locator(".remdm-trace-viewer .widget-html").first.text_content()
         assert (work / "notebooks" / "build" / "quickstart.html").is_file()
     except Exception:
         page.screenshot(path=str(SHOTS / "quickstart_failure.png"))
@@ -172,5 +184,28 @@ def test_static_export_offline(browser, tmp_path):
         assert "step" in page.evaluate(title)
         remote = [u for u in requests if not u.startswith(("file:", "data:", "blob:", "about:"))]
         assert remote == [], remote
+    finally:
+        context.close()
+
+
+def test_static_grid_hover_shows_probability_and_candidates(browser, tmp_path):
+    import torch
+
+    import explorer
+    from explorer import samplers, viz
+
+    probs = torch.rand(32, 9, generator=torch.Generator().manual_seed(1)) ** 4
+    probs[:, -1] = 0
+    trace = explorer.generate(explorer.StubDenoiser(probs), samplers.MDLM(), steps=8, seed=0, progress=False)
+    path = viz.to_html(viz.token_grid(trace, columns=16), tmp_path / "grid.html")
+    context = browser.new_context(offline=True, viewport={"width": 1200, "height": 600})
+    page = context.new_page()
+    try:
+        page.goto(path.as_uri(), timeout=30_000)
+        box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.5 / 16, box["y"] + box["height"] * 0.5 / 2)
+        page.wait_for_selector(".hoverlayer .hovertext", timeout=10_000)
+        tip = page.locator(".hoverlayer .hovertext").first.text_content()
+        assert "position 0" in tip and "p=" in tip and "top-k" in tip and "history" in tip, tip
     finally:
         context.close()
