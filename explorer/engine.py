@@ -150,10 +150,13 @@ class _Recorder:
 class _Px0:
     """The model's output for the current state, computed at most once per distinct state."""
 
-    def __init__(self, model, fast: bool):
+    def __init__(self, model, fast: bool, batch: int = 0, device=None):
         self.model, self.fast = model, fast and has_split(model)
         self.cache = None
         self.calls = 0
+        # the calls each sample would need alone (batch size 1, the paper's NFE): one per step in
+        # which it draws tokens, since every draw changes its state (§1.7)
+        self.nfe = torch.zeros(batch, dtype=torch.long, device=device)
 
     def invalidate(self):
         self.cache = None
@@ -209,6 +212,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
             b, pos = eligible.nonzero(as_tuple=True)
             if b.numel():
                 logits, called = px0.logits_at(x, b, pos)
+                px0.nfe += eligible.any(1)
                 u = rng.uniforms_at(seed, sample_list, st.step, rng.ORDER, b, pos)
                 tok, prob, ci, cp = _draw_tokens(logits, mask_id, sampler.nucleus_p, u, rec.topk,
                                                  temperature=sampler.temperature)
@@ -245,6 +249,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
             if unmask.any():
                 b, pos = unmask.nonzero(as_tuple=True)
                 logits, called = px0.logits_at(x, b, pos)
+                px0.nfe += unmask.any(1)
                 u = rng.uniforms_at(seed, sample_list, st.step, rng.TOKEN, b, pos)
                 tok, prob, ci, cp = _draw_tokens(logits, mask_id, sampler.nucleus_p, u, rec.topk)
                 n_un = int(b.numel())
@@ -281,6 +286,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
     if masked.any():
         b, pos = masked.nonzero(as_tuple=True)
         logits, called = px0.logits_at(x, b, pos)
+        px0.nfe += masked.any(1)
         p = subs_probs(logits, mask_id)
         prob, tok = p.max(-1)
         if rec.topk:
@@ -318,6 +324,7 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
     rec = _Recorder(record=record, topk=topk)
     step_rows: dict[int, dict] = {}
     calls = 0
+    nfe = torch.zeros(N, dtype=torch.long)
     complete = True
     final = x0.clone()
     bar = None
@@ -333,12 +340,13 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
             tp = token_prob0[lo:hi].to(device).clone()
             fx = fixed[lo:hi].to(device)
             ids = torch.arange(sample_offset + lo, sample_offset + hi, device=device)
-            px0 = _Px0(model, fast)
+            px0 = _Px0(model, fast, hi - lo, device)
             try:
                 _run_chunk(model, sampler, grid, x, fx, tp, ids, seed, rec, step_rows, px0, bar, steps)
             finally:
                 final[lo:hi] = x.cpu()
                 calls += px0.calls
+                nfe[lo:hi] = px0.nfe.cpu()
             done = hi
     except KeyboardInterrupt:
         complete = False
@@ -358,6 +366,7 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
         "mask_id": model.mask_id, "model": model_identity(model), "device": str(device),
         "versions": _versions(), "record": record, "topk": topk, "fast": fast and has_split(model),
         "first_step": first_step, "last_step": max(last_step, first_step), "model_calls": calls,
+        "nfe": nfe.tolist(),
         "complete": complete, "wall_seconds": time.perf_counter() - t_start, "parent": None,
     }
     meta.update(meta_extra)

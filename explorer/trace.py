@@ -177,6 +177,12 @@ class Trace:
         return int(self.meta["model_calls"])
 
     @property
+    def nfe(self) -> torch.Tensor:
+        """LongTensor[num_samples]: model calls each sample would need on its own (batch size 1,
+        the paper's NFE, with the exact cache of §1.7).  ``model_calls`` counts the batched calls."""
+        return torch.tensor(self.meta.get("nfe", []), dtype=torch.long)
+
+    @property
     def complete(self) -> bool:
         return bool(self.meta.get("complete", True))
 

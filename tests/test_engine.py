@@ -260,3 +260,14 @@ def test_engine_matches_the_upstream_style_loop_in_distribution(sampler):
     keep = (a + b) > 0
     table = torch.stack([a[keep], b[keep]]).numpy()
     assert chi2_contingency(table)[1] > 1e-4
+
+
+@pytest.mark.parametrize("sampler", [MDLM(), ReMDMLoop(), ConfidenceOrdered()], ids=lambda s: s.name)
+def test_per_sample_nfe_equals_batch_size_one_calls(sampler):
+    """trace.nfe counts the calls each sample needs alone; batched calls hide MDLM's cache (§1.7)."""
+    m = ContextModel(L=10)
+    batched = explorer.generate(m, sampler, 40, num_samples=5, seed=2, progress=False, record=False)
+    one_by_one = explorer.generate(m, sampler, 40, num_samples=5, seed=2, progress=False, batch_size=1)
+    assert batched.nfe.tolist() == one_by_one.nfe.tolist()
+    assert one_by_one.model_calls == int(one_by_one.nfe.sum())
+    assert batched.model_calls >= int(batched.nfe.max())
