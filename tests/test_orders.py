@@ -36,6 +36,8 @@ def test_shape_and_interface():
     batch = next(orders.batches("train", 5, seed=0))
     assert batch.shape == (5, 64) and batch.dtype == torch.long
     assert int(batch.max()) < orders.MASK_ID  # data never holds the mask
+    for pos, tok in orders.FIXED_TOKENS.items():  # the anchor the sampler pins is always there
+        assert (batch[:, pos] == tok).all()
 
 
 def test_generator_is_deterministic_per_seed():
