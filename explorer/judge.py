@@ -65,7 +65,7 @@ def block_nll(model: GPT2LMHeadModel, blocks: torch.Tensor, batch_size: int = 64
     dev = model.device
     for chunk in blocks.split(batch_size):
         chunk = chunk.to(dev)
-        logits = model(chunk).logits[:, :-1].float()
+        logits = model(input_ids=chunk, attention_mask=torch.ones_like(chunk)).logits[:, :-1].float()
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="sum")
         total += nll.item()
         count += chunk[:, 1:].numel()
@@ -95,7 +95,7 @@ def load_judge(name_or_path: str = "stories-judge", device: str | torch.device |
             f"no judge at {name_or_path!r}: expected a shipped name (e.g. 'stories-judge') or a directory "
             "saved by `python -m explorer.judge train --export DIR`"
         )
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model.to(device or "cpu").eval()
     return Judge(model=model, tokenizer=tokenizer, path=str(path))
@@ -198,8 +198,13 @@ def train(
     return {"model": model, "state": state, "config": config}
 
 
-def export(out: str | Path, export_dir: str | Path, use_best: bool = True) -> Path:
-    """Write the trained judge (best held-out weights by default) as an HF model + tokenizer."""
+def export(out: str | Path, export_dir: str | Path, use_best: bool = True,
+           dtype: torch.dtype = torch.float16) -> Path:
+    """Write the trained judge (best held-out weights by default) as an HF model + tokenizer.
+
+    Weights are stored in float16 to halve the shipped size (held-out perplexity moves by < 0.1 %);
+    :func:`load_judge` computes in float32.
+    """
     out, export_dir = Path(out), Path(export_dir)
     saved = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=False)
     model = GPT2LMHeadModel(GPT2Config.from_dict(saved["config"]))
@@ -207,6 +212,7 @@ def export(out: str | Path, export_dir: str | Path, use_best: bool = True) -> Pa
     if use_best and (out / "best.pt").is_file():
         weights = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(weights)
+    model.to(dtype)
     export_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(export_dir)
     hf_tokenizer().save_pretrained(export_dir)

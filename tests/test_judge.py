@@ -1,0 +1,58 @@
+"""The causal judge: a tiny training run lowers the loss, resumes, exports and loads offline."""
+from __future__ import annotations
+
+import itertools
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from explorer import judge
+from explorer.tasks import stories
+
+
+def tiny_config():
+    return judge.judge_config(n_layer=1, n_embd=32, n_head=2, n_positions=64)
+
+
+def fixed_batches(tok, batch_size=4, seq_len=32):
+    text = "once upon a time, there was a little cat. the cat liked to play in the sun. "
+    ids = tok.encode(text * 8).ids[:seq_len]
+    return itertools.repeat(torch.tensor([ids] * batch_size))
+
+
+def test_training_lowers_loss_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    tok = stories.build_tokenizer()
+    evals = next(fixed_batches(tok))
+    kw = dict(batch_size=4, lr=3e-3, warmup=2, eval_every=0, ckpt_every=5, config=tiny_config(),
+              eval_blocks=evals, progress=False)
+    model = judge.GPT2LMHeadModel(tiny_config())
+    before = judge.block_nll(model, evals)
+    res = judge.train(tmp_path / "run", steps=10, data=fixed_batches(tok), **kw)
+    after = judge.block_nll(res["model"], evals)
+    assert after < before - 0.5
+    resumed = judge.train(tmp_path / "run", steps=12, data=fixed_batches(tok), **kw)
+    assert resumed["state"]["step"] == 12 and len(resumed["state"]["history"]) == 12
+
+
+def test_export_loads_offline_with_auto_classes(tmp_path):
+    tok = stories.build_tokenizer()
+    judge.train(tmp_path / "run", steps=2, data=fixed_batches(tok), batch_size=4, warmup=1, eval_every=1,
+                eval_blocks=next(fixed_batches(tok)), config=tiny_config(), progress=False)
+    out = judge.export(tmp_path / "run", tmp_path / "export")
+    model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+    hf_tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    assert model.config.vocab_size == stories.VOCAB_SIZE
+    assert hf_tok.mask_token_id == stories.MASK_ID and hf_tok.eos_token_id == stories.EOT_ID
+    text = "the cat was happy."
+    assert hf_tok.decode(hf_tok(text)["input_ids"]) == text
+
+
+def test_shipped_judge_loads_offline():
+    model, tok = judge.load_judge("stories-judge")
+    assert tok.mask_token_id == model.config.vocab_size - 1 == stories.MASK_ID
+    good = "once upon a time, there was a little girl named lily. she liked to play with her toys."
+    bad = "toys her with play to liked she. lily named girl little a was there, time a upon once."
+    j = judge.load_judge(judge.SHIPPED_DIR)
+    nll = [judge.block_nll(j.model, torch.tensor([tok(t)["input_ids"]])) for t in (good, bad)]
+    assert nll[0] < nll[1]
