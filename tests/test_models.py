@@ -385,3 +385,25 @@ def test_other_masked_lm_families(tmp_path, arch):
     den = load_model(tmp_path)
     assert den.seq_len == 32 and den.fixed_tokens == {0: 2, 31: 3}  # RoBERTa: 34 positions minus its offset
     assert den.logits(torch.full((1, 32), den.mask_id)).shape == (1, 32, n)
+
+
+def test_load_model_applies_fixed_tokens_from_config(tmp_path):
+    """config.json's fixed_tokens (written by explorer.train) reach the engine through load_model."""
+    import json
+
+    import explorer
+    from explorer.models.dit import MDLM, MDLMConfig
+    from explorer.samplers import ReMDMCap
+
+    torch.manual_seed(0)
+    net = MDLM(MDLMConfig(vocab_size=12, hidden_dim=32, cond_dim=16, n_blocks=1, n_heads=2, model_length=6,
+                          dropout=0.0))
+    net.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["fixed_tokens"] = {"0": 3}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.warns(UserWarning):
+        model = explorer.load_model(str(tmp_path))
+    assert model.fixed_tokens == {0: 3}
+    tr = explorer.generate(model, ReMDMCap(0.5), 6, num_samples=4, progress=False)
+    assert (tr.final[:, 0] == 3).all() and tr.fixed[:, 0].all()

@@ -156,7 +156,13 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device | Non
     if model_type == "mdlm":
         model = MDLM.from_pretrained(directory, device=device, dtype=dtype)
         tokenizer = load_mdlm_tokenizer(directory, model.config.vocab_size, model.config.mask_id)
-        return MDLMDenoiser(model, tokenizer=tokenizer, name=name, weights_path=weights_file(directory))
+        denoiser = MDLMDenoiser(model, tokenizer=tokenizer, name=name, weights_path=weights_file(directory))
+        # positions the model was always given in training (e.g. the orders template's anchor),
+        # written by explorer.train into config.json; the engine keeps them fixed like a prompt
+        fixed = config.get("fixed_tokens")
+        if fixed:
+            denoiser.fixed_tokens = {int(p): int(t) for p, t in fixed.items()}
+        return denoiser
     if model_type is None:
         raise ValueError(f"{directory / CONFIG_NAME} has no model_type; cannot choose a loader.")
     return HFMaskedLMDenoiser.from_pretrained(directory, device=device, dtype=dtype, seq_len=seq_len,
