@@ -21,9 +21,15 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   else
     echo "[setup] no GPU: installing the CPU build of $TORCH_SPEC"
     # a CPU wheel already on this machine (pip's find-links), else PyTorch's CPU index
-    $PIP install --no-index "$TORCH_SPEC" 2>/dev/null \
-      || $PIP install "$TORCH_SPEC" --index-url https://download.pytorch.org/whl/cpu \
-                                     --extra-index-url https://pypi.org/simple
+    WHEELS="$(mktemp -d)"
+    if $PIP download --no-deps --no-index -d "$WHEELS" "$TORCH_SPEC" >/dev/null 2>&1 \
+        && ls "$WHEELS"/torch-*.whl >/dev/null 2>&1; then
+      $PIP install "$WHEELS"/torch-*.whl
+    else
+      $PIP install "$TORCH_SPEC" --index-url https://download.pytorch.org/whl/cpu \
+                                 --extra-index-url https://pypi.org/simple
+    fi
+    rm -rf "$WHEELS"
   fi
 fi
 
