@@ -24,6 +24,12 @@ table {{ border-collapse: collapse; font-size: 0.9em; }} th, td {{ padding: 2px 
 <body>
 <h1>{title}</h1>
 {body}
+<script>
+// figures drawn before their side-by-side neighbours existed were sized too wide: refit them all
+window.addEventListener("load", function () {{
+  if (window.Plotly) document.querySelectorAll(".js-plotly-plot").forEach(function (p) {{ Plotly.Plots.resize(p); }});
+}});
+</script>
 </body>
 </html>
 """
