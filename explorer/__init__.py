@@ -15,10 +15,9 @@ def load_model(*args, **kwargs):
     return _load(*args, **kwargs)
 
 
-def sweep(*args, **kwargs):
-    """Run a sampler x steps x seeds grid; see explorer.sweep.sweep."""
-    from .sweep import sweep as _sweep
-    return _sweep(*args, **kwargs)
+# ``explorer.sweep`` is the function; importing the submodule of the same name first and then
+# binding the function keeps a later ``import explorer.sweep`` from replacing it with the module.
+from .sweep import sweep  # noqa: E402
 
 
 __all__ = ["generate", "resume", "Trace", "samplers", "load_model", "sweep", "Denoiser", "StubDenoiser"]

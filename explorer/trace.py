@@ -271,8 +271,12 @@ class Trace:
             self._texts_cache[token_id] = text
         return self._texts_cache[token_id]
 
-    def decode(self, ids) -> str:
-        ids = [int(i) for i in torch.as_tensor(ids).flatten().tolist()]
+    def decode(self, ids) -> str | list[str]:
+        """Text of a sequence of ids; a 2-D batch ``[N, L]`` gives one text per row."""
+        ids = torch.as_tensor(ids)
+        if ids.dim() == 2:
+            return [self.decode(row) for row in ids]
+        ids = [int(i) for i in ids.flatten().tolist()]
         if self.tokenizer is not None:
             return self.tokenizer.decode(ids)
         return " ".join(self.token_text(i) for i in ids)

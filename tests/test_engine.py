@@ -271,3 +271,18 @@ def test_per_sample_nfe_equals_batch_size_one_calls(sampler):
     assert batched.nfe.tolist() == one_by_one.nfe.tolist()
     assert one_by_one.model_calls == int(one_by_one.nfe.sum())
     assert batched.model_calls >= int(batched.nfe.max())
+
+
+def test_package_api_survives_submodule_imports():
+    import importlib
+
+    importlib.import_module("explorer.sweep")
+    import explorer.sweep  # noqa: F401
+    assert callable(explorer.sweep) and callable(explorer.load_model) and callable(explorer.generate)
+
+
+def test_decode_of_a_batch_gives_one_text_per_row():
+    m = ContextModel()
+    tr = explorer.generate(m, MDLM(), 8, num_samples=3, progress=False)
+    texts = tr.decode(tr.final)
+    assert isinstance(texts, list) and len(texts) == 3 and texts == tr.texts
