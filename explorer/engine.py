@@ -27,7 +27,7 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+
 
 import numpy as np
 import pandas as pd

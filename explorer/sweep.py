@@ -34,7 +34,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -45,6 +44,7 @@ import pandas as pd
 import torch
 
 from . import engine
+from .io import atomic_write
 from .metrics.registry import Metric, get_metric, higher_is_better
 from .protocol import model_identity
 
@@ -79,16 +79,7 @@ def _cell_key(sampler_config: dict, steps: int, seed: int, num_samples: int, sha
 
 
 def _write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def parse_sampler(spec: str, **defaults) -> Any:

@@ -29,17 +29,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
-import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+
+from .io import atomic_write_many
 
 FORMAT_VERSION = 1
 KINDS = ("unmask", "remask")
@@ -91,25 +90,6 @@ def neutralize(text: str) -> str:
 
 def unneutralize(text: str) -> str:
     return text[1:] if text.startswith("'") else text
-
-
-def _atomic_write_many(writers: list[tuple[Path, Any]]) -> None:
-    """Write several files so that either all appear complete or none is changed."""
-    temps = []
-    try:
-        for path, write in writers:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            temps.append((Path(tmp), path))
-            write(Path(tmp))
-        for tmp, path in temps:
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp, _ in temps:
-            if tmp.exists():
-                tmp.unlink()
-        raise
 
 
 def _sha256_file(path: Path) -> str:
@@ -362,7 +342,7 @@ class Trace:
         text_cols = ["token"] + [f"cand{i + 1}_token" for i in range(self.topk)]
         state = {}
 
-        def write_data(tmp: Path):
+        def write_data(tmp: str):
             if fmt == "csv":
                 out = df.copy()
                 if neutralize_formulas:
@@ -372,13 +352,13 @@ class Trace:
                            quoting=csv.QUOTE_MINIMAL, na_rep="nan", float_format=None)
             else:
                 df.to_parquet(tmp, index=False)
-            state["sha"] = _sha256_file(tmp)
+            state["sha"] = _sha256_file(Path(tmp))
 
-        def write_meta(tmp: Path):
+        def write_meta(tmp: str):
             meta = self._sidecar(fmt, state["sha"], neutralize_formulas and fmt == "csv")
-            tmp.write_text(json.dumps(meta, indent=1, allow_nan=True), encoding="utf-8")
+            Path(tmp).write_text(json.dumps(meta, indent=1, allow_nan=True), encoding="utf-8")
 
-        _atomic_write_many([(path, write_data), (sidecar_path(path), write_meta)])
+        atomic_write_many([(path, write_data), (sidecar_path(path), write_meta)])
         return path
 
     def to_csv(self, path, neutralize_formulas: bool = True) -> Path:

@@ -36,17 +36,16 @@ import argparse
 import copy
 import json
 import math
-import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from explorer.io import atomic_write
 from explorer.models.dit import MDLM, MDLMConfig
 from explorer.tasks import TASKS, get_task
 
@@ -162,15 +161,7 @@ def learning_rate(step: int, lr: float, warmup: int, total: int, schedule: str =
 # ---------------------------------------------------------------------------------------------
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_checkpoint(out: Path, model, ema: EMA, optimizer, step: int, noise_gen: torch.Generator,

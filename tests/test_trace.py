@@ -137,3 +137,17 @@ def test_events_are_compact():
     n = len(tr.events)
     assert tr.nbytes / n <= 52
     assert 1.3e6 * 52 / 1e6 < 70        # MB at the size of the example, well under 100 MB
+
+
+def test_exports_get_normal_file_permissions(tmp_path):
+    import os
+    import stat
+
+    tr = nasty_trace()
+    old = os.umask(0o022)
+    try:
+        tr.to_csv(tmp_path / "t.csv")
+    finally:
+        os.umask(old)
+    for p in (tmp_path / "t.csv", sidecar_path(tmp_path / "t.csv")):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644     # not mkstemp's 0600

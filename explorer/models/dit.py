@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+
+from ..io import atomic_write
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -415,12 +416,4 @@ def _fresh_fp32(t: torch.Tensor) -> torch.Tensor:
 
 def _atomic_write(path: Path, write) -> None:
     """Write via a temp file in the same directory, then os.replace: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, write)

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from pathlib import Path
 
 import plotly.graph_objects as go
+
+from ..io import write_text_atomic  # noqa: F401  (re-exported: viz.export.write_text_atomic)
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -75,20 +75,6 @@ def page_html(parts, title: str = "ReMDM Explorer") -> str:
     return _PAGE.format(title=html.escape(title), body=body)
 
 
-def write_text_atomic(path, text: str) -> Path:
-    """Write via a temporary file in the same folder and rename, so readers never see half a page."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def write_html(path, parts, title: str = "ReMDM Explorer") -> Path:
