@@ -277,6 +277,18 @@ def _default_metric(df: pd.DataFrame) -> str:
     return names[0]
 
 
+def seed_mean_stderr(g: pd.DataFrame) -> float:
+    """Standard error of the mean over seeds of one setting: from the per-seed standard errors
+    when every seed has one, else from the spread of the seed values (nan for a single seed)."""
+    n = len(g)
+    se = g["stderr"].to_numpy(dtype=float)
+    if np.isfinite(se).all():
+        return math.sqrt(float((se ** 2).sum())) / n
+    if n > 1:
+        return float(g["value"].std(ddof=1) / math.sqrt(n))
+    return float("nan")
+
+
 def _per_setting(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Mean over seeds per (sampler, steps), with the standard error of that mean."""
     d = df[df["metric"] == metric]
@@ -285,13 +297,7 @@ def _per_setting(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 
     def agg(g: pd.DataFrame) -> pd.Series:
         n = len(g)
-        se = g["stderr"].to_numpy(dtype=float)
-        if np.isfinite(se).all():
-            stderr = math.sqrt(float((se ** 2).sum())) / n
-        elif n > 1:
-            stderr = float(g["value"].std(ddof=1) / math.sqrt(n))
-        else:
-            stderr = float("nan")
+        stderr = seed_mean_stderr(g)
         nfe = g["nfe"].mean() if "nfe" in g else float("nan")
         return pd.Series({"value": g["value"].mean(), "stderr": stderr, "seeds": n,
                           "model_calls": g["model_calls"].mean(), "nfe": nfe, "seconds": g["seconds"].mean()})

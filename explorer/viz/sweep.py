@@ -23,18 +23,13 @@ def _colors(names) -> dict:
 
 
 def _seed_mean(d: pd.DataFrame) -> pd.DataFrame:
+    from ..sweep import seed_mean_stderr
+
     def agg(g):
-        n = len(g)
-        se = g["stderr"].to_numpy(dtype=float)
-        if np.isfinite(se).all():
-            stderr = math.sqrt(float((se ** 2).sum())) / n
-        elif n > 1:
-            stderr = float(g["value"].std(ddof=1) / math.sqrt(n))
-        else:
-            stderr = float("nan")
+        stderr = seed_mean_stderr(g)
         return pd.Series({"value": g["value"].mean(), "stderr": stderr, "model_calls": g["model_calls"].mean(),
                           "nfe": g["nfe"].mean() if "nfe" in g else float("nan"),
-                          "seconds": g["seconds"].mean(), "seeds": n})
+                          "seconds": g["seconds"].mean(), "seeds": len(g)})
     return d.groupby(["sampler", "steps"], sort=False).apply(agg, include_groups=False).reset_index()
 
 
