@@ -381,9 +381,7 @@ def _device(model, device):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
     if hasattr(model, "to"):
-        moved = model.to(device)
-        if moved is not None and moved is not model and hasattr(moved, "logits"):
-            raise ValueError("model.to() returned a new object; move the model yourself and pass it in.")
+        model.to(device)   # the models here move in place (nn.Module, MDLMDenoiser, StubDenoiser)
     return device
 
 
@@ -444,11 +442,12 @@ def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | No
         raise TypeError("resume() needs a Trace returned by explorer.generate().")
     if not trace.recorded:
         raise ValueError("this trace was generated with record=False, so its steps cannot be resumed.")
-    if not isinstance(step, (int, np.integer)) or not trace.first_step <= step < trace.num_steps + trace.first_step * 0 \
-            or step >= len((sampler or from_config(trace.meta["sampler"])).grid(trace.num_steps)):
-        raise ValueError(f"step={step!r} must be an integer in [{trace.first_step}, {trace.num_steps - 1}] "
-                         "(a step of the trace before its last sampler step).")
     sampler = sampler or from_config(trace.meta["sampler"])
+    full_grid = sampler.grid(trace.num_steps)      # DFM's adaptive grid is longer than T
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) \
+            or not trace.first_step <= step < len(full_grid):
+        raise ValueError(f"step={step!r} must be an integer in [{trace.first_step}, {len(full_grid) - 1}] "
+                         "(a step of the trace before its last sampler step).")
     seed = trace.meta["seed"] if seed is None else seed
     _check_common(model, sampler, trace.num_steps, trace.num_samples, seed, batch_size, trace.topk)
     if model.mask_id != trace.mask_id or model.seq_len != trace.seq_len:
@@ -469,7 +468,7 @@ def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | No
     tp[rm] = float("nan")
     fixed |= pn
     device = _device(model, device)
-    grid = [g for g in sampler.grid(trace.num_steps) if g.step > step]
+    grid = [g for g in full_grid if g.step > step]
     edit = {"remask": rm.nonzero().tolist(), "pin": pn.nonzero().tolist()}
     branch = _loop(model, sampler, grid, trace.num_steps, x, fixed, tp, seed, 0, device, batch_size, record,
                    progress, trace.topk, fast, {"prompt": trace.meta.get("prompt")}, first_step=step)

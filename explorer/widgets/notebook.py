@@ -46,30 +46,10 @@ def notebook_model(name: str, allow_standin: bool = True, **kwargs):
               "      the views work the same, but the samples and quality numbers mean nothing.\n"
               f"      Train or install data/models/{name} (see the README) and re-run.")
         return _standin(name)
-    _apply_fixed_tokens(model, name, kwargs.get("allow_download", False))
     print(f"loaded {name!r}: {getattr(model, 'identity', {}).get('name', type(model).__name__)}, "
           f"L={model.seq_len}, vocabulary {model.vocab_size}"
           + (f", fixed tokens {model.fixed_tokens}" if getattr(model, "fixed_tokens", None) else ""))
     return model
-
-
-def _apply_fixed_tokens(model, name: str, allow_download: bool) -> None:
-    """Give the engine the positions a model is always given (orders: "order" at position 0,
-    written by ``explorer.train`` into config.json as ``fixed_tokens``) when the loader did not.
-    Without them a rotary-only model writes the records shifted out of their template."""
-    if getattr(model, "fixed_tokens", None):
-        return
-    import json
-
-    from explorer.models.loading import resolve_model_dir
-    try:
-        directory, _ = resolve_model_dir(name, allow_download=allow_download)
-        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except Exception:
-        return
-    fixed = config.get("fixed_tokens")
-    if fixed:
-        model.fixed_tokens = {int(p): int(t) for p, t in fixed.items()}
 
 
 def gpu_checkpoint_ready(run: str | bool, checkpoint: str, allow_download: bool) -> bool:
