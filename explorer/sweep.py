@@ -9,7 +9,7 @@
 model_calls, nfe, seconds, tokens_per_second, num_samples, device, cached``. ``model_calls`` counts
 the engine's batched forward passes; ``nfe`` the mean per-sample calls a batch-1 run needs (the
 paper's NFE; see :func:`per_sample_nfe`). ``stderr`` is the standard
-error over the cell's samples where that means something (binomial for validity, delta method for
+error over the cell's samples where that means something (for validity, records clustered by sequence, delta method for
 Gen PPL, mean entropy); MAUVE gives the spread over k-means seeds when asked, else NaN.
 
 **Cache.** Each cell -- (sampler config, steps, seed, num_samples, model sha256) -- keeps its

@@ -18,7 +18,7 @@ import torch
 
 #: which way is better, for return-on-compute (None: neither, e.g. entropy is a diversity check)
 HIGHER_IS_BETTER: dict[str, bool | None] = {
-    "validity": True, "mauve": True, "gen_ppl": False, "entropy": None,
+    "validity": True, "sequence_validity": True, "mauve": True, "gen_ppl": False, "entropy": None,
 }
 
 
@@ -139,7 +139,8 @@ def get_metric(spec: Any, device: Any = None, **options) -> Metric:
         def _validity(ids, texts, **_):
             from .validity import orders_validity
             return orders_validity(texts)
-        return Metric("validity", _validity)
+        # the unit is part of the cache key: sweeps cached when validity was per sequence are redone
+        return Metric("validity", _validity, {"unit": "record"})
     raise ValueError(f"unknown metric {name!r}; choose entropy, gen_ppl, mauve, validity or pass a callable.")
 
 

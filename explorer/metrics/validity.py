@@ -1,14 +1,20 @@
-"""Exact validity of order records (the ``orders`` task): fraction valid, per-rule violations.
+"""Exact validity of order records (the ``orders`` task): fraction of valid records, per-rule
+violation rates.
 
-The rules live in :mod:`explorer.tasks.orders` (``RULES``, ``check(text) -> {rule: ok}``); this
-module only counts. Standard errors are binomial, sqrt(p(1-p)/n) (p nudged away from 0 and 1,
-see ``_stderr``): how far the rate would move with another batch of the same number of samples.
+The rules live in :mod:`explorer.tasks.orders` (``RULES``, ``check_records``); this module only
+counts. The unit is the **record** (a sequence holds ``RECORDS_PER_SEQ = 4``), as in the model
+card. Records of one sequence come from one generation and are not independent, so standard
+errors treat each sequence as a cluster (``cluster_stderr``): the ratio-estimator standard error
+over sequences. When every record agrees (0 or all valid) that estimate is 0, which would claim
+certainty; it is then replaced by the binomial error of (k + 1/2)/(n + 1) over the records, a
+floor, not an estimate.
 """
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 
@@ -21,32 +27,64 @@ def _stderr(p: float, n: int) -> float:
     return math.sqrt(shrunk * (1 - shrunk) / n)
 
 
+def cluster_stderr(hits: np.ndarray, sizes: np.ndarray) -> float:
+    """Standard error of ``sum(hits) / sum(sizes)`` when unit ``i`` of a cluster sample has
+    ``hits[i]`` successes out of ``sizes[i]`` (ratio estimator, linearised):
+    ``sqrt(sum((hits_i - p * sizes_i)^2) / (S (S - 1))) / mean(sizes)``.
+
+    Falls back to the shrunk binomial :func:`_stderr` over all ``sum(sizes)`` trials when there is
+    a single cluster or every trial agrees.
+    """
+    hits, sizes = np.asarray(hits, float), np.asarray(sizes, float)
+    S, n = len(sizes), float(sizes.sum())
+    if n <= 0:
+        return float("nan")
+    p = float(hits.sum()) / n
+    if S < 2 or p in (0.0, 1.0):
+        return _stderr(p, int(n))
+    resid = hits - p * sizes
+    return float(math.sqrt((resid ** 2).sum() / (S * (S - 1))) / sizes.mean())
+
+
 def orders_validity(texts: Sequence[str]) -> pd.DataFrame:
     """Tidy validity of order-record ``texts``: one row per quantity, columns
-    ``metric, value, stderr, n``.
+    ``metric, value, stderr, n`` (``n`` = records, or sequences for ``sequence_validity``).
 
-    ``metric`` is ``"validity"`` (fraction of records passing every rule) and
-    ``"violation:<rule>"`` (fraction of records breaking that rule), for every rule in
-    ``explorer.tasks.orders.RULES``.
+    * ``validity`` -- fraction of records that keep every rule;
+    * ``violation:<rule>`` -- fraction of records breaking that rule, for each rule of
+      ``explorer.tasks.orders.RULES``;
+    * ``sequence_validity`` -- fraction of sequences whose records are all valid.
     """
     from explorer.tasks import orders
 
     texts = list(texts)
-    n = len(texts)
-    if n == 0:
+    if not texts:
         raise ValueError("no texts to check.")
-    checks = [orders.check(t) for t in texts]
-    valid = sum(bool(orders.is_valid(t)) for t in texts) / n
-    rows = [{"metric": "validity", "value": valid, "stderr": _stderr(valid, n), "n": n}]
+    recs = orders.record_table(texts)
+    by_seq = recs.groupby("sample")
+    sizes = by_seq.size().to_numpy()
+    n = len(recs)
+
+    def row(metric, hits):
+        hits = np.asarray(hits, float)
+        return {"metric": metric, "value": float(hits.sum()) / n,
+                "stderr": cluster_stderr(hits, sizes), "n": n}
+
+    rows = [row("validity", by_seq["valid"].sum().to_numpy())]
     for rule in orders.RULES:
-        rate = sum(not c.get(rule, False) for c in checks) / n
-        rows.append({"metric": f"violation:{rule}", "value": rate, "stderr": _stderr(rate, n), "n": n})
+        rows.append(row(f"violation:{rule}", (~recs[rule]).groupby(recs["sample"]).sum().to_numpy()))
+    all_valid = by_seq["valid"].all()
+    s = float(all_valid.mean())
+    rows.append({"metric": "sequence_validity", "value": s, "stderr": _stderr(s, len(all_valid)),
+                 "n": len(all_valid)})
     return pd.DataFrame(rows)
 
 
-def per_sample_validity(texts: Sequence[str]):
-    """``float[N]``: 1.0 where the record is valid, else 0.0 (for :func:`metric_by_step`)."""
-    import numpy as np
+def per_sample_validity(texts: Sequence[str]) -> np.ndarray:
+    """``float[N]``: the fraction of each text's records that are valid (for
+    :func:`explorer.metrics.metric_by_step`)."""
     from explorer.tasks import orders
 
-    return np.array([1.0 if orders.is_valid(t) else 0.0 for t in texts])
+    recs = orders.record_table(list(texts))
+    frac = recs.groupby("sample")["valid"].mean()
+    return frac.reindex(range(len(texts)), fill_value=0.0).to_numpy(dtype=float)

@@ -32,7 +32,7 @@ Validator: ``parse``, ``check``, ``check_records``, ``record_validity``, ``is_va
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -361,30 +361,36 @@ def validity_table(texts: list[str]) -> pd.DataFrame:
 # Measuring a sampler: validity of the records a model generates
 # ---------------------------------------------------------------------------------------------
 
-def sampler_validity(model, sampler, steps: int, num_samples: int, seed: int = 0,
-                     batch_size: int | None = None) -> pd.DataFrame:
-    """Generate ``num_samples`` sequences and check every record.
+def record_table(texts: Sequence[str]) -> pd.DataFrame:
+    """One row per record of every text: sample, record, one bool column per rule of ``RULES``
+    (True = kept), then ``valid`` (every rule kept).
 
-    One row per record: sample, record, valid, then one bool column per rule of ``RULES``
-    (True = kept; a rule not evaluable because a field does not parse counts as kept, the
-    ``format`` column carries it).
+    A rule that cannot be evaluated because one of its fields does not parse counts as kept: the
+    ``format`` column carries that failure, so such a record is never valid.
     """
-    from explorer.engine import generate
-
-    # a model that does not declare its fixed tokens gets the anchor as a prompt (same law)
-    prompt = None if getattr(model, "fixed_tokens", None) else dict(FIXED_TOKENS)
-    trace = generate(model, sampler, steps, num_samples=num_samples, seed=seed, record=False,
-                     progress=False, batch_size=batch_size, prompt=prompt)
     rows = []
-    for i, ids in enumerate(trace.final):
-        df = check_records(decode(ids))
+    for i, text in enumerate(texts):
+        df = check_records(text)
         for r, g in df.groupby("record"):
             kept = dict(zip(g.rule, g.ok))
             row = {"sample": i, "record": int(r)}
             row.update({rule: bool(kept.get(rule, True)) for rule in RULES})
             row["valid"] = all(row[rule] for rule in RULES)
             rows.append(row)
-    out = pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["sample", "record", *RULES, "valid"])
+
+
+def sampler_validity(model, sampler, steps: int, num_samples: int, seed: int = 0,
+                     batch_size: int | None = None) -> pd.DataFrame:
+    """Generate ``num_samples`` sequences and check every record: :func:`record_table` of them,
+    with ``model_calls`` and ``seconds`` in ``attrs``."""
+    from explorer.engine import generate
+
+    # a model that does not declare its fixed tokens gets the anchor as a prompt (same law)
+    prompt = None if getattr(model, "fixed_tokens", None) else dict(FIXED_TOKENS)
+    trace = generate(model, sampler, steps, num_samples=num_samples, seed=seed, record=False,
+                     progress=False, batch_size=batch_size, prompt=prompt)
+    out = record_table([decode(ids) for ids in trace.final])
     out.attrs.update(model_calls=trace.model_calls, seconds=trace.meta.get("wall_seconds"))
     return out
 
