@@ -158,3 +158,83 @@ def test_sampler_validity_on_stub_models():
     s = orders.summarise_validity(recs)
     assert s["valid"] < 0.2 and s["broken_format"] == 0.0 and s["broken_currency"] > 0.3
     assert orders.parse_sampler_spec("remdm-cap:eta=0.02").config["eta"] == 0.02
+
+
+class StatesTrace:
+    """Just what repair_ledger needs: a list of states (step 0 .. last_step)."""
+
+    mask_id = orders.MASK_ID
+
+    def __init__(self, texts_or_ids):
+        self.states = [torch.as_tensor(s).reshape(1, -1) for s in texts_or_ids]
+        self.last_step = len(self.states) - 1
+
+    def state_at(self, k):
+        return self.states[k].clone()
+
+
+def ids_of(text: str) -> list[int]:
+    return [orders.TOKEN_ID[w] for w in text.split()]
+
+
+def test_repair_ledger_counts_fixes_breaks_and_hazards():
+    M = orders.MASK_ID
+    valid = ids_of(VALID)
+    wrong_currency = ids_of(edit(VALID, 0, field_pos("currency"), "gbp"))
+    opened0 = list(wrong_currency)
+    opened0[field_pos("currency")] = M
+    opened1 = list(valid)
+    opened1[orders.RECORD_LEN + field_pos("ship_day")] = M
+    late_ship = ids_of(edit(VALID, 1, field_pos("ship_day"), "28"))  # ordered 21 -> 28 is fine
+    too_late = list(valid)
+    too_late[orders.RECORD_LEN + field_pos("order_day")] = orders.TOKEN_ID["05"]  # 05 -> 28: 23 days
+    states = [[M] * orders.SEQ_LEN, wrong_currency, opened0, valid, opened1, too_late]
+    assert late_ship == valid  # record 1 already ships on 28
+    ledger = orders.repair_ledger(StatesTrace(states))
+    assert ledger[["sample", "record", "opened", "closed", "before_valid", "after_valid",
+                   "tokens_changed"]].values.tolist() == [
+        [0, 0, 2, 3, False, True, 1],   # the remask at step 2 let step 3 fix the currency
+        [0, 1, 4, 5, True, False, 1],   # the remask at step 4 ended in a broken date
+    ]
+    # complete records exposed to a remask in the next step: step 1 (1 invalid, 3 valid),
+    # step 2 (3 valid), step 3 (4 valid), step 4 (3 valid); the last step is not exposed
+    assert ledger.attrs["exposure"] == {"valid": 13, "invalid": 1}
+    summary = orders.summarise_repairs(ledger)
+    assert summary["fixed"] == 1 and summary["broken"] == 1 and summary["episodes"] == 2
+    assert summary["hazard_valid"] == pytest.approx(1 / 13)
+    assert summary["hazard_invalid"] == pytest.approx(1.0)
+
+
+def test_repair_ledger_on_a_real_remasking_run():
+    """A stub model that writes VALID except record 0's currency, a coin flip between the right
+    ``eur`` and a wrong ``gbp``: on a recorded ReMDM-loop run the ledger has episodes, each one's
+    before/after validity matches the validator on the states it names, and the coin flips both
+    ways happen. MDLM (no remasking) has no episodes at all."""
+    from explorer import generate
+    from explorer.protocol import StubDenoiser
+    from explorer.samplers import MDLM, ReMDMLoop
+
+    probs = torch.zeros(orders.SEQ_LEN, orders.VOCAB_SIZE, dtype=torch.float64)
+    probs[torch.arange(orders.SEQ_LEN), torch.tensor(ids_of(VALID))] = 1.0
+    cur = field_pos("currency")
+    probs[cur] = 0.0
+    probs[cur, orders.TOKEN_ID["eur"]] = probs[cur, orders.TOKEN_ID["gbp"]] = 0.5
+    model = StubDenoiser(probs, mask_id=orders.MASK_ID)
+    trace = generate(model, ReMDMLoop(eta=0.1), 128, num_samples=16, seed=0, progress=False,
+                     prompt=dict(orders.FIXED_TOKENS))
+    ledger = orders.repair_ledger(trace)
+    assert len(ledger) > 0
+
+    def ok(sample, record, step):
+        return orders.record_validity(orders.decode(trace.state_at(step)[sample]))[record]
+
+    for row in ledger[ledger.closed >= 0].itertuples():
+        assert ok(row.sample, row.record, row.opened - 1) == row.before_valid
+        assert ok(row.sample, row.record, row.closed) == row.after_valid
+    summary = orders.summarise_repairs(ledger)
+    assert summary["fixed"] > 0 and summary["broken"] > 0
+    # records 1-3 are always valid, so every invalid exposure belongs to record 0
+    assert set(ledger.loc[~ledger.before_valid.astype(bool), "record"]) <= {0}
+    mdlm = generate(model, MDLM(), 64, num_samples=3, seed=0, progress=False,
+                    prompt=dict(orders.FIXED_TOKENS))
+    assert len(orders.repair_ledger(mdlm)) == 0

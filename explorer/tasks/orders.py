@@ -381,17 +381,20 @@ def record_table(texts: Sequence[str]) -> pd.DataFrame:
 
 
 def sampler_validity(model, sampler, steps: int, num_samples: int, seed: int = 0,
-                     batch_size: int | None = None) -> pd.DataFrame:
+                     batch_size: int | None = None, repairs: bool = False) -> pd.DataFrame:
     """Generate ``num_samples`` sequences and check every record: :func:`record_table` of them,
-    with ``model_calls`` and ``seconds`` in ``attrs``."""
+    with ``model_calls`` and ``seconds`` in ``attrs`` (and, with ``repairs=True``, the
+    :func:`summarise_repairs` of the run's :func:`repair_ledger` as ``attrs["repairs"]``)."""
     from explorer.engine import generate
 
     # a model that does not declare its fixed tokens gets the anchor as a prompt (same law)
     prompt = None if getattr(model, "fixed_tokens", None) else dict(FIXED_TOKENS)
-    trace = generate(model, sampler, steps, num_samples=num_samples, seed=seed, record=False,
+    trace = generate(model, sampler, steps, num_samples=num_samples, seed=seed, record=repairs,
                      progress=False, batch_size=batch_size, prompt=prompt)
     out = record_table([decode(ids) for ids in trace.final])
     out.attrs.update(model_calls=trace.model_calls, seconds=trace.meta.get("wall_seconds"))
+    if repairs:
+        out.attrs["repairs"] = summarise_repairs(repair_ledger(trace))
     return out
 
 
@@ -410,6 +413,81 @@ def summarise_validity(records: pd.DataFrame) -> dict:
     for rule in RULES:
         out[f"broken_{rule}"] = float(1 - records[rule].mean())
     return out
+
+
+def repair_ledger(trace) -> pd.DataFrame:
+    """What remasking did to each record, read off a recorded trace (``record=True``).
+
+    A record is *complete* at step k when none of its 16 tokens is masked. Whenever a remask opens
+    a complete record and later steps complete it again, that is one *episode*; the ledger has one
+    row per episode: ``sample, record, opened`` (the step whose remask opened it), ``closed`` (the
+    step that completed it again, -1 if it never was), ``before_valid``, ``after_valid`` and
+    ``tokens_changed`` (positions that differ between the two complete versions). ``fixed`` =
+    invalid before, valid after; ``broken`` = the reverse.
+
+    ``ledger.attrs["exposure"]`` counts (record, step) pairs in which a complete record was
+    valid / invalid and could have been remasked in the next step, so ``opened / exposure`` is the
+    per-step remask hazard of valid and of invalid records: equal hazards mean the sampler does not
+    aim its remasks at the broken records.
+    """
+    mask_id = int(trace.mask_id)
+    cache: dict[tuple, bool] = {}
+
+    def valid(rec: tuple) -> bool:
+        if rec not in cache:
+            rows = _record_rows(0, parse(decode(rec))[0])
+            cache[rec] = all(r["ok"] for r in rows) and any(r["rule"] == "format" for r in rows)
+        return cache[rec]
+
+    open_at: dict[tuple[int, int], tuple[int, tuple, bool]] = {}
+    rows = []
+    exposure = {"valid": 0, "invalid": 0}
+    prev = None
+    for k in range(trace.last_step + 1):
+        z = trace.state_at(k).reshape(-1, RECORDS_PER_SEQ, RECORD_LEN)
+        complete = (z != mask_id).all(-1)
+        for i, r in zip(*torch.nonzero(complete | (prev if prev is not None else complete),
+                                       as_tuple=True)):
+            i, r = int(i), int(r)
+            key = (i, r)
+            if complete[i, r]:
+                rec = tuple(z[i, r].tolist())
+                if key in open_at:  # completed again: close the episode
+                    opened, before, was_valid = open_at.pop(key)
+                    rows.append({"sample": i, "record": r, "opened": opened, "closed": k,
+                                 "before_valid": was_valid, "after_valid": valid(rec),
+                                 "tokens_changed": sum(a != b for a, b in zip(before, rec))})
+                if k < trace.last_step:
+                    exposure["valid" if valid(rec) else "invalid"] += 1
+            elif prev is not None and prev[i, r]:  # a remask opened a complete record
+                before = tuple(prev_z[i, r].tolist())
+                open_at[key] = (k, before, valid(before))
+        prev, prev_z = complete, z
+    for (i, r), (opened, before, was_valid) in open_at.items():
+        rows.append({"sample": i, "record": r, "opened": opened, "closed": -1,
+                     "before_valid": was_valid, "after_valid": False, "tokens_changed": -1})
+    out = pd.DataFrame(rows, columns=["sample", "record", "opened", "closed", "before_valid",
+                                      "after_valid", "tokens_changed"])
+    out = out.sort_values(["sample", "record", "opened"], ignore_index=True)
+    out.attrs["exposure"] = exposure
+    return out
+
+
+def summarise_repairs(ledger: pd.DataFrame) -> dict:
+    """Counts from :func:`repair_ledger`: episodes, fixed, broken, and the per-step remask hazard
+    of complete valid vs complete invalid records."""
+    closed = ledger[ledger.closed >= 0]
+    exp = ledger.attrs.get("exposure", {})
+    opened_valid = int(ledger.before_valid.sum())
+    opened_invalid = int((~ledger.before_valid.astype(bool)).sum())
+    return {
+        "episodes": len(ledger),
+        "fixed": int((~closed.before_valid.astype(bool) & closed.after_valid.astype(bool)).sum()),
+        "broken": int((closed.before_valid.astype(bool) & ~closed.after_valid.astype(bool)).sum()),
+        "redrawn_same": int((closed.tokens_changed == 0).sum()),
+        "hazard_valid": opened_valid / exp["valid"] if exp.get("valid") else float("nan"),
+        "hazard_invalid": opened_invalid / exp["invalid"] if exp.get("invalid") else float("nan"),
+    }
 
 
 def parse_sampler_spec(spec: str):
@@ -438,6 +516,9 @@ def evaluate(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="CSV to write (rows are appended as cells finish)")
+    p.add_argument("--repairs", action="store_true",
+                   help="record each run and add what remasking did to the records (repair_ledger): "
+                        "episodes, fixed, broken, remask hazard of valid vs invalid records")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -449,16 +530,18 @@ def evaluate(argv: list[str] | None = None) -> pd.DataFrame:
         sampler = parse_sampler_spec(spec)
         for steps in args.steps:
             t0 = time.time()
-            recs = sampler_validity(model, sampler, steps, args.samples, seed=args.seed)
+            recs = sampler_validity(model, sampler, steps, args.samples, seed=args.seed,
+                                    repairs=args.repairs)
             row = {"sampler": sampler.name, "spec": spec, "settings": json.dumps(sampler.config),
                    "steps": steps, "steps_over_L": steps / SEQ_LEN, **summarise_validity(recs),
                    "model_calls": recs.attrs.get("model_calls"), "seconds": time.time() - t0,
-                   "seed": args.seed}
+                   "seed": args.seed, **recs.attrs.get("repairs", {})}
             rows.append(row)
             print(f"{spec:28s} T={steps:4d}  valid {row['valid']:.4f} +- {row['valid_se']:.4f} "
                   f"({row['records']} records, {row['seconds']:.0f}s)", flush=True)
             if args.out:
-                pd.DataFrame(rows).to_csv(args.out, index=False)
+                from explorer.io import atomic_write
+                atomic_write(args.out, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
     return pd.DataFrame(rows)
 
 
