@@ -158,6 +158,11 @@ def test_sampler_validity_on_stub_models():
     s = orders.summarise_validity(recs)
     assert s["valid"] < 0.2 and s["broken_format"] == 0.0 and s["broken_currency"] > 0.3
     assert orders.parse_sampler_spec("remdm-cap:eta=0.02").config["eta"] == 0.02
+    both = orders.parse_sampler_spec("remdm-loop:eta=0.05,nucleus_p=0.9").config
+    assert both["eta"] == 0.05 and both["nucleus_p"] == 0.9
+    assert orders.parse_sampler_spec("remdm-loop:eta=0.05:nucleus_p=0.9").config == both
+    with pytest.raises(ValueError, match="key=value"):
+        orders.parse_sampler_spec("remdm-cap:0.02")
 
 
 class StatesTrace:

@@ -491,15 +491,12 @@ def summarise_repairs(ledger: pd.DataFrame) -> dict:
 
 
 def parse_sampler_spec(spec: str):
-    """``"remdm-cap:eta=0.02"`` -> ``ReMDMCap(eta=0.02)``; ``"mdlm"`` -> ``MDLM()``."""
-    from explorer.samplers import by_name
+    """``"remdm-cap:eta=0.02"`` -> ``ReMDMCap(eta=0.02)``; ``"mdlm"`` -> ``MDLM()``. Settings are
+    separated by ``:`` as in ``explorer sweep`` (``,`` is accepted too, since this CLI takes one
+    spec per argument): ``"remdm-loop:eta=0.02:nucleus_p=0.9"``."""
+    from explorer.sweep import parse_sampler
 
-    name, _, rest = spec.partition(":")
-    settings = {}
-    for kv in filter(None, rest.split(",")):
-        key, _, value = kv.partition("=")
-        settings[key.strip()] = float(value)
-    return by_name(name, **settings)
+    return parse_sampler(spec.replace(",", ":"))
 
 
 def evaluate(argv: list[str] | None = None) -> pd.DataFrame:
