@@ -56,3 +56,26 @@ def test_shipped_judge_loads_offline():
     j = judge.load_judge(judge.SHIPPED_DIR)
     nll = [judge.block_nll(j.model, torch.tensor([tok(t)["input_ids"]])) for t in (good, bad)]
     assert nll[0] < nll[1]
+
+
+def test_shipped_mauve_references_are_the_judges_features_of_heldout_stories():
+    """data/models/stories-judge/mauve_reference_features.npy: 1000 held-out stories featurised by
+    the shipped judge (`explorer.metrics.build_stories_reference(1000)`). Shape and finiteness
+    always; with the corpus present, the first rows are recomputed and must agree."""
+    import numpy as np
+    import pytest
+
+    from explorer.metrics import judge_features, mauve_score, reference_features
+
+    ref = reference_features()
+    model, _ = judge.load_judge("stories-judge")
+    assert ref.shape == (1000, model.config.hidden_size) and ref.dtype == np.float32
+    assert np.isfinite(ref).all()
+    # the default MAUVE reference is this file: scoring its own rows needs no texts at all
+    assert mauve_score(None, ref[:100], kmeans_num_redo=1, kmeans_max_iter=50).n_p == 1000
+    try:
+        stories.corpus_dir()
+    except FileNotFoundError:
+        return  # a checkout without ../shared/corpus cannot recompute the texts; the rest held
+    again = judge_features(stories.heldout_texts(1000)[:3])
+    assert np.allclose(again, ref[:3], atol=1e-4)
