@@ -400,14 +400,16 @@ def sampler_validity(model, sampler, steps: int, num_samples: int, seed: int = 0
 
 def summarise_validity(records: pd.DataFrame) -> dict:
     """Fraction of valid records with a standard error that treats each sequence as a cluster
-    (its four records share one generation), plus the violation rate of each rule."""
-    per_seq = records.groupby("sample")["valid"].mean()
-    n = len(per_seq)
+    (its four records share one generation; ``explorer.metrics.validity.cluster_stderr``), plus the
+    violation rate of each rule."""
+    from explorer.metrics.validity import cluster_stderr
+
+    by_seq = records.groupby("sample")["valid"]
     out = {
-        "sequences": n,
+        "sequences": by_seq.ngroups,
         "records": len(records),
         "valid": float(records["valid"].mean()),
-        "valid_se": float(per_seq.std(ddof=1) / n ** 0.5) if n > 1 else float("nan"),
+        "valid_se": cluster_stderr(by_seq.sum().to_numpy(), by_seq.size().to_numpy()),
         "sequence_valid": float(records.groupby("sample")["valid"].all().mean()),
     }
     for rule in RULES:
