@@ -410,7 +410,9 @@ def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None)
     base_row = roc[(roc["sampler"] == baseline) & (roc["steps"] == best["steps"])].iloc[0]
     calls_ratio = best["calls"] / base_row["calls"] if base_row["calls"] else float("nan")
     se = best["gain_stderr"]
-    if best["gain"] > 0 and (not np.isfinite(se) or best["gain"] > 2 * se):
+    if best["gain"] > 0 and not np.isfinite(se):
+        verdict = "a gain of unknown noise (no standard error: run several seeds)"
+    elif best["gain"] > 0 and best["gain"] > 2 * se:
         verdict = "a clear gain"
     elif best["gain"] > 0:
         verdict = "a gain within noise"

@@ -159,3 +159,10 @@ def test_per_sample_nfe_is_what_batch_size_one_runs_call():
         assert nfe[name].sum() == alone.model_calls
         assert nfe[name].max() <= batched.model_calls
     assert nfe["mdlm"].max() <= 6 + 1  # T = 4L: MDLM decodes each of L=6 positions once (+ final pass)
+
+
+def test_summary_does_not_call_a_gain_clear_without_a_standard_error():
+    df = hand_sweep()
+    df["stderr"] = float("nan")  # e.g. MAUVE from one seed
+    line = summary(df)
+    assert "clear" not in line and "unknown noise" in line
