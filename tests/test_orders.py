@@ -243,3 +243,60 @@ def test_repair_ledger_on_a_real_remasking_run():
     mdlm = generate(model, MDLM(), 64, num_samples=3, seed=0, progress=False,
                     prompt=dict(orders.FIXED_TOKENS))
     assert len(orders.repair_ledger(mdlm)) == 0
+
+
+def blind_stub():
+    """Context-free: the template's keywords for sure, each field uniform over its vocabulary."""
+    from explorer.protocol import StubDenoiser
+
+    probs = torch.zeros(orders.SEQ_LEN, orders.VOCAB_SIZE)
+    probs[torch.arange(orders.SEQ_LEN), torch.tensor(ids_of(VALID))] = 1.0
+    for pos, slot in enumerate(orders.TEMPLATE):
+        if slot.startswith("<"):
+            for r in range(orders.RECORDS_PER_SEQ):
+                row = probs[r * orders.RECORD_LEN + pos]
+                row.zero_()
+                row[[orders.TOKEN_ID[w] for w in orders.FIELD_DOMAINS[slot[1:-1]]]] = 1.0
+    return StubDenoiser(probs, mask_id=orders.MASK_ID)
+
+
+def test_error_causes_one_step_means_every_clash_is_decoded_together():
+    from explorer import generate
+    from explorer.samplers import MDLM
+
+    trace = generate(blind_stub(), MDLM(), 1, num_samples=4, seed=0, progress=False,
+                     prompt=dict(orders.FIXED_TOKENS))
+    causes = orders.error_causes(trace)
+    assert len(causes) > 10 and causes["together"].all()
+    assert all(steps == [1] * len(steps) for steps in causes["steps"])
+    assert set(causes["rule"]) <= set(orders.RULE_FIELDS)
+
+
+def test_error_causes_together_rate_is_the_collision_rate_of_the_schedule():
+    """MDLM's linear schedule unmasks each token at a uniform step of T, so two coupled fields share
+    a step with probability 1/T. A blind model breaks rules whatever the timing, so among its
+    broken two-field rules the fraction decoded together is 1/T = 1/16 (seed 0; ~1000 broken
+    rules, so the count's SD is ~7.7 of ~64 expected; tolerance 4 SD). The three-field total rule
+    clashes with probability 1 - (15/16)(14/16) = 0.18 and is checked separately."""
+    from explorer import generate
+    from explorer.samplers import MDLM
+
+    trace = generate(blind_stub(), MDLM(), 16, num_samples=64, seed=0, progress=False,
+                     prompt=dict(orders.FIXED_TOKENS))
+    causes = orders.error_causes(trace)
+    pairs = causes[causes.rule != "total"]
+    n = len(pairs)
+    assert n > 700
+    sd = (n * (1 / 16) * (15 / 16)) ** 0.5
+    assert abs(pairs["together"].sum() - n / 16) < 4 * sd
+    # every recorded step agrees with the trace: the field really was unmasked then
+    ev = trace.events.query("kind == 'unmask'")
+    col = {f: orders.TEMPLATE.index(f"<{f}>") for f in orders.FIELDS}
+    for row in causes.head(50).itertuples():
+        for field, step in zip(orders.RULE_FIELDS[row.rule], row.steps):
+            pos = row.record * orders.RECORD_LEN + col[field]
+            assert step == ev[(ev["sample"] == row.sample) & (ev["position"] == pos)]["step"].max()
+    triples = causes[causes.rule == "total"]
+    p3 = 1 - (15 / 16) * (14 / 16)
+    sd3 = (len(triples) * p3 * (1 - p3)) ** 0.5
+    assert abs(triples["together"].sum() - len(triples) * p3) < 4 * sd3

@@ -381,20 +381,27 @@ def record_table(texts: Sequence[str]) -> pd.DataFrame:
 
 
 def sampler_validity(model, sampler, steps: int, num_samples: int, seed: int = 0,
-                     batch_size: int | None = None, repairs: bool = False) -> pd.DataFrame:
+                     batch_size: int | None = None, repairs: bool = False,
+                     causes: bool = False) -> pd.DataFrame:
     """Generate ``num_samples`` sequences and check every record: :func:`record_table` of them,
-    with ``model_calls`` and ``seconds`` in ``attrs`` (and, with ``repairs=True``, the
-    :func:`summarise_repairs` of the run's :func:`repair_ledger` as ``attrs["repairs"]``)."""
+    with ``model_calls`` and ``seconds`` in ``attrs``. Diagnostics (they record the run):
+    ``repairs=True`` adds the :func:`summarise_repairs` of its :func:`repair_ledger` as
+    ``attrs["repairs"]``; ``causes=True`` adds ``attrs["causes"]``: how many rules the final records
+    break and how many of those had fields unmasked in the same step (:func:`error_causes`)."""
     from explorer.engine import generate
 
     # a model that does not declare its fixed tokens gets the anchor as a prompt (same law)
     prompt = None if getattr(model, "fixed_tokens", None) else dict(FIXED_TOKENS)
-    trace = generate(model, sampler, steps, num_samples=num_samples, seed=seed, record=repairs,
-                     progress=False, batch_size=batch_size, prompt=prompt)
+    trace = generate(model, sampler, steps, num_samples=num_samples, seed=seed,
+                     record=repairs or causes, progress=False, batch_size=batch_size, prompt=prompt)
     out = record_table([decode(ids) for ids in trace.final])
     out.attrs.update(model_calls=trace.model_calls, seconds=trace.meta.get("wall_seconds"))
     if repairs:
         out.attrs["repairs"] = summarise_repairs(repair_ledger(trace))
+    if causes:
+        c = error_causes(trace)
+        out.attrs["causes"] = {"broken_rules": len(c), "decoded_together": int(c["together"].sum()),
+                               "together_share": float(c["together"].mean()) if len(c) else float("nan")}
     return out
 
 
@@ -415,6 +422,43 @@ def summarise_validity(records: pd.DataFrame) -> dict:
     for rule in RULES:
         out[f"broken_{rule}"] = float(1 - records[rule].mean())
     return out
+
+
+# The fields each rule couples (``format`` couples none).
+RULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "currency": ("country", "currency"),
+    "tax": ("country", "tax"),
+    "category": ("item", "category"),
+    "price": ("item", "price"),
+    "total": ("price", "qty", "total"),
+    "dates": ("order_day", "ship_day"),
+}
+
+
+def error_causes(trace) -> pd.DataFrame:
+    """Why each broken rule in a recorded trace's final records broke: one row per (sample,
+    record, rule) that the final record breaks, with ``steps`` (the step at which each of the
+    rule's fields was last unmasked, in ``RULE_FIELDS`` order) and ``together``: True when two of
+    those fields were unmasked **in the same step**. Such fields are drawn independently from
+    their marginals (reference §1.2, the factorised reverse step), so a clash between them is a
+    property of the schedule, not of the model; ``together=False`` means the model broke the
+    rule while seeing the other field (a model error, or a remask that changed one side).
+    """
+    ev = trace.events
+    ev = ev[ev["kind"] == "unmask"]
+    last = ev.groupby(["sample", "position"])["step"].max()
+    col = {name: TEMPLATE.index(f"<{name}>") for name in FIELDS}
+    rows = []
+    for i, ids in enumerate(trace.final):
+        for _, bad in check_records(decode(ids)).query("not ok").iterrows():
+            rule, r = bad["rule"], int(bad["record"])
+            if rule not in RULE_FIELDS:
+                continue
+            steps = [int(last.get((i, r * RECORD_LEN + col[f]), -1)) for f in RULE_FIELDS[rule]]
+            known = [s for s in steps if s >= 0]
+            rows.append({"sample": i, "record": r, "rule": rule, "steps": steps,
+                         "together": len(known) != len(set(known))})
+    return pd.DataFrame(rows, columns=["sample", "record", "rule", "steps", "together"])
 
 
 def repair_ledger(trace) -> pd.DataFrame:
@@ -518,6 +562,9 @@ def evaluate(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--repairs", action="store_true",
                    help="record each run and add what remasking did to the records (repair_ledger): "
                         "episodes, fixed, broken, remask hazard of valid vs invalid records")
+    p.add_argument("--causes", action="store_true",
+                   help="record each run and count the broken rules whose fields were unmasked in the "
+                        "same step (error_causes): clashes of the schedule, not of the model")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -530,11 +577,11 @@ def evaluate(argv: list[str] | None = None) -> pd.DataFrame:
         for steps in args.steps:
             t0 = time.time()
             recs = sampler_validity(model, sampler, steps, args.samples, seed=args.seed,
-                                    repairs=args.repairs)
+                                    repairs=args.repairs, causes=args.causes)
             row = {"sampler": sampler.name, "spec": spec, "settings": json.dumps(sampler.config),
                    "steps": steps, "steps_over_L": steps / SEQ_LEN, **summarise_validity(recs),
                    "model_calls": recs.attrs.get("model_calls"), "seconds": time.time() - t0,
-                   "seed": args.seed, **recs.attrs.get("repairs", {})}
+                   "seed": args.seed, **recs.attrs.get("repairs", {}), **recs.attrs.get("causes", {})}
             rows.append(row)
             print(f"{spec:28s} T={steps:4d}  valid {row['valid']:.4f} +- {row['valid_se']:.4f} "
                   f"({row['records']} records, {row['seconds']:.0f}s)", flush=True)
