@@ -244,12 +244,19 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
              for name, smp in sampler_map.items() for T in steps for seed in seeds]
     if cache is not None and (d is None or d.get_rank() == 0):
         cache.mkdir(parents=True, exist_ok=True)
-        index = cache / "sweep.json"  # what each cell folder holds, for people browsing the cache
+        # What each cell folder holds, for people browsing the cache: <key>/cell.json (authoritative,
+        # one file per cell, so sweeps sharing a cache never lose each other's entries) and an
+        # index sweep.json (a convenience; re-read just before writing, last writer wins).
+        described = {c.key: {"sampler": c.name, "config": c.sampler.config, "steps": c.steps, "seed": c.seed,
+                             "num_samples": num_samples, "model": model_identity(model) | {"sha256": sha}}
+                     for c in cells}
+        for key, info in described.items():
+            if not (cache / key / "cell.json").exists():
+                (cache / key).mkdir(exist_ok=True)
+                _write_text_atomic(cache / key / "cell.json", json.dumps(info, indent=1, default=str))
+        index = cache / "sweep.json"
         known = json.loads(index.read_text()).get("cells", {}) if index.exists() else {}
-        known.update({c.key: {"sampler": c.name, "config": c.sampler.config, "steps": c.steps, "seed": c.seed,
-                              "num_samples": num_samples, "model": model_identity(model) | {"sha256": sha}}
-                      for c in cells})
-        _write_text_atomic(index, json.dumps({"cells": known}, indent=1, default=str))
+        _write_text_atomic(index, json.dumps({"cells": known | described}, indent=1, default=str))
     if d is not None:
         rank, world = d.get_rank(), d.get_world_size()
         rows = _run_cells(model, cells[rank::world], mets, num_samples, device, batch_size, cache,

@@ -166,3 +166,20 @@ def test_summary_does_not_call_a_gain_clear_without_a_standard_error():
     df["stderr"] = float("nan")  # e.g. MAUVE from one seed
     line = summary(df)
     assert "clear" not in line and "unknown noise" in line
+
+
+def test_sweeps_sharing_a_cache_each_describe_their_cells(tmp_path):
+    """Two sweeps over disjoint samplers into one cache (as two processes would): every cell
+    folder says what it holds in its own cell.json, and the index keeps both sweeps' cells."""
+    import json
+
+    model = stub()
+    names = list(SAMPLERS)
+    for name in names:
+        sweep(model, {name: SAMPLERS[name]}, steps=[2], num_samples=2, seeds=[0], cache_dir=tmp_path,
+              progress=False)
+    cells = {json.loads(p.read_text())["sampler"]: p.parent.name for p in tmp_path.glob("*/cell.json")}
+    assert set(cells) == set(names)
+    index = json.loads((tmp_path / "sweep.json").read_text())["cells"]
+    assert set(index) == set(cells.values())
+    assert all((tmp_path / key / "samples.parquet").exists() for key in cells.values())
