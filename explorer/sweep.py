@@ -19,10 +19,11 @@ recomputes nothing already written; adding a metric later scores the stored samp
 generating them again. ``batch_size`` and the device are not in the key: the engine's samples
 do not depend on the batch size, and only float rounding differs between devices.
 
-**Several GPUs.** Launch the same script with ``torchrun --nproc_per_node=K``: when
-``torch.distributed`` is initialised, rank r runs cells r, r+K, ... on ``cuda:LOCAL_RANK`` and
-rank 0 gathers every row (``dist.gather_object``); other ranks return only their own rows.
-Otherwise everything runs in this process.
+**Several GPUs.** Launch the same script (or ``explorer sweep``) with
+``torchrun --nproc_per_node=K``: the sweep initialises ``torch.distributed`` from torchrun's
+environment if you have not (NCCL with GPUs, gloo on CPU); rank r runs cells r, r+K, ... on
+``cuda:LOCAL_RANK`` and rank 0 gathers every row (``dist.gather_object``); other ranks return only
+their own rows. Otherwise everything runs in this process.
 
 **Return on compute** -- see :func:`return_on_compute` for the definitions, including the knee.
 """
@@ -118,8 +119,17 @@ def _as_samplers(samplers: Any, **defaults) -> dict[str, Any]:
 
 
 def _dist():
+    """``torch.distributed`` when this process is one rank of several, else None.
+
+    Under ``torchrun`` (``RANK`` and ``WORLD_SIZE`` > 1 in the environment) the process group is
+    initialised here if the caller has not done it: NCCL with GPUs, gloo on CPU."""
     d = torch.distributed
-    if d.is_available() and d.is_initialized():
+    if not d.is_available():
+        return None
+    if d.is_initialized():
+        return d
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ:
+        d.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
         return d
     return None
 

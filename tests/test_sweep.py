@@ -183,3 +183,58 @@ def test_sweeps_sharing_a_cache_each_describe_their_cells(tmp_path):
     index = json.loads((tmp_path / "sweep.json").read_text())["cells"]
     assert set(index) == set(cells.values())
     assert all((tmp_path / key / "samples.parquet").exists() for key in cells.values())
+
+
+RANK_SCRIPT = '''
+import json, os, sys
+import pandas as pd
+sys.path.insert(0, {tests!r})
+from test_sweep import SAMPLERS, stub
+from explorer import engine
+from explorer.sweep import sweep
+
+generated = []
+real = engine.generate
+def counting(model, sampler, steps, **kw):
+    generated.append([sampler.config["name"], int(steps)])
+    return real(model, sampler, steps, **kw)
+engine.generate = counting
+df = sweep(stub(), SAMPLERS, steps=[2, 3], num_samples=3, seeds=[0], cache_dir={cache!r}, progress=False)
+rank = int(os.environ["RANK"])
+json.dump(generated, open(os.path.join({out!r}, f"rank{{rank}}.json"), "w"))
+if rank == 0:
+    df.to_parquet(os.path.join({out!r}, "rows.parquet"))
+'''
+
+
+def test_torchrun_spreads_the_grid_over_ranks_and_gathers_on_rank_zero(tmp_path):
+    """`torchrun --nproc_per_node=2` on CPU (gloo, initialised by the sweep itself): each rank
+    generates only its own cells, and rank 0 returns every row, equal to a one-process sweep."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:  # a free local port for the rendezvous (loopback only)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT.format(tests=str(Path(__file__).parent), cache=str(tmp_path / "cache"),
+                                         out=str(tmp_path)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_addr=127.0.0.1", f"--master_port={port}", str(script)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    per_rank = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(per_rank[0]) == len(per_rank[1]) == 2  # 4 cells, two each, none twice
+    assert sorted(map(tuple, per_rank[0] + per_rank[1])) == sorted(
+        (smp.config["name"], T) for smp in SAMPLERS.values() for T in (2, 3))
+    rows = pd.read_parquet(tmp_path / "rows.parquet")
+    plain = sweep(stub(), SAMPLERS, steps=[2, 3], num_samples=3, seeds=[0], progress=False)
+    key = ["sampler", "steps", "seed", "metric"]
+    a = rows.sort_values(key).reset_index(drop=True)
+    b = plain.sort_values(key).reset_index(drop=True)
+    assert a[key].equals(b[key]) and np.allclose(a["value"], b["value"])
