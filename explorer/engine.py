@@ -218,7 +218,9 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
                                                  temperature=sampler.temperature)
                 conf = torch.zeros(B, L, dtype=torch.float64, device=device)
                 cand = torch.full((B, L), -1, dtype=torch.long, device=device)
-                conf[b, pos], cand[b, pos] = prob.double(), tok
+                score = prob.double() if sampler.order == "confidence" else \
+                    rng.uniforms_at(seed, sample_list, st.step, rng.RANK, b, pos)
+                conf[b, pos], cand[b, pos] = score, tok
                 commit = sampler.commit(conf, eligible, left)
                 keep = commit[b, pos]
                 b, pos, tok, prob, ci, cp = b[keep], pos[keep], tok[keep], prob[keep], ci[keep], cp[keep]

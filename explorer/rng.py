@@ -19,7 +19,7 @@ _C2 = 0x94D049BB133111EB
 _GOLDEN = 0x9E3779B97F4A7C15
 
 # what a uniform is used for; each purpose has its own independent stream
-UNMASK, REMASK, TOKEN, ORDER = 1, 2, 3, 4
+UNMASK, REMASK, TOKEN, ORDER, RANK = 1, 2, 3, 4, 5
 
 
 def _signed(x: int) -> int:

@@ -9,6 +9,12 @@ as LLaDA's ``get_num_transfer_tokens``).  Committed tokens are never revisited.
 
 With ``block_length`` set, the sequence is decoded in semi-autoregressive blocks, left to right,
 with ``steps / num_blocks`` steps each.
+
+``order="random"`` commits ``k`` masked positions chosen uniformly at random instead of the most
+confident ones (MaskGIT's ordering with random scores). With one position per step
+(``steps`` = the number of free positions) it is any-order autoregressive sampling: every token is
+drawn from p(x0 | everything decoded so far), and no two tokens are ever drawn in the same step.
+That measures what the model knows when it decodes one token at a time.
 """
 from __future__ import annotations
 
@@ -24,10 +30,14 @@ from .base import Rates, Sampler, SamplerState, StepTimes, _check_unit, linear_g
 class ConfidenceOrdered(Sampler):
     block_length: int | None = None
     temperature: float = 1.0
+    order: str = "confidence"
     name = "confidence"
     kind = "ordering"
 
     def validate(self):
+        if self.order not in ("confidence", "random"):
+            raise ValueError(f"order must be 'confidence' (commit the most probable draws) or 'random' "
+                             f"(commit uniformly chosen positions), got {self.order!r}.")
         if self.block_length is not None and (isinstance(self.block_length, bool) or
                                               not isinstance(self.block_length, int) or self.block_length < 1):
             raise ValueError(f"block_length must be a positive integer or None, got {self.block_length!r}.")
