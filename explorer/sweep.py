@@ -142,25 +142,20 @@ class _Cell:
 # ----------------------------------------------------------------------------- the sweep
 
 def per_sample_nfe(trace: Any) -> np.ndarray:
-    """Model calls each sample would need on its own (batch size 1, as upstream runs).
+    """Model calls each sample would need on its own (batch size 1, as upstream runs): the
+    engine's per-sample count, ``trace.nfe``.
 
     The engine batches samples, so ``trace.model_calls`` counts a forward pass whenever *any*
     sample in the batch decodes a token; that hides MDLM's exact cache (reference §1.7), which
-    skips the call when a sample's state is unchanged. A lone sample needs the model exactly at
-    the steps where it decodes at least one token (its state changed since the last call, since
-    the previous decode changed it), including the final argmax pass when it had masks left.
+    skips the call when a sample's state is unchanged.
     """
-    ev = trace.events
-    unmask = ev[ev["kind"] == "unmask"]
-    counts = unmask.groupby("sample")["step"].nunique()
-    return counts.reindex(range(trace.num_samples), fill_value=0).to_numpy(dtype=np.int64)
+    return trace.nfe.numpy().astype(np.int64)
 
 
 def _generate_cell(model, cell: _Cell, num_samples, device, batch_size) -> tuple[pd.DataFrame, dict]:
     t0 = time.perf_counter()
-    # record=True (without top-k candidates) only to count each sample's own model calls below
     trace = engine.generate(model, cell.sampler, cell.steps, num_samples=num_samples, seed=cell.seed,
-                            device=device, batch_size=batch_size, record=True, progress=False, topk=0)
+                            device=device, batch_size=batch_size, record=False, progress=False)
     if device is not None and torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
