@@ -22,11 +22,8 @@ def _checker(task):
     """(check_records, record length, {rule: fields it couples}, field name of each record slot)."""
     if task is None or task == "orders":
         from explorer.tasks import orders as task
-    rule_fields = getattr(task, "RULE_FIELDS", None) or {
-        "currency": ("country", "currency"), "tax": ("country", "tax"), "category": ("item", "category"),
-        "price": ("item", "price"), "total": ("price", "qty", "total"), "dates": ("order_day", "ship_day")}
     slots = [t[1:-1] if t.startswith("<") else None for t in task.TEMPLATE]
-    return task.check_records, task.RECORD_LEN, rule_fields, slots
+    return task.check_records, task.RECORD_LEN, task.RULE_FIELDS, slots
 
 
 def broken_rules(trace, sample: int = 0, steps=None, task=None) -> pd.DataFrame:
