@@ -28,7 +28,6 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 
-
 import numpy as np
 import pandas as pd
 import torch

@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 
 from . import engine
-from .io import atomic_write
+from .io import atomic_write, write_text_atomic
 from .metrics.registry import Metric, get_metric, higher_is_better
 from .protocol import model_identity
 
@@ -99,11 +99,6 @@ def parse_sampler(spec: str, **defaults) -> Any:
         except json.JSONDecodeError:
             kw[key.strip()] = value.strip()
     return S.by_name(name, **kw)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    from .viz.export import write_text_atomic
-    write_text_atomic(path, text)
 
 
 def _as_samplers(samplers: Any, **defaults) -> dict[str, Any]:
@@ -258,10 +253,10 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
         for key, info in described.items():
             if not (cache / key / "cell.json").exists():
                 (cache / key).mkdir(exist_ok=True)
-                _write_text_atomic(cache / key / "cell.json", json.dumps(info, indent=1, default=str))
+                write_text_atomic(cache / key / "cell.json", json.dumps(info, indent=1, default=str))
         index = cache / "sweep.json"
         known = json.loads(index.read_text()).get("cells", {}) if index.exists() else {}
-        _write_text_atomic(index, json.dumps({"cells": known | described}, indent=1, default=str))
+        write_text_atomic(index, json.dumps({"cells": known | described}, indent=1, default=str))
     if d is not None:
         rank, world = d.get_rank(), d.get_world_size()
         rows = _run_cells(model, cells[rank::world], mets, num_samples, device, batch_size, cache,

@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from explorer.io import atomic_write
+from explorer.io import atomic_write, write_text_atomic
 from explorer.models.dit import MDLM, MDLMConfig
 from explorer.tasks import TASKS, get_task
 
@@ -251,7 +251,7 @@ def export(directory: Path, model, ema: EMA, tokenizer, card: str,
         config_path = directory / "config.json"
         config = json.loads(config_path.read_text(encoding="utf-8"))
         config["fixed_tokens"] = {str(int(p)): int(t) for p, t in fixed_tokens.items()}
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_text_atomic(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
     tokenizer.save(str(directory / "tokenizer.json"))
     (directory / "README.md").write_text(card, encoding="utf-8")
     return directory

@@ -26,10 +26,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
-
-from ..io import atomic_write
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..io import atomic_write, write_text_atomic
 
 WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
@@ -339,9 +339,8 @@ class MDLM(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-        text = json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n"
-        _atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(text, encoding="utf-8"))
+        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+        write_text_atomic(directory / CONFIG_NAME, json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n")
         return directory
 
     @classmethod
@@ -412,8 +411,3 @@ def check_state_dict(state_dict: dict, expected_shapes: dict[str, tuple], source
 
 def _fresh_fp32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32 if t.is_floating_point() else t.dtype, copy=True)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write via a temp file in the same directory, then os.replace: readers never see half a file."""
-    atomic_write(path, write)
