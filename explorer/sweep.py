@@ -114,19 +114,28 @@ def _as_samplers(samplers: Any, **defaults) -> dict[str, Any]:
 
 
 def _dist():
-    """``torch.distributed`` when this process is one rank of several, else None.
+    """``(torch.distributed, owned)`` when this process is one rank of several, else ``(None, False)``.
 
     Under ``torchrun`` (``RANK`` and ``WORLD_SIZE`` > 1 in the environment) the process group is
-    initialised here if the caller has not done it: NCCL with GPUs, gloo on CPU."""
+    initialised here if the caller has not done it (NCCL with GPUs, gloo on CPU); ``owned`` is then
+    True and the sweep destroys the group when it is done, so the process exits cleanly."""
     d = torch.distributed
     if not d.is_available():
-        return None
+        return None, False
     if d.is_initialized():
-        return d
+        return d, False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ:
         d.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        return d
-    return None
+        return d, True
+    return None, False
+
+
+def _rank() -> int:
+    """This process's rank: from torch.distributed when initialised, else torchrun's ``RANK``."""
+    d = torch.distributed
+    if d.is_available() and d.is_initialized():
+        return d.get_rank()
+    return int(os.environ.get("RANK", "0"))
 
 
 class _Cell:
@@ -232,7 +241,7 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
     seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
-    d = _dist()
+    d, owned = _dist()
     if d is not None and device is None and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', d.get_rank() % torch.cuda.device_count()))}"
         torch.cuda.set_device(torch.device(device))
@@ -259,10 +268,14 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
         write_text_atomic(index, json.dumps({"cells": known | described}, indent=1, default=str))
     if d is not None:
         rank, world = d.get_rank(), d.get_world_size()
-        rows = _run_cells(model, cells[rank::world], mets, num_samples, device, batch_size, cache,
-                          progress and rank == 0)
-        gathered = [None] * world if rank == 0 else None
-        d.gather_object(rows, gathered, dst=0)
+        try:
+            rows = _run_cells(model, cells[rank::world], mets, num_samples, device, batch_size, cache,
+                              progress and rank == 0)
+            gathered = [None] * world if rank == 0 else None
+            d.gather_object(rows, gathered, dst=0)
+        finally:
+            if owned:
+                d.destroy_process_group()
         if rank == 0:
             rows = [r for part in gathered for r in part]
     else:
@@ -541,8 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                seeds=[int(s) for s in a.seeds.split(",")], metrics=metrics,
                cache_dir=a.cache_dir or out / "cache", device=a.device, batch_size=a.batch_size,
                progress=not a.no_progress, metric_options=opts)
-    d = _dist()
-    if d is not None and d.get_rank() != 0:
+    if _rank() != 0:
         return 0
     _write_parquet_atomic(df, out / "sweep.parquet")
     command = "explorer sweep " + " ".join(sys.argv[1:] if argv is None else argv)
