@@ -285,9 +285,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-n", type=int, default=512, help="held-out sequences for the NELBO")
     p.add_argument("--ckpt-every", type=int, default=1000)
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start from the weights of an exported model (same architecture and "
+                        "vocabulary; the length may differ: the DiT has no absolute positions)")
     p.add_argument("--export", type=Path, default=None, help="write the EMA model here at the end")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def _init_from(model: MDLM, directory: Path) -> None:
+    """Copy the weights of the exported model in ``directory`` into ``model`` (a fine-tune)."""
+    from safetensors.torch import load_file
+
+    weights = directory / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"--init-from {directory}: no model.safetensors there; pass a folder "
+                                "written by `explorer train --export` or `save_pretrained`.")
+    state = load_file(str(weights))
+    mine = model.state_dict()
+    bad = sorted(k for k in state if k not in mine or state[k].shape != mine[k].shape)
+    missing = sorted(k for k in mine if k not in state)
+    if bad or missing:
+        raise ValueError(f"--init-from {directory}: its weights do not fit this architecture "
+                         f"(mismatched {bad[:3]}, missing {missing[:3]}); use the same --hidden-dim, "
+                         "--n-blocks, --n-heads, --cond-dim and task vocabulary as that model.")
+    model.load_state_dict(state)
+
+
+def _logged_loss(log: Path, step: int, window: int) -> tuple[float, int]:
+    """Mean training loss over the last ``window`` steps before ``step``, from the run's log
+    (rows of 50-step means): the card's figure when a call resumes at the last step and trains
+    none. ``(nan, 0)`` when the log has no such rows."""
+    rows = []
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if "loss" in row and step - window < row["step"] <= step:
+                rows.append(row)
+    latest = {r["step"]: r["loss"] for r in rows}  # a resumed run may log a step twice: keep the last
+    if not latest:
+        return float("nan"), 0
+    return sum(latest.values()) / len(latest), 50 * len(latest)
 
 
 def train(args: argparse.Namespace, command: str | None = None) -> dict:
@@ -308,6 +346,8 @@ def train(args: argparse.Namespace, command: str | None = None) -> dict:
                         n_blocks=args.n_blocks, n_heads=args.n_heads, model_length=task.SEQ_LEN,
                         dropout=args.dropout)
     model = MDLM(config).to(device).train()
+    if args.init_from is not None:
+        _init_from(model, Path(args.init_from))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999),
                                   weight_decay=args.weight_decay)
     ema = EMA(model, args.ema)
@@ -371,6 +411,9 @@ def train(args: argparse.Namespace, command: str | None = None) -> dict:
     log.close()
 
     window = min(500, len(losses)) or 1
+    final_loss = sum(losses[-window:]) / window if losses else float("nan")
+    if not losses:  # resumed at the last step: read the last 500 steps' loss from the log
+        final_loss, window = _logged_loss(out / LOG, step, 500)
     summary = {
         "task": args.task, "step": step, "batch_size": args.batch_size, "lr": args.lr,
         "warmup": args.warmup, "schedule": args.schedule, "weight_decay": args.weight_decay,
@@ -380,7 +423,7 @@ def train(args: argparse.Namespace, command: str | None = None) -> dict:
         "seq_len": task.SEQ_LEN, "parameters": model.num_parameters(),
         "tokens": step * args.batch_size * task.SEQ_LEN,
         "elapsed_s": elapsed_before + time.time() - start, "hardware": hardware(),
-        "final_loss": sum(losses[-window:]) / window if losses else float("nan"),
+        "final_loss": final_loss,
         "loss_window": window, "val_nelbo": val_nelbo, "eval_n": args.eval_n,
         "fixed_tokens": getattr(task, "FIXED_TOKENS", None),
         "data": getattr(task, "DATA_DESCRIPTION", f"`explorer/tasks/{args.task}.py`, seed {args.seed}"),

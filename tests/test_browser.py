@@ -138,8 +138,10 @@ def test_quickstart_in_jupyterlab(browser, lab):
         page.screenshot(path=str(SHOTS / "quickstart_after.png"))
 
         # click a token: the kernel answers with that position's history and lifeline
+        from explorer.tasks import orders
+        rows = orders.SEQ_LEN // 16  # the quickstart's grid: 16 columns, one record a row
         box = page.locator(".remdm-token-grid .nsewdrag").first.bounding_box()
-        page.mouse.click(box["x"] + box["width"] * 0.5 / 16, box["y"] + box["height"] * 0.5 / 4)
+        page.mouse.click(box["x"] + box["width"] * 0.5 / 16, box["y"] + box["height"] * 0.5 / rows)
         page.wait_for_function(
             "() => [...document.querySelectorAll('.remdm-trace-viewer .gtitle')]"
             ".some(t => t.textContent.startsWith('lifelines of 1'))", timeout=30_000)

@@ -177,7 +177,8 @@ def test_orders_validity_counts_records_with_cluster_errors():
     from explorer.metrics.validity import per_sample_validity
     from explorer.tasks import orders
 
-    good = orders.generate(3, seed=0)  # 3 sequences = 12 valid records
+    k = orders.RECORDS_PER_SEQ  # 16 records per sequence
+    good = orders.generate(3, seed=0)  # 3 sequences = 48 valid records
     words = good[0].split()
     bad_currency = list(words)
     bad_currency[2] = "jpy" if words[2] != "jpy" else "eur"  # record 0 of a 4th sequence
@@ -185,23 +186,24 @@ def test_orders_validity_counts_records_with_cluster_errors():
     bad_total[10] = "999" if bad_total[10] != "999" else "30"  # record 0 of a 5th sequence
     texts = good + [" ".join(bad_currency), " ".join(bad_total)]
     df = orders_validity(texts).set_index("metric")
-    # 20 records, 2 broken: hits per sequence 4, 4, 4, 3, 3
-    assert df.loc["validity", "value"] == pytest.approx(18 / 20)
-    assert df.loc["validity", "n"] == 20
-    # ratio-estimator SE by hand: residuals 0.4 (x3), -0.6 (x2); sqrt(1.2 / (5 * 4)) / 4
-    assert df.loc["validity", "stderr"] == pytest.approx(math.sqrt(1.2 / 20) / 4)
-    assert df.loc["violation:currency", "value"] == pytest.approx(1 / 20)
+    # 80 records, 2 broken: hits per sequence 16, 16, 16, 15, 15
+    assert df.loc["validity", "value"] == pytest.approx(78 / 80)
+    assert df.loc["validity", "n"] == 80
+    # ratio-estimator SE by hand: p = 0.975, residuals 16 - 15.6 = 0.4 (x3) and -0.6 (x2);
+    # sqrt(sum r^2 / (5 * 4)) / mean cluster size
+    assert df.loc["validity", "stderr"] == pytest.approx(math.sqrt(1.2 / 20) / k)
+    assert df.loc["violation:currency", "value"] == pytest.approx(1 / 80)
     # "999" is not a total at all, so the record breaks the format rule (total is then not evaluated)
-    assert df.loc["violation:format", "value"] == pytest.approx(1 / 20)
+    assert df.loc["violation:format", "value"] == pytest.approx(1 / 80)
     assert df.loc["violation:total", "value"] == 0
     assert df.loc["violation:dates", "value"] == 0
-    q = 0.5 / 21  # no record breaks dates: the floor (k + 1/2)/(n + 1) over 20 records, never 0
-    assert df.loc["violation:dates", "stderr"] == pytest.approx(math.sqrt(q * (1 - q) / 20))
+    q = 0.5 / 81  # no record breaks dates: the floor (k + 1/2)/(n + 1) over 80 records, never 0
+    assert df.loc["violation:dates", "stderr"] == pytest.approx(math.sqrt(q * (1 - q) / 80))
     assert df.loc["sequence_validity", "value"] == pytest.approx(3 / 5)
     p = 3.5 / 6
     assert df.loc["sequence_validity", "stderr"] == pytest.approx(math.sqrt(p * (1 - p) / 5))
     assert set(df.index) == {"validity", "sequence_validity", *(f"violation:{r}" for r in orders.RULES)}
-    assert per_sample_validity(texts).tolist() == [1, 1, 1, 0.75, 0.75]
+    assert per_sample_validity(texts).tolist() == [1, 1, 1, 15 / 16, 15 / 16]
 
 
 def test_cluster_stderr_matches_the_spread_of_the_estimate():

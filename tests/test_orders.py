@@ -7,13 +7,14 @@ from tokenizers import Tokenizer
 
 from explorer.tasks import get_task, orders
 
-# One hand-written valid sequence (4 records of 16 tokens).
-VALID = (
+# Four hand-written valid records of 16 tokens, repeated to fill one sequence of 16 records.
+FOUR = (
     "order france eur 20% chair furniture 120 x 3 = 360 ordered 04 shipped 09 ; "
     "order japan jpy 10% novel books 35 x 1 = 35 ordered 21 shipped 28 ; "
     "order canada cad 5% laptop electronics 900 x 5 = 4500 ordered 01 shipped 02 ; "
     "order uk gbp 20% pan kitchen 48 x 2 = 96 ordered 10 shipped 17 ;"
 )
+VALID = " ".join([FOUR] * (orders.RECORDS_PER_SEQ // 4))
 
 
 def edit(text: str, record: int, pos: int, token: str) -> str:
@@ -31,10 +32,10 @@ def broken_rules(text: str) -> set[str]:
 
 
 def test_shape_and_interface():
-    assert orders.SEQ_LEN == 64 == orders.RECORD_LEN * orders.RECORDS_PER_SEQ
+    assert orders.SEQ_LEN == 256 == orders.RECORD_LEN * orders.RECORDS_PER_SEQ
     assert get_task("orders") is orders
     batch = next(orders.batches("train", 5, seed=0))
-    assert batch.shape == (5, 64) and batch.dtype == torch.long
+    assert batch.shape == (5, 256) and batch.dtype == torch.long
     assert int(batch.max()) < orders.MASK_ID  # data never holds the mask
     for pos, tok in orders.FIXED_TOKENS.items():  # the anchor the sampler pins is always there
         assert (batch[:, pos] == tok).all()
@@ -54,17 +55,17 @@ def test_generated_records_are_valid_and_varied():
     texts = orders.generate(200, seed=0)
     assert all(orders.is_valid(t) for t in texts)
     recs = [r for t in texts for r in orders.parse(t)]
-    assert len(recs) == 800
+    assert len(recs) == 200 * orders.RECORDS_PER_SEQ
     for field in ("country", "item", "qty", "order_day"):
         assert {r[field] for r in recs} == set(orders.FIELD_DOMAINS[field])
 
 
 def test_crafted_valid_sequence():
     assert orders.is_valid(VALID)
-    assert orders.record_validity(VALID) == [True] * 4
+    assert orders.record_validity(VALID) == [True] * orders.RECORDS_PER_SEQ
     df = orders.check_records(VALID)
     assert set(df.columns) >= {"record", "rule", "ok", "field", "value"}
-    assert len(df) == 4 * len(orders.RULES) and df.ok.all()
+    assert len(df) == orders.RECORDS_PER_SEQ * len(orders.RULES) and df.ok.all()
 
 
 @pytest.mark.parametrize("rule, field, token", [
@@ -142,9 +143,10 @@ def test_sampler_validity_on_stub_models():
     certain = torch.zeros(orders.SEQ_LEN, orders.VOCAB_SIZE)
     certain[torch.arange(orders.SEQ_LEN), ids] = 1.0
     recs = orders.sampler_validity(StubDenoiser(certain), MDLM(), steps=4, num_samples=2, seed=0)
-    assert len(recs) == 8 and recs["valid"].all()
+    n_rec = 2 * orders.RECORDS_PER_SEQ
+    assert len(recs) == n_rec and recs["valid"].all()
     summary = orders.summarise_validity(recs)
-    assert summary["valid"] == 1.0 and summary["records"] == 8 and summary["broken_total"] == 0.0
+    assert summary["valid"] == 1.0 and summary["records"] == n_rec and summary["broken_total"] == 0.0
 
     # a context-free model that knows each field's vocabulary but no rule: most records break one
     recs = orders.sampler_validity(blind_stub(), MDLM(), steps=4, num_samples=8, seed=0)
@@ -194,12 +196,12 @@ def test_repair_ledger_counts_fixes_breaks_and_hazards():
         [0, 0, 2, 3, False, True, 1],   # the remask at step 2 let step 3 fix the currency
         [0, 1, 4, 5, True, False, 1],   # the remask at step 4 ended in a broken date
     ]
-    # complete records exposed to a remask in the next step: step 1 (1 invalid, 3 valid),
-    # step 2 (3 valid), step 3 (4 valid), step 4 (3 valid); the last step is not exposed
-    assert ledger.attrs["exposure"] == {"valid": 13, "invalid": 1}
+    # complete records exposed to a remask in the next step: step 1 (1 invalid, 15 valid),
+    # step 2 (15 valid), step 3 (16 valid), step 4 (15 valid); the last step is not exposed
+    assert ledger.attrs["exposure"] == {"valid": 61, "invalid": 1}
     summary = orders.summarise_repairs(ledger)
     assert summary["fixed"] == 1 and summary["broken"] == 1 and summary["episodes"] == 2
-    assert summary["hazard_valid"] == pytest.approx(1 / 13)
+    assert summary["hazard_valid"] == pytest.approx(1 / 61)
     assert summary["hazard_invalid"] == pytest.approx(1.0)
 
 

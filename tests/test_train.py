@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
@@ -12,7 +13,7 @@ from explorer.models.dit import MDLM
 from explorer.tasks import orders
 from explorer.train import EMA, heldout_nelbo, main, sample_times
 
-TINY = ["--task", "orders", "--batch-size", "16", "--lr", "3e-3", "--warmup", "5",
+TINY = ["--task", "orders", "--batch-size", "4", "--lr", "3e-3", "--warmup", "5",
         "--hidden-dim", "32", "--n-blocks", "1", "--n-heads", "2", "--cond-dim", "16",
         "--eval-n", "32", "--threads", "1", "--no-progress"]
 
@@ -53,7 +54,8 @@ def test_tiny_run_lowers_the_loss(tmp_path):
     assert {p.name for p in export.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "README.md"}
     model = MDLM.from_pretrained(export)
     config = json.loads((export / "config.json").read_text())
-    assert config["fixed_tokens"] == {"0": orders.TOKEN_ID["order"]}  # the template's anchor
+    # the template's anchors: "order" at each record start
+    assert config["fixed_tokens"] == {str(p): orders.TOKEN_ID["order"] for p in range(0, orders.SEQ_LEN, 16)}
     assert model.config.vocab_size == orders.VOCAB_SIZE and model.config.model_length == orders.SEQ_LEN
     nelbo = heldout_nelbo(model, orders.eval_tensor(32, 0), orders.MASK_ID, seed=0)
     assert abs(nelbo - summary["val_nelbo"]) < 1e-4  # the exported weights are the EMA ones
@@ -77,3 +79,39 @@ def test_resume_continues_exactly(tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
     for key in a["ema"]["shadow"]:
         assert torch.equal(a["ema"]["shadow"][key], b["ema"]["shadow"][key]), key
+
+
+def test_init_from_starts_at_the_exported_weights(tmp_path):
+    """--init-from: a fine-tune starts from an exported model's weights (here, checked at step 0
+    through a zero learning rate), and a model of another architecture is refused by name."""
+    from safetensors.torch import load_file
+
+    main([*TINY, "--out", str(tmp_path / "a"), "--steps", "5", "--eval-every", "1000",
+          "--ckpt-every", "1000", "--export", str(tmp_path / "exp")])
+    main([*TINY, "--out", str(tmp_path / "b"), "--steps", "1", "--lr", "0", "--eval-every", "1000",
+          "--ckpt-every", "1", "--init-from", str(tmp_path / "exp")])
+    start = load_file(str(tmp_path / "exp" / "model.safetensors"))
+    after = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    assert start.keys() == after.keys()
+    for key in start:
+        assert torch.equal(start[key], after[key]), key
+    wider = [a if a != "32" else "48" for a in TINY]  # --hidden-dim 48
+    with pytest.raises(ValueError, match="do not fit this architecture"):
+        main([*wider, "--out", str(tmp_path / "c"), "--steps", "1", "--init-from", str(tmp_path / "exp")])
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        main([*TINY, "--out", str(tmp_path / "d"), "--steps", "1", "--init-from", str(tmp_path)])
+
+
+def test_export_after_the_last_step_reads_the_loss_from_the_log(tmp_path):
+    """Resuming at the last step only exports; the card's training loss then comes from the log
+    (the mean of the 50-step rows in the last 500 steps), not NaN."""
+    out = tmp_path / "run"
+    args = [*TINY, "--out", str(out), "--eval-every", "1000", "--ckpt-every", "50"]
+    first = main([*args, "--steps", "100"])
+    again = main([*args, "--steps", "100", "--resume", "--export", str(tmp_path / "export")])
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    logged = [r["loss"] for r in rows if "loss" in r]
+    assert len(logged) == 2 and again["loss_window"] == 100
+    assert again["final_loss"] == pytest.approx(sum(logged) / 2)
+    assert again["final_loss"] == pytest.approx(first["final_loss"], rel=1e-6)  # 100 steps either way
+    assert "nan" not in (tmp_path / "export" / "README.md").read_text()

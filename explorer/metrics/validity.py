@@ -2,7 +2,7 @@
 violation rates.
 
 The rules live in :mod:`explorer.tasks.orders` (``RULES``, ``check_records``); this module only
-counts. The unit is the **record** (a sequence holds ``RECORDS_PER_SEQ = 4``), as in the model
+counts. The unit is the **record** (a sequence holds ``RECORDS_PER_SEQ = 16``), as in the model
 card. Records of one sequence come from one generation and are not independent, so standard
 errors treat each sequence as a cluster (``cluster_stderr``): the ratio-estimator standard error
 over sequences. When every record agrees (0 or all valid) that estimate is 0, which would claim

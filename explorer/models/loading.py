@@ -139,16 +139,26 @@ def load_mdlm_tokenizer(directory: Path, vocab_size: int, mask_id: int) -> Any:
     return tokenizer
 
 
+# A built-in "model" with no weights: the exact posterior of the orders generator, the ceiling any
+# trained model could reach with a given sampler (explorer/tasks/orders_oracle.py).
+ORACLE_NAME = "orders-oracle"
+
+
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
                dtype: torch.dtype | None = None, trust_remote_code: bool = False,
                allow_download: bool = False, seq_len: int | None = None) -> Any:
-    """Load a denoiser from a directory, a shipped name (``"stories"``) or a hub id.
+    """Load a denoiser from a directory, a shipped name (``"stories"``) or a hub id;
+    ``"orders-oracle"`` is the exact posterior of the orders task (a perfect denoiser).
 
     ``device`` defaults to CPU; ``dtype`` to float32 weights (the native DiT still runs its blocks
     under bf16 autocast on CUDA, like upstream). ``seq_len`` only applies to HF masked LMs
     (the DiT's length is its ``model_length``). ``trust_remote_code`` is passed to transformers
     explicitly and is never prompted for; the native DiT never needs it.
     """
+    if str(name_or_path) == ORACLE_NAME:
+        from explorer.tasks.orders_oracle import OrdersOracle
+
+        return OrdersOracle().to(device or "cpu")
     directory, name = resolve_model_dir(name_or_path, allow_download=allow_download,
                                         trust_remote_code=trust_remote_code)
     config = read_config(directory)

@@ -1,7 +1,7 @@
 """Synthetic order records: a small language whose fields are tied together by business rules.
 
-One sequence is ``RECORDS_PER_SEQ = 4`` records of ``RECORD_LEN = 16`` word tokens, so
-``SEQ_LEN = 64`` exactly (no padding)::
+One sequence is ``RECORDS_PER_SEQ = 16`` records of ``RECORD_LEN = 16`` word tokens, so
+``SEQ_LEN = 256`` exactly (no padding); each record reads::
 
     order france eur 20% chair furniture 120 x 3 = 360 ordered 04 shipped 09 ;
 
@@ -26,6 +26,14 @@ fields already written, so it can keep every rule. When few steps decode many to
 coupled fields are drawn *independently* from their marginals in the same step (say ``france``
 and ``jpy``), and the record breaks a rule; MDLM can never revisit a decoded token, ReMDM can.
 
+Why 16 records in a sequence: under MDLM's log-linear schedule each token's unmask step is
+uniform over the T steps, so two coupled fields of a record share a step with probability 1/T
+whatever else the sequence holds. A record's chance of a clash is therefore set by T, and at
+"T = 4L" by L: more records per sequence, same records, fewer clashes per record. With 4 records
+(L = 64) even a perfect model (``explorer.tasks.orders_oracle``) keeps only 98.3 % of its
+records valid at T = 4L = 256 steps; with 16 (L = 256, T = 1024) it keeps about 99.6 %. Few
+steps still break many records: at T = L/4 = 64 steps, 4 tokens are decoded per step.
+
 Interface shared with ``explorer.tasks.stories`` and used by ``explorer.train``:
 ``build_tokenizer()``, ``SEQ_LEN``, ``batches(split, batch_size, seed)``, ``eval_tensor(n, seed)``.
 Validator: ``parse``, ``check``, ``check_records``, ``record_validity``, ``is_valid``, ``RULES``.
@@ -39,7 +47,7 @@ import torch
 
 NAME = "orders"
 RECORD_LEN = 16
-RECORDS_PER_SEQ = 4
+RECORDS_PER_SEQ = 16
 SEQ_LEN = RECORD_LEN * RECORDS_PER_SEQ
 
 # country -> (currency, tax rate)
@@ -131,14 +139,15 @@ VOCAB_SIZE = len(VOCAB)
 MASK_ID = VOCAB_SIZE - 1
 
 
-# The one position a model is always given, like a BOS token: ``{position: token id}``.
-# Why: the DiT has no absolute position embedding (rotary only, as mdlm-owt), so on the all-mask
-# input of the first step every position has the same hidden state and the same p(x0). A fixed
-# template then has no phase: the first tokens decoded pick one at random and the records come
-# out cyclically shifted ("... x 3 = 360 ordered 04 shipped 09 ; order france ..."). Pinning
-# "order" at position 0 anchors the template. Exported into config.json as ``fixed_tokens``;
-# the engine never masks or changes such positions.
-FIXED_TOKENS: dict[int, int] = {0: TOKEN_ID["order"]}
+# The positions a model is always given, like BOS tokens: ``{position: token id}``, the word
+# "order" that starts each record. Why: the DiT has no absolute position embedding (rotary only,
+# as mdlm-owt), so on the all-mask input of the first step every position has the same hidden
+# state and the same p(x0). A fixed template then has no phase: the first tokens decoded pick one
+# at random and the records come out cyclically shifted ("... x 3 = 360 ordered 04 shipped 09 ;
+# order france ..."). An anchor at each record start gives every position its phase from a
+# neighbour at most 15 tokens away. Exported into config.json as ``fixed_tokens``; the engine
+# never masks or changes such positions.
+FIXED_TOKENS: dict[int, int] = {r * RECORD_LEN: TOKEN_ID["order"] for r in range(RECORDS_PER_SEQ)}
 
 
 def build_tokenizer():
@@ -232,7 +241,7 @@ def decode(ids) -> str:
 
 
 def generate(n: int, seed: int = 0, split: str = "train") -> list[str]:
-    """``n`` valid sequences as text (each four records)."""
+    """``n`` valid sequences as text (each ``RECORDS_PER_SEQ`` records)."""
     return [decode(row) for row in sample_ids(n, _generator(split, seed))]
 
 
@@ -407,7 +416,7 @@ def sampler_validity(model, sampler, steps: int, num_samples: int, seed: int = 0
 
 def summarise_validity(records: pd.DataFrame) -> dict:
     """Fraction of valid records with a standard error that treats each sequence as a cluster
-    (its four records share one generation; ``explorer.metrics.validity.cluster_stderr``), plus the
+    (its records share one generation; ``explorer.metrics.validity.cluster_stderr``), plus the
     violation rate of each rule."""
     from explorer.metrics.validity import cluster_stderr
 
@@ -555,7 +564,7 @@ def evaluate(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--model", default="orders", help="a shipped name or a model directory")
     p.add_argument("--samplers", nargs="+", default=["mdlm"], help='e.g. mdlm "remdm-cap:eta=0.02"')
     p.add_argument("--steps", nargs="+", type=int, default=[SEQ_LEN // 4, 4 * SEQ_LEN])
-    p.add_argument("--samples", type=int, default=128, help="sequences per cell (4 records each)")
+    p.add_argument("--samples", type=int, default=128, help=f"sequences per cell ({RECORDS_PER_SEQ} records each)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="CSV to write (rows are appended as cells finish)")
