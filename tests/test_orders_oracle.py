@@ -120,3 +120,16 @@ def test_load_model_knows_the_oracle_by_name():
     assert torch.equal(oracle.logits(z).argmax(-1)[0], ids)  # a valid sequence is its own posterior mode
     with pytest.raises(ValueError, match="must be"):
         oracle.logits(z[:, :16])
+
+
+def test_ceiling_counts_valid_records_at_any_length():
+    from explorer.samplers import MDLM, ConfidenceOrdered
+    from explorer.tasks.orders_oracle import ceiling
+
+    one_by_one = ceiling(ConfidenceOrdered(order="random"), 32, num_samples=3, records_per_seq=2)
+    assert one_by_one["records"] == 6 and one_by_one["valid"] == 1.0
+    # one step decodes every field of a record at once, independently from the prior marginals:
+    # the country group alone then agrees with probability 0.027, so almost no record survives
+    one_step = ceiling(MDLM(), 1, num_samples=8, records_per_seq=4)
+    assert one_step["records"] == 32 and one_step["valid"] < 0.2
+    assert orders.record_valid(orders.parse(orders.decode(orders.eval_tensor(1)[0]))[3])

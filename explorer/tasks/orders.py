@@ -352,6 +352,13 @@ def record_validity(text: str) -> list[bool]:
     return [bool(g["ok"].all()) and "format" in set(g["rule"]) for _, g in df.groupby("record")]
 
 
+def record_valid(rec: dict) -> bool:
+    """Does one parsed record (an item of :func:`parse`) keep every rule? Unlike
+    :func:`record_validity` it does not look at the sequence's length."""
+    rows = _record_rows(0, rec)
+    return all(r["ok"] for r in rows) and any(r["rule"] == "format" for r in rows)
+
+
 def is_valid(text: str) -> bool:
     return all(check(text).values())
 
@@ -490,8 +497,7 @@ def repair_ledger(trace) -> pd.DataFrame:
 
     def valid(rec: tuple) -> bool:
         if rec not in cache:
-            rows = _record_rows(0, parse(decode(rec))[0])
-            cache[rec] = all(r["ok"] for r in rows) and any(r["rule"] == "format" for r in rows)
+            cache[rec] = record_valid(parse(decode(rec))[0])
         return cache[rec]
 
     open_at: dict[tuple[int, int], tuple[int, tuple, bool]] = {}

@@ -111,3 +111,25 @@ class OrdersOracle:
 
     def __repr__(self) -> str:
         return f"OrdersOracle(records_per_seq={self.records}, seq_len={self.seq_len})"
+
+
+def ceiling(sampler, steps: int, num_samples: int, records_per_seq: int | None = None,
+            seed: int = 0) -> dict:
+    """Validity a perfect model would reach with ``sampler`` in ``steps`` steps: the fraction of
+    valid records among ``num_samples`` oracle sequences of ``records_per_seq`` records (the
+    task's length when None), with its cluster standard error. Each record is checked on its own
+    (``orders.record_valid``), so any length works, e.g. the 4-record sequences of the first
+    shipped model:  ``ceiling(MDLM(nucleus_p=0.9), 256, 512, records_per_seq=4)``."""
+    import numpy as np
+
+    from explorer.engine import generate
+    from explorer.metrics.validity import cluster_stderr
+
+    oracle = OrdersOracle(records_per_seq)
+    trace = generate(oracle, sampler, steps, num_samples=num_samples, seed=seed, record=False,
+                     progress=False)
+    hits = np.array([sum(task.record_valid(rec) for rec in task.parse(task.decode(ids)))
+                     for ids in trace.final])
+    sizes = np.full(len(hits), oracle.records)
+    return {"steps": steps, "records_per_seq": oracle.records, "records": int(sizes.sum()),
+            "valid": float(hits.sum() / sizes.sum()), "valid_se": cluster_stderr(hits, sizes)}
