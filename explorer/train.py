@@ -210,10 +210,12 @@ def hardware() -> str:
 
 def model_card(task: str, command: str, summary: dict) -> str:
     s = summary
+    origin = (f"fine-tuned from the weights in `{s['init_from']}`" if s.get("init_from")
+              else "trained from scratch")
     return f"""# `{task}`: a small MDLM trained by ReMDM Explorer
 
 A masked diffusion language model (MDLM; the DiT of `explorer/models/dit.py`, the
-`kuleshov-group/mdlm-owt` architecture and checkpoint layout at a small size) trained from scratch
+`kuleshov-group/mdlm-owt` architecture and checkpoint layout at a small size) {origin}
 with `explorer/train.py` on the `{task}` task (`explorer/tasks/{task}.py`).
 Weights are the EMA weights. Load with `explorer.load_model("{task}")` or
 `MDLM.from_pretrained("data/models/{task}")`.
@@ -426,6 +428,7 @@ def train(args: argparse.Namespace, command: str | None = None) -> dict:
         "final_loss": final_loss,
         "loss_window": window, "val_nelbo": val_nelbo, "eval_n": args.eval_n,
         "fixed_tokens": getattr(task, "FIXED_TOKENS", None),
+        "init_from": str(args.init_from) if args.init_from is not None else None,
         "data": getattr(task, "DATA_DESCRIPTION", f"`explorer/tasks/{args.task}.py`, seed {args.seed}"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

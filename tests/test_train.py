@@ -90,6 +90,9 @@ def test_init_from_starts_at_the_exported_weights(tmp_path):
           "--ckpt-every", "1000", "--export", str(tmp_path / "exp")])
     main([*TINY, "--out", str(tmp_path / "b"), "--steps", "1", "--lr", "0", "--eval-every", "1000",
           "--ckpt-every", "1", "--init-from", str(tmp_path / "exp")])
+    main([*TINY, "--out", str(tmp_path / "b"), "--steps", "1", "--resume", "--export", str(tmp_path / "exp_b"),
+          "--init-from", str(tmp_path / "exp")])
+    assert f"fine-tuned from the weights in `{tmp_path / 'exp'}`" in (tmp_path / "exp_b" / "README.md").read_text()
     start = load_file(str(tmp_path / "exp" / "model.safetensors"))
     after = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
     assert start.keys() == after.keys()
@@ -114,4 +117,5 @@ def test_export_after_the_last_step_reads_the_loss_from_the_log(tmp_path):
     assert len(logged) == 2 and again["loss_window"] == 100
     assert again["final_loss"] == pytest.approx(sum(logged) / 2)
     assert again["final_loss"] == pytest.approx(first["final_loss"], rel=1e-6)  # 100 steps either way
-    assert "nan" not in (tmp_path / "export" / "README.md").read_text()
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert "nan" not in card and "trained from scratch" in card
