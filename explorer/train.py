@@ -297,20 +297,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _init_from(model: MDLM, directory: Path) -> None:
     """Copy the weights of the exported model in ``directory`` into ``model`` (a fine-tune)."""
-    from safetensors.torch import load_file
+    from explorer.models.dit import check_state_dict, load_state_dict_file, weights_file
 
-    weights = directory / "model.safetensors"
-    if not weights.is_file():
+    try:
+        weights = weights_file(directory)
+    except FileNotFoundError as err:
         raise FileNotFoundError(f"--init-from {directory}: no model.safetensors there; pass a folder "
-                                "written by `explorer train --export` or `save_pretrained`.")
-    state = load_file(str(weights))
-    mine = model.state_dict()
-    bad = sorted(k for k in state if k not in mine or state[k].shape != mine[k].shape)
-    missing = sorted(k for k in mine if k not in state)
-    if bad or missing:
-        raise ValueError(f"--init-from {directory}: its weights do not fit this architecture "
-                         f"(mismatched {bad[:3]}, missing {missing[:3]}); use the same --hidden-dim, "
-                         "--n-blocks, --n-heads, --cond-dim and task vocabulary as that model.")
+                                "written by `explorer train --export` or `save_pretrained`.") from err
+    state = load_state_dict_file(weights)
+    try:
+        check_state_dict(state, {k: tuple(v.shape) for k, v in model.state_dict().items()}, source=weights)
+    except ValueError as err:
+        raise ValueError(f"--init-from {directory}: its weights do not fit this architecture; use the "
+                         "same --hidden-dim, --n-blocks, --n-heads, --cond-dim and task vocabulary as "
+                         f"that model.\n{err}") from err
     model.load_state_dict(state)
 
 
