@@ -10,7 +10,7 @@ from explorer.tasks import orders
 from explorer.tasks.orders_oracle import GROUPS, OrdersOracle
 
 M = orders.MASK_ID
-COL = {name: orders.TEMPLATE.index(f"<{name}>") for name in orders.FIELDS}
+COL = orders.FIELD_POS
 TID = orders.TOKEN_ID
 
 

@@ -96,6 +96,7 @@ TEMPLATE: tuple[str, ...] = (
 )
 assert len(TEMPLATE) == RECORD_LEN
 FIELDS = tuple(t[1:-1] for t in TEMPLATE if t.startswith("<"))
+FIELD_POS: dict[str, int] = {name: TEMPLATE.index(f"<{name}>") for name in FIELDS}  # inside a record
 KEYWORDS = tuple(dict.fromkeys(t for t in TEMPLATE if not t.startswith("<")))
 
 
@@ -198,17 +199,16 @@ def sample_ids(n: int, generator: torch.Generator) -> torch.LongTensor:
     for pos, slot in enumerate(TEMPLATE):
         if not slot.startswith("<"):
             rec[..., pos] = TOKEN_ID[slot]
-    col = {name: TEMPLATE.index(f"<{name}>") for name in FIELDS}
-    rec[..., col["country"]] = _COUNTRY_IDS[country]
-    rec[..., col["currency"]] = _CURRENCY_IDS[country]
-    rec[..., col["tax"]] = _TAX_IDS[country]
-    rec[..., col["item"]] = _ITEM_IDS[item]
-    rec[..., col["category"]] = _CATEGORY_IDS[item]
-    rec[..., col["price"]] = _PRICE_IDS[item]
-    rec[..., col["qty"]] = _QTY_IDS[qty - 1]
-    rec[..., col["total"]] = _TOTAL_LOOKUP[_ITEM_PRICES[item] * qty]
-    rec[..., col["order_day"]] = _DAY_IDS[order_day - 1]
-    rec[..., col["ship_day"]] = _DAY_IDS[ship_day - 1]
+    rec[..., FIELD_POS["country"]] = _COUNTRY_IDS[country]
+    rec[..., FIELD_POS["currency"]] = _CURRENCY_IDS[country]
+    rec[..., FIELD_POS["tax"]] = _TAX_IDS[country]
+    rec[..., FIELD_POS["item"]] = _ITEM_IDS[item]
+    rec[..., FIELD_POS["category"]] = _CATEGORY_IDS[item]
+    rec[..., FIELD_POS["price"]] = _PRICE_IDS[item]
+    rec[..., FIELD_POS["qty"]] = _QTY_IDS[qty - 1]
+    rec[..., FIELD_POS["total"]] = _TOTAL_LOOKUP[_ITEM_PRICES[item] * qty]
+    rec[..., FIELD_POS["order_day"]] = _DAY_IDS[order_day - 1]
+    rec[..., FIELD_POS["ship_day"]] = _DAY_IDS[ship_day - 1]
     return rec.reshape(n, SEQ_LEN)
 
 
@@ -463,14 +463,13 @@ def error_causes(trace) -> pd.DataFrame:
     ev = trace.events
     ev = ev[ev["kind"] == "unmask"]
     last = ev.groupby(["sample", "position"])["step"].max()
-    col = {name: TEMPLATE.index(f"<{name}>") for name in FIELDS}
     rows = []
     for i, ids in enumerate(trace.final):
         for _, bad in check_records(decode(ids)).query("not ok").iterrows():
             rule, r = bad["rule"], int(bad["record"])
             if rule not in RULE_FIELDS:
                 continue
-            steps = [int(last.get((i, r * RECORD_LEN + col[f]), -1)) for f in RULE_FIELDS[rule]]
+            steps = [int(last.get((i, r * RECORD_LEN + FIELD_POS[f]), -1)) for f in RULE_FIELDS[rule]]
             known = [s for s in steps if s >= 0]
             rows.append({"sample": i, "record": r, "rule": rule, "steps": steps,
                          "together": len(known) != len(set(known))})

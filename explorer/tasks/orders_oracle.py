@@ -28,9 +28,6 @@ import torch
 
 from explorer.tasks import orders as task
 
-_COL = {name: task.TEMPLATE.index(f"<{name}>") for name in task.FIELDS}
-
-
 def _group_tables() -> dict[str, tuple[tuple[str, ...], torch.Tensor]]:
     """``{group: (fields, rows)}``: ``rows[i, j]`` is the token id of ``fields[j]`` in row ``i``."""
     tid = task.TOKEN_ID
@@ -49,6 +46,11 @@ def _group_tables() -> dict[str, tuple[tuple[str, ...], torch.Tensor]]:
 
 GROUPS = _group_tables()
 assert sorted(f for fields, _ in GROUPS.values() for f in fields) == sorted(task.FIELDS)
+# per group: the record positions of its fields, and each field's rows as one-hot [n_rows, V]
+# (the posterior of field j is agree @ onehot[j]); built once, used at every model call
+_GROUP_PLAN = [([task.FIELD_POS[f] for f in fields], rows,
+                [torch.nn.functional.one_hot(rows[:, j], task.VOCAB_SIZE).double() for j in range(len(fields))])
+               for fields, rows in GROUPS.values()]
 
 
 class OrdersOracle:
@@ -93,14 +95,12 @@ class OrdersOracle:
         out = torch.zeros(b, self.records, task.RECORD_LEN, self.vocab_size, dtype=torch.float64)
         kw = self._keyword >= 0
         out[:, :, kw, self._keyword[kw]] = 1.0
-        for fields, rows in GROUPS.values():
-            cols = [_COL[f] for f in fields]
+        for cols, rows, onehots in _GROUP_PLAN:
             seen = rec[:, :, cols].unsqueeze(2)  # [B, R, 1, F]
             agree = ((seen == rows) | (seen == self.mask_id)).all(-1).double()  # [B, R, n]
             none = agree.sum(-1, keepdim=True) == 0
             agree = torch.where(none, torch.ones_like(agree), agree)  # broken record: the prior
-            for j, col in enumerate(cols):
-                onehot = torch.nn.functional.one_hot(rows[:, j], self.vocab_size).double()
+            for col, onehot in zip(cols, onehots):
                 out[:, :, col] = agree @ onehot
         out = out / out.sum(-1, keepdim=True)
         return out.reshape(b, self.seq_len, self.vocab_size).to(z.device)
