@@ -429,14 +429,44 @@ def _positions_mask(spec, shape, what: str) -> torch.Tensor:
     return m
 
 
+def _replacements(model, replace, seq_len: int) -> dict[int, int]:
+    """``{position: token id}`` from ``{position: id or single-token text}``, validated."""
+    if replace is None:
+        return {}
+    if not isinstance(replace, dict):
+        raise ValueError("replace must be a dict {position: token}, e.g. {12: 'EUR'} or {12: 431}.")
+    out = {}
+    for pos, tok in replace.items():
+        if isinstance(pos, bool) or not isinstance(pos, (int, np.integer)) or not 0 <= pos < seq_len:
+            raise ValueError(f"replace position {pos!r} must be an integer in [0, {seq_len}).")
+        if isinstance(tok, str):
+            tk = getattr(model, "tokenizer", None)
+            tid = tk.convert_tokens_to_ids(tok) if tk is not None and hasattr(tk, "convert_tokens_to_ids") else None
+            if not isinstance(tid, int) or (tid == getattr(tk, "unk_token_id", None) and tok != getattr(tk, "unk_token", None)):
+                raise ValueError(f"replace token {tok!r} is not a single token of this model's vocabulary; "
+                                 "pass a token id instead.")
+            tok = tid
+        if isinstance(tok, bool) or not isinstance(tok, (int, np.integer)) \
+                or not 0 <= tok < model.vocab_size or tok == model.mask_id:
+            raise ValueError(f"replace token {tok!r} at position {pos} must be a non-mask token id in "
+                             f"[0, {model.vocab_size}) (mask id {model.mask_id}).")
+        out[int(pos)] = int(tok)
+    return out
+
+
 def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | None = None,
            sampler: Sampler | None = None, device=None, batch_size=None, progress: bool = True,
-           record: bool = True, fast: bool = True) -> Trace:
+           record: bool = True, fast: bool = True, replace: dict | None = None) -> Trace:
     """Continue a trace from ``step`` as a *branch*, optionally editing the state first.
 
     ``remask``: positions (list of ints, or a boolean [L] / [N, L] mask) put back to [MASK];
-    ``pin``: decoded positions frozen from now on (never remasked).  With no edit and the same
-    seed the branch reproduces the parent exactly.  The branch records its parent and the edit.
+    ``pin``: decoded positions frozen from now on (never remasked);
+    ``replace``: ``{position: token}`` (token id or single-token text) written into every sample at
+    that position *without* pinning it -- plant a mistake and watch what the sampler does with it.
+    A replaced token counts as decoded with an unknown probability (nan), so a remasking sampler may
+    revisit it; it cannot be combined with ``remask`` or ``pin`` at the same position.
+    With no edit and the same seed the branch reproduces the parent exactly.  The branch records its
+    parent and the edit.
     """
     from .samplers import from_config
     if not isinstance(trace, Trace):
@@ -465,12 +495,21 @@ def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | No
         raise ValueError("cannot remask prompt or pinned positions; they are fixed.")
     if (pn & (x == trace.mask_id)).any():
         raise ValueError(f"cannot pin a position that is masked at step {step}; pin decoded tokens only.")
+    rp = _replacements(model, replace, trace.seq_len)
+    for pos, tok in rp.items():
+        if fixed[:, pos].any():
+            raise ValueError(f"cannot replace position {pos}: it is a prompt or pinned position (fixed).")
+        if rm[:, pos].any() or pn[:, pos].any():
+            raise ValueError(f"position {pos} is both replaced and remasked/pinned; choose one edit per position.")
+        x[:, pos] = tok
+        tp[:, pos] = float("nan")
     x[rm] = trace.mask_id
     tp[rm] = float("nan")
     fixed |= pn
     device = _device(model, device)
     grid = [g for g in full_grid if g.step > step]
-    edit = {"remask": rm.nonzero().tolist(), "pin": pn.nonzero().tolist()}
+    edit = {"remask": rm.nonzero().tolist(), "pin": pn.nonzero().tolist(),
+            "replace": {str(p): t for p, t in rp.items()}}
     branch = _loop(model, sampler, grid, trace.num_steps, x, fixed, tp, seed, 0, device, batch_size, record,
                    progress, trace.topk, fast, {"prompt": trace.meta.get("prompt")}, first_step=step)
     branch.meta["parent"] = {"run_id": trace.run_id, "step": int(step), "edit": edit}
