@@ -19,6 +19,23 @@ Optional metadata:
   the engine treats them like prompt tokens: never masked, never remasked.
 * ``identity: dict`` -- at least ``name`` and ``sha256`` of the weights; traces record it.
 * ``device`` -- where the model lives.
+
+Variable-length models (LLaDA, Dream; docs/CONTRACTS.md, llada-dream reference §1.3, §2.3):
+
+* ``seq_len = None`` and ``max_length: int`` -- no fixed canvas: the engine builds prompt +
+  ``gen_length`` masks, at most ``max_length`` tokens (LLaDA 4096, Dream 2048);
+* ``pad_id``, ``eos_id``, ``eot_id`` (end of turn, or None), ``family`` (``"llada"``/``"dream"``),
+  ``dtype``, ``to(device)``;
+* ``logits(z, pad=None) -> [B, L, V]`` in the model dtype, row i the distribution of token i
+  (Dream's AR shift is inside the model); ``pad`` is None or BoolTensor[B, L], True at left
+  padding, and the model applies its own padding rules (LLaDA: additive key mask, positions not
+  shifted; Dream: outer-AND mask and position ids cumsum(valid) - 1, so a padded row equals the
+  unpadded one at its valid positions);
+* ``body(z, pad=None) -> [B, L, D]`` and ``head(h[N, D]) -> [N, V]`` with
+  ``head(body(z, pad)[b, l]) == logits(z, pad)[b, l]``.
+
+The engine calls ``logits(z)`` / ``body(z)`` without ``pad`` when no row is padded, so
+fixed-length models need not accept it.
 """
 from __future__ import annotations
 
@@ -63,13 +80,19 @@ def model_identity(model: Any) -> dict:
 
 def check_denoiser(model: Any) -> None:
     """Raise a clear error when ``model`` does not follow the protocol."""
-    missing = [a for a in ("mask_id", "vocab_size", "seq_len") if not isinstance(getattr(model, a, None), int)]
+    missing = [a for a in ("mask_id", "vocab_size") if not isinstance(getattr(model, a, None), int)]
+    if getattr(model, "seq_len", None) is None and isinstance(getattr(model, "max_length", None), int):
+        if model.max_length < 1:
+            raise ValueError(f"max_length={model.max_length} must be positive: it is the longest canvas the model takes.")
+    elif not isinstance(getattr(model, "seq_len", None), int):
+        missing.append("seq_len (or seq_len=None with an integer max_length)")
     if not callable(getattr(model, "logits", None)):
         missing.append("logits(z)")
     if missing:
         raise TypeError(
             f"{type(model).__name__} is not a denoiser: missing {', '.join(missing)}. "
-            "Wrap it so it has integer mask_id, vocab_size, seq_len and a logits(z) method "
+            "Wrap it so it has integer mask_id, vocab_size, seq_len (or seq_len=None and an integer "
+            "max_length for a model without a fixed canvas) and a logits(z) method "
             "(see explorer.protocol), or load it with explorer.load_model()."
         )
     if not 0 <= model.mask_id < model.vocab_size:

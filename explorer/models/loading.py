@@ -7,13 +7,18 @@ Resolution order for ``name_or_path``:
    then ``<repo>/data/models/<name>``;
 3. a Hugging Face hub id: the local HF cache, then a download -- only with ``allow_download=True``.
 
-A directory is dispatched on its config.json ``model_type``: ``"mdlm"`` gives the native DiT
-(:class:`~explorer.models.denoiser.MDLMDenoiser`), anything else the masked-LM adapter
-(:class:`~explorer.models.hf_adapter.HFMaskedLMDenoiser`).
+A directory is dispatched on its config.json ``model_type`` / ``architectures``:
+
+* ``"mdlm"``: the native DiT (:class:`~explorer.models.denoiser.MDLMDenoiser`);
+* ``"llada"`` / ``LLaDAModelLM`` and ``"Dream"`` / ``DreamModel``: the native masked diffusion LLMs
+  (:mod:`explorer.models.llada`, :mod:`explorer.models.dream`; reference llada-dream §1-§3) behind
+  the variable-length protocol (:class:`~explorer.models.dllm.DiffusionLMDenoiser`), never remote code;
+* a model type transformers knows as a masked LM (bert, roberta, modernbert, ...), or any with
+  ``trust_remote_code=True``: the masked-LM adapter (:class:`~explorer.models.hf_adapter.HFMaskedLMDenoiser`);
+* anything else: an error listing what is supported.
 """
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -23,7 +28,14 @@ import torch
 
 from .denoiser import MDLMDenoiser
 from .dit import CONFIG_NAME, MDLM, weights_file
+from .dllm import DiffusionLMDenoiser, default_device_dtype, read_json
+from .dream import ARCHITECTURE as DREAM_ARCHITECTURE
+from .dream import MODEL_TYPE as DREAM_MODEL_TYPE
+from .dream import DreamModel
 from .hf_adapter import HFMaskedLMDenoiser
+from .llada import ARCHITECTURE as LLADA_ARCHITECTURE
+from .llada import MODEL_TYPE as LLADA_MODEL_TYPE
+from .llada import LLaDAModelLM
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MASK_TOKEN = "[MASK]"
@@ -83,7 +95,7 @@ def resolve_model_dir(name_or_path: str | os.PathLike, allow_download: bool = Fa
 
 
 # config, tokenizer files and safetensors weights; remote code only when it may run
-_DOWNLOAD_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
+_DOWNLOAD_PATTERNS = ["*.json", "*.txt", "*.model", "*.jinja", "*.safetensors"]
 
 
 def download(repo_id: str, trust_remote_code: bool = False) -> Path:
@@ -98,11 +110,11 @@ def download(repo_id: str, trust_remote_code: bool = False) -> Path:
 
 
 def read_config(directory: Path) -> dict:
-    path = directory / CONFIG_NAME
+    """config.json as a dict; a missing or damaged file gives an error naming it."""
+    path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}; cannot tell which kind of model it holds.")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path)
 
 
 def load_mdlm_tokenizer(directory: Path, vocab_size: int, mask_id: int) -> Any:
@@ -139,6 +151,96 @@ def load_mdlm_tokenizer(directory: Path, vocab_size: int, mask_id: int) -> Any:
     return tokenizer
 
 
+# ------------------------------------------------------------------ masked diffusion LLMs
+# family -> (config.json model_type, architectures entry, native class); reference §1.1, §2.1
+DIFFUSION_LLMS = {
+    "llada": (LLADA_MODEL_TYPE, LLADA_ARCHITECTURE, LLaDAModelLM),
+    "dream": (DREAM_MODEL_TYPE, DREAM_ARCHITECTURE, DreamModel),
+}
+# the end-of-turn token of each family's chat template (reference §3.1, §3.2)
+END_OF_TURN = {"llada": "<|eot_id|>", "dream": "<|im_end|>"}
+# published checkpoints that load natively (with allow_download=True, or from the local HF cache)
+PUBLISHED = ("GSAI-ML/LLaDA-8B-Instruct", "GSAI-ML/LLaDA-8B-Base", "GSAI-ML/LLaDA-1.5",
+             "Dream-org/Dream-v0-Instruct-7B", "Dream-org/Dream-v0-Base-7B")
+
+
+def diffusion_llm_family(config: dict) -> str | None:
+    """"llada" or "dream" when config.json names one of them (model_type or architectures), else None."""
+    model_type = str(config.get("model_type") or "").lower()
+    architectures = config.get("architectures") or []
+    for family, (mtype, arch, _) in DIFFUSION_LLMS.items():
+        if model_type == mtype.lower() or arch in architectures:
+            return family
+    return None
+
+
+def supported_architectures() -> str:
+    llms = ", ".join(f"{m!r} ({a})" for m, a, _ in DIFFUSION_LLMS.values())
+    return (f"'mdlm' (MDLM DiT), {llms}, or a Hugging Face masked LM (bert, roberta, modernbert, ...; "
+            "with trust_remote_code=True also custom ones)")
+
+
+def check_supported(directory: Path, config: dict, trust_remote_code: bool) -> None:
+    """Raise a clear error for a config.json of an architecture no loader here handles."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    model_type = config.get("model_type")
+    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return
+    if trust_remote_code and "AutoModelForMaskedLM" in (config.get("auto_map") or {}):
+        return
+    what = f"model_type={model_type!r}" if model_type else "no model_type"
+    archs = config.get("architectures")
+    raise ValueError(f"{directory / CONFIG_NAME} describes an unsupported architecture ({what}"
+                     f"{f', architectures={archs}' if archs else ''}). Supported: {supported_architectures()}. "
+                     "Check that the directory holds the model you meant.")
+
+
+def load_diffusion_llm_tokenizer(directory: Path, family: str) -> Any:
+    """The tokenizer in the folder, without remote code; None (with a warning) when it has none.
+
+    tokenizer.json is read as a fast tokenizer (LLaDA ships one, §3.1). Dream's own tokenizer
+    class is remote code; its vocab.json + merges.txt are a Qwen2 BPE (§3.2), read as such.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if (directory / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(str(directory), local_files_only=True)
+    if family == "dream" and (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
+        from transformers import Qwen2TokenizerFast
+
+        return Qwen2TokenizerFast.from_pretrained(str(directory), local_files_only=True)
+    if (directory / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+    warnings.warn(f"{directory} has no tokenizer files; the model loads with tokenizer=None, so prompts must be "
+                  "token ids and samples are ids only. Copy the model's tokenizer files into the directory.",
+                  stacklevel=3)
+    return None
+
+
+def load_diffusion_llm(directory: Path, family: str, name: str, device=None,
+                       dtype: torch.dtype | None = None) -> DiffusionLMDenoiser:
+    """A LLaDA or Dream checkpoint directory as a variable-length denoiser (docs/CONTRACTS.md).
+
+    mask, EOS and pad ids come from config.json; the end-of-turn id from the tokenizer (None
+    without one, or when its vocabulary lacks the token, as LLaDA-Base's does, §3.1).
+    """
+    device, dtype = default_device_dtype(device, dtype)
+    model = DIFFUSION_LLMS[family][2].from_pretrained(directory, device=device, dtype=dtype)
+    tokenizer = load_diffusion_llm_tokenizer(directory, family)
+    c = model.config
+    eot_id = None
+    if tokenizer is not None:
+        eot = tokenizer.convert_tokens_to_ids(END_OF_TURN[family])
+        eot_id = eot if isinstance(eot, int) and eot != tokenizer.unk_token_id else None
+        if tokenizer.mask_token_id is not None and tokenizer.mask_token_id != c.mask_token_id:
+            warnings.warn(f"the tokenizer's mask id ({tokenizer.mask_token_id}) differs from config.json's "
+                          f"mask_token_id ({c.mask_token_id}); the config's is used.", stacklevel=3)
+    return DiffusionLMDenoiser(model, family=family, max_length=c.max_length, mask_id=c.mask_token_id,
+                               eos_id=c.eos_token_id, pad_id=c.pad_token_id, eot_id=eot_id, tokenizer=tokenizer,
+                               name=name, directory=directory)
+
+
 # A built-in "model" with no weights: the exact posterior of the orders generator, the ceiling any
 # trained model could reach with a given sampler (explorer/tasks/orders_oracle.py).
 ORACLE_NAME = "orders-oracle"
@@ -151,7 +253,9 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device | Non
     ``"orders-oracle"`` is the exact posterior of the orders task (a perfect denoiser).
 
     ``device`` defaults to CPU; ``dtype`` to float32 weights (the native DiT still runs its blocks
-    under bf16 autocast on CUDA, like upstream). ``seq_len`` only applies to HF masked LMs
+    under bf16 autocast on CUDA, like upstream); LLaDA and Dream default to bf16 on CUDA and
+    float32 elsewhere, read memory-mapped straight into that dtype and device (an 8B model
+    needs its own size in host memory, not twice). ``seq_len`` only applies to HF masked LMs
     (the DiT's length is its ``model_length``). ``trust_remote_code`` is passed to transformers
     explicitly and is never prompted for; the native DiT never needs it.
     """
@@ -173,7 +277,9 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device | Non
         if fixed:
             denoiser.fixed_tokens = {int(p): int(t) for p, t in fixed.items()}
         return denoiser
-    if model_type is None:
-        raise ValueError(f"{directory / CONFIG_NAME} has no model_type; cannot choose a loader.")
+    family = diffusion_llm_family(config)
+    if family is not None:
+        return load_diffusion_llm(directory, family, name, device=device, dtype=dtype)
+    check_supported(directory, config, trust_remote_code)
     return HFMaskedLMDenoiser.from_pretrained(directory, device=device, dtype=dtype, seq_len=seq_len,
                                               trust_remote_code=trust_remote_code, name=name)

@@ -1,0 +1,253 @@
+"""Dream-v0 (7B, Qwen2.5 layout made bidirectional), natively: no remote code.
+
+Module names are the checkpoint keys of the published ``DreamModel`` (reference §2.2). The
+forward is reference §2.3::
+
+    h = embed_tokens[ids]
+    for layer in layers:                                   # pre-norm Qwen2 decoder layer
+        a = input_layernorm(h)
+        q, k, v = q_proj(a), k_proj(a), v_proj(a)          # with biases; k, v have 4 heads
+        q, k = rope(q), rope(k)                            # cos/sin cast to the hidden dtype
+        k, v = repeat_kv(k), repeat_kv(v)                  # kv head j feeds q heads j*r .. j*r+r-1
+        h = h + o_proj(SDPA(q, k, v))                      # is_causal=False: bidirectional
+        m = post_attention_layernorm(h)
+        h = h + down_proj(SiLU(gate_proj(m)) * up_proj(m))
+    out = norm(h)
+    out = shift(out)                                       # = body(ids): row i is the output at i-1
+    logits = lm_head(out)                                  # = head(out); untied, model dtype
+
+Dream keeps the AR convention: the network's output at j predicts token j+1, and every Dream
+sampler realigns with cat(logits[:, :1], logits[:, :-1]) (§2.3 item 9). That shift is applied
+here, inside ``body``, so that ``logits(z)[:, i]`` is the distribution of token i, as for every
+other model; position 0 keeps its own output (a dummy: it is always a prompt token).
+
+Left padding (§2.3 item 10, §4.2): position ids are cumsum(valid) - 1 and the attention mask is
+the outer AND of valid queries and valid keys, so a padded row's valid positions see exactly
+what the unpadded row sees. Two deliberate details keep that equality exact and finite:
+
+* a padded *query* row would have no key at all, and SDPA returns NaN there; in the next layer
+  that NaN sits in V at a masked key and 0 * NaN leaks into every valid row. Padded query rows
+  therefore attend to all keys (their output is never read by a valid position);
+* the first valid position keeps its own output under the shift (upstream shifts the whole row,
+  so it would take the last pad's output; it is a prompt token either way, never sampled).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .dllm import CONFIG_NAME, RMSNorm, apply_rope, config_fields, default_device_dtype, load_checkpoint, read_json, \
+    require_settings, rope_cos_sin
+
+MODEL_TYPE = "Dream"
+ARCHITECTURE = "DreamModel"
+# "the context length (input+output) of Dream currently is 2048" (reference §2.1, DR README)
+DREAM_MAX_LENGTH = 2048
+
+
+@dataclass
+class DreamConfig:
+    """The config.json keys of Dream-v0-7B; defaults are the values of reference §2.1."""
+    hidden_size: int = 3584
+    intermediate_size: int = 18944
+    num_hidden_layers: int = 28
+    num_attention_heads: int = 28
+    num_key_value_heads: int = 4
+    vocab_size: int = 152064
+    rms_norm_eps: float = 1e-06
+    rope_theta: float = 1000000.0
+    rope_scaling: dict | None = None
+    tie_word_embeddings: bool = False
+    hidden_act: str = "silu"
+    use_sliding_window: bool = False
+    attention_dropout: float = 0.0
+    mask_token_id: int = 151666
+    bos_token_id: int = 151643
+    eos_token_id: int = 151643
+    pad_token_id: int = 151643
+    model_type: str = MODEL_TYPE
+
+    REQUIRED = dict(rope_scaling=None, tie_word_embeddings=False, hidden_act="silu", use_sliding_window=False)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def kv_groups(self) -> int:
+        """Query heads per kv head (7 for Dream-7B)."""
+        return self.num_attention_heads // self.num_key_value_heads
+
+    @property
+    def max_length(self) -> int:
+        return DREAM_MAX_LENGTH
+
+    def validate(self) -> "DreamConfig":
+        require_settings(self, self.REQUIRED, "Dream")
+        if self.hidden_size % self.num_attention_heads or self.head_dim % 2:
+            raise ValueError(f"hidden_size={self.hidden_size} must split into num_attention_heads="
+                             f"{self.num_attention_heads} heads of even size.")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(f"num_attention_heads={self.num_attention_heads} must be a multiple of "
+                             f"num_key_value_heads={self.num_key_value_heads}.")
+        if not 0 <= self.mask_token_id < self.vocab_size:
+            raise ValueError(f"mask_token_id={self.mask_token_id} is outside the vocabulary [0, {self.vocab_size}).")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DreamConfig":
+        return cls(**config_fields(cls, d)).validate()
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "DreamConfig":
+        return cls.from_dict(read_json(path))
+
+    def to_dict(self) -> dict:
+        """The published config.json layout (§2.1), minus ``auto_map``: no remote code is shipped."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["architectures"] = [ARCHITECTURE]
+        return dict(sorted(d.items()))
+
+
+def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """[B, Hkv, L, hd] -> [B, Hkv * groups, L, hd]; kv head j becomes heads j*groups .. j*groups+groups-1."""
+    b, h, L, hd = x.shape
+    return x[:, :, None].expand(b, h, groups, L, hd).reshape(b, h * groups, L, hd)
+
+
+class DreamAttention(nn.Module):
+    def __init__(self, config: DreamConfig):
+        super().__init__()
+        d, hd = config.hidden_size, config.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = config.num_attention_heads, config.num_key_value_heads, hd
+        self.groups = config.kv_groups
+        self.q_proj = nn.Linear(d, self.n_heads * hd, bias=True)
+        self.k_proj = nn.Linear(d, self.n_kv_heads * hd, bias=True)
+        self.v_proj = nn.Linear(d, self.n_kv_heads * hd, bias=True)
+        self.o_proj = nn.Linear(self.n_heads * hd, d, bias=False)
+
+    def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        b, L, _ = h.shape
+        q = self.q_proj(h).view(b, L, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(b, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(b, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)   # in the hidden dtype (§2.3 item 3)
+        k, v = repeat_kv(k, self.groups), repeat_kv(v, self.groups)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)
+        return self.o_proj(out.transpose(1, 2).reshape(b, L, self.n_heads * self.head_dim))
+
+
+class DreamMLP(nn.Module):
+    def __init__(self, config: DreamConfig):
+        super().__init__()
+        d, hidden = config.hidden_size, config.intermediate_size
+        self.gate_proj = nn.Linear(d, hidden, bias=False)
+        self.up_proj = nn.Linear(d, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))   # §2.3 item 5
+
+
+class DreamDecoderLayer(nn.Module):
+    def __init__(self, config: DreamConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = DreamAttention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = DreamMLP(config)
+
+    def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        h = h + self.self_attn(self.input_layernorm(h), cos, sin, mask)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class DreamBaseModel(nn.Module):
+    """``model.`` in the checkpoint: embed_tokens, layers, norm (§2.2)."""
+
+    def __init__(self, config: DreamConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DreamDecoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+def padded_positions_and_mask(pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Position ids cumsum(valid) - 1 (1 at padding, as upstream) and the bool mask [B, 1, L, L]:
+    outer AND of valid queries and keys, with padded query rows opened to every key (see module doc)."""
+    valid = ~pad
+    positions = (valid.long().cumsum(-1) - 1).masked_fill(pad, 1)
+    mask = (valid[:, None, :, None] & valid[:, None, None, :]) | pad[:, None, :, None]
+    return positions, mask
+
+
+def shift_sources(pad: torch.Tensor | None, batch: int, length: int, device) -> torch.Tensor:
+    """For each position i, the position whose output gives token i's logits: i - 1, except at
+    position 0 and at the first valid position of a left-padded row, which keep their own (§2.3 item 9)."""
+    i = torch.arange(length, device=device).expand(batch, length)
+    if pad is None:
+        return (i - 1).clamp_min(0)
+    prev_valid = torch.zeros_like(pad)
+    prev_valid[:, 1:] = ~pad[:, :-1]
+    return torch.where(prev_valid, i - 1, i)
+
+
+class DreamModel(nn.Module):
+    """The published wrapper: ``model`` (DreamBaseModel) and an untied ``lm_head``."""
+
+    def __init__(self, config: DreamConfig):
+        super().__init__()
+        self.config = config.validate()
+        self.model = DreamBaseModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.config.vocab_size)
+
+    def body(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, L, D] after the final norm, already shifted: row i is the network's output at i-1."""
+        if pad is not None and not pad.any():
+            pad = None
+        b, L = ids.shape
+        h = self.model.embed_tokens(ids)
+        if pad is None:
+            positions, mask = torch.arange(L, device=ids.device), None
+        else:
+            positions, mask = padded_positions_and_mask(pad)
+        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta)
+        cos, sin = cos.to(h.dtype), sin.to(h.dtype)          # Dream rotates in the hidden dtype
+        if cos.dim() == 3:                                   # per-row positions: [B, 1, L, hd] for the heads
+            cos, sin = cos[:, None], sin[:, None]
+        for layer in self.model.layers:
+            h = layer(h, cos, sin, mask)
+        h = self.model.norm(h)
+        src = shift_sources(pad, b, L, ids.device)
+        return torch.gather(h, 1, src[..., None].expand(b, L, h.shape[-1]))
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(h)
+
+    def forward(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, V], shifted: position i's row is the distribution of token i."""
+        return self.head(self.body(ids, pad))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> "DreamModel":
+        directory = Path(directory)
+        config = DreamConfig.from_json_file(directory / CONFIG_NAME)
+        device, dtype = default_device_dtype(device, dtype)
+        with torch.device("meta"):
+            model = cls(config)
+        return load_checkpoint(model, directory, device, dtype, family="Dream")

@@ -1,0 +1,219 @@
+"""LLaDA-8B (Base, Instruct, 1.5), natively: no remote code, readable top to bottom.
+
+Module names are the checkpoint keys of the published ``LLaDAModelLM`` (reference §1.2), so
+:meth:`LLaDAModelLM.from_pretrained` maps weights by name and nothing else. The forward is
+reference §1.3, in order::
+
+    x = wte[ids]                                   # no scaling, no positional embedding
+    for block in blocks:                           # LLaDALlamaBlock, pre-norm
+        h = attn_norm(x)
+        q, k, v = q_proj(h), k_proj(h), v_proj(h)  # RoPE on q, k (fp32, theta 500000)
+        x = x + attn_out(SDPA(q, k, v))            # bidirectional: no causal mask
+        g = ff_norm(x)
+        x = x + ff_out(SiLU(ff_proj(g)) * up_proj(g))   # the gate is ff_proj
+    h = ln_f(x)                                    # = body(ids)
+    logits = ff_out(h)                             # = head(h); untied, no shift, model dtype
+
+LLaDA predicts token i at position i (no AR shift, §1.3 item 7). With left padding the keys
+at padded positions get an additive finfo(float32).min and the positions are *not* shifted
+(§1.3 items 2 and 6); a padded query row still sees the valid keys, so it stays finite.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .dllm import CONFIG_NAME, RMSNorm, apply_rope, config_fields, default_device_dtype, load_checkpoint, read_json, \
+    require_settings, rope_cos_sin
+
+MODEL_TYPE = "llada"
+ARCHITECTURE = "LLaDAModelLM"
+
+
+@dataclass
+class LLaDAConfig:
+    """The config.json keys of LLaDA-8B; defaults are the published values (reference §1.1).
+
+    Keys that select code paths (block_type, activation_type, weight_tying, ...) are kept so
+    that :meth:`validate` can refuse a config this native model does not implement.
+    """
+    d_model: int = 4096
+    n_heads: int = 32
+    n_kv_heads: int = 32
+    n_layers: int = 32
+    mlp_hidden_size: int = 12288
+    mlp_ratio: int = 4
+    vocab_size: int = 126464
+    embedding_size: int = 126464
+    max_sequence_length: int = 4096
+    rms_norm_eps: float = 1e-05
+    rope: bool = True
+    rope_full_precision: bool = True
+    rope_theta: float = 500000.0
+    mask_token_id: int = 126336
+    eos_token_id: int = 126081
+    pad_token_id: int = 126081
+    activation_type: str = "silu"
+    block_type: str = "llama"
+    layer_norm_type: str = "rms"
+    layer_norm_with_affine: bool = True
+    bias_for_layer_norm: bool = False
+    include_bias: bool = False
+    include_qkv_bias: bool = False
+    attention_layer_norm: bool = False
+    alibi: bool = False
+    flash_attention: bool = False
+    weight_tying: bool = False
+    scale_logits: bool = False
+    input_emb_norm: bool = False
+    block_group_size: int = 1
+    attention_dropout: float = 0.0
+    residual_dropout: float = 0.0
+    embedding_dropout: float = 0.0
+    use_cache: bool = False
+    model_type: str = MODEL_TYPE
+
+    # the settings of every published LLaDA checkpoint; anything else has a code path we lack
+    REQUIRED = dict(rope=True, rope_full_precision=True, activation_type="silu", block_type="llama",
+                    layer_norm_type="rms", layer_norm_with_affine=True, bias_for_layer_norm=False,
+                    include_bias=False, include_qkv_bias=False, attention_layer_norm=False, alibi=False,
+                    weight_tying=False, scale_logits=False, input_emb_norm=False, block_group_size=1)
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def max_length(self) -> int:
+        """The longest canvas (§1.1 max_sequence_length)."""
+        return int(self.max_sequence_length)
+
+    def validate(self) -> "LLaDAConfig":
+        require_settings(self, self.REQUIRED, "LLaDA")
+        if self.d_model % self.n_heads or self.head_dim % 2:
+            raise ValueError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size.")
+        if self.n_kv_heads != self.n_heads:
+            raise NotImplementedError(f"n_kv_heads={self.n_kv_heads} != n_heads={self.n_heads}: published LLaDA is "
+                                      "plain multi-head attention (§1.1); grouped KV is not implemented for it.")
+        if self.embedding_size < self.vocab_size:
+            raise ValueError(f"embedding_size={self.embedding_size} is smaller than vocab_size={self.vocab_size}.")
+        if not 0 <= self.mask_token_id < self.embedding_size:
+            raise ValueError(f"mask_token_id={self.mask_token_id} is outside the {self.embedding_size} output rows.")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LLaDAConfig":
+        return cls(**config_fields(cls, d)).validate()
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "LLaDAConfig":
+        return cls.from_dict(read_json(path))
+
+    def to_dict(self) -> dict:
+        """The published config.json layout (§1.1), minus ``auto_map``: no remote code is shipped."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["architectures"] = [ARCHITECTURE]
+        return dict(sorted(d.items()))
+
+
+class LLaDALlamaBlock(nn.Module):
+    """Pre-norm block with rotary bidirectional attention and a SiLU-gated MLP (§1.3 items 3-6)."""
+
+    def __init__(self, config: LLaDAConfig):
+        super().__init__()
+        d, hidden = config.d_model, config.mlp_hidden_size
+        self.n_heads, self.head_dim = config.n_heads, config.head_dim
+        self.attn_norm = RMSNorm(d, config.rms_norm_eps)
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d, bias=False)
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.ff_norm = RMSNorm(d, config.rms_norm_eps)
+        self.ff_proj = nn.Linear(d, hidden, bias=False)   # the gate
+        self.up_proj = nn.Linear(d, hidden, bias=False)   # the up
+        self.ff_out = nn.Linear(hidden, d, bias=False)    # the down
+
+    def attention(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                  key_bias: torch.Tensor | None) -> torch.Tensor:
+        b, L, d = h.shape
+        q, k, v = (proj(h).view(b, L, self.n_heads, self.head_dim).transpose(1, 2)
+                   for proj in (self.q_proj, self.k_proj, self.v_proj))
+        # rope_full_precision: rotate in fp32, cast back (§1.3 item 6)
+        q = apply_rope(q.float(), cos, sin).to(v.dtype)
+        k = apply_rope(k.float(), cos, sin).to(v.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias, dropout_p=0.0, is_causal=False)
+        return self.attn_out(out.transpose(1, 2).reshape(b, L, d))
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                key_bias: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attention(self.attn_norm(x), cos, sin, key_bias)
+        g = self.ff_norm(x)
+        return x + self.ff_out(F.silu(self.ff_proj(g)) * self.up_proj(g))
+
+
+class LLaDAModel(nn.Module):
+    """Holds ``transformer`` = {wte, blocks, ln_f, ff_out} as in the checkpoint (§1.2)."""
+
+    def __init__(self, config: LLaDAConfig):
+        super().__init__()
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.embedding_size, config.d_model),
+            blocks=nn.ModuleList(LLaDALlamaBlock(config) for _ in range(config.n_layers)),
+            ln_f=RMSNorm(config.d_model, config.rms_norm_eps),
+            ff_out=nn.Linear(config.d_model, config.embedding_size, bias=False),
+        ))
+
+
+class LLaDAModelLM(nn.Module):
+    """The published wrapper (``base_model_prefix = "model"``): keys start with ``model.transformer.``."""
+
+    def __init__(self, config: LLaDAConfig):
+        super().__init__()
+        self.config = config.validate()
+        self.model = LLaDAModel(config)
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the logits (embedding_size rows of ff_out)."""
+        return int(self.config.embedding_size)
+
+    def body(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, L, D] after ln_f: everything but the LM head. ``pad`` is True at left padding."""
+        t = self.model.transformer
+        x = t.wte(ids)
+        positions = torch.arange(ids.shape[1], device=ids.device)     # never shifted for padding
+        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta)
+        key_bias = None
+        if pad is not None and pad.any():  # additive key mask [B, 1, 1, L]: finfo.min at padding (§1.3 item 2)
+            key_bias = torch.zeros(pad.shape, dtype=x.dtype, device=x.device)
+            key_bias = key_bias.masked_fill(pad, torch.finfo(x.dtype).min)[:, None, None, :]
+        for block in t.blocks:
+            x = block(x, cos, sin, key_bias)
+        return t.ln_f(x)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """The untied LM head (126,464 x 4,096 for LLaDA-8B): logits in the model dtype."""
+        return self.model.transformer.ff_out(h)
+
+    def forward(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, V]; position i's row is the distribution of token i (no shift)."""
+        return self.head(self.body(ids, pad))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> "LLaDAModelLM":
+        """config.json + (sharded) safetensors, strict by name and shape, built on the meta device."""
+        directory = Path(directory)
+        config = LLaDAConfig.from_json_file(directory / CONFIG_NAME)
+        device, dtype = default_device_dtype(device, dtype)
+        with torch.device("meta"):
+            model = cls(config)
+        return load_checkpoint(model, directory, device, dtype, family="LLaDA")
