@@ -27,7 +27,12 @@ def _np(x) -> np.ndarray:
 
 
 def display_token(text: str, max_chars: int = 8) -> str:
-    """Token text made safe and visible in a small cell: whitespace shown, HTML escaped."""
+    """Token text made safe and visible in a small cell: whitespace shown, HTML escaped once.
+
+    Only ``&``, ``<`` and ``>`` are escaped: the result goes into HTML element content (the grid
+    widget, tooltips) and into plotly text, which decodes ``&amp; &lt; &gt;`` but shows
+    ``&quot;`` literally -- a quote must stay a quote.
+    """
     if text is None or (isinstance(text, float) and math.isnan(text)):
         text = "?"
     text = str(text)
@@ -37,7 +42,7 @@ def display_token(text: str, max_chars: int = 8) -> str:
     shown = shown.replace("\n", "⏎")
     if len(shown) > max_chars:
         shown = shown[: max_chars - 1] + "…"
-    return html.escape(shown)
+    return html.escape(shown, quote=False)
 
 
 @dataclass
@@ -50,6 +55,24 @@ class Frame:
     codes: np.ndarray       # [W] state code (palette.MASKED ...)
     prob: np.ndarray        # [W] p(x0) of the current token when it was decoded, NaN if masked
     event: np.ndarray       # [W] index (into the sorted events) of the last event <= step, -1 if none
+
+
+def _final_pass_step(trace) -> int | None:
+    """The step holding the final argmax pass (reference §1.8), or None when the run has none.
+
+    Read from the data (``trace.steps``' phase, else the events' reason), not from "step > T":
+    a sampler with a longer grid than T (DFM's corrector steps) has real steps past T.
+    """
+    steps = getattr(trace, "steps", None)
+    if steps is not None and len(steps) and "phase" in steps:
+        hit = steps.loc[steps["phase"] == "final_argmax", "step"]
+        return int(hit.iloc[-1]) if len(hit) else None
+    ev = trace.events
+    if len(ev) and "reason" in ev:
+        hit = ev.loc[ev["reason"] == "final_argmax", "step"]
+        if len(hit):
+            return int(hit.max())
+    return None
 
 
 class TraceIndex:
@@ -69,6 +92,7 @@ class TraceIndex:
         self.first_step = int(getattr(trace, "first_step", 0))  # a resumed branch starts later
         self.last_step = int(trace.last_step)
         self.num_steps = int(trace.num_steps)
+        self.final_step = _final_pass_step(trace)
         self.initial = _np(trace.initial)[sample].astype(np.int64)
         self.fixed = _np(trace.fixed)[sample].astype(bool)
 
@@ -138,6 +162,20 @@ class TraceIndex:
         safe = np.maximum(idx, 0)
         valid = (idx >= 0) & (self.pos[safe] == positions)
         return np.where(valid, idx, -1), valid
+
+    @property
+    def sampler_steps(self) -> int:
+        """The last step of the sampler's own grid (T, or longer for DFM), before any final pass."""
+        return self.final_step - 1 if self.final_step is not None else self.last_step
+
+    def step_label(self, step: int) -> str:
+        """How a step reads to a user: "initial state", "step k of N" or "final argmax pass"."""
+        step = int(step)
+        if step == self.first_step:
+            return "initial state" if step == 0 else f"state at step {step} (branch start)"
+        if self.final_step is not None and step == self.final_step:
+            return f"final argmax pass (after step {self.sampler_steps})"
+        return f"step {step} of {self.sampler_steps}"
 
     def check_step(self, step: int) -> int:
         step = int(step)

@@ -28,6 +28,11 @@ def changing_steps(traces, sample: int = 0, max_frames: int = 60) -> list[int]:
     return [int(s) for s in changed]
 
 
+def _slider_label(step: int, indexes) -> str:
+    """A frame's label on the slider: the step, and "(final pass)" for a final argmax pass (§1.8)."""
+    return f"{step} (final pass)" if any(ix.final_step == step for ix in indexes) else str(step)
+
+
 def grid_animation(traces, labels=None, sample: int = 0, start: int = 0, length: int = 256,
                    columns: int = 32, steps=None, max_frames: int = 60, frame_ms: int = 300,
                    cell_height: int = 26) -> go.Figure:
@@ -87,7 +92,8 @@ def grid_animation(traces, labels=None, sample: int = 0, start: int = 0, length:
                           ])],
         sliders=[dict(active=0, x=0.12, len=0.88, y=0, yanchor="top", pad=dict(t=8),
                       currentvalue=dict(prefix="step "),
-                      steps=[dict(label=str(s), method="animate", args=[[str(s)], anim]) for s in steps])],
+                      steps=[dict(label=_slider_label(s, idx), method="animate", args=[[str(s)], anim])
+                             for s in steps])],
     )
     for i in range(n):
         suffix = str(i + 1) if i else ""

@@ -65,8 +65,7 @@ def grid_arrays(index: TraceIndex, step: int, start: int = 0, length: int = 256,
 
 
 def grid_title(index: TraceIndex, step: int, counts: dict, label: str | None = None) -> str:
-    what = "initial state" if step == index.first_step == 0 else f"state at step {step} (branch start)" if step == index.first_step else (
-        "final argmax pass" if step > index.num_steps else f"step {step} of {index.num_steps}")
+    what = index.step_label(step)
     head = f"{label} · " if label else ""
     return (f"{head}{what} · masked {counts[MASKED]} · unmasked now {counts[UNMASKED]}"
             f" · remasked now {counts[REMASKED]}")

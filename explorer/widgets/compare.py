@@ -20,10 +20,13 @@ def _label(trace) -> str:
 
 
 class CompareViewer(W.VBox):
-    """One step slider (with play and speed) driving a grid per trace, side by side.
+    """One step slider (with play and speed) and one position window driving a grid per trace,
+    side by side when the width allows (they wrap under each other otherwise).
 
     Traces may differ in length or start (a branch starts at its parent's step): each grid shows
-    its nearest state. Hover and click work in each grid as in :class:`TraceViewer`.
+    its nearest state. Hover and click work in each grid as in :class:`TraceViewer`; paging
+    (``show_window`` or the "from pos." slider) moves every grid together, and so does the
+    sample box when the traces have several samples.
     """
 
     def __init__(self, traces, labels=None, sample: int = 0, step: int | None = None, start: int = 0,
@@ -32,6 +35,9 @@ class CompareViewer(W.VBox):
         if len(self.traces) < 2:
             raise ValueError("CompareViewer needs at least two traces; use TraceViewer for one.")
         self.labels = list(labels) if labels is not None else [_label(t) for t in self.traces]
+        if len(self.labels) != len(self.traces):
+            raise ValueError(f"got {len(self.labels)} labels for {len(self.traces)} traces; give one label "
+                             "per trace (or none).")
         self.sample = sample
         self.viewers = [TraceViewer(t, sample=sample, start=start, length=length, columns=columns,
                                     label=lab, curves=curves, lifeline=True)
@@ -41,6 +47,7 @@ class CompareViewer(W.VBox):
         step = hi if step is None else int(step)
         self.slider = W.IntSlider(value=step, min=lo, max=hi, description="step", continuous_update=True,
                                   layout=W.Layout(width="60%"))
+        self.slider.add_class("remdm-step-slider")
         self.play = W.Play(value=step, min=lo, max=hi, interval=200, show_repeat=False)
         W.jslink((self.play, "value"), (self.slider, "value"))
         self.speed = W.Dropdown(options=list(SPEEDS), value=default_speed(hi - lo), description="speed",
@@ -48,14 +55,61 @@ class CompareViewer(W.VBox):
         self.speed.observe(lambda ch: set_speed(self.play, ch["new"]), "value")
         set_speed(self.play, self.speed.value)
         self.slider.observe(lambda ch: self.render(int(ch["new"])), "value")
+        controls = [self.play, self.slider, self.speed]
+        n_samples = min(t.num_samples for t in self.traces)
+        self.sample_box = None
+        if n_samples > 1:
+            self.sample_box = W.Dropdown(options=list(range(n_samples)), value=sample, description="sample",
+                                         layout=W.Layout(width="150px"))
+            self.sample_box.observe(lambda ch: self.show_sample(int(ch["new"])), "value")
+            self.sample_box.add_class("remdm-sample-box")
+            controls.append(self.sample_box)
+        v0 = self.viewers[0]
+        seq_len = max(v.index.seq_len for v in self.viewers)
+        self.window = None
+        if seq_len > v0.length:
+            self.window = W.IntSlider(value=v0.start, min=0, max=max(0, seq_len - v0.length), step=v0.columns,
+                                      description="from pos.", continuous_update=False,
+                                      layout=W.Layout(width="40%"))
+            self.window.observe(lambda ch: self.show_window(int(ch["new"])), "value")
+            self.window.add_class("remdm-window-slider")
         self.last_render_s = 0.0
-        for v in self.viewers:  # their own controls are replaced by the shared slider
-            v.children = tuple(c for c in v.children if not isinstance(c, W.HBox))
-            v.layout.width = f"{v.width + 10}px"
-            v.layout.margin = "0 10px 0 0"
+        for v in self.viewers:  # their own step, sample and window controls give way to the shared ones
+            v.children = tuple(c for c in v.children if c is not v.controls and c is not v.window)
+            # a column per trace: they share the row when each gets ~36 px per grid column
+            v.layout.flex = "1 1 0%"
+            v.layout.min_width = f"{36 * v.columns + 60}px"
+            v.layout.margin = "0 12px 0 0"
         self.render(step)
-        super().__init__([W.HBox([self.play, self.slider, self.speed]),
-                          W.HBox(self.viewers, layout=W.Layout(width="100%", flex_flow="row wrap"))])
+        top = [W.HBox(controls)] + ([self.window] if self.window is not None else [])
+        self.grids = W.HBox(self.viewers, layout=W.Layout(width="100%", flex_flow="row wrap",
+                                                          align_items="flex-start"))
+        self.grids.add_class("remdm-compare-grids")
+        super().__init__(top + [self.grids])
+        self.add_class("remdm-compare-viewer")
+
+    @property
+    def start(self) -> int:
+        return self.viewers[0].start
+
+    def show_window(self, start: int) -> None:
+        """Page every grid to positions ``[start, start + length)`` together."""
+        start = int(start)
+        if self.window is not None and self.window.value != start:
+            self.window.value = start  # observed: comes back here once
+            return
+        for v in self.viewers:
+            v.show_window(min(start, max(0, v.index.seq_len - 1)))
+
+    def show_sample(self, sample: int) -> None:
+        """Switch every grid to another sample."""
+        self.sample = int(sample)
+        if self.sample_box is not None and self.sample_box.value != self.sample:
+            self.sample_box.value = self.sample  # observed: comes back here once
+            return
+        for v in self.viewers:
+            v.show_sample(self.sample)
+        self.render(self.step)
 
     @property
     def step(self) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import html
 
 import ipywidgets as W
-import plotly.graph_objects as go
 import torch
 
 from ..viz import export
@@ -42,20 +41,16 @@ class InterventionViewer(W.VBox):
         self.status = W.HTML("<i>click tokens in the grid to select them</i>")
         self.go_button.on_click(lambda _: self._continue())
         self.clear_button.on_click(lambda _: self.select([]))
-        self.parent_view.grid.data[0].on_click(self._on_click, append=False)
-        self.parent_view.grid.add_trace(go.Scatter(
-            x=[], y=[], mode="markers", name="selected", hoverinfo="skip",
-            marker=dict(symbol="square-open", size=26, color="#000000", line=dict(width=3))))
+        grid = self.parent_view.grid  # a click here toggles the selection instead of a lifeline
+        grid.on_click(self.parent_view._on_click, remove=True)
+        grid.on_click(self._on_click)
         self.branches: list = []
         self.compare_box = W.VBox([])
         super().__init__([self.parent_view, W.HBox([self.mode, self.go_button, self.clear_button]),
                           self.status, self.compare_box])
 
     # -- selection ------------------------------------------------------------------------
-    def _on_click(self, trace, points, state) -> None:
-        p = self.parent_view._position_of(points)
-        if p is None:
-            return
+    def _on_click(self, p: int) -> None:
         sel = set(self.selection)
         sel.symmetric_difference_update({p})
         self.select(sorted(sel))
@@ -63,16 +58,7 @@ class InterventionViewer(W.VBox):
     def select(self, positions) -> None:
         """Set the selected positions (drawn with a black outline)."""
         self.selection = {int(p) for p in positions}
-        v = self.parent_view
-        xs, ys = [], []
-        for p in sorted(self.selection):
-            off = p - v.start
-            if 0 <= off < v.length:
-                xs.append(off % v.columns)
-                ys.append(off // v.columns)
-        with v.grid.batch_update():
-            v.grid.data[-1].x = xs
-            v.grid.data[-1].y = ys
+        self.parent_view.grid.selected = sorted(self.selection)
         self.status.value = (f"selected positions: {sorted(self.selection)}" if self.selection
                              else "<i>click tokens in the grid to select them</i>")
 
@@ -102,9 +88,12 @@ class InterventionViewer(W.VBox):
                                  seed=self.seed if seed is None else seed, progress=False)
         self.branches.append(branch)
         edit = ", ".join(f"{k} {v}" for k, v in (("remask", remask), ("pin", pin)) if v)
+        edited = sorted(set(remask or []) | set(pin or []))
         self.compare = CompareViewer([self.trace, branch], labels=["parent", f"branch: {edit} at step {step}"],
                                      sample=self.sample, step=branch.last_step, length=self.length,
-                                     columns=self.columns)
+                                     columns=self.columns, start=self.window_for(edited))
+        for v in self.compare.viewers:  # the edited cells keep their outline in both grids
+            v.grid.selected = edited
         self.compare_box.children = [self.compare]
         a, b = self.trace.final[self.sample], branch.final[self.sample]
         diff = (a != b).nonzero().flatten().tolist()
@@ -115,9 +104,20 @@ class InterventionViewer(W.VBox):
                              f"{len(diff)} position(s){': ' + changes + more if diff else '.'}")
         return branch
 
+    def window_for(self, positions) -> int:
+        """The first position of a grid window that shows ``positions`` (the edited region):
+        the parent's current window when it holds them all, else the row of the first one."""
+        v = self.parent_view
+        positions = sorted(int(p) for p in positions)
+        if not positions or all(v.start <= p < v.start + v.length for p in positions):
+            return v.start
+        last_start = max(0, v.index.seq_len - v.length)
+        return min(positions[0] // v.columns * v.columns, last_start)
+
     def to_html(self, path, title: str = "ReMDM Explorer: intervention", max_frames: int = 60):
         """Self-contained page: parent (and its latest branch, if any) on one slider with play."""
         traces = [self.trace] + self.branches[-1:]
         labels = ["parent"] + (["branch"] if self.branches else [])
-        fig = grid_animation(traces, labels, self.sample, 0, self.length, self.columns, max_frames=max_frames)
+        start = self.compare.start if self.branches else self.parent_view.start  # the edited region
+        fig = grid_animation(traces, labels, self.sample, start, self.length, self.columns, max_frames=max_frames)
         return export.write_html(path, [fig], title=title)

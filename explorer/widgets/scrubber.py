@@ -4,6 +4,8 @@ from __future__ import annotations
 import html
 import time
 
+from copy import deepcopy
+
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
@@ -12,8 +14,9 @@ from ..viz import export
 from ..viz._index import index_for
 from ..viz.animation import grid_animation
 from ..viz.curves import step_curves
-from ..viz.grid import grid_arrays, grid_title, token_grid
+from ..viz.grid import grid_arrays, grid_title
 from ..viz.lifeline import lifelines
+from .token_grid import TokenGridWidget
 
 # label -> (ms between frames, steps per frame): past 50 steps/s frames skip steps, so a
 # T = 4096 run plays in well under a minute
@@ -31,6 +34,21 @@ def default_speed(num_steps: int) -> str:
     return min(SPEEDS, key=lambda k: abs(num_steps / 10 - SPEEDS[k][1] * 1000 / SPEEDS[k][0]))
 
 
+def sync_figure_state(fig: go.FigureWidget) -> None:
+    """Write a FigureWidget's current data and layout into its synced traits.
+
+    plotly sends later edits (restyle, relayout) as one-off messages and leaves the synced
+    ``_widget_data``/``_widget_layout`` as first displayed, so a browser reload would redraw the
+    old figure. Its front end ignores changes of these two traits on a live view, so this only
+    keeps the kernel's copy current for views built later.
+    """
+    fig._widget_data = deepcopy(fig._data)
+    fig._widget_layout = deepcopy(fig._layout_obj._props)
+
+
+_CELL = "style='padding:1px 10px 1px 0;text-align:left;vertical-align:top'"
+
+
 def position_history_html(index, position: int, upto: int | None = None) -> str:
     """The full record of one position as a small HTML table: step, change, token, p, top-k."""
     hist = index.history(position)
@@ -41,22 +59,25 @@ def position_history_html(index, position: int, upto: int | None = None) -> str:
         s = int(index.step[e])
         if upto is not None and s > upto:
             break
+        when = f"{s} (final pass)" if s == index.final_step else str(s)
         tok = html.escape(index.text(int(index.tok[e])))
         if index.is_unmask[e]:
             cands = ", ".join(f"{html.escape(t)} {p:.2f}" for t, p in index.candidates(e))
-            rows.append(f"<tr><td>{s}</td><td>decoded</td><td><code>{tok}</code></td>"
-                        f"<td>{index.prob[e]:.3f}</td><td>{cands}</td></tr>")
+            rows.append(f"<tr><td {_CELL}>{when}</td><td {_CELL}>decoded</td><td {_CELL}><code>{tok}</code></td>"
+                        f"<td {_CELL}>{index.prob[e]:.3f}</td><td {_CELL}>{cands}</td></tr>")
         else:
-            rows.append(f"<tr><td>{s}</td><td style='color:#D55E00'>remasked</td><td><code>{tok}</code></td>"
-                        "<td></td><td></td></tr>")
+            rows.append(f"<tr><td {_CELL}>{when}</td><td {_CELL}><span style='color:#D55E00'>remasked</span></td>"
+                        f"<td {_CELL}><code>{tok}</code></td><td {_CELL}></td><td {_CELL}></td></tr>")
     if index.fixed[position]:
-        return (f"<b>position {position}</b>: prompt / pinned token "
+        return (f"<b>position {position}</b> · sample {index.sample}: prompt / pinned token "
                 f"<code>{html.escape(index.text(int(index.initial[position])))}</code>")
     if not rows:
-        return f"<b>position {position}</b>: no change yet"
-    return (f"<b>position {position}</b>" + (f" up to step {upto}" if upto is not None else "") +
-            "<table style='font-size:12px;border-collapse:collapse'><tr><th>step</th><th>change</th>"
-            "<th>token</th><th>p</th><th>top-k then</th></tr>" + "".join(rows) + "</table>")
+        return f"<b>position {position}</b> · sample {index.sample}: no change yet"
+    head = "".join(f"<th {_CELL}>{h}</th>" for h in ("step", "change", "token", "p", "top-k then"))
+    return (f"<b>position {position}</b> · sample {index.sample}" +
+            (f" · up to {index.step_label(upto)}" if upto is not None else "") +
+            "<table class='remdm-history' style='font-size:12px;border-collapse:separate;border-spacing:0'>"
+            f"<tr>{head}</tr>" + "".join(rows) + "</table>")
 
 
 class TraceViewer(W.VBox):
@@ -65,7 +86,11 @@ class TraceViewer(W.VBox):
 
     ``viewer.step = k`` (or the slider) moves to step k; ``viewer.to_html(path)`` writes a
     self-contained page with the same grid, a slider and a play button that needs no kernel.
+    Every panel (grid, details, lifeline, curves) follows the step and the selected sample, and
+    each is drawn from its widget's synced state, so a browser reload shows the same view.
     """
+
+    PLACEHOLDER = "<i>hover a token for its p, top-k and history; click it for its lifeline</i>"
 
     def __init__(self, trace, sample: int = 0, step: int | None = None, start: int = 0,
                  length: int = 256, columns: int = 32, label: str | None = None, curves: bool = True,
@@ -82,11 +107,9 @@ class TraceViewer(W.VBox):
         self.last_render_s = 0.0
         self.selected: int | None = None
 
-        # a fixed width (about 54 px per column, enough for an 8-character token) keeps cells
-        # readable; side by side, viewers then wrap under each other instead of squeezing
-        self.width = min(1200, 70 + self.columns * 54)
-        self.grid = go.FigureWidget(token_grid(trace, step, sample, self.start, self.length, self.columns,
-                                               label=label).update_layout(width=self.width, autosize=False))
+        self.grid = TokenGridWidget()
+        self.grid.on_click(self._on_click)
+        self.grid.on_hover(self._on_hover)
         self.slider = W.IntSlider(value=step, min=ix.first_step, max=ix.last_step, description="step",
                                   continuous_update=True, layout=W.Layout(width="60%"))
         self.play = W.Play(value=step, min=ix.first_step, max=ix.last_step, interval=200,
@@ -100,29 +123,29 @@ class TraceViewer(W.VBox):
         self.next_button = W.Button(description="▶", layout=W.Layout(width="36px"), tooltip="next step")
         self.prev_button.on_click(lambda _: self._nudge(-1))
         self.next_button.on_click(lambda _: self._nudge(+1))
-        controls = [self.play, self.prev_button, self.slider, self.next_button, self.speed]
+        self.controls = W.HBox([self.play, self.prev_button, self.slider, self.next_button, self.speed])
         self.sample_box = None
         if trace.num_samples > 1:
             self.sample_box = W.Dropdown(options=list(range(trace.num_samples)), value=sample,
                                          description="sample", layout=W.Layout(width="150px"))
             self.sample_box.observe(lambda ch: self.show_sample(int(ch["new"])), "value")
-            controls.append(self.sample_box)
+            self.sample_box.add_class("remdm-sample-box")
+            self.controls.children += (self.sample_box,)
         self.window = None
         if ix.seq_len > self.length:
             self.window = W.IntSlider(value=self.start, min=0, max=max(0, ix.seq_len - self.length),
                                       step=self.columns, description="from pos.", continuous_update=False,
                                       layout=W.Layout(width="40%"))
             self.window.observe(self._on_window, "value")
-        self.details = W.HTML("<i>hover a token for its p, top-k and history; click it for its lifeline</i>")
+            self.window.add_class("remdm-window-slider")
+        self.details = W.HTML(self.PLACEHOLDER)
+        self.details.add_class("remdm-details")
         self.slider.observe(self._on_step, "value")
-        hm = self.grid.data[0]
-        hm.on_hover(self._on_hover)
-        hm.on_click(self._on_click)
         self.curves = go.FigureWidget(step_curves(trace, sample=sample, step=step)) if curves else None
         self._markers = [i for i, sh in enumerate(self.curves.layout.shapes) if sh.name == "step-marker"] \
             if curves else []
         self.lifeline_box = W.VBox([]) if lifeline else None
-        children = [W.HBox(controls)]
+        children = [self.controls]
         if self.window is not None:
             children.append(self.window)
         # stable CSS hooks for users' styling and for the browser test
@@ -133,9 +156,11 @@ class TraceViewer(W.VBox):
         if self.lifeline_box is not None:
             children.append(self.lifeline_box)
         if self.curves is not None:
+            self.curves.add_class("remdm-step-curves")
             children.append(self.curves)
         super().__init__(children)
         self.add_class("remdm-trace-viewer")
+        self.render(step)
 
     # -- stepping -----------------------------------------------------------------------
     @property
@@ -153,55 +178,53 @@ class TraceViewer(W.VBox):
         self.render(int(change["new"]))
 
     def _on_window(self, change) -> None:
-        self.start = int(change["new"])
+        self.show_window(int(change["new"]))
+
+    def show_window(self, start: int) -> None:
+        """Page the grid to positions ``[start, start + length)`` (moves the window slider too)."""
+        self.start = int(start)
+        if self.window is not None and self.window.value != self.start:
+            self.window.value = self.start  # observed: comes back here once, then renders
+            return
         self.render(self.step)
 
     def show_sample(self, sample: int) -> None:
-        """Switch to another sample of the trace (same step)."""
+        """Switch every panel to another sample of the trace (same step, same position)."""
         self.sample = int(sample)
         self.index = index_for(self.trace, self.sample)
+        if self.sample_box is not None and self.sample_box.value != self.sample:
+            self.sample_box.value = self.sample  # observed: comes back here once
+            return
         if self.curves is not None:
             fresh = step_curves(self.trace, sample=self.sample, step=self.step)
             with self.curves.batch_update():
                 for old, new in zip(self.curves.data, fresh.data):
                     old.y = new.y
-        if self.lifeline_box is not None:
-            self.lifeline_box.children = []
+                self.curves.layout.title.text = fresh.layout.title.text
+        if self.lifeline_box is not None and self.selected is not None and self.lifeline_box.children:
+            self.show_position(self.selected, lifeline=True)
         self.render(self.step)
 
     def render(self, step: int) -> float:
-        """Redraw the grid (and the step marker) for ``step``; returns the seconds it took."""
+        """Redraw the grid, the details and the curves' step marker for ``step``; returns the
+        seconds it took."""
         t0 = time.perf_counter()
         a = grid_arrays(self.index, step, self.start, self.length, self.columns)
-        with self.grid.batch_update():
-            hm = self.grid.data[0]
-            hm.z = a["z"]
-            hm.text = a["text"]
-            hm.customdata = a["hover"]
-            self.grid.layout.title.text = grid_title(self.index, step, a["counts"], self.label)
-            self.grid.layout.yaxis.ticktext = a["row_labels"]
+        self.grid.show(a, grid_title(self.index, step, a["counts"], self.label), self.start, self.columns)
+        if self.selected is not None:
+            self.details.value = position_history_html(self.index, self.selected, upto=step)
         if self.curves is not None and self._markers:
             self.curves.plotly_relayout({f"shapes[{i}].{k}": step for i in self._markers for k in ("x0", "x1")})
+            sync_figure_state(self.curves)
         self.last_render_s = time.perf_counter() - t0
         return self.last_render_s
 
     # -- hover / click --------------------------------------------------------------------
-    def _position_of(self, points) -> int | None:
-        if not points.xs:
-            return None
-        col, row = int(points.xs[0]), int(points.ys[0])
-        p = self.start + row * self.columns + col
-        return p if p < min(self.index.seq_len, self.start + self.length) else None
+    def _on_click(self, position: int) -> None:
+        self.show_position(position, lifeline=True)
 
-    def _on_hover(self, trace, points, state) -> None:
-        p = self._position_of(points)
-        if p is not None:
-            self.show_position(p, lifeline=False)
-
-    def _on_click(self, trace, points, state) -> None:
-        p = self._position_of(points)
-        if p is not None:
-            self.show_position(p, lifeline=True)
+    def _on_hover(self, position: int) -> None:
+        self.show_position(position, lifeline=False)
 
     def show_position(self, position: int, lifeline: bool = True) -> None:
         """Fill the details panel with the position's history up to this step; draw its lifeline."""
