@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import samplers
 from .engine import generate, resume
+from .refine import refine
 from .protocol import Denoiser, StubDenoiser
 from .trace import Trace
 
@@ -20,4 +21,4 @@ def load_model(*args, **kwargs):
 from .sweep import sweep  # noqa: E402
 
 
-__all__ = ["generate", "resume", "Trace", "samplers", "load_model", "sweep", "Denoiser", "StubDenoiser"]
+__all__ = ["generate", "resume", "refine", "Trace", "samplers", "load_model", "sweep", "Denoiser", "StubDenoiser"]

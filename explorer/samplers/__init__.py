@@ -8,6 +8,7 @@ name                class                      reference
 ``remdm-rescale``   :class:`ReMDMRescale`      §2.3
 ``remdm-conf``      :class:`ReMDMConf`         §2.4
 ``remdm-loop``      :class:`ReMDMLoop`         §2.5
+``remdm-refine``    :class:`ReMDMRefine`       §2.5's loop phase alone (:func:`explorer.refine`)
 ``remdm-switch``    :class:`ReMDMSwitch`       project page (switch schedule)
 ``forward-backward````ForwardBackward``        §2.6
 ``dfm``             :class:`DFMCorrector`      §2.6
@@ -26,9 +27,10 @@ from .remdm_conf import ReMDMConf
 from .remdm_loop import ReMDMLoop
 from .remdm_rescale import ReMDMRescale
 from .remdm_switch import ReMDMSwitch
+from .refine import ReMDMRefine
 
 REGISTRY: dict[str, type[Sampler]] = {
-    cls.name: cls for cls in (MDLM, ReMDMCap, ReMDMRescale, ReMDMConf, ReMDMLoop, ReMDMSwitch,
+    cls.name: cls for cls in (MDLM, ReMDMCap, ReMDMRescale, ReMDMConf, ReMDMLoop, ReMDMSwitch, ReMDMRefine,
                               ForwardBackward, DFMCorrector, ConfidenceOrdered)
 }
 
@@ -58,4 +60,4 @@ def from_config(config: dict) -> Sampler:
 
 __all__ = ["Sampler", "SamplerState", "StepTimes", "Rates", "linear_grid", "sigma_max", "by_name",
            "from_config", "REGISTRY", "MDLM", "ReMDMCap", "ReMDMRescale", "ReMDMConf", "ReMDMLoop",
-           "ReMDMSwitch", "ForwardBackward", "DFMCorrector", "ConfidenceOrdered"]
+           "ReMDMSwitch", "ReMDMRefine", "ForwardBackward", "DFMCorrector", "ConfidenceOrdered"]
