@@ -140,3 +140,34 @@ def test_speed_sets_play_interval_and_stride(pair):
     assert (v.play.interval, v.play.step) == (20, 5)
     v.speed.value = "2 steps/s"
     assert (v.play.interval, v.play.step) == (500, 1)
+
+
+def test_sweep_seconds_exclude_first_call_warm_up():
+    """A model whose first forward pass costs 0.4 s (like a process's first CUDA call): the sweep's
+    "seconds" must not charge it to the first cell, or T = 4 looks slower than T = 8."""
+    import time
+
+    class SlowStart(explorer.StubDenoiser):
+        first = True
+
+        @staticmethod
+        def _first_call():
+            if SlowStart.first:
+                SlowStart.first = False
+                time.sleep(0.4)
+
+        def logits(self, z):
+            self._first_call()
+            return super().logits(z)
+
+        def body(self, z):
+            self._first_call()
+            return super().body(z)
+
+    probs = torch.rand(16, 9, generator=torch.Generator().manual_seed(0)) ** 4
+    probs[:, -1] = 0
+    df = explorer.sweep(SlowStart(probs), {"mdlm": samplers.MDLM()}, steps=[4, 8], num_samples=2,
+                        metrics=["entropy"], progress=False)
+    secs = df.groupby("steps")["seconds"].first()
+    assert not SlowStart.first  # the slow call happened, outside the timed cells
+    assert secs[4] < 0.2 and secs[8] < 0.2, secs.to_dict()
