@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import rng
+from . import prompts, rng
 from .protocol import check_denoiser, has_split, model_device, model_identity
 from .samplers.base import Sampler, SamplerState, StepTimes, check_steps
 from .samplers.categorical import nucleus, sample_rows, subs_probs
+from .samplers.ranked import RACE, top_n
 from .trace import STEP_COLUMNS, Trace
 
 __all__ = ["generate", "resume"]
@@ -147,10 +148,19 @@ class _Recorder:
 
 # ---------------------------------------------------------------------------- p(x0) at selected rows
 class _Px0:
-    """The model's output for the current state, computed at most once per distinct state."""
+    """The model's output for the current state, computed at most once per distinct state.
 
-    def __init__(self, model, fast: bool, batch: int = 0, device=None):
+    ``pad`` (BoolTensor[B, L], left padding of prompts of different lengths) is passed to the model
+    only when some row is padded, so every fixed-length model is called exactly as before.
+    ``cfg = (scale, prompt)``: classifier-free guidance (LLaDA §4.1 item 1), a second pass with the
+    prompt positions masked, combined as un + (scale + 1)(cond - un) at the selected rows only.
+    """
+
+    def __init__(self, model, fast: bool, batch: int = 0, device=None, pad=None, cfg=None):
         self.model, self.fast = model, fast and has_split(model)
+        self.pad = pad if pad is not None and bool(pad.any()) else None
+        self.cfg = cfg if cfg is not None and cfg[0] > 0 else None
+        self.passes = 2 if self.cfg else 1     # model calls per evaluated state
         self.cache = None
         self.calls = 0
         # the calls each sample would need alone (batch size 1, the paper's NFE): one per step in
@@ -160,15 +170,27 @@ class _Px0:
     def invalidate(self):
         self.cache = None
 
+    def _forward(self, z):
+        kw = {} if self.pad is None else {"pad": self.pad}
+        return self.model.body(z, **kw) if self.fast else self.model.logits(z, **kw)
+
     def logits_at(self, x: torch.Tensor, b: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, bool]:
         called = False
         with torch.no_grad():
             if self.cache is None:
-                self.cache = self.model.body(x) if self.fast else self.model.logits(x)
-                self.calls += 1
+                cond = self._forward(x)
+                un = None
+                if self.cfg:
+                    un = self._forward(torch.where(self.cfg[1], torch.full_like(x, self.model.mask_id), x))
+                self.cache = (cond, un)
+                self.calls += self.passes
                 called = True
-            rows = self.cache[b, pos]
-            return (self.model.head(rows) if self.fast else rows), called
+            cond, un = self.cache
+            rows = self.model.head(cond[b, pos]) if self.fast else cond[b, pos]
+            if un is not None:
+                un_rows = self.model.head(un[b, pos]) if self.fast else un[b, pos]
+                rows = un_rows + (self.cfg[0] + 1) * (rows - un_rows)
+            return rows, called
 
 
 def _draw_tokens(logits, mask_id, nucleus_p, u, topk, temperature=1.0):
@@ -186,16 +208,127 @@ def _draw_tokens(logits, mask_id, nucleus_p, u, topk, temperature=1.0):
     return token, prob, ci, cp
 
 
+# ---------------------------------------------------------------------------- ranked samplers
+# rows x vocabulary entries drawn at once: bounds the float64 work of a step (no [B, L, V] float64)
+_ROW_BUDGET = 1 << 23
+
+
+class _RowUniforms:
+    """Counter-based uniforms at the N rows ``(b, position)`` a ranked sampler draws at."""
+
+    def __init__(self, seed, sample_list, step, b, counter):
+        self.seed, self.samples, self.step, self.b, self.counter = seed, sample_list, step, b, counter
+
+    def one(self, purpose: int) -> torch.Tensor:
+        """One float64 uniform per row."""
+        return rng.uniforms_at(self.seed, self.samples, self.step, purpose, self.b, self.counter)
+
+    def race(self, width: int) -> torch.Tensor:
+        """``[N, width]`` float64 uniforms, one per (row, vocabulary entry): the exponential race."""
+        v = torch.arange(width, device=self.b.device)
+        flat = (self.counter[:, None] * width + v).reshape(-1)
+        u = rng.uniforms_at(self.seed, self.samples, self.step, RACE, self.b.repeat_interleave(width), flat)
+        return u.view(-1, width)
+
+
+def _draw_ranked(sampler, px0: _Px0, x, b, pos, counters, seed, sample_list, step, mask_id, topk):
+    """The sampler's token and confidence at rows (b, pos), in chunks of rows; top-k of p(x0) for the record."""
+    toks, confs, cis, cps = [], [], [], []
+    called = False
+    chunk = None
+    lo = 0
+    while lo < b.numel():
+        bb, pp = b[lo:lo + (chunk or 1)], pos[lo:lo + (chunk or 1)]
+        logits, c = px0.logits_at(x, bb, pp)
+        called |= c
+        if chunk is None:          # the first row tells the vocabulary width
+            chunk = max(1, _ROW_BUDGET // logits.shape[-1])
+        tok, conf = sampler.draw(logits, mask_id, _RowUniforms(seed, sample_list, step, bb, counters[pp]))
+        toks.append(tok)
+        confs.append(conf.double())
+        if topk:
+            cp, ci = torch.topk(subs_probs(logits, mask_id), min(topk, logits.shape[-1]), dim=-1)
+            cis.append(ci)
+            cps.append(cp)
+        lo += bb.numel()
+    ci = torch.cat(cis) if topk else None
+    cp = torch.cat(cps) if topk else None
+    return torch.cat(toks), torch.cat(confs), ci, cp, called
+
+
+def _ranked_step(model, sampler, st, x, fixed, token_prob, sample_ids, sample_list, seed, rec, px0,
+                 num_steps, gen_start, counters) -> tuple[int, int, bool]:
+    """One step of a ranked sampler (:mod:`explorer.samplers.ranked`): remask, draw, select, commit."""
+    mask_id = model.mask_id
+    B, L = x.shape
+    device = x.device
+    positions = counters + gen_start
+    masked = x == mask_id
+    plan = sampler.plan(st, masked, gen_start, L - gen_start, num_steps)
+    window = (positions >= plan.start) & (positions < plan.end)
+    n_re = n_un = 0
+    called = False
+    if plan.n_remask:   # §4.3 step 3a: lowest confidence cached at decode time, decoded in this block
+        pool = ~masked & ~fixed & window & ~token_prob.isnan()
+        # ranked on the float32 values the trace keeps, so a resumed branch replays the same choice
+        chosen = top_n(token_prob, pool, torch.full((B,), plan.n_remask, device=device), largest=False)
+        rb, rpos = chosen.nonzero(as_tuple=True)
+        if rb.numel():
+            cached = token_prob[rb, rpos]
+            one = torch.ones_like(cached)
+            rec.add(sample_ids, st.step, rb, rpos, 1, x[rb, rpos], cached, one, one * float("nan"), 1)
+            x[chosen] = mask_id
+            token_prob[chosen] = float("nan")
+            n_re = int(rb.numel())
+            masked = x == mask_id
+            px0.invalidate()
+    eligible = masked & window
+
+    def uniforms(purpose):
+        return rng.uniforms(seed, sample_list, st.step, purpose, counters)
+
+    if not sampler.needs_confidence:           # decided by coins: draw tokens only where they land
+        eligible = sampler.select(None, eligible, plan, st, uniforms)
+    b, pos = eligible.nonzero(as_tuple=True)
+    if b.numel():
+        tok, conf, ci, cp, called = _draw_ranked(sampler, px0, x, b, pos, counters, seed, sample_list,
+                                                 st.step, mask_id, rec.topk)
+        px0.nfe += eligible.any(1) * px0.passes
+        if sampler.needs_confidence:
+            score = torch.full((B, L), -torch.inf, dtype=torch.float64, device=device)
+            score[b, pos] = conf
+            keep = sampler.select(score, eligible, plan, st, uniforms)[b, pos]
+            b, pos, tok, conf = b[keep], pos[keep], tok[keep], conf[keep]
+            if ci is not None:
+                ci, cp = ci[keep], cp[keep]
+            p_tr, reason = torch.ones_like(conf), 1
+        else:
+            p_tr, reason = torch.full_like(conf, plan.p_unmask), 0
+        rec.add(sample_ids, st.step, b, pos, 0, tok, conf, p_tr, torch.zeros_like(conf), reason, ci, cp)
+        x[b, pos] = tok
+        token_prob[b, pos] = conf.to(token_prob.dtype)
+        n_un = int(b.numel())
+    return n_un, n_re, called
+
+
 # ---------------------------------------------------------------------------- the loop
 def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_prob, sample_ids,
-               seed, rec: _Recorder, step_rows: dict, px0: _Px0, bar, num_steps: int) -> None:
-    """Run ``grid`` on one batch.  Mutates x / token_prob in place; px0 counts model calls."""
+               seed, rec: _Recorder, step_rows: dict, px0: _Px0, bar, num_steps: int,
+               gen_start: int = 0, rng_ids=None) -> None:
+    """Run ``grid`` on one batch.  Mutates x / token_prob in place; px0 counts model calls.
+
+    ``sample_ids`` are the rows' sample numbers in the trace; ``rng_ids`` the sample indices of
+    their random streams (default: the same).  The generated part starts at ``gen_start``; random
+    numbers are counted from there, so a left-padded prompt draws what the unpadded one draws.
+    """
     mask_id = model.mask_id
     B, L = x.shape
     device = x.device
     positions = torch.arange(L, device=device)
+    counters = positions - gen_start
     ordering = sampler.kind == "ordering"
-    sample_list = sample_ids.tolist()
+    ranked = sampler.kind == "ranked"
+    sample_list = (sample_ids if rng_ids is None else rng_ids).tolist()
 
     for st in grid:
         t0 = time.perf_counter()
@@ -205,20 +338,21 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
         n_un = n_re = 0
 
         if ordering:
-            start, end, left = sampler.block_of_step(st.step, num_steps, L)
+            start, end, left = sampler.block_of_step(st.step, num_steps, L - gen_start)
+            start, end = start + gen_start, end + gen_start
             in_block = (positions >= start) & (positions < end)
             eligible = masked & in_block
             b, pos = eligible.nonzero(as_tuple=True)
             if b.numel():
                 logits, called = px0.logits_at(x, b, pos)
-                px0.nfe += eligible.any(1)
-                u = rng.uniforms_at(seed, sample_list, st.step, rng.ORDER, b, pos)
+                px0.nfe += eligible.any(1) * px0.passes
+                u = rng.uniforms_at(seed, sample_list, st.step, rng.ORDER, b, pos - gen_start)
                 tok, prob, ci, cp = _draw_tokens(logits, mask_id, sampler.nucleus_p, u, rec.topk,
                                                  temperature=sampler.temperature)
                 conf = torch.zeros(B, L, dtype=torch.float64, device=device)
                 cand = torch.full((B, L), -1, dtype=torch.long, device=device)
                 score = prob.double() if sampler.order == "confidence" else \
-                    rng.uniforms_at(seed, sample_list, st.step, rng.RANK, b, pos)
+                    rng.uniforms_at(seed, sample_list, st.step, rng.RANK, b, pos - gen_start)
                 conf[b, pos], cand[b, pos] = score, tok
                 commit = sampler.commit(conf, eligible, left)
                 keep = commit[b, pos]
@@ -228,6 +362,10 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
                 one = torch.ones_like(prob)
                 rec.add(sample_ids, st.step, b, pos, 0, tok, prob, one, torch.zeros_like(prob), 1, ci, cp)
                 n_un = int(b.numel())
+            sigma_rec = float("nan")
+        elif ranked:
+            n_un, n_re, called = _ranked_step(model, sampler, st, x, fixed, token_prob, sample_ids, sample_list,
+                                              seed, rec, px0, num_steps, gen_start, counters)
             sigma_rec = float("nan")
         else:
             r = sampler.rates(st, state)
@@ -240,8 +378,8 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
                 unmask_p = torch.where(allowed, unmask_p, torch.full_like(unmask_p, mdlm_u))
                 remask_p = torch.where(allowed, remask_p, torch.zeros_like(remask_p))
             remask_p = torch.where(fixed, torch.zeros_like(remask_p), remask_p)
-            u_un = rng.uniforms(seed, sample_list, st.step, rng.UNMASK, positions)
-            u_re = rng.uniforms(seed, sample_list, st.step, rng.REMASK, positions)
+            u_un = rng.uniforms(seed, sample_list, st.step, rng.UNMASK, counters)
+            u_re = rng.uniforms(seed, sample_list, st.step, rng.REMASK, counters)
             unmask = masked & (u_un < unmask_p)
             remask = ~masked & ~fixed & (u_re < remask_p)
 
@@ -250,8 +388,8 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
             if unmask.any():
                 b, pos = unmask.nonzero(as_tuple=True)
                 logits, called = px0.logits_at(x, b, pos)
-                px0.nfe += unmask.any(1)
-                u = rng.uniforms_at(seed, sample_list, st.step, rng.TOKEN, b, pos)
+                px0.nfe += unmask.any(1) * px0.passes
+                u = rng.uniforms_at(seed, sample_list, st.step, rng.TOKEN, b, pos - gen_start)
                 tok, prob, ci, cp = _draw_tokens(logits, mask_id, sampler.nucleus_p, u, rec.topk)
                 n_un = int(b.numel())
             if remask.any():
@@ -287,7 +425,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
     if masked.any():
         b, pos = masked.nonzero(as_tuple=True)
         logits, called = px0.logits_at(x, b, pos)
-        px0.nfe += masked.any(1)
+        px0.nfe += masked.any(1) * px0.passes
         p = subs_probs(logits, mask_id)
         prob, tok = p.max(-1)
         if rec.topk:
@@ -319,7 +457,12 @@ def _versions() -> dict:
 
 
 def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offset, device, batch_size,
-          record, progress, topk, fast, meta_extra, first_step=0):
+          record, progress, topk, fast, meta_extra, first_step=0, *, rng_ids=None, pad=None, gen_start=0):
+    """Run ``grid`` over all rows in batches and assemble the Trace.
+
+    Variable-length canvases (prompted LLaDA / Dream) add: ``rng_ids`` (LongTensor[N], the sample
+    index of each row's random streams), ``pad`` (BoolTensor[N, L], left padding) and ``gen_start``.
+    """
     N, L = x0.shape
     batch_size = batch_size or N
     rec = _Recorder(record=record, topk=topk)
@@ -341,9 +484,11 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
             tp = token_prob0[lo:hi].to(device).clone()
             fx = fixed[lo:hi].to(device)
             ids = torch.arange(sample_offset + lo, sample_offset + hi, device=device)
-            px0 = _Px0(model, fast, hi - lo, device)
+            pd_ = None if pad is None else pad[lo:hi].to(device)
+            px0 = _Px0(model, fast, hi - lo, device, pad=pd_, cfg=(getattr(sampler, "cfg_scale", 0.0), fx))
             try:
-                _run_chunk(model, sampler, grid, x, fx, tp, ids, seed, rec, step_rows, px0, bar, steps)
+                _run_chunk(model, sampler, grid, x, fx, tp, ids, seed, rec, step_rows, px0, bar, steps,
+                           gen_start=gen_start, rng_ids=None if rng_ids is None else rng_ids[lo:hi])
             finally:
                 final[lo:hi] = x.cpu()
                 calls += px0.calls
@@ -388,15 +533,34 @@ def _device(model, device):
 
 def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: int = 0, prompt=None,
              device=None, batch_size: int | None = None, record: bool = True, progress: bool = True,
-             topk: int = 3, fast: bool = True) -> Trace:
+             topk: int = 3, fast: bool = True, gen_length: int | None = None) -> Trace:
     """Sample ``num_samples`` sequences with ``sampler`` in ``steps`` steps and record every change.
 
-    ``prompt``: text or token ids (a prefix), ``{position: token}`` or a length-L tensor with the
-    mask id at free positions; prompt tokens are never remasked.  Sample ``i`` depends only on
-    ``(seed, i)``: ``batch_size`` changes memory use, never the samples.  Ctrl-C returns the
-    partial trace (``trace.complete is False``).  ``fast=False`` computes full logits (same samples).
+    Fixed-length models (``seq_len`` an int): ``prompt`` is text or token ids (a prefix),
+    ``{position: token}`` or a length-L tensor with the mask id at free positions.
+
+    Variable-length models (LLaDA, Dream: ``seq_len is None``): the canvas is the prompt followed
+    by ``gen_length`` masks.  ``prompt`` is text, token ids, chat messages
+    (``[{"role": "user", "content": ...}]``, rendered with the chat template) or a list of those;
+    prompts of different lengths are left-padded (:mod:`explorer.prompts`).  Rows are prompt-major
+    (prompt p, sample s is row ``p * num_samples + s``) and row (p, s) draws from the streams of
+    sample ``s``: it is the same whether prompt p runs alone or with others.  ``trace.texts``
+    gives the generated part cut at EOS / end of turn; ``trace.decode(trace.final)`` the canvas.
+
+    Prompt tokens are never remasked.  Sample ``i`` depends only on ``(seed, i)``: ``batch_size``
+    changes memory use, never the samples.  Ctrl-C returns the partial trace
+    (``trace.complete is False``).  ``fast=False`` computes full logits (same samples).
     """
     _check_common(model, sampler, steps, num_samples, seed, batch_size, topk)
+    if getattr(model, "seq_len", None) is None:
+        return _generate_prompted(model, sampler, steps, num_samples, seed, prompt, device, batch_size,
+                                  record, progress, topk, fast, gen_length)
+    if gen_length is not None:
+        raise ValueError(f"gen_length is for models without a fixed length (LLaDA, Dream); this model always "
+                         f"writes seq_len={model.seq_len} tokens: drop gen_length=.")
+    if sampler.kind == "ranked":
+        raise ValueError(f"{sampler.name} decodes a prompt's continuation in blocks (LLaDA / Dream); for a "
+                         "fixed-length model use ConfidenceOrdered(block_length=...) instead.")
     device = _device(model, device)
     L = model.seq_len
     if sampler.kind == "ordering":
@@ -408,6 +572,27 @@ def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: in
     grid = sampler.grid(steps)
     return _loop(model, sampler, grid, steps, x0, fixed, tp, seed, 0, device, batch_size, record, progress,
                  topk, fast, {"prompt": None if prompt is None else tokens.tolist()})
+
+
+def _generate_prompted(model, sampler, steps, num_samples, seed, prompt, device, batch_size, record,
+                       progress, topk, fast, gen_length) -> Trace:
+    """generate() for a variable-length model: prompts + gen_length masks, left-padded (reference §3, §4)."""
+    canvas = prompts.build_canvas(model, prompt, gen_length)
+    if sampler.kind in ("ordering", "ranked"):
+        sampler.check_shape(canvas.gen_length, steps)
+    device = _device(model, device)
+    P, L = canvas.tokens.shape
+    rows = torch.arange(P).repeat_interleave(num_samples)
+    x0 = canvas.tokens[rows].clone()
+    fixed = canvas.fixed[rows].clone()
+    pad = canvas.pad[rows].clone()
+    tp = torch.full((P * num_samples, L), float("nan"))
+    rng_ids = torch.arange(num_samples).repeat(P)
+    meta = {"prompt": canvas.tokens.tolist(), "num_prompts": P, "samples_per_prompt": num_samples,
+            **canvas.meta(prompts.stop_ids(model))}
+    return _loop(model, sampler, sampler.grid(steps), steps, x0, fixed, tp, seed, 0, device, batch_size, record,
+                 progress, topk, fast, meta, rng_ids=rng_ids, pad=pad if pad.any() else None,
+                 gen_start=canvas.gen_start)
 
 
 def _positions_mask(spec, shape, what: str) -> torch.Tensor:
@@ -481,7 +666,9 @@ def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | No
                          "(a step of the trace before its last sampler step).")
     seed = trace.meta["seed"] if seed is None else seed
     _check_common(model, sampler, trace.num_steps, trace.num_samples, seed, batch_size, trace.topk)
-    if model.mask_id != trace.mask_id or model.seq_len != trace.seq_len:
+    prompted = "gen_start" in trace.meta      # a variable-length (LLaDA / Dream) canvas
+    if model.mask_id != trace.mask_id or (model.seq_len != trace.seq_len and not
+                                          (prompted and model.seq_len is None)):
         raise ValueError("this model does not match the trace (mask id or sequence length differ).")
     x = trace.state_at(step)
     tp = trace.prob_at(step).float()
@@ -510,7 +697,17 @@ def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | No
     grid = [g for g in full_grid if g.step > step]
     edit = {"remask": rm.nonzero().tolist(), "pin": pn.nonzero().tolist(),
             "replace": {str(p): t for p, t in rp.items()}}
+    extra, canvas = {"prompt": trace.meta.get("prompt")}, {}
+    if prompted:
+        m = trace.meta
+        spp, gen_start = m["samples_per_prompt"], m["gen_start"]
+        pad_rows = torch.tensor(m["pad_lengths"]).repeat_interleave(spp)
+        pad = torch.arange(trace.seq_len)[None, :] < pad_rows[:, None]
+        canvas = {"rng_ids": torch.arange(spp).repeat(m["num_prompts"]), "gen_start": gen_start,
+                  "pad": pad if pad.any() else None}
+        extra.update({k: m[k] for k in ("num_prompts", "samples_per_prompt", "gen_start", "gen_length",
+                                        "prompt_lengths", "pad_lengths", "stop_ids")})
     branch = _loop(model, sampler, grid, trace.num_steps, x, fixed, tp, seed, 0, device, batch_size, record,
-                   progress, trace.topk, fast, {"prompt": trace.meta.get("prompt")}, first_step=step)
+                   progress, trace.topk, fast, extra, first_step=step, **canvas)
     branch.meta["parent"] = {"run_id": trace.run_id, "step": int(step), "edit": edit}
     return branch

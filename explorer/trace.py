@@ -263,10 +263,17 @@ class Trace:
 
     @property
     def texts(self) -> list[str]:
-        """The final decoded samples."""
+        """The final decoded samples.  For a prompted canvas (LLaDA / Dream: ``meta["gen_start"]``) the
+        generated part only, cut before the first EOS / end-of-turn id (``meta["stop_ids"]``);
+        ``trace.decode(trace.final)`` still decodes the whole canvases."""
         if "texts" in self.meta and self.tokenizer is None:
             return list(self.meta["texts"])
-        return [self.decode(row) for row in self.final]
+        start = self.meta.get("gen_start")
+        if start is None:
+            return [self.decode(row) for row in self.final]
+        stops = set(self.meta.get("stop_ids") or [])
+        rows = [row[start:] for row in self.final.tolist()]
+        return [self.decode(row[:next((i for i, t in enumerate(row) if t in stops), len(row))]) for row in rows]
 
     # ------------------------------------------------------------------ tidy views
     @property

@@ -13,12 +13,17 @@ name                class                      reference
 ``forward-backward````ForwardBackward``        §2.6
 ``dfm``             :class:`DFMCorrector`      §2.6
 ``confidence``      :class:`ConfidenceOrdered` MaskGIT / LLaDA ordering baseline
+``llada``           :class:`LLaDALowConfidence` LLaDA's semi-AR low-confidence sampler, llada-dream §4.1
+``remdm-llada``     :class:`ReMDMLLaDA`        the Table-3 sampler, llada-dream §4.3
+``dream``           :class:`DreamSampler`      Dream's diffusion_generate, llada-dream §4.2
 =================== ========================== ==========================================
 """
 from __future__ import annotations
 
 from .base import Rates, Sampler, SamplerState, StepTimes, linear_grid, sigma_max
 from .confidence import ConfidenceOrdered
+from .dream import DreamSampler
+from .llada import LLaDALowConfidence, ReMDMLLaDA
 from .dfm import DFMCorrector
 from .forward_backward import ForwardBackward
 from .mdlm import MDLM
@@ -33,6 +38,8 @@ REGISTRY: dict[str, type[Sampler]] = {
     cls.name: cls for cls in (MDLM, ReMDMCap, ReMDMRescale, ReMDMConf, ReMDMLoop, ReMDMSwitch, ReMDMRefine,
                               ForwardBackward, DFMCorrector, ConfidenceOrdered)
 }
+# the ranked samplers of LLaDA / Dream (explorer.samplers.ranked), for prompted variable-length models
+REGISTRY.update({cls.name: cls for cls in (LLaDALowConfidence, ReMDMLLaDA, DreamSampler)})
 
 
 def by_name(name: str, **settings) -> Sampler:
@@ -61,3 +68,4 @@ def from_config(config: dict) -> Sampler:
 __all__ = ["Sampler", "SamplerState", "StepTimes", "Rates", "linear_grid", "sigma_max", "by_name",
            "from_config", "REGISTRY", "MDLM", "ReMDMCap", "ReMDMRescale", "ReMDMConf", "ReMDMLoop",
            "ReMDMSwitch", "ReMDMRefine", "ForwardBackward", "DFMCorrector", "ConfidenceOrdered"]
+__all__ += ["LLaDALowConfidence", "ReMDMLLaDA", "DreamSampler"]
