@@ -5,7 +5,7 @@ from . import samplers
 from .engine import generate, resume
 from .refine import refine
 from .protocol import Denoiser, StubDenoiser
-from .trace import Trace
+from .trace import Trace, TraceFileError, TraceFileWarning
 
 __version__ = "0.1.0"
 
@@ -21,4 +21,5 @@ def load_model(*args, **kwargs):
 from .sweep import sweep  # noqa: E402
 
 
-__all__ = ["generate", "resume", "refine", "Trace", "samplers", "load_model", "sweep", "Denoiser", "StubDenoiser"]
+__all__ = ["generate", "resume", "refine", "Trace", "TraceFileError", "TraceFileWarning", "samplers",
+           "load_model", "sweep", "Denoiser", "StubDenoiser"]

@@ -19,6 +19,14 @@ Files
 versions, device, time, the steps table, the initial state and the sha256 of the data file).
 ``Trace.read(path)`` reads either back losslessly.  Both files are written atomically.
 
+Damage is refused, not loaded: ``Trace.read`` checks the columns, every value's type and range
+(integers, probabilities, kinds and reasons), the CSV quoting, and the data against the sidecar
+(event count and sha256).  A damaged file raises :class:`TraceFileError` (a ``ValueError``) naming
+the file and the first bad line (CSV, 1-based, the header is line 1), row (Parquet, 1-based event
+row), column or sidecar key.  ``Trace.read(path, verify=False)`` loads a file whose data no longer
+matches its sidecar (edited on purpose, say) with a :class:`TraceFileWarning`, marked incomplete.
+``Trace.verify(path)`` never raises: it returns a :class:`Verification`, falsy with a ``reason``.
+
 CSV safety: the CSV is UTF-8, RFC 4180 (CRLF rows, fields with commas, quotes or newlines are
 quoted, quotes doubled).  Token text is attacker-controlled (a model can emit ``=HYPERLINK(...)``),
 so by default every text cell that starts with ``= + - @``, a tab or a carriage return -- or with
@@ -31,6 +39,8 @@ import csv
 import hashlib
 import json
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +110,286 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_columns(df: pd.DataFrame, k: int, path) -> None:
-    missing = [c for c in list(EVENT_COLUMNS) + _cand_columns(k) if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path} lacks the trace columns {missing}; it was not written by "
-                         "Trace.to_csv/to_parquet (or it was edited).")
-
-
 def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(str(path) + ".meta.json")
+
+
+# ---------------------------------------------------------------------------- checking trace files
+_REWRITE = ("The file was changed or cut short after it was written: restore a copy, or write it again "
+            "with Trace.to_csv / Trace.to_parquet.")
+_LOAD_ANYWAY = ("If the change was on purpose, Trace.read(path, verify=False) loads it anyway, marked "
+                "incomplete (trace.complete is False).")
+
+
+class TraceFileError(ValueError):
+    """A trace file or its sidecar is damaged, or the two no longer match.
+
+    The message names the file and the first bad place that can be known: ``line`` (CSV, 1-based;
+    the header is line 1; a quoted token with a line break spans two lines), ``row`` (Parquet,
+    1-based event row), ``column``, or ``key`` (sidecar).  The same facts are attributes.
+    """
+
+    def __init__(self, path, problem: str, *, line: int | None = None, row: int | None = None,
+                 column: str | None = None, key: str | None = None, fix: str | None = _REWRITE):
+        self.path, self.problem = Path(path), problem
+        self.line, self.row, self.column, self.key = line, row, column, key
+        where = ", ".join(w for w in (f"line {line}" if line is not None else "",
+                                      f"row {row}" if row is not None else "",
+                                      f"column {column!r}" if column else "",
+                                      f"key {key!r}" if key else "") if w)
+        super().__init__(f"{path}{f' ({where})' if where else ''}: {problem}{f' {fix}' if fix else ''}")
+
+
+class TraceSidecarMissing(TraceFileError, FileNotFoundError):
+    """The data file has no ``<path>.meta.json`` beside it (also a ``FileNotFoundError``)."""
+
+
+class TraceFileWarning(UserWarning):
+    """``Trace.read(path, verify=False)`` loaded a data file that does not match its sidecar."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What :meth:`Trace.verify` found: truthy when the data file matches its sidecar; ``reason`` says why (not)."""
+
+    ok: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+_SIDECAR_KEYS = ("format_version", "data_format", "data_sha256", "run_id", "steps", "last_step", "mask_id",
+                 "model_calls", "steps_table", "initial", "fixed")
+
+
+def _read_sidecar(path: Path) -> dict:
+    """The sidecar of ``path`` as a dict, its required keys present and typed; TraceFileError otherwise."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise TraceSidecarMissing(path, f"has no metadata sidecar {side.name}; a trace is the data file plus "
+                                  "<file>.meta.json written beside it by to_csv/to_parquet.",
+                                  fix="Copy the sidecar together with the data file.")
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise TraceFileError(side, f"is not valid JSON ({e.msg}, column {e.colno}); the sidecar is damaged.",
+                             line=e.lineno) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TraceFileError(side, f"cannot be read ({e}).") from None
+    if not isinstance(meta, dict):
+        raise TraceFileError(side, f"holds a JSON {type(meta).__name__}, not the object of a trace sidecar.")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise TraceFileError(side, f"has format_version {meta.get('format_version')!r}; this explorer reads "
+                             f"version {FORMAT_VERSION}.", key="format_version", fix=None)
+    missing = [k for k in _SIDECAR_KEYS if k not in meta]
+    if missing:
+        raise TraceFileError(side, f"lacks the keys {missing} that every trace sidecar has.", key=missing[0])
+    for key in ("steps", "last_step", "mask_id", "model_calls", "first_step", "topk", "num_events", "vocab_size"):
+        v = meta.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise TraceFileError(side, f"{key} is {v!r}, not an integer >= 0.", key=key)
+    if meta["data_format"] not in ("csv", "parquet"):
+        raise TraceFileError(side, f"data_format is {meta['data_format']!r}, not 'csv' or 'parquet'.",
+                             key="data_format")
+    if not isinstance(meta["data_sha256"], str):
+        raise TraceFileError(side, f"data_sha256 is {meta['data_sha256']!r}, not a hex digest.", key="data_sha256")
+    return meta
+
+
+def _sidecar_value(side: Path, key: str, convert):
+    """``convert(...)`` of one sidecar entry, a TraceFileError naming the key if it does not convert."""
+    try:
+        return convert()
+    except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as e:
+        raise TraceFileError(side, f"{key} cannot be read ({type(e).__name__}: {e}).", key=key) from None
+
+
+def _states(side: Path, meta: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    initial = _sidecar_value(side, "initial", lambda: torch.tensor(meta["initial"], dtype=torch.long))
+    fixed = _sidecar_value(side, "fixed", lambda: torch.tensor(meta["fixed"], dtype=torch.bool))
+    final = meta.get("final")
+    final = None if final is None else _sidecar_value(side, "final", lambda: torch.tensor(final, dtype=torch.long))
+    if initial.dim() != 2:
+        raise TraceFileError(side, f"initial has shape {list(initial.shape)}, not [num_samples, L].", key="initial")
+    for key, t in (("fixed", fixed), ("final", final)):
+        if t is not None and t.shape != initial.shape:
+            raise TraceFileError(side, f"{key} has shape {list(t.shape)}, initial {list(initial.shape)}.", key=key)
+    return initial, fixed, final
+
+
+def _steps_table(side: Path, records) -> pd.DataFrame:
+    def convert():
+        steps = pd.DataFrame.from_records(records, columns=list(STEP_COLUMNS))
+        return steps.astype({"step": np.int64, "model_called": bool, "n_masked": np.int64,
+                             "n_unmasked": np.int64, "n_remasked": np.int64, "phase": str})
+    return _sidecar_value(side, "steps_table", convert)
+
+
+def _check_columns(df: pd.DataFrame, k: int, path, line: int | None = None) -> None:
+    expected = list(EVENT_COLUMNS) + _cand_columns(k)
+    missing = [c for c in expected if c not in df.columns]
+    extra = [c for c in df.columns if c not in expected]
+    if missing or extra:
+        what = (f"lacks the trace columns {missing}" if missing else "") + ("; " if missing and extra else "") \
+            + (f"has columns a trace does not have {extra}" if extra else "")
+        raise TraceFileError(path, f"{what}; it was not written by Trace.to_csv/to_parquet (or its header was "
+                             f"edited; the sidecar says top-k = {k}).", line=line, column=(missing or extra)[0])
+
+
+def _check_csv_structure(path: Path) -> None:
+    """Refuse the first record that is not RFC 4180 (strict quoting) or has another field count than the header."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, strict=True)
+        end, width = 0, None
+        try:
+            for record in reader:
+                start, end = end + 1, reader.line_num
+                if width is None:
+                    width = len(record)
+                elif not record:
+                    raise TraceFileError(path, "is an empty line; a trace CSV has none.", line=start)
+                elif len(record) != width:
+                    raise TraceFileError(path, f"has {len(record)} fields where the header has {width} (a field "
+                                         "was cut off or added, or a comma is not inside quotes).", line=start)
+        except csv.Error as e:
+            problem = ("opens a quoted field that is never closed (the file ends inside quotes)"
+                       if "end of data" in str(e) else
+                       f"has broken CSV quoting ({e}): a field with a comma, quote or line break must be "
+                       "enclosed in double quotes, with its quotes doubled")
+            raise TraceFileError(path, problem + ".", line=end + 1) from None
+        except UnicodeDecodeError as e:
+            raise TraceFileError(path, f"is not UTF-8 text ({e.reason}, after line {end}).") from None
+
+
+def _csv_line(path: Path, index: int) -> int:
+    """The 1-based line on which event row ``index`` (0-based) starts; past the end, the line after the last."""
+    end = 0
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        try:
+            for n, _ in enumerate(reader):
+                if n == index + 1:
+                    break
+                end = reader.line_num
+        except csv.Error:
+            pass
+    return end + 1
+
+
+def _read_csv_events(path: Path, k: int, neutralized: bool, scan: bool):
+    """The events table as text columns, and ``where(i)`` naming the line of event row i."""
+    if path.stat().st_size == 0:
+        raise TraceFileError(path, "is empty (0 bytes); a trace CSV starts with its header line.")
+    if scan:
+        _check_csv_structure(path)
+    try:
+        df = pd.read_csv(path, encoding="utf-8", dtype=str, keep_default_na=False, na_filter=False,
+                         index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as e:
+        _check_csv_structure(path)                 # names the line when it can
+        raise TraceFileError(path, f"cannot be parsed as CSV ({type(e).__name__}: {e}).") from None
+    _check_columns(df, k, path, line=1)
+    if neutralized:
+        for c in ["token"] + [f"cand{i + 1}_token" for i in range(k)]:
+            df[c] = [unneutralize(v) for v in df[c]]
+    return df, lambda i: {"line": _csv_line(path, i)}
+
+
+def _read_parquet_events(path: Path, k: int):
+    """The events table, and ``where(i)`` naming event row i (1-based)."""
+    try:
+        df = pd.read_parquet(path)
+    except ImportError:
+        raise
+    except Exception as e:  # pyarrow reports damage as ArrowInvalid, OSError, ...: one clear error instead
+        raise TraceFileError(path, f"is not a readable Parquet file ({type(e).__name__}: {e}).") from None
+    _check_columns(df, k, path)
+    return df, lambda i: {"row": i + 1}
+
+
+def _int_column(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """int64 values, and a mask of the entries that are not integers."""
+    if values.dtype.kind in "iu":
+        return values.to_numpy(np.int64), np.zeros(len(values), bool)
+    text = values.astype(str)
+    ok = text.str.fullmatch(r"[+-]?[0-9]{1,18}").to_numpy(bool)
+    out = np.zeros(len(values), np.int64)
+    out[ok] = text[ok].astype(np.int64).to_numpy()
+    return out, ~ok
+
+
+def _float_column(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """float64 values, and a mask of the entries that are not numbers (``nan`` is a number here)."""
+    if values.dtype.kind in "fiu":
+        return values.to_numpy(np.float64), np.zeros(len(values), bool)
+    text = values.astype(str)
+    out = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
+    return out, np.isnan(out) & (text.str.lower() != "nan").to_numpy(bool)
+
+
+def _event_arrays(path: Path, df: pd.DataFrame, meta: dict, shape: tuple[int, int], where) -> dict:
+    """Typed event columns; a TraceFileError at the first value of the wrong type, kind or range."""
+    k = int(meta.get("topk", 0))
+    n_samples, seq_len = shape
+    top = int(meta["vocab_size"]) - 1 if meta.get("vocab_size") else np.iinfo(np.int32).max
+    out, bad = {}, []
+
+    def check(name, values, wrong, expected):
+        out[name] = values
+        hit = np.flatnonzero(wrong)
+        if len(hit):
+            bad.append((int(hit[0]), name, expected))
+
+    ints = [("sample", 0, n_samples - 1), ("step", int(meta.get("first_step", 0)) + 1, int(meta["last_step"])),
+            ("position", 0, seq_len - 1), ("token_id", 0, top)] + [(f"cand{i + 1}_id", -1, top) for i in range(k)]
+    for name, lo, hi in ints:
+        v, wrong = _int_column(df[name])
+        check(name, v, wrong | (v < lo) | (v > hi), f"an integer in [{lo}, {hi}]")
+    for name in ["prob", "p_transition", "sigma"] + [f"cand{i + 1}_prob" for i in range(k)]:
+        v, wrong = _float_column(df[name])
+        if name in ("p_transition", "sigma"):
+            check(name, v, wrong, "a number (or nan)")
+        else:   # p(x0) of a token
+            check(name, v, wrong | (v < 0) | (v > 1), "a probability in [0, 1] (or nan)")
+    for name, choices in (("kind", KINDS), ("reason", REASONS)):
+        codes = pd.Index(list(choices)).get_indexer(df[name].astype(str))
+        check(name, codes.astype(np.int8), codes < 0, "one of " + ", ".join(choices))
+    if bad:
+        i, name, expected = min(bad)
+        raise TraceFileError(path, f"{name} is {df[name].iloc[i]!r}; expected {expected}.", column=name, **where(i))
+    return out
+
+
+def _first_count_difference(steps: np.ndarray, table: pd.DataFrame):
+    """(step, event rows found, rows the steps table counts) at the first step where they differ, or None."""
+    expected = dict(zip(table["step"].tolist(), (table["n_unmasked"] + table["n_remasked"]).tolist()))
+    found = dict(zip(*(a.tolist() for a in np.unique(steps, return_counts=True))))
+    for s in sorted(set(expected) | set(found)):
+        if found.get(s, 0) != expected.get(s, 0):
+            return s, found.get(s, 0), expected.get(s, 0)
+    return None
+
+
+def _sidecar_mismatch(meta: dict, sha: str, steps: np.ndarray, table: pd.DataFrame, where):
+    """How the data differs from what its sidecar recorded: (problem, place) or None when it matches."""
+    problems, place = [], {}
+    recorded = meta.get("num_events")
+    if recorded is not None and recorded != len(steps):
+        problems.append(f"it has {len(steps)} event rows but its sidecar recorded {recorded}")
+    if sha != meta["data_sha256"]:
+        problems.append(f"its sha256 {sha[:12]}... is not the {meta['data_sha256'][:12]}... its sidecar "
+                        "recorded, so it changed after it was written")
+    if not problems:
+        return None
+    diff = _first_count_difference(steps, table) if meta.get("record", True) else None
+    if diff is not None:   # events are written in step order: point at the step whose rows differ
+        s, found, expected = diff
+        at = np.flatnonzero(steps >= s)
+        place = where(int(at[0]) if len(at) else len(steps))
+        problems.append(f"step {s} has {found} event rows where the sidecar's steps table counts {expected} "
+                        "(a row was deleted or added here)")
+    return "; ".join(problems) + ".", place
 
 
 class Trace:
@@ -326,7 +607,7 @@ class Trace:
         meta = dict(self.meta)
         meta.update({
             "format_version": FORMAT_VERSION, "data_format": fmt, "data_sha256": data_sha,
-            "csv_formulas_neutralized": neutralized,
+            "csv_formulas_neutralized": neutralized, "num_events": len(self._ev["step"]),
             "texts": self.texts,
             "initial": self.initial.tolist(), "fixed": self.fixed.tolist(),
             "final": None if self.recorded else self.final.tolist(),
@@ -377,74 +658,90 @@ class Trace:
         return self._write(path, "parquet")
 
     @staticmethod
-    def verify(path) -> bool:
-        """True when the data file's sha256 matches the one recorded in its sidecar."""
-        meta = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
-        return _sha256_file(Path(path)) == meta["data_sha256"]
+    def verify(path) -> Verification:
+        """Whether the data file still matches the sha256 its sidecar recorded.  Never raises.
 
-    @classmethod
-    def read(cls, path, tokenizer: Any = None) -> "Trace":
-        """Read a trace written by :meth:`to_csv` or :meth:`to_parquet`."""
+        Returns a :class:`Verification`: truthy when it matches; falsy, with ``.reason`` saying
+        why, when the data file or the sidecar is missing or unreadable, or the data changed.
+        (``Trace.read`` checks much more: types, kinds, quoting and the event count.)
+        """
         path = Path(path)
         side = sidecar_path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"no trace file at {path}.")
+            return Verification(False, f"no data file at {path}")
         if not side.is_file():
-            raise FileNotFoundError(f"{path} has no metadata sidecar {side.name}; a trace is the data file "
-                                    "plus <file>.meta.json written beside it by to_csv/to_parquet.")
+            return Verification(False, f"{path} has no sidecar {side.name} beside it")
         try:
             meta = json.loads(side.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{side} is not valid JSON ({e}); the sidecar is damaged.") from None
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{side} has format_version {meta.get('format_version')!r}; this explorer "
-                             f"reads version {FORMAT_VERSION}.")
+            sha = _sha256_file(path)
+        except (OSError, ValueError, RecursionError) as e:    # JSON and UTF-8 errors are ValueErrors
+            return Verification(False, f"{side} cannot be read ({type(e).__name__}: {e})")
+        recorded = meta.get("data_sha256") if isinstance(meta, dict) else None
+        if not isinstance(recorded, str):
+            return Verification(False, f"{side} records no data_sha256")
+        if sha != recorded:
+            return Verification(False, f"{path} has sha256 {sha[:12]}..., its sidecar recorded {recorded[:12]}...: "
+                                       "the file changed after it was written")
+        return Verification(True, f"{path} matches the sha256 recorded in {side.name}")
+
+    @classmethod
+    def read(cls, path, tokenizer: Any = None, verify: bool = True) -> "Trace":
+        """Read a trace written by :meth:`to_csv` or :meth:`to_parquet`, refusing damage.
+
+        Raises :class:`TraceFileError` (a ``ValueError``) naming the file and the first bad line,
+        row, column or sidecar key when the sidecar is missing or broken, a column is missing, a
+        value has the wrong type, kind or range, or the CSV quoting is broken; and when the data
+        no longer matches its sidecar (event count, sha256) -- unless ``verify=False``, which loads
+        such a file anyway with a :class:`TraceFileWarning`: ``trace.complete`` is then False and
+        ``trace.meta["incomplete_reason"]`` says why.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no trace file at {path}.")
+        side = sidecar_path(path)
+        meta = _read_sidecar(path)
+        initial, fixed, final = _states(side, meta)
+        steps = _steps_table(side, meta["steps_table"])
+        sha = _sha256_file(path)
         k = int(meta.get("topk", 0))
-        text_cols = ["token"] + [f"cand{i + 1}_token" for i in range(k)]
-        float_cols = ["prob", "p_transition", "sigma"] + [f"cand{i + 1}_prob" for i in range(k)]
-        if meta["data_format"] == "csv":
-            df = pd.read_csv(path, encoding="utf-8", keep_default_na=False,
-                             na_values={c: ["nan"] for c in float_cols},
-                             dtype={**{c: str for c in text_cols}, **{c: np.float64 for c in float_cols}})
-            _check_columns(df, k, path)
-            if meta.get("csv_formulas_neutralized"):
-                for c in text_cols:
-                    df[c] = [unneutralize(v) for v in df[c]]
+        if meta["data_format"] == "csv":   # a file that changed gets the strict RFC 4180 pass first
+            df, where = _read_csv_events(path, k, bool(meta.get("csv_formulas_neutralized")),
+                                         scan=sha != meta["data_sha256"])
         else:
-            df = pd.read_parquet(path)
-        _check_columns(df, k, path)
-        has = df["cand1_id"].to_numpy() >= 0 if k else np.zeros(len(df), bool)
+            df, where = _read_parquet_events(path, k)
+        ev = _event_arrays(path, df, meta, tuple(initial.shape), where)
+        mismatch = _sidecar_mismatch(meta, sha, ev["step"], steps, where)
+        if mismatch is not None:
+            problem, place = mismatch
+            if verify:
+                raise TraceFileError(path, problem, **place, fix=_LOAD_ANYWAY)
+            reason = str(TraceFileError(path, problem, **place, fix=None))
+            warnings.warn(f"{reason} Loaded anyway (verify=False): trace.complete is False.", TraceFileWarning,
+                          stacklevel=2)
+            meta["complete"], meta["incomplete_reason"] = False, reason
+        has = ev["cand1_id"] >= 0 if k else np.zeros(len(df), bool)
         cand_row = np.full(len(df), -1, np.int32)
         cand_row[has] = np.arange(int(has.sum()), dtype=np.int32)
         events = {
             "cand_row": cand_row,
-            "sample": df["sample"].to_numpy(np.int32), "step": df["step"].to_numpy(np.int32),
-            "position": df["position"].to_numpy(np.int32),
-            "kind": np.array([KINDS.index(v) for v in df["kind"].astype(str)], dtype=np.int8),
-            "token_id": df["token_id"].to_numpy(np.int32),
-            "prob": df["prob"].to_numpy(np.float32), "p_transition": df["p_transition"].to_numpy(np.float32),
-            "sigma": df["sigma"].to_numpy(np.float32),
-            "reason": np.array([REASONS.index(v) for v in df["reason"].astype(str)], dtype=np.int8),
-            "cand_ids": np.stack([df[f"cand{i + 1}_id"].to_numpy(np.int32)[has] for i in range(k)], 1)
+            **{c: ev[c].astype(np.int32) for c in ("sample", "step", "position", "token_id")},
+            **{c: ev[c].astype(np.float32) for c in ("prob", "p_transition", "sigma")},
+            "kind": ev["kind"], "reason": ev["reason"],
+            "cand_ids": np.stack([ev[f"cand{i + 1}_id"].astype(np.int32)[has] for i in range(k)], 1)
             if k else np.zeros((0, 0), np.int32),
-            "cand_probs": np.stack([df[f"cand{i + 1}_prob"].to_numpy(np.float32)[has] for i in range(k)], 1)
+            "cand_probs": np.stack([ev[f"cand{i + 1}_prob"].astype(np.float32)[has] for i in range(k)], 1)
             if k else np.zeros((0, 0), np.float32),
         }
-        texts = {int(i): t for i, t in zip(df["token_id"], df["token"])}
+        texts = dict(zip(ev["token_id"].tolist(), df["token"]))
         for i in range(k):
-            texts.update({int(a): b for a, b in zip(df[f"cand{i + 1}_id"], df[f"cand{i + 1}_token"]) if a >= 0})
-        texts.update({int(a): b for a, b in meta.get("token_texts", {}).items()})
-        steps = pd.DataFrame.from_records(meta.pop("steps_table"), columns=list(STEP_COLUMNS))
-        steps = steps.astype({"step": np.int64, "model_called": bool, "n_masked": np.int64,
-                              "n_unmasked": np.int64, "n_remasked": np.int64, "phase": str})
-        initial = torch.tensor(meta.pop("initial"), dtype=torch.long)
-        fixed = torch.tensor(meta.pop("fixed"), dtype=torch.bool)
-        final = meta.pop("final", None)
-        for key in ("format_version", "data_format", "data_sha256", "csv_formulas_neutralized",
-                    "event_columns", "step_columns", "token_texts"):
+            texts.update({a: b for a, b in zip(ev[f"cand{i + 1}_id"].tolist(), df[f"cand{i + 1}_token"]) if a >= 0})
+        texts.update(_sidecar_value(side, "token_texts",
+                                    lambda: {int(a): str(b) for a, b in meta.get("token_texts", {}).items()}))
+        for key in ("format_version", "data_format", "data_sha256", "csv_formulas_neutralized", "num_events",
+                    "event_columns", "step_columns", "token_texts", "steps_table", "initial", "fixed", "final"):
             meta.pop(key, None)
         return cls(initial=initial, fixed=fixed, events=events, steps=steps, meta=meta,
-                   final=None if final is None else torch.tensor(final), tokenizer=tokenizer,
+                   final=final, tokenizer=tokenizer,
                    token_texts=texts)
 
     # ------------------------------------------------------------------ equality (tests, audits)
