@@ -1,0 +1,431 @@
+"""Native LLaDA and Dream (llada-dream reference §1-§3): loading, forwards, padding, errors, sizes.
+
+Every forward is checked against a straightforward reference written here with plain torch ops
+from the reference text, reading the weights straight from the safetensors files.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from explorer.models import DreamConfig, DreamModel, LLaDAConfig, LLaDAModelLM, load_model, write_random_checkpoint
+from explorer.models.random_checkpoint import special_ids
+from explorer.protocol import check_denoiser
+
+TOL = 1e-4
+
+
+# ------------------------------------------------------------------------ reference forwards
+
+def read_weights(directory) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for f in sorted(directory.glob("*.safetensors")):
+        tensors.update(load_file(str(f)))
+    return {k: v.float() for k, v in tensors.items()}
+
+
+def ref_rms(x, w, eps):
+    return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+
+def ref_rope(x, pos, theta):
+    """x: [..., L, hd]; rotate-half with angles pos * theta^(-2j/hd), pos: [L] or [B, 1, L]."""
+    hd = x.shape[-1]
+    inv = 1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+    ang = pos.double()[..., None] * inv
+    cos, sin = torch.cat([ang.cos(), ang.cos()], -1).float(), torch.cat([ang.sin(), ang.sin()], -1).float()
+    rot = torch.cat([-x[..., hd // 2:], x[..., : hd // 2]], -1)
+    return x * cos + rot * sin
+
+
+def ref_attend(q, k, v, allowed=None):
+    """softmax(q k^T / sqrt(hd)) v; ``allowed`` [B, 1 or L, L] bool (False = masked)."""
+    s = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if allowed is not None:
+        s = s.masked_fill(~allowed[:, None], float("-inf"))
+    return torch.softmax(s, -1) @ v
+
+
+def llada_reference(w, c: dict, ids, pad=None):
+    """§1.3: pre-norm blocks, gate ff_proj, fp32 RoPE on positions 0..L-1, key mask, ln_f, ff_out; no shift."""
+    B, L = ids.shape
+    H, D = c["n_heads"], c["d_model"]
+    hd = D // H
+    x = w["model.transformer.wte.weight"][ids]
+    pos = torch.arange(L)
+    allowed = None if pad is None else (~pad)[:, None, :].expand(B, L, L)
+    for i in range(c["n_layers"]):
+        p = f"model.transformer.blocks.{i}."
+        h = ref_rms(x, w[p + "attn_norm.weight"], c["rms_norm_eps"])
+        q, k, v = ((h @ w[p + n + ".weight"].T).view(B, L, H, hd).transpose(1, 2) for n in ("q_proj", "k_proj", "v_proj"))
+        q, k = ref_rope(q, pos, c["rope_theta"]), ref_rope(k, pos, c["rope_theta"])
+        a = ref_attend(q, k, v, allowed).transpose(1, 2).reshape(B, L, D)
+        x = x + a @ w[p + "attn_out.weight"].T
+        g = ref_rms(x, w[p + "ff_norm.weight"], c["rms_norm_eps"])
+        gate, up = g @ w[p + "ff_proj.weight"].T, g @ w[p + "up_proj.weight"].T
+        x = x + (gate * torch.sigmoid(gate) * up) @ w[p + "ff_out.weight"].T
+    x = ref_rms(x, w["model.transformer.ln_f.weight"], c["rms_norm_eps"])
+    return x @ w["model.transformer.ff_out.weight"].T
+
+
+def dream_reference(w, c: dict, ids, kv_head_of=None, shift=True):
+    """§2.3: biased q/k/v, kv head j feeds q heads j*r..j*r+r-1, SiLU(gate)*up, norm, lm_head, then
+    logits'[i] = logits[i-1] (position 0 keeps its own). ``kv_head_of`` overrides the head mapping."""
+    B, L = ids.shape
+    H, Hkv, D = c["num_attention_heads"], c["num_key_value_heads"], c["hidden_size"]
+    hd, r = D // H, H // Hkv
+    kv_head_of = kv_head_of or (lambda h: h // r)
+    x = w["model.embed_tokens.weight"][ids]
+    pos = torch.arange(L)
+    for i in range(c["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        h = ref_rms(x, w[p + "input_layernorm.weight"], c["rms_norm_eps"])
+        lin = {n: h @ w[f"{p}self_attn.{n}.weight"].T + w[f"{p}self_attn.{n}.bias"] for n in ("q_proj", "k_proj", "v_proj")}
+        q = lin["q_proj"].view(B, L, H, hd).transpose(1, 2)
+        k = lin["k_proj"].view(B, L, Hkv, hd).transpose(1, 2)
+        v = lin["v_proj"].view(B, L, Hkv, hd).transpose(1, 2)
+        q, k = ref_rope(q, pos, c["rope_theta"]), ref_rope(k, pos, c["rope_theta"])
+        heads = [ref_attend(q[:, hh], k[:, kv_head_of(hh)], v[:, kv_head_of(hh)]) for hh in range(H)]
+        a = torch.stack(heads, 1).transpose(1, 2).reshape(B, L, D)
+        x = x + a @ w[p + "self_attn.o_proj.weight"].T
+        m = ref_rms(x, w[p + "post_attention_layernorm.weight"], c["rms_norm_eps"])
+        gate, up = m @ w[p + "mlp.gate_proj.weight"].T, m @ w[p + "mlp.up_proj.weight"].T
+        x = x + (gate * torch.sigmoid(gate) * up) @ w[p + "mlp.down_proj.weight"].T
+    logits = ref_rms(x, w["model.norm.weight"], c["rms_norm_eps"]) @ w["lm_head.weight"].T
+    return torch.cat([logits[:, :1], logits[:, :-1]], 1) if shift else logits
+
+
+@pytest.fixture(scope="module")
+def llada_dir(tmp_path_factory):
+    return write_random_checkpoint(tmp_path_factory.mktemp("llada"), "llada", num_shards=3, seed=1)
+
+
+@pytest.fixture(scope="module")
+def dream_dir(tmp_path_factory):
+    return write_random_checkpoint(tmp_path_factory.mktemp("dream"), "dream", num_shards=2, seed=2)
+
+
+def tokens(model, batch=2, length=11, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, model.vocab_size, (batch, length), generator=g)
+
+
+def config_of(directory) -> dict:
+    return json.loads((directory / "config.json").read_text())
+
+
+# --------------------------------------------------------------------------- published layout
+
+def test_random_checkpoints_have_the_published_layout(llada_dir, dream_dir):
+    files = sorted(p.name for p in llada_dir.iterdir())
+    assert [f for f in files if f.endswith(".safetensors")] == [f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)]
+    index = json.loads((llada_dir / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"]) == set(read_weights(llada_dir))
+    assert len(set(index["weight_map"].values())) == 3
+    c = config_of(llada_dir)
+    assert c["model_type"] == "llada" and c["architectures"] == ["LLaDAModelLM"]
+    for key in ("d_model", "n_heads", "n_kv_heads", "n_layers", "mlp_hidden_size", "vocab_size", "embedding_size",
+                "rope_theta", "rms_norm_eps", "mask_token_id", "eos_token_id", "pad_token_id", "weight_tying",
+                "block_type", "activation_type", "max_sequence_length"):
+        assert key in c
+    assert "model.transformer.blocks.1.ff_proj.weight" in index["weight_map"]
+    d = config_of(dream_dir)
+    assert d["model_type"] == "Dream" and d["architectures"] == ["DreamModel"]
+    assert "model.layers.0.self_attn.k_proj.bias" in read_weights(dream_dir)
+    assert "lm_head.weight" in read_weights(dream_dir)
+    # the config's special ids point at the tokenizer's special tokens (§3)
+    tc = json.loads((llada_dir / "tokenizer_config.json").read_text())
+    assert "<|start_header_id|>" in tc["chat_template"] and tc["mask_token"] == "<|mdm_mask|>"
+    assert special_ids("llada")["<|mdm_mask|>"] == c["mask_token_id"]
+    assert special_ids("dream")["<|mask|>"] == d["mask_token_id"]
+
+
+# ----------------------------------------------------------------------------------- forwards
+
+def test_llada_matches_the_reference_forward_in_float32(llada_dir):
+    den = load_model(llada_dir)
+    check_denoiser(den)
+    assert den.seq_len is None and den.max_length == 4096 and den.family == "llada"
+    assert den.dtype == torch.float32 and den.device.type == "cpu"
+    z = tokens(den)
+    got = den.logits(z)
+    want = llada_reference(read_weights(llada_dir), config_of(llada_dir), z)
+    assert got.shape == want.shape == (2, 11, den.vocab_size)
+    assert (got - want).abs().max().item() < TOL
+    # body/head split: the head on chosen rows gives the same logits
+    h = den.body(z)
+    assert torch.allclose(den.head(h[torch.tensor([0, 1]), torch.tensor([3, 7])]), got[[0, 1], [3, 7]], atol=1e-5)
+
+
+def test_dream_matches_the_reference_forward_with_its_shift_in_float32(dream_dir):
+    den = load_model(dream_dir)
+    check_denoiser(den)
+    assert den.max_length == 2048 and den.family == "dream"
+    z = tokens(den, length=9)
+    w, c = read_weights(dream_dir), config_of(dream_dir)
+    got = den.logits(z)
+    assert (got - dream_reference(w, c, z)).abs().max().item() < TOL
+    # the shift: row i is the network's output at i - 1, not at i (position 0 keeps its own)
+    raw = dream_reference(w, c, z, shift=False)
+    assert torch.allclose(got[:, 1:], raw[:, :-1], atol=TOL) and torch.allclose(got[:, 0], raw[:, 0], atol=TOL)
+    assert (got[:, 1:] - raw[:, 1:]).abs().max().item() > 0.1
+    h = den.body(z)
+    assert torch.allclose(den.head(h[:, 4]), got[:, 4], atol=1e-5)
+
+
+def test_dream_grouped_kv_heads_feed_consecutive_query_heads(dream_dir):
+    """kv head j feeds q heads j*r .. j*r+r-1 (§2.3 item 7): the interleaved order gives other logits."""
+    den = load_model(dream_dir)
+    c = config_of(dream_dir)
+    assert c["num_attention_heads"] // c["num_key_value_heads"] == 2
+    z = tokens(den, length=8, seed=3)
+    w = read_weights(dream_dir)
+    got = den.logits(z)
+    interleaved = dream_reference(w, c, z, kv_head_of=lambda h: h % c["num_key_value_heads"])
+    assert (got - dream_reference(w, c, z)).abs().max().item() < TOL
+    assert (got - interleaved).abs().max().item() > 0.05
+    # and swapping the two kv heads in the weights changes the output
+    model = den.model
+    hd = c["hidden_size"] // c["num_attention_heads"]
+    perm = torch.cat([torch.arange(hd, 2 * hd), torch.arange(hd)])
+    with torch.no_grad():
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.weight.copy_(proj.weight[perm])
+                proj.bias.copy_(proj.bias[perm])
+    assert (den.logits(z) - got).abs().max().item() > 0.05
+
+
+def test_bf16_path_runs_and_stays_near_float32(llada_dir, dream_dir):
+    for directory in (llada_dir, dream_dir):
+        den32, den16 = load_model(directory), load_model(directory, dtype=torch.bfloat16)
+        assert den16.dtype == torch.bfloat16
+        assert all(p.dtype == torch.bfloat16 for p in den16.model.parameters())
+        z = tokens(den32, length=10)
+        lo, hi = den16.logits(z), den32.logits(z)
+        assert lo.dtype == torch.bfloat16 and torch.isfinite(lo.float()).all()
+        # bf16 keeps ~3 significant digits; tiny random models have logits of order 1
+        assert (lo.float() - hi).abs().max().item() < 0.15 * hi.abs().max().item()
+
+
+# ------------------------------------------------------------------------------------ padding
+
+def test_dream_padded_row_equals_the_unpadded_row(dream_dir):
+    """Outer-AND mask and position ids cumsum(valid) - 1 (§2.3 item 10): left padding changes nothing."""
+    den = load_model(dream_dir)
+    z = tokens(den, batch=1, length=7, seed=5)
+    alone = den.logits(z)[0]
+    n_pad = 4
+    batch = torch.cat([torch.cat([torch.full((1, n_pad), den.pad_id), z], 1), tokens(den, 1, 7 + n_pad, 6)])
+    pad = torch.zeros(batch.shape, dtype=torch.bool)
+    pad[0, :n_pad] = True
+    out = den.logits(batch, pad=pad)
+    assert torch.isfinite(out).all()                 # padded query rows produce no NaN that could leak
+    assert (out[0, n_pad:] - alone).abs().max().item() < TOL
+    assert (den.logits(batch[1:])[0] - out[1]).abs().max().item() < TOL   # the unpadded row is untouched
+    h = den.body(batch, pad=pad)
+    assert torch.allclose(den.head(h[0, n_pad + 2]), out[0, n_pad + 2], atol=1e-5)
+
+
+def test_llada_padding_is_an_additive_key_mask_without_position_shift(llada_dir):
+    den = load_model(llada_dir)
+    z = tokens(den, batch=2, length=9, seed=7)
+    pad = torch.zeros(z.shape, dtype=torch.bool)
+    pad[0, :3] = True
+    out = den.logits(z, pad=pad)
+    assert torch.isfinite(out).all()
+    want = llada_reference(read_weights(llada_dir), config_of(llada_dir), z, pad=pad)
+    assert (out - want).abs().max().item() < TOL
+    # positions are not shifted, yet RoPE scores depend only on position differences, so the valid
+    # part of the padded row still equals the same tokens alone
+    alone = den.logits(z[:1, 3:])[0]
+    assert (out[0, 3:] - alone).abs().max().item() < TOL
+    # without the key mask the padding would be attended to
+    assert (den.logits(z)[0, 3:] - alone).abs().max().item() > 0.01
+    assert (out[1] - den.logits(z[1:])[0]).abs().max().item() < TOL
+
+
+# ---------------------------------------------------------------------- tokenizer and special ids
+
+def test_special_ids_come_from_config_and_tokenizer(llada_dir, dream_dir):
+    llada, dream = load_model(llada_dir), load_model(dream_dir)
+    ids = special_ids("llada")
+    assert (llada.mask_id, llada.eos_id, llada.pad_id, llada.eot_id) == (
+        ids["<|mdm_mask|>"], ids["<|endoftext|>"], ids["<|endoftext|>"], ids["<|eot_id|>"])
+    assert llada.tokenizer.mask_token_id == llada.mask_id
+    chat = llada.tokenizer.apply_chat_template([{"role": "user", "content": "2+2?"}], add_generation_prompt=True,
+                                               tokenize=False)
+    assert chat.startswith("<|startoftext|><|start_header_id|>user<|end_header_id|>")
+    assert chat.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    ids = special_ids("dream")
+    assert (dream.mask_id, dream.eos_id, dream.pad_id, dream.eot_id) == (
+        ids["<|mask|>"], ids["<|endoftext|>"], ids["<|endoftext|>"], ids["<|im_end|>"])
+    chat = dream.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                               tokenize=False)
+    assert chat.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nhi")
+    assert dream.tokenizer.decode(dream.tokenizer("Answer: 42").input_ids) == "Answer: 42"
+
+
+def test_tokenizer_is_optional(tmp_path):
+    d = write_random_checkpoint(tmp_path, "llada", with_tokenizer=False, num_shards=1)
+    with pytest.warns(UserWarning, match="no tokenizer files"):
+        den = load_model(d)
+    assert den.tokenizer is None and den.eot_id is None and den.mask_id == special_ids("llada")["<|mdm_mask|>"]
+
+
+def test_dream_vocab_and_merges_tokenizer_loads_without_remote_code(tmp_path):
+    """Dream's hub folder names a remote-code tokenizer class; its vocab.json + merges.txt are Qwen2 BPE."""
+    d = write_random_checkpoint(tmp_path, "dream", num_shards=1)
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    vocab = tok.get_vocab(with_added_tokens=False)
+    (d / "vocab.json").write_text(json.dumps(vocab))
+    (d / "merges.txt").write_text("#version: 0.2\n")
+    tc = json.loads((d / "tokenizer_config.json").read_text())
+    tc.update(tokenizer_class="DreamTokenizer", auto_map={"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]})
+    (d / "tokenizer_config.json").write_text(json.dumps(tc))
+    (d / "tokenizer.json").unlink()
+    den = load_model(d)
+    assert den.tokenizer is not None and den.eot_id == special_ids("dream")["<|im_end|>"]
+    assert den.tokenizer.convert_tokens_to_ids("<|mask|>") == den.mask_id
+    assert den.tokenizer.decode(den.tokenizer("a b").input_ids) == "a b"
+
+
+# ------------------------------------------------------------------------------- bad checkpoints
+
+def _single(tmp_path, family="llada"):
+    d = write_random_checkpoint(tmp_path, family, num_shards=1)
+    return d, load_file(str(d / "model.safetensors"))
+
+
+def test_strict_loading_names_missing_unexpected_and_misshaped_tensors(tmp_path):
+    d, sd = _single(tmp_path)
+    sd.pop("model.transformer.blocks.1.up_proj.weight")
+    sd["model.transformer.blocks.0.extra.weight"] = torch.zeros(3)
+    sd["model.transformer.ln_f.weight"] = torch.zeros(5)
+    save_file(sd, str(d / "model.safetensors"))
+    with pytest.raises(ValueError) as e:
+        load_model(d)
+    msg = str(e.value)
+    assert "LLaDA architecture" in msg
+    assert "missing (1): model.transformer.blocks.1.up_proj.weight" in msg
+    assert "unexpected (1): model.transformer.blocks.0.extra.weight" in msg
+    assert "model.transformer.ln_f.weight: file (5,) vs model (32,)" in msg
+
+
+def test_mismatched_shards_name_the_file(tmp_path):
+    d = write_random_checkpoint(tmp_path / "a", "dream", num_shards=2)
+    shard = d / "model-00002-of-00002.safetensors"
+    sd = load_file(str(shard))
+    gone = sorted(sd)[0]
+    sd.pop(gone)
+    save_file(sd, str(shard))
+    with pytest.raises(ValueError, match=rf"model-00002-of-00002.safetensors lacks tensor\(s\) .*{gone}"):
+        load_model(d)
+    shard.unlink()
+    with pytest.raises(FileNotFoundError, match="missing from .*model-00002-of-00002.safetensors"):
+        load_model(d)
+    (d / "model.safetensors.index.json").unlink()
+    with pytest.raises(FileNotFoundError, match="no model.safetensors.index.json saying which tensor"):
+        load_model(d)
+
+
+def test_unknown_architecture_lists_the_supported_ones(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"]}))
+    with pytest.raises(ValueError, match=r"unsupported architecture \(model_type='mamba2'.*Supported: 'mdlm'.*'llada' "
+                                         r"\(LLaDAModelLM\), 'Dream' \(DreamModel\)"):
+        load_model(tmp_path)
+
+
+def test_architectures_alone_identify_the_family(tmp_path):
+    d = write_random_checkpoint(tmp_path, "llada", num_shards=1, with_tokenizer=False)
+    c = config_of(d)
+    c.pop("model_type")
+    (d / "config.json").write_text(json.dumps(c))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert load_model(d).family == "llada"
+
+
+def test_damaged_config_names_the_file(tmp_path):
+    d = write_random_checkpoint(tmp_path, "dream", num_shards=1)
+    text = (d / "config.json").read_text()
+    (d / "config.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=r"config.json is not valid JSON .* line \d+"):
+        load_model(d)
+
+
+def test_unimplemented_settings_are_refused_by_name():
+    with pytest.raises(NotImplementedError, match=r"weight_tying=True \(supported: False\)"):
+        LLaDAConfig.from_dict({**LLaDAConfig().to_dict(), "weight_tying": True})
+    with pytest.raises(NotImplementedError, match="use_sliding_window=True"):
+        DreamConfig.from_dict({"use_sliding_window": True})
+
+
+def test_canvas_longer_than_max_length_is_refused(dream_dir):
+    den = load_model(dream_dir)
+    with pytest.raises(ValueError, match="longer than dream's maximum of 2048"):
+        den.logits(torch.zeros(1, 2049, dtype=torch.long))
+
+
+def test_hub_ids_need_allow_download_and_touch_no_network(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    calls = []
+    real = huggingface_hub.snapshot_download
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("local_files_only", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", spy)
+    for hub_id in ("GSAI-ML/LLaDA-8B-Instruct", "GSAI-ML/LLaDA-1.5", "Dream-org/Dream-v0-Instruct-7B"):
+        with pytest.raises(FileNotFoundError, match=rf"load_model\('{hub_id}', allow_download=True\)"):
+            load_model(hub_id)
+    assert calls and all(calls)   # only cache look-ups, never a download
+
+
+# --------------------------------------------------------------------------- published sizes
+
+def test_published_configs_give_the_published_parameter_counts():
+    """Counted by hand from the shapes tables (§1.2, §2.2) for the configs of §1.1, §2.1."""
+    with torch.device("meta"):
+        llada, dream = LLaDAModelLM(LLaDAConfig()), DreamModel(DreamConfig())
+    # LLaDA-8B: wte and ff_out 126464 x 4096; per block q, k, v, attn_out 4096^2, ff_proj, up_proj,
+    # ff_out 12288 x 4096, two norms of 4096; 32 blocks; ln_f 4096
+    per_block = 4 * 4096 * 4096 + 3 * 12288 * 4096 + 2 * 4096
+    assert per_block == 218_112_000
+    assert llada.num_parameters() == 2 * 126464 * 4096 + 32 * per_block + 4096 == 8_015_581_184
+    assert tuple(llada.model.transformer.ff_out.weight.shape) == (126464, 4096)
+    # Dream-7B: embed_tokens and lm_head 152064 x 3584; per layer q 3584^2 + 3584, k and v 512 x 3584 + 512,
+    # o 3584^2, gate/up/down 18944 x 3584, two norms; 28 layers; norm 3584
+    per_layer = (3584 * 3584 + 3584) + 2 * (512 * 3584 + 512) + 3584 * 3584 + 3 * 18944 * 3584 + 2 * 3584
+    assert per_layer == 233_057_792
+    assert dream.num_parameters() == 2 * 152064 * 3584 + 28 * per_layer + 3584 == 7_615_616_512
+    assert tuple(dream.model.layers[0].self_attn.k_proj.weight.shape) == (512, 3584)
+    keys = set(llada.state_dict())
+    assert {"model.transformer.wte.weight", "model.transformer.blocks.31.ff_proj.weight",
+            "model.transformer.ln_f.weight", "model.transformer.ff_out.weight"} <= keys and len(keys) == 3 + 32 * 9
+    keys = set(dream.state_dict())
+    assert {"model.embed_tokens.weight", "model.layers.27.self_attn.q_proj.bias", "model.norm.weight",
+            "lm_head.weight"} <= keys and len(keys) == 3 + 28 * 12
+
+
+def test_check_denoiser_accepts_variable_length_models_only_with_max_length(llada_dir):
+    den = load_model(llada_dir)
+    check_denoiser(den)
+
+    class NoLength:
+        mask_id, vocab_size, seq_len, tokenizer = 1, 4, None, None
+
+        def logits(self, z):
+            return z
+
+    with pytest.raises(TypeError, match="seq_len=None and an integer max_length"):
+        check_denoiser(NoLength())
