@@ -115,7 +115,8 @@ def main(argv=None) -> int:
 
     import explorer
     from explorer.metrics import judge_features
-    from explorer.sweep import report_html, sweep
+    from explorer.sweep import sweep
+    from explorer.viz.sweep_report import report_html
     from explorer.samplers import by_name
 
     out = Path(a.out)

@@ -9,6 +9,7 @@ so ``AutoModelForCausalLM.from_pretrained(dir)`` and ``AutoTokenizer.from_pretra
     python -m explorer.judge eval data/models/stories-judge
 
     model, tokenizer = load_judge()         # or judge = load_judge(); judge.model, judge.tokenizer
+                                            # (load_judge lives in explorer.metrics._judge)
     explorer.metrics.generative_perplexity(texts)   # uses this judge by default (§3 rules)
 """
 from __future__ import annotations
@@ -20,7 +21,6 @@ import math
 import platform
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -29,9 +29,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from explorer.metrics._judge import DEFAULT_JUDGE, Judge, load_judge  # loading sits below the metrics; re-exported
 from explorer.tasks import stories
 
-SHIPPED_DIR = stories.REPO_ROOT / "data" / "models" / "stories-judge"
+SHIPPED_DIR = DEFAULT_JUDGE
 
 
 def judge_config(vocab_size: int = stories.VOCAB_SIZE, n_layer: int = 4, n_embd: int = 256, n_head: int = 4,
@@ -71,34 +72,6 @@ def block_nll(model: GPT2LMHeadModel, blocks: torch.Tensor, batch_size: int = 64
         count += chunk[:, 1:].numel()
     model.train(was_training)
     return total / count
-
-
-@dataclass
-class Judge:
-    """A causal LM with its tokenizer; ``model, tokenizer = judge`` unpacks."""
-
-    model: GPT2LMHeadModel
-    tokenizer: PreTrainedTokenizerFast
-    path: str = ""
-
-    def __iter__(self):
-        return iter((self.model, self.tokenizer))
-
-
-def load_judge(name_or_path: str = "stories-judge", device: str | torch.device | None = None) -> Judge:
-    """Load a judge by shipped name (``data/models/<name>``) or by directory, offline."""
-    path = Path(name_or_path)
-    if not path.is_dir() and (stories.REPO_ROOT / "data" / "models" / name_or_path).is_dir():
-        path = stories.REPO_ROOT / "data" / "models" / name_or_path
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"no judge at {name_or_path!r}: expected a shipped name (e.g. 'stories-judge') or a directory "
-            "saved by `python -m explorer.judge train --export DIR`"
-        )
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model.to(device or "cpu").eval()
-    return Judge(model=model, tokenizer=tokenizer, path=str(path))
 
 
 # ----------------------------------------------------------------------------- training

@@ -29,12 +29,10 @@ their own rows. Otherwise everything runs in this process.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -254,7 +252,7 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
     ``cache_dir``: where finished cells live; a restarted sweep skips them (module doc).
     """
     sampler_map = _as_samplers(samplers)
-    steps = _parse_steps(steps, model.seq_len) if isinstance(steps, str) else [int(s) for s in steps]
+    steps = parse_steps(steps, model.seq_len) if isinstance(steps, str) else [int(s) for s in steps]
     seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -461,10 +459,10 @@ def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None)
             f"{plateau(best['sampler'])} for {best['sampler']} and {plateau(baseline)} for {baseline}.")
 
 
-# ----------------------------------------------------------------------------- CLI
+# ----------------------------------------------------------------------------- steps
 
-def _parse_steps(spec: str, seq_len: int) -> list[int]:
-    """``"16,32,64"`` or in units of the sequence length: ``"L/4,L/2,L,2L,4L,8L"``."""
+def parse_steps(spec: str, seq_len: int) -> list[int]:
+    """Steps from ``"16,32,64"`` or in units of the sequence length: ``"L/4,L/2,L,2L,4L,8L"``."""
     out = []
     for tok in spec.split(","):
         tok = tok.strip().replace(" ", "")
@@ -480,114 +478,21 @@ def _parse_steps(spec: str, seq_len: int) -> list[int]:
     return out
 
 
-def _default_metrics(name: str) -> list[str]:
-    n = name.lower()
-    if "orders" in n:
-        return ["validity", "entropy"]
-    if "stories" in n:
-        return ["gen_ppl", "entropy"]
-    return ["entropy"]
+# ``main`` (the ``explorer sweep`` command) moved to explorer.cli and ``report_html`` to
+# explorer.viz.sweep_report: both sit above this module (the report draws explorer.viz.sweep's
+# figures, which read this module's statistics). Old imports keep working, with a warning; the
+# import runs only when such a name is asked for. Listed in explorer._imports.DEPRECATED_REEXPORTS.
+def __getattr__(name: str):
+    if name in ("main", "report_html"):
+        import warnings
 
-
-def report_html(df: pd.DataFrame, path: str | os.PathLike, baseline: str = "mdlm",
-                title: str = "Sweep report", command: str | None = None) -> Path:
-    """A standalone HTML page (plotly.js embedded once, no CDN): summary, figures, tables."""
-    import html as _html
-
-    from .viz.export import write_html
-    from .viz.sweep import quality_vs_steps, return_on_compute_figure
-
-    parts: list[Any] = []
-    metrics = list(dict.fromkeys(df["metric"]))
-    primary = [m for m in metrics if not m.startswith("violation:")]
-    lines = []
-    for m in primary:
-        if baseline in set(df["sampler"]) and higher_is_better(m) is not None:
-            lines.append(summary(df, baseline=baseline, metric=m))
-    parts.append("<p>" + "<br>".join(_html.escape(x) for x in lines) + "</p>")
-    if command:
-        parts.append(f'<p class="note">{_html.escape(command)}</p>')
-    for m in primary:
-        parts.append(quality_vs_steps(df, m))
-        if baseline in set(df["sampler"]) and higher_is_better(m) is not None:
-            parts.append(return_on_compute_figure(return_on_compute(df, baseline=baseline, metric=m)))
-    violations = [m for m in metrics if m.startswith("violation:")]
-    if violations:
-        parts.append(quality_vs_steps(df, violations))
-    table = df.copy()
-    table["value ± stderr"] = [_fmt(v, s) for v, s in zip(table["value"], table["stderr"])]
-    piv = table.pivot_table(index=["metric", "sampler"], columns="steps", values="value ± stderr",
-                            aggfunc="first")
-    parts.append("<h2>All cells (seed 0 shown when several)</h2>" + piv.to_html(border=0))
-    cost = df.groupby(["sampler", "steps"])[["nfe", "model_calls", "seconds", "tokens_per_second"]].mean()
-    parts.append("<h2>Cost</h2>" + cost.round(3).to_html(border=0))
-    return write_html(path, parts, title=title)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="explorer sweep", description=(
-        "Run samplers x steps x seeds on a model, score the samples, and write sweep.parquet, "
-        "return_on_compute.parquet and a standalone report.html to --out. Finished cells are "
-        "cached (--cache-dir, default OUT/cache): run the same command again to resume."))
-    p.add_argument("--model", required=True, help="shipped name (orders, stories), directory or hub id")
-    p.add_argument("--samplers", default="mdlm,remdm-loop", help="comma-separated CLI sampler names, each optionally with settings: remdm-cap:eta=0.008")
-    p.add_argument("--steps", default="L/4,L/2,L,2L", help="comma-separated T; 'L' = sequence length, e.g. L/2,2L")
-    p.add_argument("--num-samples", type=int, default=64)
-    p.add_argument("--seeds", default="0", help="comma-separated seeds")
-    p.add_argument("--metrics", default=None, help="comma-separated: validity, entropy, gen_ppl, mauve "
-                   "(default: validity,entropy for orders; gen_ppl,entropy for stories)")
-    p.add_argument("--judge", default=None, help="judge causal LM for gen_ppl/mauve (default: shipped stories-judge)")
-    p.add_argument("--nucleus-p", type=float, default=None, help="top-p for every sampler (the paper uses 0.9)")
-    p.add_argument("--mauve-references", default=None,
-                   help="MAUVE references: 'heldout' (stories held-out blocks, as many as --num-samples), "
-                        "a .npy of judge features, or a .txt with one text per line "
-                        "(default: mauve_reference_features.npy next to the judge)")
-    p.add_argument("--baseline", default="mdlm")
-    p.add_argument("--out", required=True)
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--allow-download", action="store_true", help="let load_model fetch a hub model")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-
-    from . import load_model
-
-    model = load_model(a.model, device=a.device, allow_download=a.allow_download)
-    steps = _parse_steps(a.steps, model.seq_len)
-    metrics = a.metrics.split(",") if a.metrics else _default_metrics(a.model)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    opts = {"judge": a.judge} if a.judge else {}
-    if a.mauve_references == "heldout":
-        from .tasks import stories
-        opts["references"] = stories.heldout_texts(a.num_samples)
-    elif a.mauve_references and a.mauve_references.endswith(".npy"):
-        opts["references"] = np.load(a.mauve_references)
-    elif a.mauve_references:
-        opts["references"] = [t for t in Path(a.mauve_references).read_text().splitlines() if t.strip()]
-    defaults = {} if a.nucleus_p is None else {"nucleus_p": a.nucleus_p}
-    df = sweep(model, _as_samplers(a.samplers, **defaults), steps, num_samples=a.num_samples,
-               seeds=[int(s) for s in a.seeds.split(",")], metrics=metrics,
-               cache_dir=a.cache_dir or out / "cache", device=a.device, batch_size=a.batch_size,
-               progress=not a.no_progress, metric_options=opts)
-    if _rank() != 0:
-        return 0
-    _write_parquet_atomic(df, out / "sweep.parquet")
-    command = "explorer sweep " + " ".join(sys.argv[1:] if argv is None else argv)
-    if a.baseline in set(df["sampler"]):
-        rocs = [return_on_compute(df, baseline=a.baseline, metric=m) for m in dict.fromkeys(df["metric"])
-                if higher_is_better(m) is not None]
-        if rocs:
-            _write_parquet_atomic(pd.concat(rocs, ignore_index=True), out / "return_on_compute.parquet")
-        for m in dict.fromkeys(df["metric"]):
-            if higher_is_better(m) is not None and not m.startswith("violation:"):
-                print(summary(df, baseline=a.baseline, metric=m))
-    report = report_html(df, out / "report.html", baseline=a.baseline,
-                         title=f"Sweep: {a.model}", command=command)
-    print(f"wrote {out / 'sweep.parquet'} and {report}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        if name == "main":
+            from .cli import sweep_main as moved
+            new = "explorer.cli.sweep_main"
+        else:
+            from .viz.sweep_report import report_html as moved
+            new = "explorer.viz.sweep_report.report_html"
+        warnings.warn(f"explorer.sweep.{name} moved to {new}; import it from there.", DeprecationWarning,
+                      stacklevel=2)
+        return moved
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,10 +1,12 @@
-"""The orders task: seeded generator, exact validator (each rule alone), word-level tokenizer."""
+"""The orders task: seeded generator, exact validator (each rule alone), word-level tokenizer; and
+the studies run on it (explorer.studies.orders): sampler validity, repair ledger, error causes."""
 from __future__ import annotations
 
 import pytest
 import torch
 from tokenizers import Tokenizer
 
+from explorer.studies import orders as studies
 from explorer.tasks import get_task, orders
 
 # Four hand-written valid records of 16 tokens, repeated to fill one sequence of 16 records.
@@ -142,22 +144,22 @@ def test_sampler_validity_on_stub_models():
     ids = torch.tensor(orders.build_tokenizer().encode(VALID).ids)
     certain = torch.zeros(orders.SEQ_LEN, orders.VOCAB_SIZE)
     certain[torch.arange(orders.SEQ_LEN), ids] = 1.0
-    recs = orders.sampler_validity(StubDenoiser(certain), MDLM(), steps=4, num_samples=2, seed=0)
+    recs = studies.sampler_validity(StubDenoiser(certain), MDLM(), steps=4, num_samples=2, seed=0)
     n_rec = 2 * orders.RECORDS_PER_SEQ
     assert len(recs) == n_rec and recs["valid"].all()
-    summary = orders.summarise_validity(recs)
+    summary = studies.summarise_validity(recs)
     assert summary["valid"] == 1.0 and summary["records"] == n_rec and summary["broken_total"] == 0.0
 
     # a context-free model that knows each field's vocabulary but no rule: most records break one
-    recs = orders.sampler_validity(blind_stub(), MDLM(), steps=4, num_samples=8, seed=0)
-    s = orders.summarise_validity(recs)
+    recs = studies.sampler_validity(blind_stub(), MDLM(), steps=4, num_samples=8, seed=0)
+    s = studies.summarise_validity(recs)
     assert s["valid"] < 0.2 and s["broken_format"] == 0.0 and s["broken_currency"] > 0.3
-    assert orders.parse_sampler_spec("remdm-cap:eta=0.02").config["eta"] == 0.02
-    both = orders.parse_sampler_spec("remdm-loop:eta=0.05,nucleus_p=0.9").config
+    assert studies.parse_sampler_spec("remdm-cap:eta=0.02").config["eta"] == 0.02
+    both = studies.parse_sampler_spec("remdm-loop:eta=0.05,nucleus_p=0.9").config
     assert both["eta"] == 0.05 and both["nucleus_p"] == 0.9
-    assert orders.parse_sampler_spec("remdm-loop:eta=0.05:nucleus_p=0.9").config == both
+    assert studies.parse_sampler_spec("remdm-loop:eta=0.05:nucleus_p=0.9").config == both
     with pytest.raises(ValueError, match="key=value"):
-        orders.parse_sampler_spec("remdm-cap:0.02")
+        studies.parse_sampler_spec("remdm-cap:0.02")
 
 
 class StatesTrace:
@@ -190,7 +192,7 @@ def test_repair_ledger_counts_fixes_breaks_and_hazards():
     too_late[orders.RECORD_LEN + field_pos("order_day")] = orders.TOKEN_ID["05"]  # 05 -> 28: 23 days
     states = [[M] * orders.SEQ_LEN, wrong_currency, opened0, valid, opened1, too_late]
     assert late_ship == valid  # record 1 already ships on 28
-    ledger = orders.repair_ledger(StatesTrace(states))
+    ledger = studies.repair_ledger(StatesTrace(states))
     assert ledger[["sample", "record", "opened", "closed", "before_valid", "after_valid",
                    "tokens_changed"]].values.tolist() == [
         [0, 0, 2, 3, False, True, 1],   # the remask at step 2 let step 3 fix the currency
@@ -199,7 +201,7 @@ def test_repair_ledger_counts_fixes_breaks_and_hazards():
     # complete records exposed to a remask in the next step: step 1 (1 invalid, 15 valid),
     # step 2 (15 valid), step 3 (16 valid), step 4 (15 valid); the last step is not exposed
     assert ledger.attrs["exposure"] == {"valid": 61, "invalid": 1}
-    summary = orders.summarise_repairs(ledger)
+    summary = studies.summarise_repairs(ledger)
     assert summary["fixed"] == 1 and summary["broken"] == 1 and summary["episodes"] == 2
     assert summary["hazard_valid"] == pytest.approx(1 / 61)
     assert summary["hazard_invalid"] == pytest.approx(1.0)
@@ -222,7 +224,7 @@ def test_repair_ledger_on_a_real_remasking_run():
     model = StubDenoiser(probs, mask_id=orders.MASK_ID)
     trace = generate(model, ReMDMLoop(eta=0.1), 128, num_samples=16, seed=0, progress=False,
                      prompt=dict(orders.FIXED_TOKENS))
-    ledger = orders.repair_ledger(trace)
+    ledger = studies.repair_ledger(trace)
     assert len(ledger) > 0
 
     def ok(sample, record, step):
@@ -231,13 +233,13 @@ def test_repair_ledger_on_a_real_remasking_run():
     for row in ledger[ledger.closed >= 0].itertuples():
         assert ok(row.sample, row.record, row.opened - 1) == row.before_valid
         assert ok(row.sample, row.record, row.closed) == row.after_valid
-    summary = orders.summarise_repairs(ledger)
+    summary = studies.summarise_repairs(ledger)
     assert summary["fixed"] > 0 and summary["broken"] > 0
     # records 1-3 are always valid, so every invalid exposure belongs to record 0
     assert set(ledger.loc[~ledger.before_valid.astype(bool), "record"]) <= {0}
     mdlm = generate(model, MDLM(), 64, num_samples=3, seed=0, progress=False,
                     prompt=dict(orders.FIXED_TOKENS))
-    assert len(orders.repair_ledger(mdlm)) == 0
+    assert len(studies.repair_ledger(mdlm)) == 0
 
 
 def blind_stub():
@@ -261,7 +263,7 @@ def test_error_causes_one_step_means_every_clash_is_decoded_together():
 
     trace = generate(blind_stub(), MDLM(), 1, num_samples=4, seed=0, progress=False,
                      prompt=dict(orders.FIXED_TOKENS))
-    causes = orders.error_causes(trace)
+    causes = studies.error_causes(trace)
     assert len(causes) > 10 and causes["together"].all()
     assert all(steps == [1] * len(steps) for steps in causes["steps"])
     assert set(causes["rule"]) <= set(orders.RULE_FIELDS)
@@ -278,7 +280,7 @@ def test_error_causes_together_rate_is_the_collision_rate_of_the_schedule():
 
     trace = generate(blind_stub(), MDLM(), 16, num_samples=64, seed=0, progress=False,
                      prompt=dict(orders.FIXED_TOKENS))
-    causes = orders.error_causes(trace)
+    causes = studies.error_causes(trace)
     pairs = causes[causes.rule != "total"]
     n = len(pairs)
     assert n > 700

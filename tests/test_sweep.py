@@ -12,7 +12,8 @@ import explorer
 from explorer import engine
 from explorer.protocol import StubDenoiser
 from explorer.samplers import MDLM, ReMDMCap
-from explorer.sweep import main, return_on_compute, summary, sweep
+from explorer.cli import sweep_main as main
+from explorer.sweep import return_on_compute, summary, sweep
 
 
 def stub(seed=0, L=6, V=5):

@@ -1,4 +1,7 @@
-"""Resolve a "judge" causal LM for the text metrics (Gen PPL, MAUVE features).
+"""Load and resolve a "judge" causal LM for the text metrics (Gen PPL, MAUVE features).
+
+Loading lives here, below the metrics; *training* the shipped judge lives in :mod:`explorer.judge`,
+which imports this module (and the metrics, for its ``eval`` command), never the other way round.
 
 A judge is any Hugging Face causal LM. Users pass one of
 * ``None`` -- the shipped small judge in ``data/models/stories-judge``;
@@ -23,9 +26,19 @@ _LOADED: dict[tuple[str, str], tuple[Any, Any]] = {}
 
 @dataclass
 class Judge:
+    """A causal LM with its tokenizer; ``model, tokenizer = judge`` unpacks. ``name`` is what it
+    was loaded from (a directory for a local judge, else a hub name); ``path`` is the same."""
+
     model: Any
     tokenizer: Any
-    name: str
+    name: str = ""
+
+    def __iter__(self):
+        return iter((self.model, self.tokenizer))
+
+    @property
+    def path(self) -> str:
+        return self.name
 
     @property
     def device(self) -> torch.device:
@@ -54,11 +67,27 @@ class Judge:
         return int(eos)
 
 
-def _load(judge: Any) -> tuple[Any, Any, str]:
-    """Shipped names and local directories go through :func:`explorer.judge.load_judge`
-    (offline); anything else is a hub name, loaded from the local HF cache when present."""
-    from explorer.judge import load_judge
+def load_judge(name_or_path: str | Path = "stories-judge", device: str | torch.device | None = None) -> Judge:
+    """Load a judge by shipped name (``data/models/<name>``) or by directory, offline, in float32."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    path = Path(name_or_path)
+    if not path.is_dir() and (DEFAULT_JUDGE.parent / str(name_or_path)).is_dir():
+        path = DEFAULT_JUDGE.parent / str(name_or_path)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"no judge at {str(name_or_path)!r}: expected a shipped name (e.g. 'stories-judge') or a directory "
+            "saved by `python -m explorer.judge train --export DIR`"
+        )
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model.to(device or "cpu").eval()
+    return Judge(model=model, tokenizer=tokenizer, name=str(path))
+
+
+def _load(judge: Any) -> tuple[Any, Any, str]:
+    """Shipped names and local directories go through :func:`load_judge` (offline); anything else
+    is a hub name, loaded from the local HF cache when present."""
     name = "stories-judge" if judge is None else str(judge)
     local = Path(name).is_dir() or (DEFAULT_JUDGE.parent / name).is_dir()
     if local:

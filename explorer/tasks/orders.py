@@ -37,6 +37,10 @@ still break many records: at T = L/8 = 32 steps (8 tokens a step) it keeps 85 %.
 Interface shared with ``explorer.tasks.stories`` and used by ``explorer.train``:
 ``build_tokenizer()``, ``SEQ_LEN``, ``batches(split, batch_size, seed)``, ``eval_tensor(n, seed)``.
 Validator: ``parse``, ``check``, ``check_records``, ``record_validity``, ``is_valid``, ``RULES``.
+
+This module is the task's *definition* and imports nothing else of ``explorer``: everything imports
+it. What studies samplers on the task (``sampler_validity``, ``error_causes``, ``repair_ledger``, the
+``evaluate`` command) sits on top of the engine in :mod:`explorer.studies.orders`.
 """
 from __future__ import annotations
 
@@ -374,7 +378,7 @@ def validity_table(texts: list[str]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# Measuring a sampler: validity of the records a model generates
+# Records as a table (what explorer.studies.orders measures samplers with)
 # ---------------------------------------------------------------------------------------------
 
 def record_table(texts: Sequence[str]) -> pd.DataFrame:
@@ -396,50 +400,6 @@ def record_table(texts: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["sample", "record", *RULES, "valid"])
 
 
-def sampler_validity(model, sampler, steps: int, num_samples: int, seed: int = 0,
-                     batch_size: int | None = None, repairs: bool = False,
-                     causes: bool = False) -> pd.DataFrame:
-    """Generate ``num_samples`` sequences and check every record: :func:`record_table` of them,
-    with ``model_calls`` and ``seconds`` in ``attrs``. Diagnostics (they record the run):
-    ``repairs=True`` adds the :func:`summarise_repairs` of its :func:`repair_ledger` as
-    ``attrs["repairs"]``; ``causes=True`` adds ``attrs["causes"]``: how many rules the final records
-    break and how many of those had fields unmasked in the same step (:func:`error_causes`)."""
-    from explorer.engine import generate
-
-    # a model that does not declare its fixed tokens gets the anchor as a prompt (same law)
-    prompt = None if getattr(model, "fixed_tokens", None) else dict(FIXED_TOKENS)
-    trace = generate(model, sampler, steps, num_samples=num_samples, seed=seed,
-                     record=repairs or causes, progress=False, batch_size=batch_size, prompt=prompt)
-    out = record_table([decode(ids) for ids in trace.final])
-    out.attrs.update(model_calls=trace.model_calls, seconds=trace.meta.get("wall_seconds"))
-    if repairs:
-        out.attrs["repairs"] = summarise_repairs(repair_ledger(trace))
-    if causes:
-        c = error_causes(trace)
-        out.attrs["causes"] = {"broken_rules": len(c), "decoded_together": int(c["together"].sum()),
-                               "together_share": float(c["together"].mean()) if len(c) else float("nan")}
-    return out
-
-
-def summarise_validity(records: pd.DataFrame) -> dict:
-    """Fraction of valid records with a standard error that treats each sequence as a cluster
-    (its records share one generation; ``explorer.metrics.validity.cluster_stderr``), plus the
-    violation rate of each rule."""
-    from explorer.metrics.validity import cluster_stderr
-
-    by_seq = records.groupby("sample")["valid"]
-    out = {
-        "sequences": by_seq.ngroups,
-        "records": len(records),
-        "valid": float(records["valid"].mean()),
-        "valid_se": cluster_stderr(by_seq.sum().to_numpy(), by_seq.size().to_numpy()),
-        "sequence_valid": float(records.groupby("sample")["valid"].all().mean()),
-    }
-    for rule in RULES:
-        out[f"broken_{rule}"] = float(1 - records[rule].mean())
-    return out
-
-
 # The fields each rule couples (``format`` couples none).
 RULE_FIELDS: dict[str, tuple[str, ...]] = {
     "currency": ("country", "currency"),
@@ -451,160 +411,6 @@ RULE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def error_causes(trace) -> pd.DataFrame:
-    """Why each broken rule in a recorded trace's final records broke: one row per (sample,
-    record, rule) that the final record breaks, with ``steps`` (the step at which each of the
-    rule's fields was last unmasked, in ``RULE_FIELDS`` order) and ``together``: True when two of
-    those fields were unmasked **in the same step**. Such fields are drawn independently from
-    their marginals (reference §1.2, the factorised reverse step), so a clash between them is a
-    property of the schedule, not of the model; ``together=False`` means the model broke the
-    rule while seeing the other field (a model error, or a remask that changed one side).
-    """
-    ev = trace.events
-    ev = ev[ev["kind"] == "unmask"]
-    last = ev.groupby(["sample", "position"])["step"].max()
-    rows = []
-    for i, ids in enumerate(trace.final):
-        for _, bad in check_records(decode(ids)).query("not ok").iterrows():
-            rule, r = bad["rule"], int(bad["record"])
-            if rule not in RULE_FIELDS:
-                continue
-            steps = [int(last.get((i, r * RECORD_LEN + FIELD_POS[f]), -1)) for f in RULE_FIELDS[rule]]
-            known = [s for s in steps if s >= 0]
-            rows.append({"sample": i, "record": r, "rule": rule, "steps": steps,
-                         "together": len(known) != len(set(known))})
-    return pd.DataFrame(rows, columns=["sample", "record", "rule", "steps", "together"])
-
-
-def repair_ledger(trace) -> pd.DataFrame:
-    """What remasking did to each record, read off a recorded trace (``record=True``).
-
-    A record is *complete* at step k when none of its 16 tokens is masked. Whenever a remask opens
-    a complete record and later steps complete it again, that is one *episode*; the ledger has one
-    row per episode: ``sample, record, opened`` (the step whose remask opened it), ``closed`` (the
-    step that completed it again, -1 if it never was), ``before_valid``, ``after_valid`` and
-    ``tokens_changed`` (positions that differ between the two complete versions). ``fixed`` =
-    invalid before, valid after; ``broken`` = the reverse.
-
-    ``ledger.attrs["exposure"]`` counts (record, step) pairs in which a complete record was
-    valid / invalid and could have been remasked in the next step, so ``opened / exposure`` is the
-    per-step remask hazard of valid and of invalid records: equal hazards mean the sampler does not
-    aim its remasks at the broken records.
-    """
-    mask_id = int(trace.mask_id)
-    cache: dict[tuple, bool] = {}
-
-    def valid(rec: tuple) -> bool:
-        if rec not in cache:
-            cache[rec] = record_valid(parse(decode(rec))[0])
-        return cache[rec]
-
-    open_at: dict[tuple[int, int], tuple[int, tuple, bool]] = {}
-    rows = []
-    exposure = {"valid": 0, "invalid": 0}
-    prev = None
-    for k in range(trace.last_step + 1):
-        z = trace.state_at(k).reshape(-1, RECORDS_PER_SEQ, RECORD_LEN)
-        complete = (z != mask_id).all(-1)
-        for i, r in zip(*torch.nonzero(complete | (prev if prev is not None else complete),
-                                       as_tuple=True)):
-            i, r = int(i), int(r)
-            key = (i, r)
-            if complete[i, r]:
-                rec = tuple(z[i, r].tolist())
-                if key in open_at:  # completed again: close the episode
-                    opened, before, was_valid = open_at.pop(key)
-                    rows.append({"sample": i, "record": r, "opened": opened, "closed": k,
-                                 "before_valid": was_valid, "after_valid": valid(rec),
-                                 "tokens_changed": sum(a != b for a, b in zip(before, rec))})
-                if k < trace.last_step:
-                    exposure["valid" if valid(rec) else "invalid"] += 1
-            elif prev is not None and prev[i, r]:  # a remask opened a complete record
-                before = tuple(prev_z[i, r].tolist())
-                open_at[key] = (k, before, valid(before))
-        prev, prev_z = complete, z
-    for (i, r), (opened, before, was_valid) in open_at.items():
-        rows.append({"sample": i, "record": r, "opened": opened, "closed": -1,
-                     "before_valid": was_valid, "after_valid": False, "tokens_changed": -1})
-    out = pd.DataFrame(rows, columns=["sample", "record", "opened", "closed", "before_valid",
-                                      "after_valid", "tokens_changed"])
-    out = out.sort_values(["sample", "record", "opened"], ignore_index=True)
-    out.attrs["exposure"] = exposure
-    return out
-
-
-def summarise_repairs(ledger: pd.DataFrame) -> dict:
-    """Counts from :func:`repair_ledger`: episodes, fixed, broken, and the per-step remask hazard
-    of complete valid vs complete invalid records."""
-    closed = ledger[ledger.closed >= 0]
-    exp = ledger.attrs.get("exposure", {})
-    opened_valid = int(ledger.before_valid.sum())
-    opened_invalid = int((~ledger.before_valid.astype(bool)).sum())
-    return {
-        "episodes": len(ledger),
-        "fixed": int((~closed.before_valid.astype(bool) & closed.after_valid.astype(bool)).sum()),
-        "broken": int((closed.before_valid.astype(bool) & ~closed.after_valid.astype(bool)).sum()),
-        "redrawn_same": int((closed.tokens_changed == 0).sum()),
-        "hazard_valid": opened_valid / exp["valid"] if exp.get("valid") else float("nan"),
-        "hazard_invalid": opened_invalid / exp["invalid"] if exp.get("invalid") else float("nan"),
-    }
-
-
-def parse_sampler_spec(spec: str):
-    """``"remdm-cap:eta=0.02"`` -> ``ReMDMCap(eta=0.02)``; ``"mdlm"`` -> ``MDLM()``. Settings are
-    separated by ``:`` as in ``explorer sweep`` (``,`` is accepted too, since this CLI takes one
-    spec per argument): ``"remdm-loop:eta=0.02:nucleus_p=0.9"``."""
-    from explorer.sweep import parse_sampler
-
-    return parse_sampler(spec.replace(",", ":"))
-
-
-def evaluate(argv: list[str] | None = None) -> pd.DataFrame:
-    """CLI: validity of generated records for a grid of samplers x steps, as a tidy CSV."""
-    import argparse
-    import json
-    import time
-
-    p = argparse.ArgumentParser(prog="python -m explorer.tasks.orders evaluate")
-    p.add_argument("--model", default="orders", help="a shipped name or a model directory")
-    p.add_argument("--samplers", nargs="+", default=["mdlm"], help='e.g. mdlm "remdm-cap:eta=0.02"')
-    p.add_argument("--steps", nargs="+", type=int, default=[SEQ_LEN // 4, 4 * SEQ_LEN])
-    p.add_argument("--samples", type=int, default=128, help=f"sequences per cell ({RECORDS_PER_SEQ} records each)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=None, help="CSV to write (rows are appended as cells finish)")
-    p.add_argument("--repairs", action="store_true",
-                   help="record each run and add what remasking did to the records (repair_ledger): "
-                        "episodes, fixed, broken, remask hazard of valid vs invalid records")
-    p.add_argument("--causes", action="store_true",
-                   help="record each run and count the broken rules whose fields were unmasked in the "
-                        "same step (error_causes): clashes of the schedule, not of the model")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from explorer.models.loading import load_model
-
-    model = load_model(args.model)
-    rows = []
-    for spec in args.samplers:
-        sampler = parse_sampler_spec(spec)
-        for steps in args.steps:
-            t0 = time.time()
-            recs = sampler_validity(model, sampler, steps, args.samples, seed=args.seed,
-                                    repairs=args.repairs, causes=args.causes)
-            row = {"sampler": sampler.name, "spec": spec, "settings": json.dumps(sampler.config),
-                   "steps": steps, "steps_over_L": steps / SEQ_LEN, **summarise_validity(recs),
-                   "model_calls": recs.attrs.get("model_calls"), "seconds": time.time() - t0,
-                   "seed": args.seed, **recs.attrs.get("repairs", {}), **recs.attrs.get("causes", {})}
-            rows.append(row)
-            print(f"{spec:28s} T={steps:4d}  valid {row['valid']:.4f} +- {row['valid_se']:.4f} "
-                  f"({row['records']} records, {row['seconds']:.0f}s)", flush=True)
-            if args.out:
-                from explorer.io import atomic_write
-                atomic_write(args.out, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
-    return pd.DataFrame(rows)
-
-
 def data_entropy_per_token() -> float:
     """Exact entropy of the generator, nats per token: the floor of any model's NELBO."""
     import math
@@ -613,11 +419,21 @@ def data_entropy_per_token() -> float:
     return per_record / RECORD_LEN
 
 
-if __name__ == "__main__":
-    import sys
+# Names that moved to explorer.studies.orders (they run the engine, so a task definition cannot
+# hold them). Old code that reads them here keeps working for now, with a DeprecationWarning; the
+# import runs only when such a name is asked for, never when this module is imported.
+# ``explorer._imports.DEPRECATED_REEXPORTS`` lists this shim so the import-circle test knows it.
+MOVED_TO_STUDIES = ("sampler_validity", "summarise_validity", "error_causes", "repair_ledger",
+                    "summarise_repairs", "parse_sampler_spec", "evaluate")
 
-    if sys.argv[1:2] == ["evaluate"]:
-        evaluate(sys.argv[2:])
-    else:
-        print("usage: python -m explorer.tasks.orders evaluate [--model orders] [--samplers ...] "
-              "[--steps ...] [--samples N] [--out file.csv]")
+
+def __getattr__(name: str):
+    if name in MOVED_TO_STUDIES:
+        import warnings
+
+        from explorer.studies import orders as studies
+
+        warnings.warn(f"explorer.tasks.orders.{name} moved to explorer.studies.orders.{name}; "
+                      "import it from there.", DeprecationWarning, stacklevel=2)
+        return getattr(studies, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
