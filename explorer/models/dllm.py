@@ -222,7 +222,7 @@ class DiffusionLMDenoiser:
 
     def __init__(self, model: nn.Module, *, family: str, max_length: int, mask_id: int, eos_id: int | None,
                  pad_id: int | None, eot_id: int | None, tokenizer: Any = None, name: str | None = None,
-                 directory: str | os.PathLike | None = None):
+                 directory: str | os.PathLike | None = None, identity: dict | None = None):
         self.model = model.eval()
         self.family = family
         self.max_length = int(max_length)
@@ -234,7 +234,7 @@ class DiffusionLMDenoiser:
         self.tokenizer = tokenizer
         self.name = name or (Path(directory).name if directory is not None else family)
         self.directory = None if directory is None else Path(directory)
-        self._identity: dict | None = None
+        self._identity: dict | None = identity   # given, or computed on first use
 
     @property
     def identity(self) -> dict:
