@@ -271,3 +271,31 @@ def test_unrecorded_trace_says_why():
     t = explorer.generate(explorer.StubDenoiser(probs), samplers.MDLM(), steps=4, record=False, progress=False)
     with pytest.raises(ValueError, match="record=False"):
         viz.token_grid(t)
+
+
+def test_token_text_is_escaped_once_in_grids_and_pages(tmp_path):
+    """Story tokens carry quotes: they must reach the grid and the saved page as quotes, with
+    only <, > and & escaped (plotly shows "&quot;" literally)."""
+    import explorer
+    from explorer import samplers, widgets
+    from explorer.viz._index import display_token
+
+    vocab = ['"Hi"', "<b>", "a&b", "it's", "x", "y", "z", "w", "[MASK]"]
+
+    class Tok:
+        def decode(self, ids):
+            return "".join(vocab[i] for i in ids)
+
+    probs = torch.rand(16, 9, generator=torch.Generator().manual_seed(5)) + 0.5
+    probs[:, -1] = 0
+    trace = explorer.generate(explorer.StubDenoiser(probs, tokenizer=Tok()), samplers.MDLM(), steps=4,
+                              seed=0, progress=False)
+    assert display_token('"Hi"') == '"Hi"' and display_token("<b>") == "&lt;b&gt;"
+    grid = widgets.TraceViewer(trace, columns=8, curves=False).grid
+    shown = " ".join(grid.texts + grid.hovers)
+    assert '"Hi"' in shown and "&lt;b&gt;" in shown and "a&amp;b" in shown
+    assert "&quot;" not in shown and "&#x27;" not in shown and "&amp;lt;" not in shown
+    page = viz.to_html(viz.grid_animation(trace, columns=8), tmp_path / "g.html").read_text()
+    figure = page[page.index("Plotly.newPlot("):]  # the embedded plotly.js itself mentions &quot;
+    assert "&quot;" not in figure and "&amp;amp;" not in figure and "&#x27;" not in figure
+    assert '\\"Hi\\"' in figure  # the quote itself, inside the embedded JSON

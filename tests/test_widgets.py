@@ -171,3 +171,127 @@ def test_sweep_seconds_exclude_first_call_warm_up():
     secs = df.groupby("steps")["seconds"].first()
     assert not SlowStart.first  # the slow call happened, outside the timed cells
     assert secs[4] < 0.2 and secs[8] < 0.2, secs.to_dict()
+
+
+def _synced(widget) -> dict:
+    """What a front end built after a browser reload receives: the widget's synced state."""
+    own = ("title", "columns", "start", "texts", "codes", "hovers", "selected", "legend")
+    state = widget.get_state()
+    assert set(own) <= set(state)
+    return {k: state[k] for k in own}
+
+
+def test_grid_state_alone_rebuilds_the_view_after_scrubbing(pair):
+    """After scrubbing, the synced state equals that of a viewer opened at that step, so a
+    reloaded page (which sees only synced state) shows the current grid, not the first one."""
+    _, b = pair
+    v = widgets.TraceViewer(b, columns=16, step=2)
+    v.step = 9
+    v.grid.click(7)
+    fresh = widgets.TraceViewer(b, columns=16, step=9)
+    assert _synced(v.grid) == _synced(fresh.grid)
+    assert "step 9 of 12" in v.grid.title and v.slider.value == 9
+    assert "up to step 9 of 12" in v.details.value  # details agree with the grid and slider
+    # the curves' kernel-side copy (what a reloaded view draws) carries the step marker too
+    shapes = v.curves.get_state()["_widget_layout"]["shapes"]
+    assert {s["x0"] for s in shapes if s.get("name") == "step-marker"} == {9}
+    v.step = 3
+    assert "up to step 3 of 12" in v.details.value
+
+
+def test_clicks_map_to_the_drawn_cell(model):
+    probs = torch.rand(300, 9, generator=torch.Generator().manual_seed(2)) ** 4
+    probs[:, -1] = 0
+    t = explorer.generate(explorer.StubDenoiser(probs), samplers.MDLM(), steps=6, seed=0, progress=False)
+    v = widgets.TraceViewer(t, length=64, columns=16, curves=False)
+    v.window.value = 128
+    v.grid.click(130)
+    assert v.selected == 130 and "position 130" in v.details.value
+    v.grid.click(5)  # a click from a frame no longer drawn (window 0..63) selects nothing
+    assert v.selected == 130
+    # the front end sends {"event": "click", "position": p} for the cell it drew at p
+    v.grid._on_front_end_msg(v.grid, {"event": "click", "position": 140}, [])
+    assert v.selected == 140
+    v.grid._on_front_end_msg(v.grid, {"event": "click", "position": "junk"}, [])
+    assert v.selected == 140
+
+
+def test_every_panel_follows_the_sample(model):
+    t = explorer.generate(model, samplers.ReMDMCap(eta=0.4), steps=8, num_samples=3, seed=1, progress=False)
+    v = widgets.TraceViewer(t, columns=16, step=5)
+    v.grid.click(4)
+    assert "sample 0" in v.details.value and "(sample 0)" in v.curves.layout.title.text
+    v.sample_box.value = 2
+    assert "sample 2" in v.details.value and "position 4" in v.details.value
+    assert v.details.value == widgets.scrubber.position_history_html(viz.index_for(t, 2), 4, upto=5)
+    assert "(sample 2)" in v.curves.layout.title.text
+    assert v.curves.get_state()["_widget_layout"]["title"]["text"].endswith("(sample 2)")
+    assert v.lifeline_box.children[0].layout.meta["sample"] == 2
+    assert v.grid.codes == viz.index_for(t, 2).frame(5).codes.tolist()
+
+
+def test_details_columns_are_separated(pair):
+    _, b = pair
+    v = widgets.TraceViewer(b, columns=16)
+    v.grid.click(3)
+    cells = re.findall(r"<t[dh]([^>]*)>", v.details.value)
+    assert len(cells) >= 10
+    for attrs in cells:  # every cell keeps a gap on its right, so "0.061" and "250 0.07" cannot touch
+        pad = re.search(r"padding:\s*(\d+)px\s+(\d+)px", attrs)
+        assert pad and int(pad.group(2)) >= 6, attrs
+
+
+def test_compare_pages_grids_together_and_sits_side_by_side(model):
+    probs = torch.rand(300, 9, generator=torch.Generator().manual_seed(3)) ** 4
+    probs[:, -1] = 0
+    m = explorer.StubDenoiser(probs)
+    a = explorer.generate(m, samplers.MDLM(), steps=8, seed=0, progress=False)
+    b = explorer.generate(m, samplers.ReMDMCap(eta=0.3), steps=8, seed=0, progress=False)
+    c = widgets.CompareViewer([a, b], length=64, columns=16)
+    assert c.window is not None
+    assert all(v.window not in v.children and v.controls not in v.children for v in c.viewers)
+    c.window.value = 192
+    assert [v.grid.start for v in c.viewers] == [192, 192]
+    c.show_window(64)
+    assert [v.start for v in c.viewers] == [64, 64] and c.window.value == 64
+    c.step = 4
+    assert [v.grid.title.split(" · ")[1] for v in c.viewers] == ["step 4 of 8"] * 2
+    # one row that wraps: each grid asks for ~36 px per column, so two 16-column grids share a 1300 px row
+    assert c.grids.layout.flex_flow == "row wrap"
+    need = [int(v.layout.min_width.rstrip("px")) for v in c.viewers]
+    assert sum(need) + 24 < 1300
+
+
+def test_branch_opens_at_the_edited_region(model):
+    probs = torch.rand(300, 9, generator=torch.Generator().manual_seed(4)) ** 4
+    probs[:, -1] = 0
+    m = explorer.StubDenoiser(probs)
+    t = explorer.generate(m, samplers.MDLM(), steps=8, seed=0, progress=False)
+    iv = widgets.InterventionViewer(m, t, step=4, length=128, columns=16)
+    decoded = (t.state_at(4)[0] != t.mask_id).nonzero().flatten()
+    edit = [int(p) for p in decoded[decoded >= 200][:2]]
+    iv.branch(4, remask=edit)
+    for v in iv.compare.viewers:
+        assert all(p in v.grid.positions for p in edit), (v.grid.start, edit)
+        assert v.grid.selected == edit
+    # parent and branch differ inside the window shown (the edit is what the user sees)
+    p_codes, b_codes = (iv.compare.viewers[i].grid for i in (0, 1))
+    iv.compare.step = 4
+    assert p_codes.texts != b_codes.texts or p_codes.codes != b_codes.codes
+
+
+def test_final_argmax_pass_is_labelled(model):
+    loop = explorer.generate(model, samplers.ReMDMLoop(), steps=16, seed=0, progress=False)
+    ix = viz.index_for(loop)
+    assert ix.final_step == loop.last_step == 17
+    v = widgets.TraceViewer(loop, columns=16)
+    assert "final argmax pass (after step 16)" in v.grid.title and "of 16" not in v.grid.title
+    v.step = 16
+    assert "step 16 of 16" in v.grid.title
+    dfm = explorer.generate(model, samplers.DFMCorrector(), steps=16, seed=0, progress=False)
+    ixd = viz.index_for(dfm)
+    # DFM's corrector steps run past T: they are real steps, not the final pass
+    assert ixd.step_label(20) == f"step 20 of {ixd.final_step - 1}"
+    assert ixd.step_label(ixd.final_step).startswith("final argmax pass")
+    page_labels = [s["label"] for s in viz.grid_animation(loop).layout.sliders[0]["steps"]]
+    assert page_labels[-1] == "17 (final pass)" and not any("final" in x for x in page_labels[:-1])
