@@ -23,13 +23,15 @@ from .grid import token_grid
 from .heatmap import step_heatmap
 from .lifeline import busiest_positions, lifelines
 from .palette import STATE_COLORS, STATE_NAMES
+from .repair import repair_rate_figure, repair_strip
+from .scaling import scaling_figure
 from .text import token_text
 
 __all__ = [
     "TraceIndex", "index_for", "token_grid", "grid_animation", "changing_steps", "token_text", "step_heatmap", "lifelines",
     "busiest_positions", "step_curves", "step_counts", "by_step_figure", "broken_rules", "find_fixes",
     "fix_story", "suggest_revisit", "to_html", "write_html", "page_html",
-    "HTMLView", "Report", "STATE_COLORS", "STATE_NAMES",
+    "HTMLView", "Report", "STATE_COLORS", "STATE_NAMES", "repair_strip", "repair_rate_figure", "scaling_figure",
 ]
 
 

@@ -1,0 +1,182 @@
+"""The repair study on orders (explorer.studies.repair) and the figures of issue 13
+(explorer.viz.repair, explorer.viz.scaling)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import explorer
+from explorer.metrics.validity import cluster_stderr
+from explorer.studies import repair
+from explorer.tasks import orders
+
+
+@pytest.fixture(scope="module")
+def planted():
+    clean = orders.eval_tensor(6, seed=3)
+    ids, plants = repair.plant(clean, seed=1)
+    return clean, ids, plants
+
+
+# ------------------------------------------------------------------------------------ planting
+def test_plant_breaks_exactly_one_coupled_field_per_planted_record(planted):
+    clean, ids, plants = planted
+    assert len(plants) == 6 * orders.RECORDS_PER_SEQ // 2
+    assert set(plants["record"]) == set(range(1, orders.RECORDS_PER_SEQ, 2))     # every other record
+    assert set(plants["field"]) == {"currency", "total"}                         # both kinds drawn
+    changed = (ids != clean).nonzero().tolist()
+    assert sorted(map(tuple, changed)) == sorted(zip(plants["sample"], plants["position"]))
+    for p in plants.itertuples():
+        assert p.position == p.record * orders.RECORD_LEN + orders.FIELD_POS[p.field]
+        assert orders.VOCAB[int(clean[p.sample, p.position])] == p.original != p.planted
+        assert p.planted in orders.FIELD_DOMAINS[p.field]
+    table = orders.validity_table([orders.decode(r) for r in ids])
+    broken = table[~table["ok"]]
+    got = sorted(zip(broken["sample"], broken["record"], broken["rule"]))
+    assert got == sorted(zip(plants["sample"], plants["record"], plants["rule"]))   # one rule each, the right one
+
+
+def test_plant_refuses_bad_input():
+    clean = orders.eval_tensor(1, seed=0)
+    bad = clean.clone()
+    bad[0, orders.FIELD_POS["currency"]] = orders.TOKEN_ID["jpy"] if orders.VOCAB[int(clean[0, 2])] != "jpy" \
+        else orders.TOKEN_ID["eur"]
+    with pytest.raises(ValueError, match="already breaks a rule"):
+        repair.plant(bad)
+    with pytest.raises(ValueError, match="cannot plant 'tax'"):
+        repair.plant(clean, fields=("tax",))
+    with pytest.raises(ValueError, match=r"\[N, 256\]"):
+        repair.plant(clean[:, :100])
+
+
+def test_rule_text_and_record_status():
+    assert repair.rule_text("currency") == "currency ≠ country"
+    assert repair.rule_text("total") == "total ≠ price, qty"
+    words = orders.generate(1, seed=2)[0].split()[:orders.RECORD_LEN]
+    assert repair.record_status(words) == "keeps every rule"
+    wrong = list(words)
+    want = orders.COUNTRIES[words[orders.FIELD_POS["country"]]][0]
+    wrong[orders.FIELD_POS["currency"]] = next(c for c in orders.FIELD_DOMAINS["currency"] if c != want)
+    assert repair.record_status(wrong) == "breaks: currency ≠ country"
+    wrong[orders.FIELD_POS["currency"]] = orders.MASK
+    assert repair.record_status(wrong, "currency") == "currency put back to [MASK]"
+    assert repair.record_status(wrong) == "1 token masked"
+
+
+# ------------------------------------------------------------------------------------ bookkeeping
+def test_outcomes_and_summary_on_a_hand_built_case(planted):
+    clean, ids, plants = planted
+    final = ids.clone()
+    fixed = plants.iloc[::2]                             # put every other planted record right
+    for p in fixed.itertuples():
+        final[p.sample, p.position] = clean[p.sample, p.position]
+    # ... and repair one by rewriting the *other* side: a country whose currency is the planted one
+    other = plants.iloc[1::2].query("field == 'currency'").iloc[0]
+    country = next(c for c, (cur, _) in orders.COUNTRIES.items() if cur == other["planted"])
+    lo = int(other["record"]) * orders.RECORD_LEN
+    final[other["sample"], lo + orders.FIELD_POS["country"]] = orders.TOKEN_ID[country]
+    final[other["sample"], lo + orders.FIELD_POS["tax"]] = orders.TOKEN_ID[orders.COUNTRIES[country][1]]
+    final[0, 0 * orders.RECORD_LEN + orders.FIELD_POS["ship_day"]] = orders.TOKEN_ID["01"]   # break untouched record 0
+    table = repair.outcomes(final, plants)
+    assert len(table) == 6 * orders.RECORDS_PER_SEQ and table["planted"].sum() == len(plants)
+    s = repair.summarise(table)
+    n_fixed = len(fixed) + 1
+    assert s["repaired"] == pytest.approx(n_fixed / len(plants))
+    assert s["kept"] == pytest.approx((len(plants) - 1) / len(plants))
+    # cluster standard errors by sequence, computed by hand
+    hits = np.zeros(6)
+    for p in fixed.itertuples():
+        hits[p.sample] += 1
+    hits[other["sample"]] += 1
+    assert s["repaired_se"] == pytest.approx(cluster_stderr(hits, np.full(6, 8)))
+    kept_hits = np.full(6, 8.0)
+    kept_hits[0] -= 1
+    assert s["kept_se"] == pytest.approx(cluster_stderr(kept_hits, np.full(6, 8)))
+    rewritten = table[table["planted"]].set_index(["sample", "record"])["field_rewritten"]
+    assert rewritten[(fixed.iloc[0]["sample"], fixed.iloc[0]["record"])]
+    assert not rewritten[(other["sample"], other["record"])]    # repaired without touching the planted field
+
+
+# ------------------------------------------------------------------------------------ a real run
+@pytest.fixture(scope="module")
+def real_run():
+    model = explorer.load_model("orders")
+    clean = orders.eval_tensor(2, seed=0)
+    ids, plants = repair.plant(clean, seed=0)
+    trace = explorer.refine(model, ids, steps=64, seed=0, progress=False)
+    return model, ids, plants, trace
+
+
+def test_tiny_real_run(real_run, tmp_path):
+    model, ids, plants, trace = real_run
+    s = repair.summarise(repair.outcomes(trace.final, plants))
+    # 64 steps leave a planted token unvisited with probability (1 - eta)^64 = 0.27; 16 planted
+    assert 0.4 <= s["repaired"] <= 1.0 and s["kept"] >= 0.8
+    story = repair.repair_story(trace, plants)
+    assert story["valid_end"] and 0 < story["remasked_at"] < story["rewritten_at"]
+    assert story["rewritten_to"] != story["planted"]
+    df = repair.main(["--sequences", "1", "--steps", "4", "--out", str(tmp_path / "r.csv")])
+    back = pd.read_csv(tmp_path / "r.csv")
+    assert list(back["sampler"]) == ["remdm-refine", "mdlm"] and len(df) == 2
+    mdlm = back[back["sampler"] == "mdlm"].iloc[0]
+    assert mdlm["repaired"] == 0.0 and mdlm["kept"] == 1.0 and mdlm["nfe"] == 0   # nothing, by construction
+
+
+# ------------------------------------------------------------------------------------ figures
+def test_repair_strip_flags_masks_and_rewrites(real_run):
+    from explorer.viz.repair import repair_strip
+    _, _, plants, trace = real_run
+    fig = repair_strip(trace, plants)
+    meta = fig.layout.meta
+    story = repair.repair_story(trace, plants)
+    assert (meta["sample"], meta["record"]) == (story["sample"], story["record"])
+    assert meta["status"][0] == "breaks: " + repair.rule_text(story["rule"])
+    k1, k2 = meta["steps"].index(story["remasked_at"]), meta["steps"].index(story["rewritten_at"])
+    assert meta["status"][k1].startswith(f"{story['field']} put back to [MASK]")
+    assert meta["status"][-1] == "keeps every rule"
+    col = orders.FIELD_POS[story["field"]]
+    z = np.array(fig.data[0].z)
+    assert z[0, col] == 1 and z[k1, col] == 2 and z[k2, col] == 3      # wrong -> [MASK] -> rewritten
+    assert f"planted {story['field']} {story['planted']}" in meta["takeaway"]
+    assert f"rewritten as {story['rewritten_to']} at step {story['rewritten_at']}" in meta["takeaway"]
+
+
+def test_repair_rate_figure_takeaway_from_its_numbers():
+    from explorer.viz.repair import repair_rate_figure
+    df = pd.DataFrame({"sampler": ["remdm-refine"] * 2 + ["mdlm"] * 2, "steps": [64, 256, 64, 256],
+                       "repaired": [0.7, 0.95, 0.0, 0.0], "repaired_se": [0.02, 0.01, 0.0, 0.0],
+                       "kept": [0.99, 0.985, 1.0, 1.0], "kept_se": [0.005, 0.006, 0.0, 0.0],
+                       "planted_records": [512] * 4})
+    fig = repair_rate_figure(df)
+    t = fig.layout.meta["takeaway"]
+    assert "T = 256" in t and "95.0% ± 1.0%" in t and "98.5% ± 0.6%" in t and "mdlm repairs 0.0%" in t
+    assert any("MDLM repairs nothing, by construction" in a.text for a in fig.layout.annotations)
+    names = [d.name for d in fig.data]
+    assert "mdlm: planted errors repaired" in names and "remdm-refine: untouched records still valid" in names
+
+
+def _sweep_rows(values):
+    rows = []
+    for (s, T), (v, se) in values.items():
+        rows.append({"sampler": s, "steps": T, "seed": 0, "metric": "gen_ppl", "value": v, "stderr": se,
+                     "model_calls": T, "nfe": T * 0.9, "seconds": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_scaling_figure_and_its_takeaway():
+    from explorer.viz.scaling import scaling_figure, steps_label
+    df = _sweep_rows({("mdlm", 128): (88, 3), ("mdlm", 512): (76, 3),
+                      ("remdm-loop", 128): (90, 3), ("remdm-loop", 512): (51, 3.5)})
+    fig = scaling_figure(df, seq_len=128)
+    t = fig.layout.meta["takeaway"]
+    z = (51 - 76) / np.hypot(3, 3.5)
+    assert t.startswith("At T = 512 (4L): mdlm 76 ± 3") and f"{abs(z):.1f} SE below mdlm (better)" in t
+    assert "mdlm goes from 88 at T = 128 to 76" in t
+    assert {d.name for d in fig.data} == {"mdlm", "remdm-loop"} and len(fig.data) == 4   # quality + NFE
+    close = _sweep_rows({("mdlm", 128): (80, 3), ("remdm-loop", 128): (78, 3)})
+    assert "within noise of mdlm" in scaling_figure(close).layout.meta["takeaway"]
+    assert steps_label(32, 128) == "T = 32 (L/4)" and steps_label(128, 128) == "T = 128 (L)"
+    with pytest.raises(ValueError, match="no rows for metric 'mauve'"):
+        scaling_figure(df, metric="mauve")
