@@ -1,0 +1,369 @@
+"""Prompted, variable-length sampling on LLaDA / Dream (llada-dream reference §3, §4.1-§4.5).
+
+Tiny random checkpoints in the published layouts (explorer.models.random_checkpoint) stand in
+for the 8B models: the samplers' promises (counts, windows, confidences, padding, laws) do not
+depend on the weights being trained.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import explorer
+from explorer import engine
+from explorer.models import load_model
+from explorer.models.random_checkpoint import special_ids, write_random_checkpoint
+from explorer.samplers import (MDLM, DreamSampler, LLaDALowConfidence, ReMDMCap, ReMDMConf, ReMDMLLaDA,
+                               ReMDMLoop, by_name, from_config)
+from explorer.trace import Trace
+
+COUNTDOWN = "Question: Using the numbers [3, 5, 7], create an equation that equals 22.\nAnswer: "
+
+
+@pytest.fixture(scope="module")
+def llada(tmp_path_factory):
+    return load_model(write_random_checkpoint(tmp_path_factory.mktemp("llada"), "llada"))
+
+
+@pytest.fixture(scope="module")
+def dream(tmp_path_factory):
+    return load_model(write_random_checkpoint(tmp_path_factory.mktemp("dream"), "dream"))
+
+
+def gen(model, sampler, steps, prompt=COUNTDOWN, gen_length=32, n=2, seed=0, **kw):
+    return explorer.generate(model, sampler, steps, num_samples=n, seed=seed, prompt=prompt,
+                             gen_length=gen_length, progress=False, **kw)
+
+
+def per_step(ev, kind, sample, steps):
+    e = ev[(ev.kind == kind) & (ev["sample"] == sample)]
+    return np.bincount(e.step, minlength=steps + 1)[1:steps + 1]
+
+
+# ------------------------------------------------------------------ ReMDM-LLaDA at the Table-3 setting
+@pytest.mark.parametrize("remdm_number", [1, 4])      # Countdown, TruthfulQA
+def test_remdm_llada_table3_setting(llada, remdm_number):
+    tr = gen(llada, ReMDMLLaDA(remdm_number=remdm_number, block_length=32), 32)
+    g = tr.meta["gen_start"]
+    assert tr.model_calls == 64 and tr.nfe.tolist() == [64, 64]          # 2 x steps per sample
+    assert torch.equal(tr.final[:, :g], tr.initial[:, :g])               # prompt intact
+    assert not (tr.final == llada.mask_id).any()
+    ev = tr.events
+    assert not (ev.reason == "final_argmax").any()
+    for b in range(2):
+        re, un = per_step(ev, "remask", b, 64), per_step(ev, "unmask", b, 64)
+        window = np.zeros(64, bool)
+        window[28:60] = True                                             # R = int(32 / 8 * 7) = 28
+        assert (re[window] == remdm_number).all() and (re[~window] == 0).all()
+        assert (un[window] == remdm_number).all() and (un[~window] == 1).all()
+    # every remask takes the lowest confidence cached at decode time among the decoded tokens
+    remasks = ev[ev.kind == "remask"]
+    for (b, k), grp in remasks.groupby(["sample", "step"]):
+        before_prob = tr.prob_at(k - 1)[b].float()
+        decoded = (tr.state_at(k - 1)[b] != llada.mask_id) & ~tr.fixed[b]
+        chosen = torch.zeros_like(decoded)
+        chosen[grp.position.tolist()] = True
+        assert torch.equal(before_prob[chosen], torch.tensor(grp.sort_values("position").prob.tolist(), dtype=torch.float32))
+        assert before_prob[chosen].max() <= before_prob[decoded & ~chosen].min()
+    assert (remasks.position >= g).all()
+
+
+def test_remdm_llada_prob_is_the_float64_confidence_of_the_drawn_token(llada):
+    tr = gen(llada, ReMDMLLaDA(remdm_number=1, block_length=32), 32, n=1)
+    ev = tr.events[tr.events.kind == "unmask"]
+    remasked = tr.events[tr.events.kind == "remask"]
+    for _, e in ev[ev.step.isin([1, 30, 64])].iterrows():
+        z = tr.state_at(int(e.step) - 1)                  # in the window the remask comes before the call
+        z[0, remasked[remasked.step == e.step].position.tolist()] = llada.mask_id
+        p = torch.softmax(llada.logits(z)[0, int(e.position)].double(), -1)   # full vocabulary (§4.3)
+        assert e.prob == pytest.approx(float(p[int(e.token_id)]), rel=1e-5)
+
+
+def test_llada_baseline_one_token_per_step_and_no_remask(llada):
+    tr = gen(llada, LLaDALowConfidence(block_length=32, temperature=1.0), 32)
+    assert tr.model_calls == 32 and tr.nfe.tolist() == [32, 32]
+    ev = tr.events
+    assert (ev.kind == "unmask").all() and not (ev.reason == "final_argmax").any()
+    for b in range(2):
+        assert (per_step(ev, "unmask", b, 32) == 1).all()
+    assert not (tr.final == llada.mask_id).any()
+
+
+def get_num_transfer_tokens(m: int, s: int) -> list[int]:
+    """LLaDA's schedule (§4.1): floor(M / s) per step, one more in the first M mod s steps."""
+    return [m // s + (i < m % s) for i in range(s)]
+
+
+def test_llada_blocks_follow_get_num_transfer_tokens_and_stay_in_their_block(llada):
+    tr = gen(llada, LLaDALowConfidence(block_length=10, temperature=0.5), 6, gen_length=20)
+    g = tr.meta["gen_start"]
+    ev = tr.events
+    want = get_num_transfer_tokens(10, 3) * 2
+    for b in range(2):
+        assert per_step(ev, "unmask", b, 6).tolist() == want == [4, 3, 3, 4, 3, 3]
+    block = (ev.position - g) // 10
+    assert ((ev.step - 1) // 3 == block).all()            # nothing decoded beyond the current block
+
+
+def test_llada_greedy_decodes_the_most_confident_argmax(llada):
+    tr = gen(llada, LLaDALowConfidence(temperature=0.0), 8, gen_length=8, n=1)
+    z = tr.initial
+    p = torch.softmax(llada.logits(z)[0], -1)
+    p[:, llada.mask_id] = 0
+    conf, tok = p[tr.meta["gen_start"]:].max(-1)
+    first = tr.events[tr.events.step == 1].iloc[0]
+    assert first.position - tr.meta["gen_start"] == int(conf.argmax())
+    assert first.token_id == int(tok[conf.argmax()])
+    assert first.prob == pytest.approx(float(conf.max()), rel=1e-5)
+
+
+def test_cfg_scale_second_pass_with_prompt_masked(llada):
+    s = LLaDALowConfidence(temperature=0.0, cfg_scale=1.5)
+    tr = gen(llada, s, 4, gen_length=4, n=1)
+    assert tr.model_calls == 8 and tr.nfe.tolist() == [8]
+    z = tr.initial
+    un_z = torch.where(tr.fixed, torch.full_like(z, llada.mask_id), z)
+    cond, un = llada.logits(z)[0], llada.logits(un_z)[0]
+    logits = un + 2.5 * (cond - un)
+    logits[:, llada.mask_id] = -torch.inf
+    conf, tok = torch.softmax(logits, -1)[tr.meta["gen_start"]:].max(-1)
+    first = tr.events[tr.events.step == 1].iloc[0]
+    assert first.position - tr.meta["gen_start"] == int(conf.argmax()) and first.token_id == int(tok[conf.argmax()])
+
+
+def test_random_remasking_variant_and_config_roundtrip(llada):
+    for s in (LLaDALowConfidence(block_length=8, temperature=1.0, remasking="random"),
+              ReMDMLLaDA(remdm_number=4, block_length=16), DreamSampler(alg="entropy", top_p=0.9, alg_temp=0.1)):
+        again = from_config(s.config)
+        assert again == s and by_name(s.name, **{k: v for k, v in s.config.items() if k != "name"}) == s
+    tr = gen(llada, LLaDALowConfidence(block_length=8, temperature=1.0, remasking="random"), 8, gen_length=16)
+    probs = tr.events.prob
+    assert ((probs > 0) & (probs < 1)).all() and tr.events.kind.eq("unmask").all()
+
+
+# ------------------------------------------------------------------ the draw's law
+@pytest.mark.parametrize("sampler", [LLaDALowConfidence(temperature=1.0), ReMDMLLaDA()], ids=["gumbel", "race"])
+def test_temperature_one_draw_has_the_exact_categorical_law(sampler):
+    """Chi-square goodness of fit, 40,000 draws, fixed seed; df = 4, reject above the 0.999 quantile
+    (18.47): a correct draw fails with probability 0.001 for a random seed, never for this one."""
+    logits = torch.tensor([0.3, -1.2, 1.0, 2.0, 0.0, 0.7])      # class 5 is the mask
+    mask_id, n = 5, 40_000
+    rows = logits.expand(n, -1)
+    u = engine._RowUniforms(seed=3, sample_list=[0], step=1, b=torch.zeros(n, dtype=torch.long),
+                            counter=torch.arange(n))
+    tok, conf = sampler.draw(rows, mask_id, u)
+    counts = np.bincount(tok.numpy(), minlength=6)
+    assert counts[mask_id] == 0                                   # the mask is never drawn
+    p = torch.softmax(logits[:5].double(), -1).numpy()
+    chi2 = ((counts[:5] - n * p) ** 2 / (n * p)).sum()
+    assert chi2 < 18.47, (counts, n * p)
+    full = torch.softmax(logits.double(), -1)                     # confidence: p[x0], full vocabulary
+    assert torch.allclose(conf, full[tok].double(), rtol=1e-6)
+
+
+def test_draw_rows_are_chunked_without_changing_the_samples(llada, monkeypatch):
+    s = ReMDMLLaDA(remdm_number=2, block_length=16)
+    whole = gen(llada, s, 16, gen_length=16)
+    monkeypatch.setattr(engine, "_ROW_BUDGET", 2 * llada.vocab_size)   # two rows per chunk
+    chunked = gen(llada, s, 16, gen_length=16)
+    assert torch.equal(whole.final, chunked.final)
+    assert whole.model_calls == chunked.model_calls
+
+
+# ------------------------------------------------------------------ §4.5 choices
+def test_window_scales_with_steps_per_block_and_pool_is_the_current_block(llada):
+    """steps != block length: R = int(7/8 * steps per block); two blocks: block 0 is never remasked
+    while block 1 runs (the confidence cache is per block)."""
+    s = ReMDMLLaDA(remdm_number=2, block_length=16)
+    tr = gen(llada, s, 16, gen_length=32, n=1)            # 2 blocks, 8 steps per block, 2 tokens per step
+    g = tr.meta["gen_start"]
+    assert tr.nfe.tolist() == [32]
+    ev = tr.events
+    re = per_step(ev, "remask", 0, 32)
+    window = np.zeros(16, bool)
+    window[7:15] = True                                   # R = int(8 / 8 * 7) = 7, iterations 7..14
+    assert (re.reshape(2, 16)[:, window] == 2).all() and (re.reshape(2, 16)[:, ~window] == 0).all()
+    remasks = ev[ev.kind == "remask"]
+    assert (((remasks.position - g) // 16) == ((remasks.step - 1) // 16)).all()
+    assert not (tr.final == llada.mask_id).any()
+
+
+def test_rows_are_independent_of_the_batch(llada):
+    """Per row (§4.5 item 2): a prompt's samples are the same alone or batched with another prompt."""
+    s = ReMDMLLaDA(remdm_number=2, block_length=16)
+    a, b = COUNTDOWN, COUNTDOWN.replace("22", "31")
+    alone = gen(llada, s, 16, prompt=b, gen_length=16, n=2)
+    both = gen(llada, s, 16, prompt=[a, b], gen_length=16, n=2, batch_size=3)
+    assert torch.equal(both.final[2:], alone.final) and not torch.equal(both.final[:2], alone.final)
+
+
+class EOSEverywhere:
+    """Wraps a model so EOS is by far the likeliest token at every position (no body/head split)."""
+    body = head = None
+
+    def __init__(self, model, boost=30.0):
+        self.m, self.boost = model, boost
+
+    def __getattr__(self, k):
+        return getattr(self.m, k)
+
+    def logits(self, z, pad=None):
+        out = self.m.logits(z) if pad is None else self.m.logits(z, pad=pad)
+        out = out.clone()
+        out[..., self.m.eos_id] += self.boost
+        return out
+
+
+def test_no_eos_early_stop_and_texts_cut_at_eos(llada):
+    m = EOSEverywhere(llada)
+    tr = gen(m, ReMDMLLaDA(remdm_number=1, block_length=8), 16, gen_length=16, n=1)
+    assert tr.nfe.tolist() == [32]                         # both blocks run although block 0 holds EOS
+    g = tr.meta["gen_start"]
+    gen_ids = tr.final[0, g:].tolist()
+    assert llada.eos_id in gen_ids[:8]
+    cut = gen_ids.index(llada.eos_id)
+    assert tr.texts[0] == llada.tokenizer.decode(gen_ids[:cut])
+    assert tr.decode(tr.final)[0] == llada.tokenizer.decode(tr.final[0].tolist())   # the whole canvas
+
+
+# ------------------------------------------------------------------ prompts
+def test_chat_prompt_uses_the_template_and_generation_prompt(llada):
+    msgs = [{"role": "user", "content": COUNTDOWN}]
+    tk = llada.tokenizer
+    want = tk(tk.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False), add_special_tokens=False)["input_ids"]
+    tr = gen(llada, LLaDALowConfidence(), 8, prompt=msgs, gen_length=8, n=1)
+    ids = special_ids("llada")
+    assert tr.initial[0, :tr.meta["gen_start"]].tolist() == want
+    assert want[0] == ids["<|startoftext|>"] and want.count(ids["<|startoftext|>"]) == 1
+    assert tk.decode(want).endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert tr.meta["stop_ids"] == sorted({llada.eos_id, llada.eot_id})
+
+
+def test_batched_prompts_of_different_lengths_left_padded(llada, monkeypatch):
+    prompts = ["Hi", [{"role": "user", "content": "What is 3 + 4?"}], COUNTDOWN]
+    seen = []
+    real = type(llada).body
+    monkeypatch.setattr(type(llada), "body", lambda self, z, pad=None: (seen.append(pad), real(self, z, pad=pad))[1])
+    tr = gen(llada, ReMDMLLaDA(remdm_number=1, block_length=8), 8, prompt=prompts, gen_length=8, n=2)
+    g = tr.meta["gen_start"]
+    lens = tr.meta["prompt_lengths"]
+    assert g == max(lens) and tr.meta["pad_lengths"] == [g - n for n in lens] and tr.num_samples == 6
+    for p, n in enumerate(lens):
+        for r in (2 * p, 2 * p + 1):                       # prompt-major rows
+            assert (tr.initial[r, :g - n] == llada.pad_id).all() and tr.fixed[r, :g].all()
+            assert torch.equal(tr.final[r, :g], tr.initial[r, :g])
+    assert seen and all(p is not None and p[:, 0].any() and not p[:, g:].any() for p in seen)
+    assert not (tr.final == llada.mask_id).any()
+
+
+def test_unpadded_batches_call_the_model_without_pad(llada, monkeypatch):
+    seen = []
+    real = type(llada).body
+    monkeypatch.setattr(type(llada), "body", lambda self, z, pad=None: (seen.append(pad), real(self, z, pad=pad))[1])
+    gen(llada, LLaDALowConfidence(), 4, gen_length=4)
+    assert seen and all(p is None for p in seen)
+
+
+@pytest.mark.parametrize("sampler", [DreamSampler(alg="entropy", temperature=0.7, top_p=0.9),
+                                     DreamSampler(alg="origin", temperature=1.0, top_k=50),
+                                     DreamSampler(alg="maskgit_plus", temperature=0.5, alg_temp=0.5)],
+                         ids=["entropy", "origin", "maskgit-alg-temp"])
+def test_dream_padded_row_equals_the_unpadded_row(dream, sampler):
+    short, long = "Hi there", COUNTDOWN
+    alone = gen(dream, sampler, 8, prompt=short, gen_length=16, n=2)
+    both = gen(dream, sampler, 8, prompt=[long, short], gen_length=16, n=2)
+    assert both.meta["pad_lengths"][1] > 0
+    ga, gb = alone.meta["gen_start"], both.meta["gen_start"]
+    assert torch.equal(both.final[2:, gb:], alone.final[:, ga:])
+    assert both.texts[2:] == alone.texts
+    pa = alone.events.sort_values(["sample", "step", "position"])
+    pb = both.events[both.events["sample"] >= 2].sort_values(["sample", "step", "position"])
+    assert np.allclose(pa.prob.to_numpy(), pb.prob.to_numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_dream_counts_are_per_row_and_follow_the_schedule(dream):
+    s = DreamSampler(alg="maskgit_plus", temperature=0.0)
+    tr = gen(dream, s, 5, gen_length=16, n=1)
+    grid = s.grid(5)
+    m, want = 16, []
+    for i, st in enumerate(grid):
+        n = m if i == 4 else int(torch.tensor(m, dtype=torch.float32) * (1 - torch.tensor(st.s, dtype=torch.float32) / torch.tensor(st.t, dtype=torch.float32)))
+        want.append(n)
+        m -= n
+    assert per_step(tr.events, "unmask", 0, 5).tolist() == want and m == 0
+    margin = gen(dream, DreamSampler(alg="topk_margin"), 4, gen_length=8, n=1).events.prob
+    assert ((margin >= 0) & (margin <= 1)).all()
+    ent = gen(dream, DreamSampler(alg="entropy"), 4, gen_length=8, n=1).events.prob
+    assert (ent <= 0).all()                               # negative entropy: the ranked confidence
+
+
+# ------------------------------------------------------------------ the paper's samplers on LLaDA / Dream
+@pytest.mark.parametrize("sampler", [MDLM(), ReMDMCap(0.1), ReMDMLoop(eta=0.05), ReMDMConf()], ids=str)
+def test_rate_samplers_run_on_prompted_canvases(llada, dream, sampler):
+    for m in (llada, dream):
+        tr = gen(m, sampler, 12, prompt=["Hi", COUNTDOWN], gen_length=12, n=2)
+        g = tr.meta["gen_start"]
+        assert torch.equal(tr.final[:, :g], tr.initial[:, :g]) and not (tr.final == m.mask_id).any()
+        assert (tr.events.position >= g).all()
+        if sampler.remasks and not isinstance(sampler, ReMDMConf):
+            assert (tr.events.kind == "remask").any()
+
+
+# ------------------------------------------------------------------ trace files and branches
+def test_trace_roundtrip_and_resume_of_a_prompted_run(llada, tmp_path):
+    tr = gen(llada, ReMDMLLaDA(remdm_number=2, block_length=16), 16, prompt=["Hi", COUNTDOWN], gen_length=16)
+    path = tr.to_parquet(tmp_path / "t.parquet")
+    back = Trace.read(path)
+    for k in ("gen_start", "gen_length", "prompt_lengths", "pad_lengths", "stop_ids", "num_prompts",
+              "samples_per_prompt"):
+        assert back.meta[k] == tr.meta[k]
+    assert back.texts == tr.texts and torch.equal(back.final, tr.final)
+    branch = explorer.resume(llada, tr, 10, progress=False)
+    assert torch.equal(branch.final, tr.final)
+    for k in range(10, tr.last_step + 1):
+        assert torch.equal(branch.state_at(k), tr.state_at(k))
+
+
+# ------------------------------------------------------------------ bad inputs
+@pytest.fixture(scope="module")
+def llada_no_tokenizer(tmp_path_factory):
+    return load_model(write_random_checkpoint(tmp_path_factory.mktemp("bare"), "llada", with_tokenizer=False))
+
+
+def test_bad_inputs_name_the_fix(llada, llada_no_tokenizer):
+    ok = LLaDALowConfidence(block_length=8)
+    cases = [
+        (lambda: gen(llada, ok, 8, gen_length=12), "not a multiple of block_length"),
+        (lambda: gen(llada, ok, 3, gen_length=16), r"not divisible by the number of blocks.*steps=4"),
+        (lambda: gen(llada, ok, 8, gen_length=5000), r"over this model's maximum of 4096.*gen_length <="),
+        (lambda: gen(llada_no_tokenizer, ok, 8, prompt="hello", gen_length=8), "needs a model with a tokenizer.*token ids"),
+        (lambda: gen(llada, ok, 8, gen_length=None), "pass gen_length="),
+        (lambda: explorer.generate(explorer.StubDenoiser(torch.tensor([[0.5, 0.5, 0.0]] * 4)), MDLM(), 4,
+                                   gen_length=4, progress=False), "drop gen_length"),
+        (lambda: explorer.generate(explorer.StubDenoiser(torch.tensor([[0.5, 0.5, 0.0]] * 4)), ok, 4,
+                                   progress=False), "ConfidenceOrdered"),
+        (lambda: gen(llada, ReMDMLLaDA(remdm_number=29, block_length=32), 32), r"too large for the window.*<= 28"),
+        (lambda: gen(llada, ReMDMLLaDA(remdm_number=1, block_length=8), 16, gen_length=8), "one block|steps per block|multiple"),
+        (lambda: DreamSampler(alg="greedy"), "unknown Dream alg.*entropy"),
+        (lambda: DreamSampler(alg="entropy", alg_temp=-1.0), "alg_temp must be a number >= 0"),
+        (lambda: DreamSampler(alg="origin", alg_temp=0.5), "no effect with alg='origin'"),
+        (lambda: LLaDALowConfidence(remasking="lowest"), "low_confidence"),
+        (lambda: ReMDMLLaDA(remdm_number=0), "positive integer"),
+        (lambda: gen(llada, ok, 8, prompt=[1, 2, llada.mask_id], gen_length=8), "not a valid non-mask token"),
+        (lambda: gen(llada, ok, 8, prompt=None, gen_length=8), "needs a prompt"),
+        (lambda: gen(llada, ok, 8, prompt=[{"text": "hi"}], gen_length=8), "'role' and 'content'"),
+    ]
+    for fn, pattern in cases:
+        with pytest.raises(ValueError, match=pattern):
+            fn()
+
+
+def test_chat_messages_without_a_chat_template(llada):
+    bare = copy.copy(llada)
+    bare.tokenizer = copy.deepcopy(llada.tokenizer)
+    bare.tokenizer.chat_template = None
+    with pytest.raises(ValueError, match="chat template.*plain text or token ids"):
+        gen(bare, LLaDALowConfidence(), 4, prompt=[{"role": "user", "content": "hi"}], gen_length=4)
