@@ -13,6 +13,18 @@ The loop (reference §1.3-§1.8, §2.1):
    float64 draw *only at those rows*;
 4. after the last step, masked tokens left are filled by argmax (§1.8).
 
+Two more kinds of sampler share this loop.  *Ordering* baselines (``ConfidenceOrdered``) commit
+the most confident draws of a block.  *Ranked* samplers (:mod:`explorer.samplers.ranked`: LLaDA's
+own sampler, ReMDM-LLaDA, Dream's algorithms; llada-dream reference §4.1-§4.3) replace steps 1-3:
+the sampler plans the step (block window, counts), the engine remasks the lowest confidences cached
+at decode time, draws at the masked positions of the window with the sampler's own rule (float64,
+on those rows only, in chunks) and commits the positions the sampler selects.
+
+Models without a fixed length (LLaDA, Dream: ``seq_len is None``) sample on a canvas of prompt +
+``gen_length`` masks built by :mod:`explorer.prompts` (left padding passed to the model as
+``pad=``); random numbers are counted from the first generated position, so a padded prompt draws
+what the unpadded one draws.
+
 Drawing the decision before the token is the same law as upstream's single categorical over
 ``V + 1`` classes (see :mod:`explorer.samplers.base`), and it never builds a ``[B, L, V]``
 float64 tensor.  ``fast=False`` evaluates the full logits every time the state changes (the
