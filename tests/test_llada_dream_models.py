@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections import Counter
 
 import pytest
 import torch
@@ -429,3 +430,96 @@ def test_check_denoiser_accepts_variable_length_models_only_with_max_length(llad
 
     with pytest.raises(TypeError, match="seq_len=None and an integer max_length"):
         check_denoiser(NoLength())
+
+
+# --------------------------------------------------------------- Table-3 pipeline: Countdown, ROUGE
+
+def _reproduce_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce_llada.py"
+    spec = importlib.util.spec_from_file_location("reproduce_llada", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def rl():
+    return _reproduce_module()
+
+
+def test_countdown_generator_follows_its_rule_and_is_reproducible(rl):
+    problems = rl.countdown_problems(200, seed=3)
+    assert problems == rl.countdown_problems(200, seed=3)
+    assert problems != rl.countdown_problems(200, seed=4)
+    ops = Counter()
+    for p in problems:
+        a, b, c = p["numbers"]
+        assert all(1 <= v <= 99 for v in p["numbers"])
+        assert 0 < p["target"] <= 999 and p["target"] not in p["numbers"]
+        assert rl.score_countdown(p["solution"], p["numbers"], p["target"])   # its own solution scores
+        first, second = p["solution"].split(", ")
+        x, op1, y, _, r = first.split()
+        assert sorted([int(x), int(y), int(second.split()[2])]) == sorted(p["numbers"])
+        ops.update([op1, second.split()[1]])
+    assert set(ops) == {"+", "-", "*", "/"}   # every operator occurs
+
+
+def test_countdown_scorer_applies_each_rule(rl):
+    nums, target = [44, 19, 35], 28
+    assert rl.score_countdown("44 + 19 = 63, 63 - 35 = 28", nums, target)
+    assert rl.score_countdown(" 19 + 44 = 63, 63 - 35 = 28\n", nums, target)
+    assert not rl.score_countdown("44 + 19 = 63, 63 - 35 = 27", nums, target)       # final number is not the target
+    assert not rl.score_countdown("44 + 18 = 62, 62 - 34 = 28", nums, target)       # given numbers not all used
+    assert not rl.score_countdown("44 + 19 - 35 = 28", nums, target)                # four numbers before the last =
+    assert not rl.score_countdown("44 + 19 = 64, 64 - 35 = 29", nums, 29)           # a false equation
+    assert not rl.score_countdown("44 + 19 = 63, 62 - 35 = 28", nums, target)       # intermediates used once
+    assert not rl.score_countdown("28", nums, target)                               # no equation
+    assert not rl.score_countdown("44 + 19 = 63, 63 - 35 = 28 = 28", nums, target)  # six numbers
+    assert rl.score_countdown("12 / 4 = 3, 3 * 5 = 15", [12, 4, 5], 15)
+    assert not rl.score_countdown("12 / 0 = 3, 3 * 5 = 15", [12, 0, 5], 15)         # division by zero is wrong
+    assert not rl.score_countdown("__import__('os') = 3, 3 * 5 = 15", [12, 4, 5], 15)
+
+
+def test_pass_at_1_is_the_fraction_correct(rl):
+    for c in range(11):
+        flags = [True] * c + [False] * (10 - c)
+        assert rl.pass_at_1(flags) == pytest.approx(c / 10, abs=1e-12)
+
+
+def test_countdown_prompt_format(rl, tmp_path):
+    p = {"numbers": [3, 5, 7], "target": 22, "solution": "3 * 5 = 15, 15 + 7 = 22"}
+    q = rl.countdown_question(p)
+    assert q == "Question: Using the numbers [3, 5, 7], create an equation that equals 22.\nAnswer: "
+    ctx = rl.countdown_context({"numbers": [1, 2, 3], "target": 9}, [p] * 4)
+    assert ctx.count("Answer:  3 * 5 = 15, 15 + 7 = 22\n\n") == 4 and ctx.endswith("equals 9.\nAnswer: ")
+    f = tmp_path / "cd3.jsonl"
+    f.write_text('{"nums": [1, 2, 3], "target": 6}\n{"numbers": [4, 5, 6], "target": 15}\n')
+    assert rl.read_countdown_file(f) == [{"numbers": [1, 2, 3], "target": 6}, {"numbers": [4, 5, 6], "target": 15}]
+    f.write_text('[{"nums": [1, 2], "target": 6}]')
+    with pytest.raises(ValueError, match=r"cd3.jsonl item 0 is not"):
+        rl.read_countdown_file(f)
+
+
+def test_rouge_scores_by_hand(rl):
+    assert rl.rouge_n("The cat sat.", "the cat ran", 1) == pytest.approx(2 / 3)   # 2 of 3 unigrams each way
+    assert rl.rouge_n("The cat sat.", "the cat ran", 2) == pytest.approx(1 / 2)   # 1 of 2 bigrams
+    assert rl.rouge_lsum("a b c d", "a x c y d") == pytest.approx(2 * (3 / 5) * (3 / 4) / (3 / 5 + 3 / 4))
+    # two reference lines: the union LCS of each line over the candidate lines
+    assert rl.rouge_lsum("a b\nc d", "a c\nb d") == pytest.approx(1.0)
+    s = rl.score_truthfulqa("I have no comment.", ["Paris is the capital."], ["Lyon is the capital."])
+    assert s["rouge1"] == pytest.approx(100.0 - 100 * rl.rouge_n("Lyon is the capital.", "I have no comment.", 1))
+    s = rl.score_truthfulqa("Lyon is the capital.", ["Paris is the capital."], ["Lyon is the capital."])
+    assert s["rouge1"] == pytest.approx(100 * (3 / 4 - 1)) and s["rougeL"] == pytest.approx(-25.0)
+
+
+def test_answers_are_cut_at_stop_strings_then_decoded_without_specials(rl, llada_dir):
+    tok = load_model(llada_dir).tokenizer
+    ids = tok("12 + 3 = 15\nQuestion: no", add_special_tokens=False)["input_ids"]
+    assert rl.cut_answer(tok, ids, ["Question:"]) == "12 + 3 = 15\n"
+    ids = tok("7 * 2 = 14<|eot_id|><|endoftext|>more", add_special_tokens=False)["input_ids"]
+    assert rl.cut_answer(tok, ids, ["Question:"]) == "7 * 2 = 14"
+    ids = tok("<|startoftext|>fine<|endoftext|>x", add_special_tokens=False)["input_ids"]
+    assert rl.cut_answer(tok, ids, []) == "fine"
