@@ -7,7 +7,7 @@ An mdlm-owt-sized DiT (random weights, reference §5.2) at L=1024:
   recording on, against the same number of bare ``logits`` calls.
 
     python benchmarks/dit_step.py                 # CUDA if available, else CPU
-    python benchmarks/dit_step.py --quick         # CPU-friendly: L=128, batch 1, fewer repeats
+    python benchmarks/dit_step.py --quick         # smoke test: a small DiT (2 blocks, V=1000), L=64, ~10 s
     python benchmarks/dit_step.py --device cpu --seq-len 256 --batch 1 2
 """
 from __future__ import annotations
@@ -24,11 +24,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from explorer.models import MDLM, MDLMConfig, MDLMDenoiser  # noqa: E402
 
+from _common import print_ratio  # noqa: E402
 
-def build_model(device: torch.device, seq_len: int, seed: int = 0) -> MDLM:
+# --quick: the same code paths on a DiT small enough for a smoke test
+SMALL = {"vocab_size": 1000, "hidden_dim": 128, "cond_dim": 64, "n_blocks": 2, "n_heads": 4}
+
+
+def build_model(device: torch.device, seq_len: int, seed: int = 0, **config) -> MDLM:
+    """A random DiT; mdlm-owt-sized unless ``config`` overrides MDLMConfig fields."""
     torch.manual_seed(seed)
     with torch.device(device):
-        model = MDLM(MDLMConfig(model_length=seq_len))
+        model = MDLM(MDLMConfig(model_length=seq_len, **config))
     with torch.no_grad():
         for p in model.parameters():  # the DiT init zeroes adaLN and the head: make every path real
             p.normal_(0.0, 0.02)
@@ -96,16 +102,17 @@ def bench_overhead(model: MDLM, device, batch: int, seq_len: int, precision: str
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--seq-len", type=int, default=None, help="default 1024 (128 with --quick)")
+    ap.add_argument("--seq-len", type=int, default=None, help="default 1024 (64 with --quick)")
     ap.add_argument("--batch", type=int, nargs="+", default=None, help="default 1 16 on CUDA, 1 on CPU")
     ap.add_argument("--repeats", type=int, default=None, help="timed forwards per setting")
     ap.add_argument("--steps", type=int, default=None, help="sampler steps for the overhead check")
-    ap.add_argument("--quick", action="store_true", help="small and fast: L=128, batch 1, 2 repeats, 4 steps")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: a small DiT (2 blocks, hidden 128, V=1000), L=64, batch 1, 2 repeats, 4 steps")
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    seq_len = args.seq_len or (128 if args.quick else 1024)
+    seq_len = args.seq_len or (64 if args.quick else 1024)
     batches = args.batch or ([1] if args.quick or not cuda else [1, 16])
     repeats = args.repeats or (2 if args.quick else (10 if cuda else 3))
     steps = args.steps or (4 if args.quick else 16)
@@ -113,7 +120,7 @@ def main(argv=None) -> None:
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32
 
-    model = build_model(device, seq_len)
+    model = build_model(device, seq_len, **(SMALL if args.quick else {}))
     print(f"# DiT {model.num_parameters():,} parameters, device={device} "
           f"({torch.cuda.get_device_name(device) if cuda else f'{torch.get_num_threads()} threads'}), "
           f"torch {torch.__version__}")
@@ -136,6 +143,15 @@ def main(argv=None) -> None:
         print(f"\n## sampler + trace overhead: generate time over {steps} bare logits calls, and over as many "
               "bare calls as the engine made (it skips the network when the state did not change, §1.7)")
         print(pd.DataFrame(overhead).to_string(index=False))
+    for row in overhead:
+        what = f"{row['what']} {row['precision']} batch {row['batch']}"
+        print_ratio(what, "generate", f"{steps} bare calls", row["vs T bare calls"])
+        print_ratio(what, "generate", f"{row['model calls']} bare calls (as many as the engine made)",
+                    row["per model call"])
+    for batch in batches:
+        if cuda:
+            fp32, bf16 = ([r["ms"] for r in rows if r["batch"] == batch and r["precision"] == p] for p in precisions)
+            print_ratio(f"forward batch {batch}", "fp32 ms", "bf16 ms", fp32[0] / bf16[0])
     if not cuda:
         print("\n(peak MiB on CPU is the process's high-water RSS, including the model's weights)")
 

@@ -1,6 +1,6 @@
 """Overhead of the engine and of recording, measured side by side in one run.
 
-Prints, for a context-free stub and a small DiT transformer:
+Prints, for a context-free stub and two small DiT transformers:
 
 * generate-with-trace time / time of the same number of bare model calls (same batch, same
   states are not needed: a bare call is ``model.logits`` on a batch of that shape);
@@ -8,8 +8,11 @@ Prints, for a context-free stub and a small DiT transformer:
 
 Targets (issue 2, not timed tests): <= 1.15 and <= 1.03 on CPU for the transformer.  The stub's
 "model call" costs microseconds, so its first ratio measures the engine's absolute per-step cost.
+Each variant runs ``--repeats`` times, alternated (A B C A B C ...), after one warm-up run; the
+medians are compared.  The default run takes about 2-4 minutes on two shared CPU cores.
 
-    python benchmarks/overhead.py [--repeats 5] [--steps 64] [--batch 8] [--length 128]
+    python benchmarks/overhead.py [--repeats 3] [--steps 32] [--batch 8] [--length 128]
+    python benchmarks/overhead.py --quick        # tiny sizes, the same measurements, ~15 s
 """
 from __future__ import annotations
 
@@ -20,12 +23,12 @@ import torch
 import explorer
 from explorer.samplers import ReMDMLoop
 
-from _common import alternate, dit_model, stub_model
+from _common import alternate, dit_model, print_ratio, stub_model
 
 
 def measure(name, model, steps, batch, repeats):
     sampler = ReMDMLoop()
-    probe = explorer.generate(model, sampler, steps, num_samples=batch, progress=False)
+    probe = explorer.generate(model, sampler, steps, num_samples=batch, progress=False)   # also the warm-up
     calls = probe.model_calls
     z = probe.state_at(steps // 2).to(torch.long)
 
@@ -42,23 +45,30 @@ def measure(name, model, steps, batch, repeats):
 
     t = alternate({"bare": bare, "traced": traced, "untraced": untraced}, repeats)
     print(f"{name:12s} steps={steps:4d} batch={batch:3d} L={model.seq_len:4d} model_calls={calls:4d} | "
-          f"bare {t['bare']:.3f}s  traced {t['traced']:.3f}s  untraced {t['untraced']:.3f}s | "
-          f"generate/bare = {t['traced'] / t['bare']:.3f}  trace-on/off = {t['traced'] / t['untraced']:.3f}  "
-          f"(per step: engine {1e3 * (t['traced'] - t['bare']) / steps:.2f} ms)")
+          f"bare {t['bare']:.3f}s  traced {t['traced']:.3f}s  untraced {t['untraced']:.3f}s", flush=True)
+    print_ratio(name, "generate", "bare calls", t["traced"] / t["bare"],
+                f"engine {1e3 * (t['traced'] - t['bare']) / steps:.2f} ms per step")
+    print_ratio(name, "trace-on", "trace-off", t["traced"] / t["untraced"])
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--length", type=int, default=128)
-    a = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, ReMDM-loop")
-    measure("stub", stub_model(L=a.length), a.steps, a.batch, a.repeats)
-    measure("dit-small", dit_model(L=a.length), a.steps, a.batch, a.repeats)
-    measure("dit-medium", dit_model(L=a.length, hidden=256, blocks=6, heads=4), a.steps, a.batch, a.repeats)
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 epilog="--quick: steps 8, batch 2, length 32, 2 repeats (explicit options win)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs of each variant (default 3; quick 2)")
+    ap.add_argument("--steps", type=int, default=None, help="sampler steps T (default 32; quick 8)")
+    ap.add_argument("--batch", type=int, default=None, help="samples per run (default 8; quick 2)")
+    ap.add_argument("--length", type=int, default=None, help="sequence length L (default 128; quick 32)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (~15 s)")
+    a = ap.parse_args(argv)
+    repeats = a.repeats or (2 if a.quick else 3)
+    steps = a.steps or (8 if a.quick else 32)
+    batch = a.batch or (2 if a.quick else 8)
+    length = a.length or (32 if a.quick else 128)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, ReMDM-loop, "
+          f"median of {repeats} alternated runs{' (quick)' if a.quick else ''}")
+    measure("stub", stub_model(L=length), steps, batch, repeats)
+    measure("dit-small", dit_model(L=length), steps, batch, repeats)
+    measure("dit-medium", dit_model(L=length, hidden=256, blocks=6, heads=4), steps, batch, repeats)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ peak memory is its own.  Prints tokens/s, model-body calls, head rows evaluated 
 
     python benchmarks/throughput.py                 # CPU: shipped stories model + mdlm-owt-sized DiT (L=1024, B=1, T=8)
     python benchmarks/throughput.py --gpu           # CUDA: mdlm-owt-sized DiT, bf16, L=1024, T=1024, B=16
-    python benchmarks/throughput.py --quick         # small sizes, a minute or two on CPU
+    python benchmarks/throughput.py --quick         # stories model only, T=8, B=2: ~15 s on CPU
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import print_ratio
 
 HERE = Path(__file__).resolve().parent
 
@@ -138,30 +140,34 @@ def compare(name: str, spec: dict, repeats: int):
         print(f"  {v:15s} {m['tokens'] / m['seconds']:10.1f} {m['seconds']:9.2f} {m['body_calls']:11.0f} "
               f"{m['head_rows']:11.0f} {m['peak_mb']:9.0f}")
     a, b = med["ours"], med["upstream-style"]
-    print(f"  speed-up ours / upstream-style = {b['seconds'] / a['seconds']:.2f}x; head rows "
-          f"{a['head_rows'] / max(1, b['head_rows']):.3f}x; peak memory {a['peak_mb'] / max(1e-9, b['peak_mb']):.2f}x")
+    print_ratio(f"  {name} speed-up", "upstream-style seconds", "ours seconds", b["seconds"] / a["seconds"])
+    print_ratio(f"  {name} head rows", "ours", "upstream-style", a["head_rows"] / max(1, b["head_rows"]))
+    print_ratio(f"  {name} peak memory", "ours", "upstream-style", a["peak_mb"] / max(1e-9, b["peak_mb"]),
+                "CPU: growth of the process's high-water RSS" if spec["device"] == "cpu" else "")
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--gpu", action="store_true")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--gpu", action="store_true", help="the mdlm-owt-sized case on CUDA (L=1024, T=1024, B=16, bf16)")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes for a smoke test: the stories model only, T=8, B=2, 1 repeat")
+    ap.add_argument("--repeats", type=int, default=None, help="alternated runs of each variant (default 2; quick 1)")
     a = ap.parse_args()
+    repeats = a.repeats or (1 if a.quick else 2)
     if a.worker:
         print(json.dumps(worker(json.loads(a.worker))))
         return
     if a.gpu:
         compare("mdlm-owt-sized DiT", {"model": "owt", "length": 1024, "steps": 1024, "batch": 16,
-                                       "device": "cuda", "bf16": True}, a.repeats)
+                                       "device": "cuda", "bf16": True}, repeats)
         return
-    stories_steps = 32 if a.quick else 128
-    compare("shipped stories model", {"model": "stories", "steps": stories_steps, "batch": 4, "device": "cpu"},
-            a.repeats)
-    L, T = (256, 4) if a.quick else (1024, 8)
-    compare("mdlm-owt-sized DiT (random weights)", {"model": "owt", "length": L, "steps": T, "batch": 1,
-                                                    "device": "cpu"}, a.repeats)
+    if a.quick:   # each run is a fresh process (its own peak memory): keep to two of them
+        compare("shipped stories model", {"model": "stories", "steps": 8, "batch": 2, "device": "cpu"}, repeats)
+        return
+    compare("shipped stories model", {"model": "stories", "steps": 128, "batch": 4, "device": "cpu"}, repeats)
+    compare("mdlm-owt-sized DiT (random weights)", {"model": "owt", "length": 1024, "steps": 8, "batch": 1,
+                                                    "device": "cpu"}, repeats)
 
 
 if __name__ == "__main__":
