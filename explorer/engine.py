@@ -205,6 +205,28 @@ class _Px0:
             return rows, called
 
 
+# rows x vocabulary entries handled at once: bounds the float64 work of a step, so no [B, L, V]
+# float64 tensor is ever built (at L = 1024 on LLaDA that tensor alone is about 1 GB)
+_ROW_BUDGET = 1 << 23
+
+
+def _by_row_chunks(px0: _Px0, x, b, pos, draw) -> tuple[list, bool]:
+    """``draw(logits, rows)`` on the logits at rows ``(b, pos)``, a chunk of rows at a time.
+
+    ``rows`` is the chunk's slice of ``b``/``pos``; ``draw`` returns a tuple of per-row tensors
+    (or None), concatenated over the chunks.  Every draw is per row, so chunking never changes a sample.
+    """
+    outs, called, lo, chunk = [], False, 0, 1     # the first chunk (one row) tells the vocabulary width
+    while lo < b.numel():
+        rows = slice(lo, lo + chunk)
+        logits, c = px0.logits_at(x, b[rows], pos[rows])
+        called |= c
+        outs.append(draw(logits, rows))
+        lo = rows.stop
+        chunk = max(1, _ROW_BUDGET // logits.shape[-1])
+    return [None if parts[0] is None else torch.cat(parts) for parts in zip(*outs)], called
+
+
 def _draw_tokens(logits, mask_id, nucleus_p, u, topk, temperature=1.0):
     """Draw a token per row: SUBS, nucleus, float64 inverse CDF.  Returns token, its prob, top-k."""
     p = subs_probs(logits, mask_id)
@@ -221,10 +243,6 @@ def _draw_tokens(logits, mask_id, nucleus_p, u, topk, temperature=1.0):
 
 
 # ---------------------------------------------------------------------------- ranked samplers
-# rows x vocabulary entries drawn at once: bounds the float64 work of a step (no [B, L, V] float64)
-_ROW_BUDGET = 1 << 23
-
-
 class _RowUniforms:
     """Counter-based uniforms at the N rows ``(b, position)`` a ranked sampler draws at."""
 
@@ -244,28 +262,16 @@ class _RowUniforms:
 
 
 def _draw_ranked(sampler, px0: _Px0, x, b, pos, counters, seed, sample_list, step, mask_id, topk):
-    """The sampler's token and confidence at rows (b, pos), in chunks of rows; top-k of p(x0) for the record."""
-    toks, confs, cis, cps = [], [], [], []
-    called = False
-    chunk = None
-    lo = 0
-    while lo < b.numel():
-        bb, pp = b[lo:lo + (chunk or 1)], pos[lo:lo + (chunk or 1)]
-        logits, c = px0.logits_at(x, bb, pp)
-        called |= c
-        if chunk is None:          # the first row tells the vocabulary width
-            chunk = max(1, _ROW_BUDGET // logits.shape[-1])
-        tok, conf = sampler.draw(logits, mask_id, _RowUniforms(seed, sample_list, step, bb, counters[pp]))
-        toks.append(tok)
-        confs.append(conf.double())
-        if topk:
-            cp, ci = torch.topk(subs_probs(logits, mask_id), min(topk, logits.shape[-1]), dim=-1)
-            cis.append(ci)
-            cps.append(cp)
-        lo += bb.numel()
-    ci = torch.cat(cis) if topk else None
-    cp = torch.cat(cps) if topk else None
-    return torch.cat(toks), torch.cat(confs), ci, cp, called
+    """The sampler's token and confidence at rows (b, pos); top-k of p(x0) for the record."""
+    def draw(logits, rows):
+        tok, conf = sampler.draw(logits, mask_id, _RowUniforms(seed, sample_list, step, b[rows], counters[pos[rows]]))
+        if not topk:
+            return tok, conf.double(), None, None
+        cp, ci = torch.topk(subs_probs(logits, mask_id), min(topk, logits.shape[-1]), dim=-1)
+        return tok, conf.double(), ci, cp
+
+    (tok, conf, ci, cp), called = _by_row_chunks(px0, x, b, pos, draw)
+    return tok, conf, ci, cp, called
 
 
 def _ranked_step(model, sampler, st, x, fixed, token_prob, sample_ids, sample_list, seed, rec, px0,
@@ -356,11 +362,10 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
             eligible = masked & in_block
             b, pos = eligible.nonzero(as_tuple=True)
             if b.numel():
-                logits, called = px0.logits_at(x, b, pos)
                 px0.nfe += eligible.any(1) * px0.passes
                 u = rng.uniforms_at(seed, sample_list, st.step, rng.ORDER, b, pos - gen_start)
-                tok, prob, ci, cp = _draw_tokens(logits, mask_id, sampler.nucleus_p, u, rec.topk,
-                                                 temperature=sampler.temperature)
+                (tok, prob, ci, cp), called = _by_row_chunks(px0, x, b, pos, lambda lg, rows: _draw_tokens(
+                    lg, mask_id, sampler.nucleus_p, u[rows], rec.topk, temperature=sampler.temperature))
                 conf = torch.zeros(B, L, dtype=torch.float64, device=device)
                 cand = torch.full((B, L), -1, dtype=torch.long, device=device)
                 score = prob.double() if sampler.order == "confidence" else \
@@ -399,10 +404,10 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
             # interrupt (Ctrl-C) can never leave events that the state does not show
             if unmask.any():
                 b, pos = unmask.nonzero(as_tuple=True)
-                logits, called = px0.logits_at(x, b, pos)
                 px0.nfe += unmask.any(1) * px0.passes
                 u = rng.uniforms_at(seed, sample_list, st.step, rng.TOKEN, b, pos - gen_start)
-                tok, prob, ci, cp = _draw_tokens(logits, mask_id, sampler.nucleus_p, u, rec.topk)
+                (tok, prob, ci, cp), called = _by_row_chunks(px0, x, b, pos, lambda lg, rows: _draw_tokens(
+                    lg, mask_id, sampler.nucleus_p, u[rows], rec.topk))
                 n_un = int(b.numel())
             if remask.any():
                 rb, rpos = remask.nonzero(as_tuple=True)
@@ -436,14 +441,17 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
     masked = x == mask_id
     if masked.any():
         b, pos = masked.nonzero(as_tuple=True)
-        logits, called = px0.logits_at(x, b, pos)
         px0.nfe += masked.any(1) * px0.passes
-        p = subs_probs(logits, mask_id)
-        prob, tok = p.max(-1)
-        if rec.topk:
+
+        def greedy(logits, rows):
+            p = subs_probs(logits, mask_id)
+            prob, tok = p.max(-1)
+            if not rec.topk:
+                return prob, tok, None, None
             cp, ci = torch.topk(p, min(rec.topk, p.shape[-1]), dim=-1)
-        else:
-            ci = cp = None
+            return prob, tok, ci, cp
+
+        (prob, tok, ci, cp), called = _by_row_chunks(px0, x, b, pos, greedy)
         last = grid[-1]
         rec.add(sample_ids, last.step + 1, b, pos, 0, tok, prob, torch.ones_like(prob), torch.zeros_like(prob), 2, ci, cp)
         x[b, pos] = tok

@@ -164,13 +164,19 @@ def test_temperature_one_draw_has_the_exact_categorical_law(sampler):
     assert torch.allclose(conf, full[tok].double(), rtol=1e-6)
 
 
-def test_draw_rows_are_chunked_without_changing_the_samples(llada, monkeypatch):
-    s = ReMDMLLaDA(remdm_number=2, block_length=16)
-    whole = gen(llada, s, 16, gen_length=16)
+@pytest.mark.parametrize("sampler", [ReMDMLLaDA(remdm_number=2, block_length=16), MDLM(),
+                                     DreamSampler(alg="entropy", temperature=1.0)], ids=str)
+def test_draw_rows_are_chunked_without_changing_the_samples(llada, sampler, monkeypatch):
+    """The engine draws at most _ROW_BUDGET // V rows at once (the head sees no more), and
+    chunking changes nothing: no [B, L, V] float64 tensor, same samples."""
+    whole = gen(llada, sampler, 4, gen_length=16)            # 4 steps: several rows per step
+    rows_seen = []
+    real = type(llada).head
+    monkeypatch.setattr(type(llada), "head", lambda self, h: (rows_seen.append(h.shape[0]), real(self, h))[1])
     monkeypatch.setattr(engine, "_ROW_BUDGET", 2 * llada.vocab_size)   # two rows per chunk
-    chunked = gen(llada, s, 16, gen_length=16)
-    assert torch.equal(whole.final, chunked.final)
-    assert whole.model_calls == chunked.model_calls
+    chunked = gen(llada, sampler, 4, gen_length=16)
+    assert torch.equal(whole.final, chunked.final) and whole.model_calls == chunked.model_calls
+    assert max(rows_seen) == 2 and len(rows_seen) > whole.num_steps
 
 
 # ------------------------------------------------------------------ §4.5 choices
