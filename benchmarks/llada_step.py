@@ -161,12 +161,15 @@ def main(argv=None) -> int:
             print("llada_step.py --gpu: no CUDA device here; run --quick on a CPU.", file=sys.stderr)
             return 2
         device, dtype, config = torch.device("cuda"), torch.bfloat16, LLaDAConfig()
-        seq_lens, repeats, prompt_lens, batches = args.seq_lens or [256, 1024], args.repeats or 5, [224, 992], [1, 8]
+        seq_lens, repeats = args.seq_lens or [256, 1024], args.repeats or 5
+        # (prompt length, batch): canvases of 256 and 1024; the engine batches, upstream runs rows one by one
+        cases, sampler_repeats = [(224, 1), (224, 8), (992, 1)], 1
         torch.backends.cuda.matmul.allow_tf32 = True
     else:
         device, dtype = torch.device("cpu"), torch.float32
         config = tiny_config("llada", d_model=64, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=128)
-        seq_lens, repeats, prompt_lens, batches = args.seq_lens or [64, 256], args.repeats or 2, [32], [1]
+        seq_lens, repeats = args.seq_lens or [64, 256], args.repeats or 2
+        cases, sampler_repeats = [(32, 1)], 1
 
     t0 = time.perf_counter()
     den = random_llada(config, device, dtype)
@@ -175,17 +178,19 @@ def main(argv=None) -> int:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"# LLaDA config d_model={config.d_model} n_layers={config.n_layers} V={config.embedding_size}: "
           f"{n:,} parameters, {dtype}, {where}; built in {time.perf_counter() - t0:.1f} s; torch {torch.__version__}")
+    weights_mib = sum(p.numel() * p.element_size() for p in den.model.parameters()) / 2**20
+    print(f"# weights {weights_mib:,.0f} MiB; 'peak MiB' below counts them (CUDA: max allocated; CPU: process RSS)")
     if not args.gpu:
         print("# --quick: a tiny random LLaDA on the CPU; figures show the pipeline works, not GPU speed")
 
     import pandas as pd
     rows = [r for L in seq_lens for r in bench_forward(den, L, repeats)]
-    samp = [r for pl in prompt_lens for b in batches for r in bench_sampler(den, pl, b, max(1, repeats // 2))]
+    samp = [r for prompt_len, batch in cases for r in bench_sampler(den, prompt_len, batch, sampler_repeats)]
     with pd.option_context("display.width", 160, "display.float_format", "{:,.2f}".format):
         print("\n## forward (median of", repeats, "calls)")
         print(pd.DataFrame(rows).to_string(index=False))
         print(f"\n## ReMDM-LLaDA at the Table-3 setting ({GEN_LENGTH} new tokens, {STEPS} steps, block {BLOCK}, "
-              "remdm_number 1): generated tokens per second")
+              f"remdm_number 1): generated tokens per second (after a warm-up run; {sampler_repeats} timed)")
         print(pd.DataFrame(samp).to_string(index=False))
     if device.type == "cpu":
         print("\n(peak MiB on CPU is the process's high-water RSS, including the weights)")

@@ -523,3 +523,69 @@ def test_answers_are_cut_at_stop_strings_then_decoded_without_specials(rl, llada
     assert rl.cut_answer(tok, ids, ["Question:"]) == "7 * 2 = 14"
     ids = tok("<|startoftext|>fine<|endoftext|>x", add_special_tokens=False)["input_ids"]
     assert rl.cut_answer(tok, ids, []) == "fine"
+
+
+# ------------------------------------------------------------------------------ GPU (CUDA only)
+# scripts/gpu_check.sh runs these with `pytest -m gpu` on a CUDA machine; elsewhere they are skipped.
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: run scripts/gpu_check.sh")
+
+
+def _agree(out: torch.Tensor, ref: torch.Tensor, rows: torch.Tensor) -> None:
+    """bf16 logits against float32 ones: finite, probabilities within 0.05, mostly the same argmax."""
+    out, ref = out.float().cpu()[rows], ref[rows]
+    assert torch.isfinite(out).all()
+    assert (torch.softmax(out, -1) - torch.softmax(ref, -1)).abs().max().item() < 0.05
+    assert (out.argmax(-1) == ref.argmax(-1)).float().mean().item() > 0.8
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_bf16_llada_and_dream_follow_cpu_float32(llada_dir, dream_dir):
+    for directory in (llada_dir, dream_dir):
+        cpu, gpu = load_model(directory), load_model(directory, device="cuda")
+        assert gpu.dtype == torch.bfloat16 and gpu.device.type == "cuda"   # bf16 by default on CUDA
+        assert all(p.device.type == "cuda" and p.dtype == torch.bfloat16 for p in gpu.model.parameters())
+        z = tokens(cpu, batch=3, length=40, seed=11)
+        pad = torch.zeros(z.shape, dtype=torch.bool)
+        pad[0, :6] = True
+        out = gpu.logits(z.cuda(), pad=pad.cuda())
+        assert out.dtype == torch.bfloat16 and out.device.type == "cuda"
+        _agree(out, cpu.logits(z, pad=pad), ~pad)
+        h = gpu.body(z.cuda(), pad=pad.cuda())
+        assert torch.allclose(gpu.head(h[1, 7:9]).float(), out[1, 7:9].float(), atol=0.05, rtol=0.02)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_mdlm_dit_follows_cpu_float32_and_samples():
+    import copy
+
+    import explorer
+    from explorer.models import MDLM, MDLMConfig, MDLMDenoiser
+
+    torch.manual_seed(0)
+    net = MDLM(MDLMConfig(vocab_size=37, hidden_dim=32, cond_dim=16, n_blocks=2, n_heads=4, model_length=16))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.3)
+    cpu, gpu = MDLMDenoiser(net.eval()), MDLMDenoiser(copy.deepcopy(net).cuda().eval())   # bf16 autocast on CUDA
+    z = torch.randint(0, 37, (4, 16), generator=torch.Generator().manual_seed(2))
+    _agree(gpu.logits(z.cuda()), cpu.logits(z), torch.ones(4, 16, dtype=torch.bool))
+    trace = explorer.generate(gpu, explorer.samplers.ReMDMLoop(), steps=16, num_samples=4, seed=0, progress=False)
+    assert trace.complete and not (trace.final == gpu.mask_id).any()
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_remdm_llada_table3_setting_on_a_tiny_llada(llada_dir):
+    import explorer
+
+    den = load_model(llada_dir, device="cuda")
+    prompt = den.tokenizer("Question: Using the numbers [3, 5, 7], create an equation that equals 22.\nAnswer: ")
+    trace = explorer.generate(den, explorer.samplers.ReMDMLLaDA(remdm_number=1, block_length=32), steps=32,
+                              num_samples=2, seed=0, prompt=prompt["input_ids"], gen_length=32, progress=False)
+    start = trace.meta["gen_start"]
+    assert trace.model_calls == 64       # 2 x 32 iterations; the two rows share each call
+    assert torch.equal(trace.final[:, :start], torch.tensor(prompt["input_ids"]).expand(2, -1))
+    assert not (trace.final[:, start:] == den.mask_id).any()
