@@ -15,6 +15,7 @@ The paper's protocol (reference §3, §4.4):
 
     python benchmarks/reproduce_owt.py --steps 1024 --samplers mdlm,remdm-loop --num-samples 5000
     python benchmarks/reproduce_owt.py --num-samples 256 --steps 128,1024   # a quick, noisier look
+    python benchmarks/reproduce_owt.py --quick      # smoke test: tiny random DiT, CPU, entropy only, no hub
 
 The sweep cache (``--out``/cache) makes a long run resumable: run the same command again.
 With fewer samples MAUVE is biased *and* noisy (its cluster count is n/10): compare against the
@@ -26,12 +27,15 @@ import argparse
 import json
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import print_ratio  # noqa: E402
 
 # reference §4.2 / §4.3: (MAUVE, Gen PPL, entropy) by sampler label and T
 EXPECTED = {
@@ -99,8 +103,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="kuleshov-group/mdlm-owt")
     ap.add_argument("--samplers", default="mdlm,remdm-loop",
                     help=f"comma-separated, from {', '.join(PAPER_SETTINGS)} (paper settings applied)")
-    ap.add_argument("--steps", default="1024", help="comma-separated T (paper: 128..4096)")
-    ap.add_argument("--num-samples", type=int, default=5000, help="paper: 5000")
+    ap.add_argument("--steps", default=None, help="comma-separated T (paper: 128..4096; default 1024, quick 128)")
+    ap.add_argument("--num-samples", type=int, default=None, help="paper: 5000 (the default; quick 4)")
     ap.add_argument("--seed", type=int, default=1, help="paper: 1")
     ap.add_argument("--nucleus-p", type=float, default=0.9)
     ap.add_argument("--judge", default="gpt2-large")
@@ -109,19 +113,74 @@ def main(argv=None) -> int:
     ap.add_argument("--no-mauve", action="store_true")
     ap.add_argument("--batch-size", type=int, default=64, help="generation batch (samples do not depend on it)")
     ap.add_argument("--judge-batch-size", type=int, default=8)
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--out", default="runs/reproduce_owt")
+    ap.add_argument("--device", default=None, help="default cuda (quick: cpu)")
+    ap.add_argument("--out", default=None, help="results folder (default runs/reproduce_owt; quick: a temporary one)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test of this script's code paths: a tiny random DiT on the CPU, 4 samples at "
+                         "T=128, entropy only (no GPU, no download, no judge); its numbers mean nothing")
     a = ap.parse_args(argv)
+    a.steps = a.steps or ("128" if a.quick else "1024")
+    a.num_samples = a.num_samples or (4 if a.quick else 5000)
+    a.device = a.device or ("cpu" if a.quick else "cuda")
+    if a.quick and a.out is None:
+        with tempfile.TemporaryDirectory(prefix="reproduce_owt_quick_") as tmp:
+            return run(a, Path(tmp))
+    return run(a, Path(a.out or "runs/reproduce_owt"))
 
-    import explorer
-    from explorer.metrics import judge_features
+
+def run(a, out: Path) -> int:
+    from explorer.samplers import by_name
     from explorer.sweep import sweep
     from explorer.viz.sweep_report import report_html
-    from explorer.samplers import by_name
 
-    out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    if a.quick:
+        from _common import dit_model
+        model = dit_model(L=64, V=1000, hidden=64, blocks=2, heads=2, cond=32)
+        print(f"--quick: a random DiT with L={model.seq_len}, vocab={model.vocab_size}, on the CPU; entropy only. "
+              "The code paths of the reproduction, not its numbers.")
+        metrics, options = ["entropy"], {}
+    else:
+        model, metrics, options = load_for_reproduction(a, out)
+
+    samplers = {}
+    for name in a.samplers.split(","):
+        name = name.strip()
+        samplers[name] = by_name(name, nucleus_p=a.nucleus_p, **PAPER_SETTINGS.get(name, {}))
+    steps = [int(s) for s in a.steps.split(",")]
+    df = sweep(model, samplers, steps, num_samples=a.num_samples, seeds=[a.seed], metrics=metrics,
+               cache_dir=out / "cache", device=a.device, batch_size=a.batch_size, metric_options=options,
+               progress=not a.quick)
+    df.to_parquet(out / "sweep.parquet", index=False)
+    report_html(df, out / "report.html", title="OpenWebText reproduction (mdlm-owt)")
+
+    print(f"\n{'sampler':<18}{'T':>6}  {'metric':<8}{'measured':>18}{'paper':>9}")
+    col = {"mauve": 0, "gen_ppl": 1, "entropy": 2}
+    beside = []
+    for r in df.itertuples():
+        exp = EXPECTED.get(r.sampler, {}).get(r.steps)
+        paper = exp[col[r.metric]] if exp and r.metric in col else None
+        se = f" ± {r.stderr:.3f}" if np.isfinite(r.stderr) else ""
+        print(f"{r.sampler:<18}{r.steps:>6}  {r.metric:<8}{r.value:>10.3f}{se:<8}"
+              f"{'-' if paper is None else f'{paper:.3f}':>9}")
+        if paper is not None:
+            beside.append((f"{r.sampler} T={r.steps} {r.metric}", r.value / paper))
+    for what, ratio in beside:
+        print_ratio(what, "measured", "paper", ratio)
+    print(f"(Data row in the paper: MAUVE {DATA_ROW[0]}, Gen PPL {DATA_ROW[1]}, entropy {DATA_ROW[2]}.)")
+    print("Notes: the ReMDM rows for T < 1024 may use other settings than ReMDM-loop (reference §4.4, "
+          "unverified); MAUVE noise is ~0.005-0.01 at 5000 vs 5000; with fewer samples expect larger "
+          f"differences. Wall time {time.time() - t0:.0f} s. Results in {out}"
+          f"{' (a temporary folder, removed now)' if a.quick and a.out is None else ''}.")
+    return 0
+
+
+def load_for_reproduction(a, out: Path):
+    """mdlm-owt, the judge and (for MAUVE) the reference features: downloads allowed explicitly here."""
+    import explorer
+    from explorer.metrics import judge_features
+
     model = explorer.load_model(a.model, device=a.device, allow_download=True)
     print(f"model {a.model}: L={model.seq_len}, vocab={model.vocab_size}, mask={model.mask_id}")
 
@@ -144,29 +203,7 @@ def main(argv=None) -> int:
             np.save(feat_path, ref)
         options["references"] = ref
         metrics.append("mauve")
-
-    samplers = {}
-    for name in a.samplers.split(","):
-        name = name.strip()
-        samplers[name] = by_name(name, nucleus_p=a.nucleus_p, **PAPER_SETTINGS.get(name, {}))
-    steps = [int(s) for s in a.steps.split(",")]
-    df = sweep(model, samplers, steps, num_samples=a.num_samples, seeds=[a.seed], metrics=metrics,
-               cache_dir=out / "cache", device=a.device, batch_size=a.batch_size, metric_options=options)
-    df.to_parquet(out / "sweep.parquet", index=False)
-    report_html(df, out / "report.html", title="OpenWebText reproduction (mdlm-owt)")
-
-    print(f"\n{'sampler':<18}{'T':>6}  {'metric':<8}{'measured':>18}{'paper':>9}")
-    col = {"mauve": 0, "gen_ppl": 1, "entropy": 2}
-    for r in df.itertuples():
-        exp = EXPECTED.get(r.sampler, {}).get(r.steps)
-        paper = f"{exp[col[r.metric]]:.3f}" if exp and r.metric in col else "-"
-        se = f" ± {r.stderr:.3f}" if np.isfinite(r.stderr) else ""
-        print(f"{r.sampler:<18}{r.steps:>6}  {r.metric:<8}{r.value:>10.3f}{se:<8}{paper:>9}")
-    print(f"(Data row in the paper: MAUVE {DATA_ROW[0]}, Gen PPL {DATA_ROW[1]}, entropy {DATA_ROW[2]}.)")
-    print("Notes: the ReMDM rows for T < 1024 may use other settings than ReMDM-loop (reference §4.4, "
-          "unverified); MAUVE noise is ~0.005-0.01 at 5000 vs 5000; with fewer samples expect larger "
-          f"differences. Wall time {time.time() - t0:.0f} s. Results in {out}.")
-    return 0
+    return model, metrics, options
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up (idempotently) and run the whole suite: unit and statistical tests, the notebooks (nbmake)
-# and the real-browser test (Debian's chromium, installed here when apt is available).
+# and the real-browser test (Debian's chromium, installed here when apt is available); pytest lists
+# the 15 slowest tests at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,4 +15,4 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec .venv/bin/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest tests notebooks --nbmake --nbmake-timeout=900 -p no:cacheprovider --durations=15 "$@"
