@@ -37,7 +37,7 @@ from ..refine import refine
 from ..samplers import MDLM, ReMDMRefine
 from ..tasks import orders
 
-__all__ = ["PLANT_FIELDS", "plant", "outcomes", "summarise", "measure", "rule_text", "record_status",
+__all__ = ["PLANT_FIELDS", "plant", "planted_refine", "outcomes", "summarise", "measure", "rule_text", "record_status",
            "repair_story", "main"]
 
 # the planted field -> the rule it breaks (the field is the dependent side of that rule)
@@ -140,7 +140,7 @@ def record_status(words: Sequence[str], field: str | None = None, mask: str = or
     n_masked = sum(w == mask for w in words)
     if n_masked:
         if field is not None and words[orders.FIELD_POS[field]] == mask:
-            return f"{field} put back to [MASK]" + (f" (+{n_masked - 1} more masked)" if n_masked > 1 else "")
+            return f"{field} put back to [MASK]" + (f" (+{n_masked - 1})" if n_masked > 1 else "")
         return f"{n_masked} token{'s' if n_masked > 1 else ''} masked"
     # checked as a full sequence of copies of itself, so the sequence-length check has nothing to say
     rows = orders.check_records(" ".join(words * orders.RECORDS_PER_SEQ)).query("record == 0")
@@ -191,6 +191,17 @@ def repair_story(trace, plants: pd.DataFrame, sample: int | None = None, record:
     return min(good, key=lambda c: (c["rewritten_at"], c["sample"], c["record"]))
 
 
+def planted_refine(model, sequences: int = 2, steps: int | None = None, seed: int = 0, data_seed: int = 0,
+                   sampler=None, record: bool = True, progress: bool = False):
+    """``(trace, plants)``: ``sequences`` valid held-out sequences (``orders.eval_tensor``), one
+    wrong field planted in every other record (:func:`plant`), refined by ``sampler`` (default
+    ReMDM-refine) for ``steps`` (default L) -- one cell of the study, recorded for the pictures."""
+    clean = orders.eval_tensor(sequences, seed=data_seed)
+    planted, plants = plant(clean, seed=data_seed)
+    trace = refine(model, planted, sampler=sampler, steps=steps, seed=seed, record=record, progress=progress)
+    return trace, plants
+
+
 def measure(model, steps: Sequence[int], sequences: int = 64, seed: int = 0, samplers: dict | None = None,
             data_seed: int = 0, progress: bool = False, out: str | None = None) -> pd.DataFrame:
     """Plant, refine with each sampler at each T, summarise: one row per (sampler, steps).
@@ -200,14 +211,12 @@ def measure(model, steps: Sequence[int], sequences: int = 64, seed: int = 0, sam
     run. Rows are written to ``out`` (CSV, atomically) as each cell finishes.
     """
     samplers = samplers or {"remdm-refine": ReMDMRefine(), "mdlm": MDLM()}
-    clean = orders.eval_tensor(sequences, seed=data_seed)
-    planted, plants = plant(clean, seed=data_seed)
     rows = []
     for label, sampler in samplers.items():
         for T in steps:
             t0 = time.time()
-            trace = refine(model, planted, sampler=sampler, steps=int(T), seed=seed, record=False,
-                           progress=progress)
+            trace, plants = planted_refine(model, sequences, int(T), seed=seed, data_seed=data_seed,
+                                           sampler=sampler, record=False, progress=progress)
             row = {"sampler": label, "steps": int(T), "steps_over_L": int(T) / orders.SEQ_LEN,
                    **summarise(outcomes(trace.final, plants)),
                    "nfe": float(trace.nfe.float().mean()), "seconds": time.time() - t0, "seed": seed,

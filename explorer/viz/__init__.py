@@ -23,7 +23,7 @@ from .grid import token_grid
 from .heatmap import step_heatmap
 from .lifeline import busiest_positions, lifelines
 from .palette import STATE_COLORS, STATE_NAMES
-from .repair import repair_rate_figure, repair_strip
+from .repair import error_causes_figure, repair_rate_figure, repair_strip, revised_text
 from .scaling import scaling_figure
 from .text import token_text
 
@@ -31,7 +31,8 @@ __all__ = [
     "TraceIndex", "index_for", "token_grid", "grid_animation", "changing_steps", "token_text", "step_heatmap", "lifelines",
     "busiest_positions", "step_curves", "step_counts", "by_step_figure", "broken_rules", "find_fixes",
     "fix_story", "suggest_revisit", "to_html", "write_html", "page_html",
-    "HTMLView", "Report", "STATE_COLORS", "STATE_NAMES", "repair_strip", "repair_rate_figure", "scaling_figure",
+    "HTMLView", "Report", "STATE_COLORS", "STATE_NAMES", "repair_strip", "repair_rate_figure", "error_causes_figure",
+    "revised_text", "scaling_figure",
 ]
 
 

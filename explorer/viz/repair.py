@@ -3,12 +3,17 @@
 * :func:`repair_strip` -- one planted record, step by step: the wrong value flagged with the rule it
   breaks, the field put back to [MASK], rewritten right;
 * :func:`repair_rate_figure` -- the share of planted records repaired against the number of refine
-  steps, with the share of untouched records still valid, and MDLM at zero.
+  steps, with the share of untouched records still valid, and MDLM at zero;
+* :func:`error_causes_figure` -- when remasking does not help: broken rules whose fields were
+  written in the same step (schedule clashes) against the rest;
+* :func:`revised_text` -- a story before and after its loop phase, the rewritten words marked.
 
 Both are pure (trace / DataFrame in, plotly figure out); each title is a takeaway computed from the
 numbers drawn, also kept in ``fig.layout.meta["takeaway"]``.
 """
 from __future__ import annotations
+
+import html
 
 import numpy as np
 import pandas as pd
@@ -17,10 +22,11 @@ import plotly.graph_objects as go
 from ..studies.repair import record_status, repair_story, rule_text
 from ..tasks import orders
 from ._index import display_token
+from .export import HTMLView
 from .palette import FIXED, LINE_COLORS, MASKED, STATE_COLORS, UNMASKED
 from .scaling import steps_fraction
 
-__all__ = ["repair_strip", "repair_rate_figure", "repair_takeaway"]
+__all__ = ["repair_strip", "repair_rate_figure", "repair_takeaway", "error_causes_figure", "revised_text"]
 
 # cell kinds of the strip: kept as given, the planted wrong value, masked, rewritten, fixed anchor
 _KEPT, _WRONG, _MASKED, _NEW, _FIXED = 0, 1, 2, 3, 4
@@ -168,3 +174,77 @@ def repair_rate_figure(df: pd.DataFrame, sampler: str = "remdm-refine", baseline
     fig.update_layout(title=dict(text=takeaway, font=dict(size=13)), template="plotly_white", height=420,
                       legend=dict(orientation="h", y=-0.25), meta={"takeaway": takeaway})
     return fig
+
+
+def error_causes_figure(causes: dict) -> go.Figure:
+    """Why rules broke, per run: ``{label: explorer.studies.orders.error_causes(trace)}``. Each bar
+    splits a run's broken rules into those whose fields were written *in the same step* (a clash of
+    the schedule: drawn independently, §1.2 -- remasking can only re-roll them) and those written
+    apart (the model erred while seeing the other field, or a remask changed one side)."""
+    labels = list(causes)
+    together = [int(causes[k]["together"].sum()) for k in labels]
+    total = [len(causes[k]) for k in labels]
+    apart = [n - t for n, t in zip(total, together)]
+    fig = go.Figure([
+        go.Bar(x=labels, y=together, name="fields written in the same step (schedule clash)",
+               marker_color=LINE_COLORS[1], text=together, textposition="inside"),
+        go.Bar(x=labels, y=apart, name="fields written apart (model error)", marker_color=LINE_COLORS[0],
+               text=apart, textposition="inside"),
+    ])
+    share = "; ".join(f"{k}: {t} of {n}" + (f" ({t / n:.0%})" if n else "") for k, t, n in zip(labels, together, total))
+    takeaway = f"Broken rules whose fields were written in the same step -- {share}."
+    fig.update_layout(barmode="stack", title=dict(text=takeaway, font=dict(size=13)), template="plotly_white",
+                      height=380, yaxis_title="broken rules", legend=dict(orientation="h", y=-0.15),
+                      meta={"takeaway": takeaway, "together": together, "total": total})
+    return fig
+
+
+def _loop_start(trace) -> int:
+    loop = trace.steps.loc[trace.steps["phase"] == "loop", "step"]
+    if loop.empty:
+        raise ValueError("this trace has no loop phase (ReMDM-loop's phase 2, §2.5); pass before=<step>.")
+    return int(loop.min()) - 1
+
+
+def revised_text(trace, sample: int = 0, before: int | None = None) -> HTMLView:
+    """The same sample before and after its loop phase: the text at step ``before`` (default: just
+    before the first loop step, ``trace.state_at``) and the final text, with each token the loop
+    changed marked (vermillion, the old word in its tooltip) and each blank it filled in sky blue.
+    The first line is a takeaway computed from the counts."""
+    before = _loop_start(trace) if before is None else int(before)
+    old = trace.state_at(before)[sample].tolist()
+    new = trace.final[sample].tolist()
+    texts_new = [trace.token_text(t) for t in new]
+    sep = "" if any(t[:1].isspace() or t[-1:].isspace() for t in texts_new[:64]) else " "
+    changed = [i for i, (a, b) in enumerate(zip(old, new)) if a != trace.mask_id and a != b]
+    filled = [i for i, a in enumerate(old) if a == trace.mask_id]
+    style = "border-radius:3px;padding:0 1px;"
+
+    def span(txt, css="", tip=""):
+        t = html.escape(txt).replace("\n", "⏎<br>")
+        return f'<span style="{style}{css}" title="{html.escape(tip)}">{t}</span>' if css else t
+
+    before_spans, after_spans = [], []
+    for i, (a, b) in enumerate(zip(old, new)):
+        if a == trace.mask_id:
+            before_spans.append(span("░░", f"background:{STATE_COLORS[MASKED]};color:#555;", "masked"))
+            after_spans.append(span(texts_new[i], f"background:{STATE_COLORS[UNMASKED]};", "filled during the loop"))
+        elif i in changed:
+            before_spans.append(span(trace.token_text(a), "text-decoration:line-through;color:#D55E00;",
+                                     f"rewritten as {texts_new[i]!r}"))
+            after_spans.append(span(texts_new[i], "background:#D55E00;color:white;", f"was {trace.token_text(a)!r}"))
+        else:
+            before_spans.append(span(trace.token_text(a)))
+            after_spans.append(span(texts_new[i]))
+    n = len(new)
+    takeaway = (f"Sample {sample}: during the loop phase (steps {before + 1} to {trace.last_step}) {len(changed)} of "
+                f"{n - len(filled)} written tokens were rewritten and {len(filled)} blanks filled.")
+    box = "font-family:ui-monospace,monospace;white-space:pre-wrap;line-height:1.7;margin:4px 0 10px 0"
+    return HTMLView(
+        f"<div class='remdm-revised'><div class='remdm-takeaway' style='font-weight:600'>{html.escape(takeaway)}</div>"
+        f"<div style='font-size:0.85em;color:#555'>before the loop (step {before}); struck through: rewritten later</div>"
+        f"<div style='{box}'>{sep.join(before_spans)}</div>"
+        f"<div style='font-size:0.85em;color:#555'>after (final): "
+        f"<span style='background:#D55E00;color:white;{style}'>rewritten</span> "
+        f"<span style='background:{STATE_COLORS[UNMASKED]};{style}'>filled</span></div>"
+        f"<div style='{box}'>{sep.join(after_spans)}</div></div>")

@@ -66,7 +66,7 @@ def scaling_takeaway(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = 
     lo = base.iloc[0]
     moved = (f"; {baseline} goes from {lo['value']:.3g} at T = {int(lo['steps'])} to {b:.3g}"
              if int(lo["steps"]) != T else "")
-    return f"At {steps_label(T, seq_len)}: {baseline} {b:.3g} ± {sb:.2g}; " + "; ".join(parts) + moved + "."
+    return f"At {steps_label(T, seq_len)}: " + "; ".join([f"{baseline} {b:.3g} ± {sb:.2g}", *parts]) + moved + "."
 
 
 def scaling_figure(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = "mdlm",
