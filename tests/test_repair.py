@@ -180,3 +180,34 @@ def test_scaling_figure_and_its_takeaway():
     assert steps_label(32, 128) == "T = 32 (L/4)" and steps_label(128, 128) == "T = 128 (L)"
     with pytest.raises(ValueError, match="no rows for metric 'mauve'"):
         scaling_figure(df, metric="mauve")
+
+
+def test_error_causes_figure_counts_clashes_and_model_errors():
+    from explorer.viz.repair import error_causes_figure
+    a = pd.DataFrame({"together": [True, True, False]})
+    b = pd.DataFrame({"together": [False, True]})
+    fig = error_causes_figure({"MDLM": a, "ReMDM-loop": b})
+    assert list(fig.data[0].y) == [2, 1] and list(fig.data[1].y) == [1, 1]
+    assert fig.layout.meta["takeaway"] == ("Broken rules whose fields were written in the same step -- "
+                                           "MDLM: 2 of 3 (67%); ReMDM-loop: 1 of 2 (50%).")
+
+
+def test_revised_text_marks_what_the_loop_changed():
+    from explorer.samplers import ReMDMLoop
+    from explorer.viz.repair import revised_text
+    probs = torch.rand(24, 7, generator=torch.Generator().manual_seed(0)) + 0.1
+    probs[:, -1] = 0
+    trace = explorer.generate(explorer.StubDenoiser(probs), ReMDMLoop(eta=0.1, alpha_on=0.8), steps=40, seed=1,
+                              progress=False)
+    start = int(trace.steps.loc[trace.steps["phase"] == "loop", "step"].min()) - 1
+    old, new = trace.state_at(start)[0], trace.final[0]
+    masked = old == trace.mask_id
+    changed = int(((old != new) & ~masked).sum())
+    assert changed > 0 and int(masked.sum()) > 0
+    html = revised_text(trace)
+    assert (f"during the loop phase (steps {start + 1} to {trace.last_step}) {changed} of "
+            f"{24 - int(masked.sum())} written tokens were rewritten and {int(masked.sum())} blanks filled") in html
+    assert html.count("background:#D55E00;color:white") == changed + 1          # + the legend chip
+    with pytest.raises(ValueError, match="no loop phase"):
+        revised_text(explorer.generate(explorer.StubDenoiser(probs), explorer.samplers.MDLM(), steps=4,
+                                       progress=False))
