@@ -68,7 +68,9 @@ def test_remdm_llada_table3_setting(llada, remdm_number):
         chosen[grp.position.tolist()] = True
         assert torch.equal(before_prob[chosen], torch.tensor(grp.sort_values("position").prob.tolist(), dtype=torch.float32))
         assert before_prob[chosen].max() <= before_prob[decoded & ~chosen].min()
-    assert (remasks.position >= g).all()
+    assert (remasks.position >= g).all() and (remasks.reason == "confidence").all()
+    quiet = gen(llada, ReMDMLLaDA(remdm_number=remdm_number, block_length=32), 32, record=False)
+    assert torch.equal(quiet.final, tr.final) and quiet.nfe.tolist() == [64, 64]
 
 
 def test_remdm_llada_prob_is_the_float64_confidence_of_the_drawn_token(llada):
@@ -142,6 +144,124 @@ def test_random_remasking_variant_and_config_roundtrip(llada):
     tr = gen(llada, LLaDALowConfidence(block_length=8, temperature=1.0, remasking="random"), 8, gen_length=16)
     probs = tr.events.prob
     assert ((probs > 0) & (probs < 1)).all() and tr.events.kind.eq("unmask").all()
+
+
+# ------------------------------------------------------------------ straightforward transcriptions of upstream
+# Each loops over the whole canvas exactly as the upstream code reads (reference §4.1, §4.2, §4.3),
+# with the engine's counter-based uniforms standing in for torch's generator, and the one
+# documented change: the mask id is never drawn.
+def race_uniforms(seed, step, gen_start, gen_length, width):
+    u = engine._RowUniforms(seed, [0], step, torch.zeros(gen_length, dtype=torch.long), torch.arange(gen_length))
+    return u.race(width)
+
+
+def upstream_llada_generate(model, prompt, steps, gen_length, block_length, temperature, cfg_scale, seed=0):
+    """LLaDA generate.py (§4.1), batch 1."""
+    mask, P = model.mask_id, len(prompt)
+    x = torch.tensor(prompt + [mask] * gen_length)[None]
+    prompt_index = x != mask
+    blocks = gen_length // block_length
+    per_block = steps // blocks
+    for b in range(blocks):
+        m = int((x[:, P + b * block_length:P + (b + 1) * block_length] == mask).sum())
+        schedule = get_num_transfer_tokens(m, per_block)
+        for i in range(per_block):
+            mask_index = x == mask
+            logits = model.logits(x)
+            if cfg_scale > 0:
+                un_x = x.clone()
+                un_x[prompt_index] = mask
+                un = model.logits(un_x)
+                logits = un + (cfg_scale + 1) * (logits - un)
+            noisy = logits.double().clone()
+            noisy[..., mask] = -torch.inf                 # the documented change: never draw the mask
+            if temperature > 0:
+                u = torch.ones(x.shape[1], model.vocab_size, dtype=torch.float64) * 0.5
+                u[P:] = race_uniforms(seed, b * per_block + i + 1, P, gen_length, model.vocab_size)
+                noisy = noisy.exp() / (-torch.log(u)) ** temperature
+            x0 = noisy.argmax(-1)
+            x0_p = torch.softmax(logits, -1).gather(-1, x0[..., None]).squeeze(-1)
+            x0_p[:, P + (b + 1) * block_length:] = -torch.inf
+            x0 = torch.where(mask_index, x0, x)
+            confidence = torch.where(mask_index, x0_p, torch.full_like(x0_p, -torch.inf))
+            idx = torch.topk(confidence[0], schedule[i]).indices
+            x[0, idx] = x0[0, idx]
+    return x[0]
+
+
+def upstream_remdm_llada(model, prompt, steps, gen_length, block_length, remdm_number, seed=0):
+    """ReMDM-LLaDA llada_remdm_sample (§4.3), batch 1, with the window R = int(steps_per_block / 8 * 7)."""
+    mask, P = model.mask_id, len(prompt)
+    x = torch.tensor(prompt + [mask] * gen_length)[None]
+    blocks = gen_length // block_length
+    per_block = steps // blocks
+    k = gen_length // steps
+    for b in range(blocks):
+        cache = torch.full(x.shape, torch.inf, dtype=torch.float64)
+        r = int(per_block / 8 * 7)
+        for i in range(2 * per_block):
+            window = r <= i < r + per_block
+            if window:
+                idx = torch.topk(cache[0].float(), remdm_number, largest=False).indices
+                cache[0, idx] = torch.inf
+                x[0, idx] = mask
+            mask_index = x == mask
+            p = torch.softmax(model.logits(x).double(), -1)
+            w = p[0, P:].clone()
+            w[:, mask] = 0
+            u = race_uniforms(seed, b * 2 * per_block + i + 1, P, gen_length, model.vocab_size)
+            x0 = torch.cat([x[0, :P], (w / (1e-10 - torch.log(u + 1e-10))).argmax(-1)])[None]
+            x0_p = p.gather(-1, x0[..., None]).squeeze(-1)
+            x0_p[:, P + (b + 1) * block_length:] = -torch.inf
+            x0 = torch.where(mask_index, x0, x)
+            confidence = torch.where(mask_index, x0_p, torch.full_like(x0_p, -torch.inf))
+            idx = torch.topk(confidence[0], remdm_number if window else k).indices
+            x[0, idx] = x0[0, idx]
+            cache[0, idx] = confidence[0, idx]
+    return x[0]
+
+
+@pytest.mark.parametrize("setting", [dict(steps=32, gen_length=32, block_length=32),
+                                     dict(steps=16, gen_length=32, block_length=16)], ids=["table3", "two-blocks"])
+def test_remdm_llada_equals_the_upstream_loop(llada, setting):
+    prompt = llada.tokenizer(COUNTDOWN)["input_ids"]
+    want = upstream_remdm_llada(llada, prompt, remdm_number=2, **setting)
+    tr = gen(llada, ReMDMLLaDA(remdm_number=2, block_length=setting["block_length"]), setting["steps"],
+             prompt=prompt, gen_length=setting["gen_length"], n=1)
+    assert torch.equal(tr.final[0], want)
+
+
+@pytest.mark.parametrize("temperature,cfg_scale", [(0.0, 0.0), (0.7, 0.0), (0.0, 1.0)])
+def test_llada_low_confidence_equals_generate_py(llada, temperature, cfg_scale):
+    prompt = llada.tokenizer(COUNTDOWN)["input_ids"]
+    want = upstream_llada_generate(llada, prompt, 12, 24, 8, temperature, cfg_scale)
+    s = LLaDALowConfidence(block_length=8, temperature=temperature, cfg_scale=cfg_scale)
+    tr = gen(llada, s, 12, prompt=prompt, gen_length=24, n=1)
+    assert torch.equal(tr.final[0], want)
+
+
+def test_dream_maskgit_plus_equals_the_upstream_loop_with_padding(dream):
+    """Dream _sample (§4.2) with alg maskgit_plus at temperature 0, two left-padded prompts; the
+    per-row count is the documented change (upstream averages it over the batch)."""
+    s = DreamSampler(alg="maskgit_plus")
+    tr = gen(dream, s, 6, prompt=["Hi", COUNTDOWN], gen_length=12, n=1)
+    x = tr.initial.clone()
+    pad = torch.zeros_like(x, dtype=torch.bool)
+    for r, n in enumerate(tr.meta["pad_lengths"]):
+        pad[r, :n] = True
+    ts = torch.linspace(1, s.eps, 7)
+    for i in range(6):
+        mask_index = x == dream.mask_id
+        logits = dream.logits(x, pad=pad)
+        logits[..., dream.mask_id] = -torch.inf
+        confidence, x0 = torch.softmax(logits, -1).max(-1)
+        full = torch.where(mask_index, confidence, torch.full_like(confidence, -torch.inf))
+        for r in range(2):
+            m = int(mask_index[r].sum())
+            n = int(m * (1 - ts[i + 1] / ts[i])) if i < 5 else m
+            idx = torch.topk(full[r], n).indices
+            x[r, idx] = x0[r, idx]
+    assert torch.equal(tr.final, x)
 
 
 # ------------------------------------------------------------------ the draw's law
@@ -336,7 +456,8 @@ def test_trace_roundtrip_and_resume_of_a_prompted_run(llada, tmp_path):
 # ------------------------------------------------------------------ bad inputs
 @pytest.fixture(scope="module")
 def llada_no_tokenizer(tmp_path_factory):
-    return load_model(write_random_checkpoint(tmp_path_factory.mktemp("bare"), "llada", with_tokenizer=False))
+    with pytest.warns(UserWarning, match="no tokenizer files"):
+        return load_model(write_random_checkpoint(tmp_path_factory.mktemp("bare"), "llada", with_tokenizer=False))
 
 
 def test_bad_inputs_name_the_fix(llada, llada_no_tokenizer):
