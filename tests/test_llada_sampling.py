@@ -85,7 +85,7 @@ def test_remdm_llada_prob_is_the_float64_confidence_of_the_drawn_token(llada):
 
 
 def test_llada_baseline_one_token_per_step_and_no_remask(llada):
-    tr = gen(llada, LLaDALowConfidence(block_length=32, temperature=1.0), 32)
+    tr = gen(llada, LLaDALowConfidence(block_length=32, temperature=1.0, confidence_dtype="float64"), 32)
     assert tr.model_calls == 32 and tr.nfe.tolist() == [32, 32]
     ev = tr.events
     assert (ev.kind == "unmask").all() and not (ev.reason == "final_argmax").any()
@@ -108,6 +108,20 @@ def test_llada_blocks_follow_get_num_transfer_tokens_and_stay_in_their_block(lla
         assert per_step(ev, "unmask", b, 6).tolist() == want == [4, 3, 3, 4, 3, 3]
     block = (ev.position - g) // 10
     assert ((ev.step - 1) // 3 == block).all()            # nothing decoded beyond the current block
+
+
+def test_confidence_in_the_logits_dtype_or_float64(llada):
+    """generate.py ranks by softmax in the logits dtype (§4.1 item 4), llada_conf_sample in float64 (§4.3)."""
+    logits = (torch.randn(3, 20, generator=torch.Generator().manual_seed(0)) * 3).to(torch.bfloat16)
+    u = engine._RowUniforms(0, [0], 1, torch.zeros(3, dtype=torch.long), torch.arange(3))
+    tok, c16 = LLaDALowConfidence(temperature=1.0).draw(logits, 19, u)
+    tok64, c64 = LLaDALowConfidence(temperature=1.0, confidence_dtype="float64").draw(logits, 19, u)
+    assert torch.equal(tok, tok64)
+    assert torch.equal(c16, torch.softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1).double())
+    assert torch.allclose(c64, torch.softmax(logits.double(), -1).gather(-1, tok[:, None]).squeeze(-1), rtol=1e-12)
+    assert not torch.equal(c16, c64)
+    with pytest.raises(ValueError, match="confidence_dtype must be 'logits'"):
+        LLaDALowConfidence(confidence_dtype="bf16")
 
 
 def test_llada_greedy_decodes_the_most_confident_argmax(llada):

@@ -54,6 +54,10 @@ class LLaDALowConfidence(RankedSampler):
       greedy, T = 1 an exact draw from softmax(l).
     * Confidence (``remasking="low_confidence"``): p[x0] of softmax(l) in the logits' own dtype
       (bf16 on a GPU, as upstream, §4.1 item 4); ``"random"``: a uniform number.
+      ``confidence_dtype="float64"`` takes the softmax in float64 instead, as the Table-3 baseline
+      ``llada_conf_sample`` does (§4.3): with one token per step (``gen_length == steps``) and
+      ``temperature=1`` this sampler is then that baseline (bf16 probabilities tie often; float64
+      ones do not, so the two rankings differ on a GPU).
     * ``cfg_scale > 0``: a second forward pass with every prompt position masked;
       l = l_uncond + (cfg_scale + 1)(l_cond - l_uncond) (§4.1 item 1).  Each step then costs two calls.
     """
@@ -61,6 +65,7 @@ class LLaDALowConfidence(RankedSampler):
     temperature: float = 0.0
     cfg_scale: float = 0.0
     remasking: str = "low_confidence"
+    confidence_dtype: str = "logits"
     name = "llada"
 
     def validate(self):
@@ -70,6 +75,9 @@ class LLaDALowConfidence(RankedSampler):
         if self.remasking not in ("low_confidence", "random"):
             raise ValueError(f"remasking must be 'low_confidence' (decode the most confident draws) or 'random' "
                              f"(decode random positions), got {self.remasking!r}.")
+        if self.confidence_dtype not in ("logits", "float64"):
+            raise ValueError(f"confidence_dtype must be 'logits' (LLaDA generate.py) or 'float64' (the Table-3 "
+                             f"baseline llada_conf_sample), got {self.confidence_dtype!r}.")
         _check_nucleus(self)
 
     def check_shape(self, gen_length: int, steps: int) -> None:
@@ -95,7 +103,7 @@ class LLaDALowConfidence(RankedSampler):
         token = ranked.gumbel_argmax(noisy, u, self.temperature)
         if self.remasking == "random":
             return token, uniforms.one(rng.RANK)
-        p = torch.softmax(logits, dim=-1)            # in the logits dtype, as upstream
+        p = torch.softmax(logits if self.confidence_dtype == "logits" else logits.double(), dim=-1)
         return token, p.gather(-1, token[:, None]).squeeze(-1).double()
 
 
