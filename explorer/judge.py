@@ -14,12 +14,12 @@ so ``AutoModelForCausalLM.from_pretrained(dir)`` and ``AutoTokenizer.from_pretra
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
 import platform
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -31,6 +31,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LM
 
 from explorer.metrics._judge import DEFAULT_JUDGE, Judge, load_judge  # loading sits below the metrics; re-exported
 from explorer.tasks import stories
+from explorer.usage import ArgumentParser, UsageError, nonnegative_float, nonnegative_int, output_dir, positive_int, run
 
 SHIPPED_DIR = DEFAULT_JUDGE
 
@@ -192,28 +193,41 @@ def export(out: str | Path, export_dir: str | Path, use_best: bool = True,
     return export_dir
 
 
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="explorer judge", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{train,eval}")
+    t = sub.add_parser("train", help="train (or resume) the stories judge",
+                       description="Train (or resume) the stories judge; --export writes it in the HF format.")
+    t.add_argument("--out", default="runs/judge", help="run folder (checkpoint, history); its parent must exist")
+    t.add_argument("--steps", type=positive_int, required=True, help="optimizer steps in all")
+    t.add_argument("--batch-size", type=positive_int, default=32, help="blocks per step")
+    t.add_argument("--lr", type=nonnegative_float, default=1e-3, help="peak learning rate")
+    t.add_argument("--warmup", type=nonnegative_int, default=200, help="linear warm-up steps")
+    t.add_argument("--seed", type=int, default=0, help="seed of the data stream and the weights")
+    t.add_argument("--eval-every", type=nonnegative_int, default=250, help="steps between held-out evaluations (0: never)")
+    t.add_argument("--ckpt-every", type=positive_int, default=50, help="steps between checkpoints")
+    t.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    t.add_argument("--n-layer", type=positive_int, default=4, help="transformer layers")
+    t.add_argument("--n-embd", type=positive_int, default=256, help="width (must be divisible by --n-head)")
+    t.add_argument("--n-head", type=positive_int, default=4, help="attention heads")
+    t.add_argument("--device", default="cpu", help="torch device")
+    t.add_argument("--export", default=None, help="folder to write the HF model + tokenizer to")
+    e = sub.add_parser("eval", help="held-out perplexity of a judge",
+                       description="Held-out perplexity of a judge (shipped name or folder).")
+    e.add_argument("path", nargs="?", default="stories-judge", help="shipped judge name or folder")
+    e.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m explorer.judge", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train (or resume) the stories judge")
-    t.add_argument("--out", default="runs/judge")
-    t.add_argument("--steps", type=int, required=True)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--warmup", type=int, default=200)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--eval-every", type=int, default=250)
-    t.add_argument("--ckpt-every", type=int, default=50)
-    t.add_argument("--threads", type=int, default=1)
-    t.add_argument("--n-layer", type=int, default=4)
-    t.add_argument("--n-embd", type=int, default=256)
-    t.add_argument("--n-head", type=int, default=4)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--export", default=None, help="directory to write the HF model + tokenizer to")
-    e = sub.add_parser("eval", help="held-out perplexity of a judge")
-    e.add_argument("path", nargs="?", default="stories-judge")
-    e.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if args.cmd == "train":
+        output_dir(args.out, "--out")
+        if args.export:
+            output_dir(args.export, "--export")
+        if args.n_embd % args.n_head:
+            raise UsageError(f"--n-head {args.n_head} does not divide --n-embd {args.n_embd}.",
+                             "choose a head count that divides the width.")
     torch.set_num_threads(args.threads)
     if args.cmd == "train":
         res = train(args.out, args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
@@ -230,7 +244,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.export:
             print("exported to", export(args.out, args.export))
     else:
-        judge = load_judge(args.path)
+        try:
+            judge = load_judge(args.path)
+        except FileNotFoundError:
+            raise UsageError(f"no judge at {args.path!r}.", "pass a shipped name (stories-judge) or a folder "
+                             "written by `explorer judge train --export DIR`.") from None
         blocks = stories.eval_tensor(stories.num_heldout_blocks())
         nll = block_nll(judge.model, blocks)
         from explorer.metrics import generative_perplexity  # the §3 rules, on decoded text
@@ -241,4 +259,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("python -m explorer.judge", main))

@@ -19,7 +19,7 @@ recomputes nothing already written; adding a metric later scores the stored samp
 generating them again. ``batch_size`` and the device are not in the key: the engine's samples
 do not depend on the batch size, and only float rounding differs between devices.
 
-**Several GPUs.** Launch the same script (or ``explorer sweep``) with
+**Several GPUs.** Launch the same script (or ``python -m explorer.cli sweep ...``) with
 ``torchrun --nproc_per_node=K``: the sweep initialises ``torch.distributed`` from torchrun's
 environment if you have not (NCCL with GPUs, gloo on CPU); rank r runs cells r, r+K, ... on
 ``cuda:LOCAL_RANK`` and rank 0 gathers every row (``dist.gather_object``); other ranks return only

@@ -48,6 +48,8 @@ import torch.nn.functional as F
 from explorer.io import atomic_write, write_text_atomic
 from explorer.models.dit import MDLM, MDLMConfig
 from explorer.tasks import TASKS, get_task
+from explorer.usage import (ArgumentParser, UsageError, nonnegative_float, nonnegative_int, output_dir, positive_int,
+                            run)
 
 SAMPLING_EPS = 1e-3
 CHECKPOINT = "checkpoint.pt"
@@ -263,36 +265,55 @@ def export(directory: Path, model, ema: EMA, tokenizer, card: str,
 # The training loop
 # ---------------------------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="explorer train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", choices=TASKS, required=True)
-    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log)")
-    p.add_argument("--steps", type=int, default=20000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=500)
-    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="explorer train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", choices=TASKS, required=True, help="the task to learn")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log); its parent must exist")
+    p.add_argument("--steps", type=positive_int, default=20000, help="optimizer steps in all (a resumed run stops here too)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="sequences per step")
+    p.add_argument("--lr", type=nonnegative_float, default=1e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--warmup", type=nonnegative_int, default=500, help="linear warm-up steps")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                   help="learning rate after the warm-up")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     p.add_argument("--ema", type=float, default=0.9999, help="EMA decay (with warm-up)")
-    p.add_argument("--hidden-dim", type=int, default=192)
-    p.add_argument("--n-blocks", type=int, default=4)
-    p.add_argument("--n-heads", type=int, default=4)
-    p.add_argument("--cond-dim", type=int, default=64)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden-dim", type=positive_int, default=192, help="DiT width")
+    p.add_argument("--n-blocks", type=positive_int, default=4, help="DiT blocks")
+    p.add_argument("--n-heads", type=positive_int, default=4, help="attention heads (must divide --hidden-dim)")
+    p.add_argument("--cond-dim", type=positive_int, default=64, help="width of the time conditioning")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout probability")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data stream, the noise and the weights")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--eval-every", type=int, default=1000)
-    p.add_argument("--eval-n", type=int, default=512, help="held-out sequences for the NELBO")
-    p.add_argument("--ckpt-every", type=int, default=1000)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--eval-every", type=positive_int, default=1000, help="steps between held-out evaluations")
+    p.add_argument("--eval-n", type=positive_int, default=512, help="held-out sequences for the NELBO")
+    p.add_argument("--ckpt-every", type=positive_int, default=1000, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from the weights of an exported model (same architecture and "
                         "vocabulary; the length may differ: the DiT has no absolute positions)")
     p.add_argument("--export", type=Path, default=None, help="write the EMA model here at the end")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def check_args(args) -> None:
+    """Refuse what would fail late, before any step is taken: output folders that cannot be
+    written, a missing ``--init-from``, heads that do not divide the width, ``--ema``/``--dropout``
+    outside [0, 1)."""
+    output_dir(args.out, "--out")
+    if args.export is not None:
+        output_dir(args.export, "--export")
+    if args.init_from is not None and not Path(args.init_from).is_dir():
+        raise UsageError(f"--init-from {args.init_from}: no such model folder.",
+                         "pass the folder an earlier run exported (config.json + model.safetensors).")
+    if args.hidden_dim % args.n_heads:
+        raise UsageError(f"--n-heads {args.n_heads} does not divide --hidden-dim {args.hidden_dim}.",
+                         "choose a head count that divides the width, e.g. --n-heads 4.")
+    for name in ("ema", "dropout"):
+        value = getattr(args, name)
+        if not 0 <= value < 1:
+            raise UsageError(f"--{name} {value} is outside [0, 1).", f"give --{name} a value in [0, 1).")
 
 
 def _init_from(model: MDLM, directory: Path) -> None:
@@ -442,9 +463,10 @@ def train(args: argparse.Namespace, command: str | None = None) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    check_args(args)
     command = "python -m explorer.train " + " ".join(shlex.quote(a) for a in argv)
     return train(args, command)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("python -m explorer.train", main))

@@ -13,8 +13,12 @@ from explorer.tasks import TASKS
 TASK_DEFINITIONS = {"explorer.tasks", *(f"explorer.tasks.{name}" for name in TASKS)}
 
 
-def test_no_import_circle_among_explorer_modules():
-    graph = _imports.import_graph()
+@pytest.fixture(scope="module")
+def graph():
+    return _imports.import_graph()
+
+
+def test_no_import_circle_among_explorer_modules(graph):
     assert len(graph) > 50 and "explorer.tasks.orders" in graph and "explorer.studies.orders" in graph
     assert not _imports.circles(graph), "import circle(s):\n" + _imports.describe(graph)
 
@@ -54,8 +58,7 @@ def test_an_unlisted_getattr_import_counts(tmp_path):
     assert _imports.circles(_imports.import_graph(pkg)) == [["explorer.high", "explorer.low"]]
 
 
-def test_task_definitions_import_nothing_above_them():
-    graph = _imports.import_graph()
+def test_task_definitions_import_nothing_above_them(graph):
     for module in sorted(TASK_DEFINITIONS):
         reached, todo = set(), [module]
         while todo:

@@ -74,8 +74,12 @@ class MDLMConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "MDLMConfig":
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        try:
+            with open(path, encoding="utf-8") as f:
+                return cls.from_dict(json.load(f))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is damaged: not valid JSON ({e}). Restore it from the model's "
+                             "source, or export the model again.") from e
 
     def to_dict(self) -> dict:
         """The mdlm-owt config.json layout (§5.1), minus ``auto_map``: we ship no remote code."""
@@ -383,11 +387,20 @@ def weights_file(directory: str | os.PathLike) -> Path:
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file or a ``torch.save``d state dict; a truncated or
+    otherwise damaged file is a ValueError that names it."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except Exception as e:  # SafetensorError, UnpicklingError, EOFError, RuntimeError: all "damaged"
+        reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+        raise ValueError(f"{path} is damaged or incomplete ({reason}). Replace it with a complete copy "
+                         "(download or export the model again).") from e
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     return dict(obj)

@@ -55,6 +55,30 @@ def weights_sha256(directory: str | os.PathLike) -> str | None:
     return None
 
 
+def damaged_file(directory: str | os.PathLike) -> tuple[Path, str] | None:
+    """The first JSON or safetensors file in ``directory`` that does not parse, with the reason
+    (safetensors: only the header is read); None when all do. Used to name the file when
+    transformers' own error does not."""
+    import json
+
+    from safetensors import safe_open
+
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            return path, f"not valid JSON: {e}"
+    for path in sorted(Path(directory).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                names = list(f.keys())
+                if names:
+                    f.get_slice(names[-1])[...]  # the last tensor ends at the end of the file
+        except Exception as e:  # SafetensorError and friends
+            return path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
+
+
 class HFMaskedLMDenoiser:
     """Wrap ``model`` (an ``AutoModelForMaskedLM``) and its ``tokenizer`` as a denoiser.
 
@@ -113,8 +137,15 @@ class HFMaskedLMDenoiser:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         kw = dict(trust_remote_code=bool(trust_remote_code), local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(str(path), **kw)
-        model = AutoModelForMaskedLM.from_pretrained(str(path), **{_dtype_kwarg(): dtype or torch.float32}, **kw)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path), **kw)
+            model = AutoModelForMaskedLM.from_pretrained(str(path), **{_dtype_kwarg(): dtype or torch.float32}, **kw)
+        except Exception as e:
+            damaged = damaged_file(path)
+            if damaged is None:
+                raise
+            raise ValueError(f"{damaged[0]} is damaged ({damaged[1]}). Replace it with a complete copy "
+                             "(download the model again).") from e
         if device is not None:
             model.to(device)
         return cls(model, tokenizer, seq_len=seq_len, name=name or Path(path).name,

@@ -14,12 +14,17 @@ engine, the sweep's sampler parser and the metrics.
 """
 from __future__ import annotations
 
+import json
+import time
+
 import pandas as pd
 import torch
 
 from explorer.engine import generate
+from explorer.io import atomic_write
 from explorer.metrics.validity import cluster_stderr
 from explorer.sweep import parse_sampler
+from explorer.usage import ArgumentParser, UsageError, model_from_cli, output_file, positive_int, run
 from explorer.tasks.orders import (FIXED_TOKENS, RECORD_LEN, RECORDS_PER_SEQ, RULE_FIELDS, RULES, FIELD_POS,
                                    SEQ_LEN, check_records, decode, parse, record_table, record_valid)
 
@@ -173,35 +178,46 @@ def parse_sampler_spec(spec: str):
     return parse_sampler(spec.replace(",", ":"))
 
 
-def evaluate(argv: list[str] | None = None) -> pd.DataFrame:
-    """CLI: validity of generated records for a grid of samplers x steps, as a tidy CSV."""
-    import argparse
-    import json
-    import time
-
-    p = argparse.ArgumentParser(prog="explorer evaluate-orders")
-    p.add_argument("--model", default="orders", help="a shipped name or a model directory")
-    p.add_argument("--samplers", nargs="+", default=["mdlm"], help='e.g. mdlm "remdm-cap:eta=0.02"')
-    p.add_argument("--steps", nargs="+", type=int, default=[SEQ_LEN // 4, 4 * SEQ_LEN])
-    p.add_argument("--samples", type=int, default=128, help=f"sequences per cell ({RECORDS_PER_SEQ} records each)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=None, help="CSV to write (rows are appended as cells finish)")
+def evaluate_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="explorer evaluate-orders", description=(
+        "Validity of generated order records for a grid of samplers x steps, as a tidy CSV "
+        "(one row per cell; rows are written as cells finish)."))
+    p.add_argument("--model", default="orders", help="a shipped name (orders, orders-oracle) or a model folder")
+    p.add_argument("--samplers", nargs="+", default=["mdlm"],
+                   help='sampler specs, settings after colons: mdlm "remdm-cap:eta=0.02:nucleus_p=0.9"')
+    p.add_argument("--steps", nargs="+", type=positive_int, default=[SEQ_LEN // 4, 4 * SEQ_LEN],
+                   help="numbers of sampling steps T")
+    p.add_argument("--samples", type=positive_int, default=128,
+                   help=f"sequences per cell ({RECORDS_PER_SEQ} records each)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of every cell")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default=None, help="CSV to write (its folder must exist)")
+    p.add_argument("--allow-download", action="store_true", help="allow fetching a model from the Hugging Face hub")
     p.add_argument("--repairs", action="store_true",
                    help="record each run and add what remasking did to the records (repair_ledger): "
                         "episodes, fixed, broken, remask hazard of valid vs invalid records")
     p.add_argument("--causes", action="store_true",
                    help="record each run and count the broken rules whose fields were unmasked in the "
                         "same step (error_causes): clashes of the schedule, not of the model")
-    args = p.parse_args(argv)
+    return p
+
+
+def evaluate(argv: list[str] | None = None) -> pd.DataFrame:
+    """``explorer evaluate-orders``: validity of generated records for a grid of samplers x steps,
+    as a tidy CSV. Every argument is checked before the model is loaded."""
+    args = evaluate_parser().parse_args(argv)
+    out = output_file(args.out, suffixes=(".csv",)) if args.out else None
+    samplers = {}
+    for spec in args.samplers:
+        try:
+            samplers[spec] = parse_sampler_spec(spec)
+        except ValueError as e:
+            raise UsageError(f"--samplers {spec!r}: {e}", 'write e.g. --samplers mdlm "remdm-cap:eta=0.02".') from None
     if args.threads:
         torch.set_num_threads(args.threads)
-    from explorer.models.loading import load_model
-
-    model = load_model(args.model)
+    model = model_from_cli(args.model, allow_download=args.allow_download)
     rows = []
-    for spec in args.samplers:
-        sampler = parse_sampler_spec(spec)
+    for spec, sampler in samplers.items():
         for steps in args.steps:
             t0 = time.time()
             recs = sampler_validity(model, sampler, steps, args.samples, seed=args.seed,
@@ -213,17 +229,13 @@ def evaluate(argv: list[str] | None = None) -> pd.DataFrame:
             rows.append(row)
             print(f"{spec:28s} T={steps:4d}  valid {row['valid']:.4f} +- {row['valid_se']:.4f} "
                   f"({row['records']} records, {row['seconds']:.0f}s)", flush=True)
-            if args.out:
-                from explorer.io import atomic_write
-                atomic_write(args.out, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+            if out is not None:
+                atomic_write(out, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
     return pd.DataFrame(rows)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m explorer.studies.orders evaluate ... (= explorer evaluate-orders ...)
     import sys
 
-    if sys.argv[1:2] == ["evaluate"]:
-        evaluate(sys.argv[2:])
-    else:
-        print("usage: python -m explorer.studies.orders evaluate [--model orders] [--samplers ...] "
-              "[--steps ...] [--samples N] [--out file.csv]  (or: explorer evaluate-orders ...)")
+    argv = sys.argv[2:] if sys.argv[1:2] == ["evaluate"] else sys.argv[1:]
+    sys.exit(run("explorer evaluate-orders", lambda a: print(evaluate(a).to_string(index=False)), argv))

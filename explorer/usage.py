@@ -1,0 +1,227 @@
+"""What the command lines share: short user errors, and the checks made before any work starts.
+
+* :class:`UsageError` -- a mistake of the user's: the problem and the fix, printed as two lines.
+* :class:`ArgumentParser` -- argparse whose errors become a :class:`UsageError` (no usage dump)
+  and which adds ``--debug`` to every command.
+* :func:`run` -- the one place that turns exceptions into messages and exit status 2: a
+  :class:`UsageError`, a ``ValueError`` or an ``OSError`` (a bad value, a missing or damaged
+  file) prints ``PROG: error: ...`` on stderr, with no traceback unless ``--debug`` or
+  ``EXPLORER_DEBUG=1``; anything else is a bug and keeps its traceback.
+* :func:`output_file`, :func:`output_dir`, :func:`positive_int`, :func:`sampler_from_cli`,
+  :func:`model_from_cli` -- turn an argument into a checked value *before* a model is loaded or a
+  sample is drawn, so a wrong ``--out`` does not cost a finished run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+DEBUG_ENV = "EXPLORER_DEBUG"
+MAX_PROBLEM_LINES = 2
+
+
+class UsageError(Exception):
+    """A user mistake: ``problem`` says what is wrong, ``fix`` what to do instead."""
+
+    def __init__(self, problem: str, fix: str | None = None):
+        super().__init__(problem)
+        self.problem, self.fix = problem, fix
+
+    def __str__(self) -> str:
+        return self.problem + (f" Fix: {self.fix}" if self.fix else "")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with short errors: ``error`` raises :class:`UsageError` (naming ``--help``) instead
+    of printing the whole usage, and every parser accepts ``--debug``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true",
+                          help=f"show the full traceback of an error (or set {DEBUG_ENV}=1)")
+
+    def error(self, message: str):
+        raise UsageError(message + ".", f"see `{self.prog} --help`.")
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type``: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse ``type``: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse ``type``: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type``: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _check_folder(folder: Path, option: str, what: str) -> None:
+    """``folder`` exists, is a folder, and a file can be created in it (tried, then removed:
+    ``os.access`` says yes to root even on a read-only mount)."""
+    if not folder.exists():
+        raise UsageError(f"{option}: the folder {folder} does not exist.",
+                         f"create it first (mkdir -p {folder}) or choose another {what}.")
+    if not folder.is_dir():
+        raise UsageError(f"{option}: {folder} is not a folder.", f"choose another {what}.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".explorer-write-check-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{option}: cannot write in {folder} ({e.strerror or e}).",
+                         f"choose a folder you can write to, or change its permissions.") from None
+
+
+def output_file(path: str | os.PathLike, option: str = "--out",
+                suffixes: Sequence[str] = ()) -> Path:
+    """Check an output file before any work: its folder exists and is writable, the path is not a
+    folder, and its suffix is one of ``suffixes`` (when given). Missing folders are not created."""
+    path = Path(path).expanduser()
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {path}: unknown file type {path.suffix or '(none)'!r}.",
+                         f"end the name with {' or '.join(suffixes)}.")
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder.", "give a file name inside it.")
+    _check_folder(path.parent if str(path.parent) else Path("."), option, f"{option} path")
+    return path
+
+
+def output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Check an output folder before any work: it exists and is writable, or its parent does (the
+    command then creates this one folder, never missing parents)."""
+    path = Path(path).expanduser()
+    if path.exists():
+        _check_folder(path, option, f"{option} folder")
+    else:
+        _check_folder(path.parent if str(path.parent) else Path("."), option, f"{option} folder")
+    return path
+
+
+def sampler_from_cli(name: str, settings: str | dict | None = None, option: str = "--settings") -> Any:
+    """A sampler from its CLI name and JSON settings; a bad name, bad JSON or a setting out of its
+    range is a :class:`UsageError` naming the option to change."""
+    from explorer.samplers import REGISTRY, by_name
+
+    if isinstance(settings, str):
+        try:
+            settings = json.loads(settings or "{}")
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{option} is not valid JSON ({e.msg} at character {e.pos}).",
+                             f"""write an object such as {option} '{{"eta": 0.02}}'.""") from None
+    if not isinstance(settings or {}, dict):
+        raise UsageError(f"{option} must be a JSON object, got {type(settings).__name__}.",
+                         f"""write an object such as {option} '{{"eta": 0.02}}'.""")
+    key = name.strip().lower().replace("_", "-")
+    if key not in REGISTRY:
+        raise UsageError(f"unknown sampler {name!r}.", f"choose one of {', '.join(REGISTRY)}.")
+    try:
+        return by_name(key, **(settings or {}))
+    except ValueError as e:
+        raise UsageError(f"{key}: {e}", f"change the setting in {option} (see the sampler's docstring).") from None
+
+
+def model_from_cli(name: str, device: Any = None, allow_download: bool = False) -> Any:
+    """``explorer.load_model`` for a command line: an unknown name becomes a :class:`UsageError`
+    that names ``--allow-download`` (not the Python keyword); any other error (a damaged file,
+    named by the loader) passes through unchanged."""
+    import explorer
+    from explorer.models.hf_adapter import damaged_file
+    from explorer.models.loading import ORACLE_NAME, resolve_model_dir, shipped_models
+
+    try:
+        return explorer.load_model(name, device=device, allow_download=allow_download)
+    except (FileNotFoundError, ValueError) as e:
+        try:  # is it the name that is unknown, or a file inside a model folder that is wrong?
+            directory, _ = resolve_model_dir(name, allow_download=allow_download)
+        except FileNotFoundError:
+            shipped = ", ".join([*shipped_models(), ORACLE_NAME])
+            raise UsageError(
+                f"unknown model {str(name)!r}: not a model folder, a shipped model ({shipped}) or a "
+                "Hugging Face hub id in the local cache.",
+                "pass a folder with config.json and weights, a shipped name, or add --allow-download "
+                "to fetch a hub id.") from None
+        except ValueError as not_a_folder:
+            raise UsageError(str(not_a_folder), "pass the folder that holds config.json and the weights.") from None
+        damaged = damaged_file(directory)
+        if damaged is not None and damaged[0].name not in str(e):  # the loader did not name it
+            raise UsageError(f"{damaged[0]} is damaged ({damaged[1]}).",
+                             "replace it with a complete copy (download or export the model again).") from None
+        raise e
+
+
+def _debug(argv: Sequence[str]) -> bool:
+    return "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+def _message(exc: BaseException) -> tuple[str, str | None] | None:
+    """(problem, fix) for a user error; None for a bug (which keeps its traceback)."""
+    if isinstance(exc, UsageError):
+        return exc.problem, exc.fix
+    if isinstance(exc, json.JSONDecodeError):
+        return f"a JSON file is damaged: {exc}.", "replace the file (run with --debug to see which)."
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or exc}: {exc.filename}", "check the path and its permissions."
+    if isinstance(exc, (ValueError, OSError)):
+        return str(exc), None
+    return None
+
+
+def run(prog: str, command: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> int:
+    """Run ``command(argv)`` and turn a user error into ``PROG: error: ...`` on stderr and exit
+    status 2 (see the module docstring). Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = command(argv)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 -- mapped below; anything unmapped is re-raised
+        found = _message(exc)
+        if found is None or _debug(argv):
+            raise
+        problem, fix = found
+        lines = [ln for ln in str(problem).strip().splitlines() if ln.strip()] or [type(exc).__name__]
+        if len(lines) > MAX_PROBLEM_LINES:
+            lines = [*lines[:MAX_PROBLEM_LINES - 1], lines[MAX_PROBLEM_LINES - 1] + " ... (--debug shows all)"]
+        print(f"{prog}: error: " + "\n".join(lines), file=sys.stderr)
+        print(f"  fix: {fix}" if fix else "  (run with --debug for the traceback)", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,237 @@
+"""The command line refuses bad input with a short message: exit status 2, at most 4 lines on stderr,
+no traceback, the fix named, and no file left behind. Most cases run ``explorer.cli.main`` in
+process; one runs the real interpreter."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import explorer
+from explorer import cli
+from explorer.models.dit import MDLM, MDLMConfig
+from explorer.usage import UsageError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tiny_model(tmp_path_factory):
+    """A small MDLM folder (config.json + model.safetensors) that a test may damage."""
+    cfg = MDLMConfig(vocab_size=12, model_length=8, hidden_dim=16, cond_dim=8, n_blocks=1, n_heads=2)
+    return MDLM(cfg).save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture
+def no_model_loaded(monkeypatch):
+    """Fails the test if a model is loaded: the argument checks must come first."""
+    calls = []
+    monkeypatch.setattr(explorer, "load_model", lambda *a, **k: calls.append(a) or pytest.fail("model loaded"))
+    return calls
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*")}
+
+
+def refused(capsys, argv, fix: str, folder: Path) -> str:
+    """Run the CLI; assert the short refusal naming ``fix`` and that ``folder`` did not change."""
+    before = files_under(folder)
+    capsys.readouterr()
+    rc = cli.main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert 1 <= len(lines) <= 4, err
+    assert "Traceback" not in err
+    assert fix in err, err
+    assert files_under(folder) == before, "a file was left behind"
+    return err
+
+
+GEN = ["generate", "--model", "orders-oracle", "--steps", "4"]
+
+
+def test_unknown_model_names_the_cli_flag(capsys, tmp_path):
+    err = refused(capsys, ["generate", "--model", "no-such-model", "--steps", "4"], "--allow-download", tmp_path)
+    assert "unknown model 'no-such-model'" in err and "allow_download=True" not in err
+
+
+def test_negative_steps(capsys, tmp_path, no_model_loaded):
+    err = refused(capsys, ["generate", "--model", "orders", "--steps", "-3"], "explorer generate --help", tmp_path)
+    assert "--steps" in err and ">= 1" in err
+
+
+def test_unknown_sampler(capsys, tmp_path, no_model_loaded):
+    err = refused(capsys, [*GEN, "--sampler", "remdm-magic"], "choose one of", tmp_path)
+    assert "remdm-magic" in err and "remdm-loop" in err
+
+
+def test_eta_out_of_range(capsys, tmp_path, no_model_loaded):
+    err = refused(capsys, [*GEN, "--sampler", "remdm-cap", "--settings", '{"eta": 5}'], "--settings", tmp_path)
+    assert "eta" in err
+
+
+def test_settings_that_are_not_json(capsys, tmp_path, no_model_loaded):
+    err = refused(capsys, [*GEN, "--settings", "{eta: 0.02}"], """--settings '{"eta": 0.02}'""", tmp_path)
+    assert "not valid JSON" in err
+
+
+def test_out_in_a_missing_folder_is_refused_before_loading(capsys, tmp_path, no_model_loaded):
+    out = tmp_path / "missing" / "deeper" / "trace.csv"
+    err = refused(capsys, [*GEN, "--out", str(out)], "mkdir -p", tmp_path)
+    assert "does not exist" in err and not (tmp_path / "missing").exists() and not no_model_loaded
+
+
+def test_out_in_an_unwritable_folder(capsys, tmp_path, no_model_loaded):
+    # /proc refuses new files even to root (a chmod'ed folder does not stop root)
+    err = refused(capsys, [*GEN, "--out", "/proc/trace.csv"], "choose a folder you can write to", tmp_path)
+    assert "cannot write in /proc" in err and not os.path.exists("/proc/trace.csv")
+
+
+def test_out_with_an_unknown_suffix(capsys, tmp_path, no_model_loaded):
+    refused(capsys, [*GEN, "--out", str(tmp_path / "trace.txt")], ".csv or .parquet", tmp_path)
+
+
+def test_damaged_safetensors_names_the_file(capsys, tmp_path, tiny_model):
+    weights = tiny_model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    err = refused(capsys, ["generate", "--model", str(tiny_model), "--steps", "2"], "complete copy", tmp_path)
+    assert str(weights) in err and "damaged" in err
+
+
+def test_damaged_config_json_names_the_file(capsys, tmp_path, tiny_model):
+    config = tiny_model / "config.json"
+    config.write_text(config.read_text()[:40])  # cut in the middle of an object
+    err = refused(capsys, ["generate", "--model", str(tiny_model), "--steps", "2"], "config.json", tmp_path)
+    assert "damaged" in err or "JSON" in err
+
+
+def test_damaged_hugging_face_folder_names_the_file(capsys, tmp_path, tiny_model):
+    # an HF masked-LM folder (model_type bert) whose weights were cut short in a download
+    folder = tmp_path.parent / "hf-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert", "vocab_size": 12}')
+    (folder / "model.safetensors").write_bytes((tiny_model / "model.safetensors").read_bytes()[:-64])
+    err = refused(capsys, ["generate", "--model", str(folder), "--steps", "2"], "complete copy", tmp_path)
+    assert str(folder / "model.safetensors") in err
+
+
+def test_unknown_command(capsys, tmp_path):
+    err = refused(capsys, ["generat"], "choose one of generate, sweep", tmp_path)
+    assert "unknown command 'generat'" in err
+
+
+@pytest.mark.parametrize("option, value, fix", [
+    ("--samplers", "mdlm,remdm-cap:0.02", "--samplers mdlm,remdm-cap:eta=0.02"),
+    ("--steps", "L/zero,2L", "--steps 16,32,64"),
+    ("--metrics", "validity,accuracy", "choose from validity, entropy"),
+    ("--seeds", "0,one", "--seeds 0,1,2"),
+])
+def test_bad_sweep_spec(capsys, tmp_path, no_model_loaded, option, value, fix):
+    out = tmp_path / "sweep"
+    refused(capsys, ["sweep", "--model", "orders", "--out", str(out), option, value], fix, tmp_path)
+    assert not out.exists()
+
+
+def test_sweep_out_under_a_missing_folder(capsys, tmp_path, no_model_loaded):
+    refused(capsys, ["sweep", "--model", "orders", "--out", str(tmp_path / "a" / "b")], "mkdir -p", tmp_path)
+
+
+def test_train_with_an_unknown_task(capsys, tmp_path):
+    err = refused(capsys, ["train", "--task", "poems", "--out", str(tmp_path / "run")], "explorer train --help",
+                  tmp_path)
+    assert "invalid choice: 'poems'" in err and "orders" in err
+
+
+@pytest.mark.parametrize("argv, fix", [
+    (["--n-heads", "5"], "choose a head count that divides the width"),
+    (["--lr", "-1"], "explorer train --help"),
+    (["--ema", "1.5"], "give --ema a value in [0, 1)"),
+    (["--init-from", "/no/such/model"], "pass the folder an earlier run exported"),
+])
+def test_train_with_a_bad_option(capsys, tmp_path, argv, fix):
+    refused(capsys, ["train", "--task", "orders", "--out", str(tmp_path / "run"), "--steps", "1", *argv], fix,
+            tmp_path)
+
+
+def test_evaluate_orders_with_a_bad_sampler_spec(capsys, tmp_path, no_model_loaded):
+    refused(capsys, ["evaluate-orders", "--samplers", "remdm-cap:eta", "--out", str(tmp_path / "v.csv")],
+            'write e.g. --samplers mdlm "remdm-cap:eta=0.02"', tmp_path)
+
+
+def test_judge_needs_a_subcommand(capsys, tmp_path):
+    refused(capsys, ["judge"], "explorer judge --help", tmp_path)
+
+
+def test_debug_shows_the_traceback(monkeypatch):
+    with pytest.raises(UsageError, match="unknown model"):
+        cli.main(["generate", "--model", "no-such-model", "--steps", "4", "--debug"])
+    monkeypatch.setenv("EXPLORER_DEBUG", "1")
+    with pytest.raises(UsageError, match="unknown command"):
+        cli.main(["generat"])
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    monkeypatch.setattr(cli, "format_samples", lambda texts: 1 / 0)  # not a user error
+    with pytest.raises(ZeroDivisionError):
+        cli.main([*GEN, "--sampler", "mdlm"])
+
+
+def test_the_real_command_is_short_too(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "explorer.cli", "generate", "--model", "no-such-model",
+                           "--steps", "4"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "EXPLORER_DEBUG": ""})
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("explorer generate: error: unknown model")
+    assert "--allow-download" in lines[1]
+
+
+# ----------------------------------------------------------------------------- help and output
+
+def test_top_level_help_lists_every_command_with_one_line(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, (about, _) in cli.COMMANDS.items():
+        assert f"  {name}" in out and about in out
+    assert "--debug" in out
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_each_command_has_help(capsys, command):
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: explorer {command}") and "--debug" in out
+
+
+def _parsers():
+    from explorer import judge, train
+    from explorer.studies import orders
+
+    top = judge.build_parser()
+    subs = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return {"generate": cli.generate_parser(), "sweep": cli.sweep_parser(), "train": train.build_parser(),
+            "evaluate-orders": orders.evaluate_parser(), **{f"judge {k}": v for k, v in subs.items()}}
+
+
+def test_every_option_has_help_text():
+    for name, parser in _parsers().items():
+        for action in parser._actions:
+            assert action.help and action.help != argparse.SUPPRESS, f"{name} {action.option_strings} has no help"
+
+
+def test_several_samples_print_numbered_and_separated(capsys, tmp_path):
+    out = tmp_path / "trace.csv"
+    assert cli.main([*GEN, "--sampler", "mdlm", "--num-samples", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    blocks = printed.strip().split("\n\n")
+    assert [b.splitlines()[0] for b in blocks] == [f"--- sample {i} of 3 ---" for i in (1, 2, 3)]
+    assert all(len(b.splitlines()) == 2 and b.splitlines()[1].startswith("order") for b in blocks)
+    assert out.is_file() and Path(f"{out}.meta.json").is_file()
