@@ -28,7 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dit_step import peak_memory_mib, sync, time_call  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import print_ratio  # noqa: E402  (benchmarks/ is on sys.path)
+from dit_step import peak_memory_mib, sync, time_call  # noqa: E402
 
 import explorer  # noqa: E402
 from explorer.models.dllm import DiffusionLMDenoiser  # noqa: E402
@@ -192,8 +193,17 @@ def main(argv=None) -> int:
         print(f"\n## ReMDM-LLaDA at the Table-3 setting ({GEN_LENGTH} new tokens, {STEPS} steps, block {BLOCK}, "
               f"remdm_number 1): generated tokens per second (after a warm-up run; {sampler_repeats} timed)")
         print(pd.DataFrame(samp).to_string(index=False))
-    if device.type == "cpu":
-        print("\n(peak MiB on CPU is the process's high-water RSS, including the weights)")
+    print()
+    for L in seq_lens:
+        full, fast = (r["ms"] for r in rows if r["L"] == L)
+        print_ratio(f"L={L} forward", "full logits ms", "body + 1-row head ms", full / fast)
+    for i in range(0, len(samp), 2):
+        ours, up = samp[i], samp[i + 1]
+        print_ratio(f"ReMDM-LLaDA L={ours['L']} B={ours['batch']} speed-up", "upstream-style s", "ours s",
+                    up["s"] / ours["s"])
+        if device.type == "cuda":
+            print_ratio(f"ReMDM-LLaDA L={ours['L']} B={ours['batch']} peak memory", "upstream-style", "ours",
+                        up["peak MiB"] / ours["peak MiB"], "weights included")
     return 0
 
 

@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import explorer  # noqa: E402
+from _common import print_ratio  # noqa: E402  (benchmarks/ is on sys.path)
 from explorer.samplers import LLaDALowConfidence, ReMDMLLaDA  # noqa: E402
 
 GEN_LENGTH, STEPS, BLOCK = 32, 32, 32          # §4.3 "Sampler settings"
@@ -305,11 +306,19 @@ def cut_answer(tokenizer, ids: list[int], until: list[str]) -> str:
     return tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
 
 
-def answers(model, sampler, context: str, repeats: int, seed: int, until: list[str]) -> list[str]:
+# method -> {"calls", "samples", "seconds"} summed over every generate call (for the cost lines)
+COST: dict[str, Counter] = {}
+
+
+def answers(model, name: str, sampler, context: str, repeats: int, seed: int, until: list[str]) -> list[str]:
     """``repeats`` samples for one context: one generate call (rows are independent streams)."""
     ids = model.tokenizer(context)["input_ids"]
+    t0 = time.perf_counter()
     trace = explorer.generate(model, sampler, steps=STEPS, num_samples=repeats, seed=seed, prompt=list(ids),
                               gen_length=GEN_LENGTH, progress=False, record=False)
+    # model calls per sample: the rows of one call share each forward pass
+    COST.setdefault(name, Counter()).update(calls=trace.model_calls, samples=1,
+                                            seconds=time.perf_counter() - t0)
     start = trace.meta["gen_start"]
     return [cut_answer(model.tokenizer, row[start:].tolist(), until) for row in trace.final]
 
@@ -324,7 +333,8 @@ def run_countdown(model, problems, shots, repeats: int, seed: int, log) -> dict[
     for name, sampler in methods("countdown").items():
         per_item = []
         for i, prob in enumerate(problems):
-            outs = answers(model, sampler, countdown_context(prob, shots), repeats, seed * 100_003 + i, ["Question:"])
+            outs = answers(model, name, sampler, countdown_context(prob, shots), repeats, seed * 100_003 + i,
+                           ["Question:"])
             per_item.append(pass_at_1([score_countdown(a, prob["numbers"], prob["target"]) for a in outs]))
             if i == 0:
                 log(f"  {name} seed {seed}, problem 0 {prob['numbers']} -> {prob['target']}: {outs[0]!r}")
@@ -337,7 +347,8 @@ def run_truthfulqa(model, items, seed: int, log) -> dict[str, dict[str, float]]:
     for name, sampler in methods("truthfulqa").items():
         rows = []
         for i, item in enumerate(items):
-            out = answers(model, sampler, truthfulqa_context(item["question"]), 1, seed * 100_003 + i, ["\n\n"])[0]
+            out = answers(model, name, sampler, truthfulqa_context(item["question"]), 1, seed * 100_003 + i,
+                          ["\n\n"])[0]
             rows.append(score_truthfulqa(out, item["correct"], item["incorrect"]))
             if i == 0:
                 log(f"  {name} seed {seed}, question 0: {out!r}")
@@ -447,6 +458,17 @@ def main(argv=None) -> int:
     log("\n## Table 3: ours beside the paper (Countdown pass@1 %, TruthfulQA ΔROUGE points; mean ± 95% CI over "
         f"{len(args.seeds)} seed(s))")
     log(table(results, columns))
+    log("")
+    base, remdm = COST["LLaDA"], COST["LLaDA-ReMDM"]
+    print_ratio("model calls per generate call", "LLaDA-ReMDM", "LLaDA",
+                (remdm["calls"] / remdm["samples"]) / (base["calls"] / base["samples"]),
+                f"{remdm['calls'] / remdm['samples']:.0f} vs {base['calls'] / base['samples']:.0f}: not compute-matched, §5")
+    print_ratio("seconds", "LLaDA-ReMDM", "LLaDA", remdm["seconds"] / base["seconds"])
+    for method in ("LLaDA", "LLaDA-ReMDM"):
+        for c in columns:
+            ours = statistics.fmean(results[method][c])
+            if ours > 0 and not args.quick:
+                print_ratio(f"{method} {c}", "ours", "paper", ours / PAPER[method][c][0])
     if args.quick:
         log("\n(random tiny model: the 'ours' column is noise, not a reproduction)")
     log(f"\n# {time.perf_counter() - t0:.0f} s")

@@ -253,6 +253,36 @@ def test_llada_padding_is_an_additive_key_mask_without_position_shift(llada_dir)
 
 # ---------------------------------------------------------------------- tokenizer and special ids
 
+_MEASURE_LOAD = """
+import gc, resource, sys, warnings
+warnings.simplefilter("ignore")
+from explorer.models import load_model
+load_model(sys.argv[2])                     # warm-up: lazy imports and allocator pools
+gc.collect()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model = load_model(sys.argv[1])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((peak - base) * 1024, sum(p.numel() * p.element_size() for p in model.model.parameters()))
+"""
+
+
+def test_loading_needs_about_the_model_size_in_host_memory(tmp_path):
+    """Meta-device build + one tensor at a time: the peak RSS grows by the model plus the shard being
+    read (its memory-mapped pages count in RSS), not by two copies of the model."""
+    import subprocess
+    import sys
+
+    small = write_random_checkpoint(tmp_path / "small", "llada", num_shards=1, with_tokenizer=False)
+    big = write_random_checkpoint(tmp_path / "big", "llada", num_shards=4, with_tokenizer=False, d_model=384,
+                                  n_heads=6, n_kv_heads=6, n_layers=8, mlp_hidden_size=768)
+    out = subprocess.run([sys.executable, "-c", _MEASURE_LOAD, str(big), str(small)], capture_output=True,
+                         text=True, timeout=120, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    growth, size = map(int, out.stdout.split())
+    assert size > 40 * 2**20
+    assert growth < 1.5 * size, f"loading grew the peak RSS by {growth / size:.2f} x the model size"
+
+
 def test_special_ids_come_from_config_and_tokenizer(llada_dir, dream_dir):
     llada, dream = load_model(llada_dir), load_model(dream_dir)
     ids = special_ids("llada")

@@ -202,15 +202,17 @@ def load_diffusion_llm_tokenizer(directory: Path, family: str) -> Any:
     tokenizer.json is read as a fast tokenizer (LLaDA ships one, §3.1). Dream's own tokenizer
     class is remote code; its vocab.json + merges.txt are a Qwen2 BPE (§3.2), read as such.
     """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
     if (directory / "tokenizer.json").is_file():
+        from transformers import PreTrainedTokenizerFast
+
         return PreTrainedTokenizerFast.from_pretrained(str(directory), local_files_only=True)
     if family == "dream" and (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
         from transformers import Qwen2TokenizerFast
 
         return Qwen2TokenizerFast.from_pretrained(str(directory), local_files_only=True)
     if (directory / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
         return AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
     warnings.warn(f"{directory} has no tokenizer files; the model loads with tokenizer=None, so prompts must be "
                   "token ids and samples are ids only. Copy the model's tokenizer files into the directory.",
