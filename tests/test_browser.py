@@ -99,49 +99,57 @@ def lab(tmp_path_factory):
 GRID_TEXT = "() => { const g = document.querySelector('.remdm-token-grid'); return g ? g.textContent : ''; }"
 
 
+KERNEL_IDLE = ("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+               " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+               " return k && k.status === 'idle'; }")
+
+
+def _open_and_run_all(page, url, token, name):
+    """Open a notebook in Lab, wait for its kernel, run every cell, fail on a traceback."""
+    page.goto(f"{url}/lab/tree/{name}?token={token}", timeout=90_000)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=90_000)
+    # the kernel must be up before "run all", or the first cells race the kernel start
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    # every code cell has run: no prompt left empty or busy
+    page.wait_for_function(
+        "() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];"
+        " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }", timeout=300_000)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    tracebacks = [t for t in errors.all_text_contents() if "Traceback" in t or "Error" in t]
+    assert not tracebacks, tracebacks[:1]
+
+
+def _type_into_readout(page, readout, value) -> None:
+    """Set an ipywidgets slider the way a user can: type into its readout and press Enter."""
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(value))
+    page.keyboard.press("Enter")
+
+
 def test_quickstart_in_jupyterlab(browser, lab):
     url, token, work = lab
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)
     try:
-        page.goto(f"{url}/lab/tree/01_quickstart.ipynb?token={token}", timeout=90_000)
-        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=90_000)
-        # the kernel must be up before "run all", or the first cells race the kernel start
-        page.wait_for_function(
-            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-            " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-            " return k && k.status === 'idle'; }", timeout=120_000)
-        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        # every code cell has run: no prompt left empty or busy
-        page.wait_for_function(
-            "() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];"
-            " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }", timeout=300_000)
-        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-        tracebacks = [t for t in errors.all_text_contents() if "Traceback" in t or "Error" in t]
-        assert not tracebacks, tracebacks[:1]
+        _open_and_run_all(page, url, token, "01_quickstart.ipynb")
         page.wait_for_selector(".remdm-trace-viewer .remdm-step-slider", state="attached", timeout=60_000)
         page.locator(".remdm-trace-viewer").first.scroll_into_view_if_needed()
-        page.wait_for_selector(".remdm-token-grid .js-plotly-plot .heatmaplayer", timeout=60_000)
+        page.wait_for_selector(".remdm-token-grid .remdm-cell", timeout=60_000)
         before = page.evaluate(GRID_TEXT)
         assert "step" in before and "masked" in before, before[:200]
         page.screenshot(path=str(SHOTS / "quickstart_before.png"))
 
-        readout = page.locator(".remdm-step-slider .widget-readout").first
-        readout.click()
-        page.keyboard.press("Control+A")
-        page.keyboard.type("3")
-        page.keyboard.press("Enter")
+        _type_into_readout(page, page.locator(".remdm-step-slider .widget-readout").first, 3)
         page.wait_for_function(f"(before) => ({GRID_TEXT})() !== before", arg=before, timeout=30_000)
         after = page.evaluate(GRID_TEXT)
         assert "step 3 of" in after, after[:200]
         page.screenshot(path=str(SHOTS / "quickstart_after.png"))
 
         # click a token: the kernel answers with that position's history and lifeline
-        from explorer.tasks import orders
-        rows = orders.SEQ_LEN // 16  # the quickstart's grid: 16 columns, one record a row
-        box = page.locator(".remdm-token-grid .nsewdrag").first.bounding_box()
-        page.mouse.click(box["x"] + box["width"] * 0.5 / 16, box["y"] + box["height"] * 0.5 / rows)
+        page.locator(".remdm-token-grid .remdm-cell[data-pos='0']").first.click()
         page.wait_for_function(
             "() => [...document.querySelectorAll('.remdm-trace-viewer .gtitle')]"
             ".some(t => t.textContent.startsWith('lifelines of 1'))", timeout=30_000)
@@ -149,6 +157,108 @@ def test_quickstart_in_jupyterlab(browser, lab):
         assert (work / "notebooks" / "build" / "quickstart.html").is_file()
     except Exception:
         page.screenshot(path=str(SHOTS / "quickstart_failure.png"))
+        raise
+    finally:
+        page.close()
+
+
+WIDGETS_NOTEBOOK = [
+    "import torch\nimport explorer\nfrom explorer import samplers, widgets",
+    "probs = torch.rand(200, 9, generator=torch.Generator().manual_seed(0)) ** 4\n"
+    "probs[:, -1] = 0\nmodel = explorer.StubDenoiser(probs)\n"
+    "trace = explorer.generate(model, samplers.MDLM(), steps=12, num_samples=2, seed=0, progress=False)",
+    "viewer = widgets.TraceViewer(trace, length=128, columns=16)\nviewer",
+    "iv = widgets.InterventionViewer(model, trace, step=6, length=128, columns=16, seed=1)\niv",
+]
+
+TITLE_OF = "(el) => el.querySelector('.remdm-grid-title').textContent"
+
+
+def test_widgets_survive_reload_follow_the_sample_and_open_branches_at_the_edit(browser, lab):
+    """A stub-model notebook: scrub, save, reload the page (kernel still running), scrub again
+    and click; switch the sample; select cells past the first window, branch, and find the
+    edited cells in view in both grids, side by side."""
+    import nbformat
+
+    url, token, work = lab
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in WIDGETS_NOTEBOOK])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, work / "notebooks" / "widgets_check.ipynb")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    console = []
+    page.on("console", lambda m: console.append(m.text))
+    try:
+        _open_and_run_all(page, url, token, "widgets_check.ipynb")
+        viewer = page.locator(".remdm-trace-viewer").first
+        viewer.locator(".remdm-cell").first.wait_for()
+        _type_into_readout(page, viewer.locator(".remdm-step-slider .widget-readout"), 3)
+        page.wait_for_function(f"(el) => ({TITLE_OF})(el).includes('step 3 of 12')", arg=viewer.element_handle())
+        page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+        page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
+
+        # reload with the kernel still running: every panel comes back as the kernel holds it
+        console.clear()
+        page.reload()
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=90_000)
+        page.wait_for_function(KERNEL_IDLE, timeout=60_000)
+        viewer = page.locator(".remdm-trace-viewer").first
+        viewer.locator(".remdm-cell").first.wait_for()
+        viewer.scroll_into_view_if_needed()
+        assert "step 3 of 12" in viewer.locator(".remdm-grid-title").text_content()
+        assert viewer.locator(".remdm-step-slider .widget-readout").text_content().strip() == "3"
+        _type_into_readout(page, viewer.locator(".remdm-step-slider .widget-readout"), 7)
+        page.wait_for_function(f"(el) => ({TITLE_OF})(el).includes('step 7 of 12')", arg=viewer.element_handle())
+        cell = viewer.locator(".remdm-cell[data-pos='37']")
+        cell.click()
+        details = viewer.locator(".remdm-details")
+        page.wait_for_function("(el) => el.textContent.includes('position 37')", arg=details.element_handle())
+        assert "up to step 7 of 12" in details.text_content()
+        assert not [m for m in console if "Failed to initialize model" in m], console
+        page.screenshot(path=str(SHOTS / "widgets_after_reload.png"))
+
+        # switch the sample: grid, details and curve titles all follow
+        before = viewer.locator(".remdm-grid-view").text_content()
+        viewer.locator(".remdm-sample-box select").select_option("1")
+        page.wait_for_function("(el) => el.textContent.includes('sample 1')", arg=details.element_handle())
+        assert "position 37" in details.text_content()
+        page.wait_for_function(
+            "(el) => [...el.querySelectorAll('.gtitle')].some(t => t.textContent.includes('(sample 1)'))",
+            arg=viewer.element_handle())
+        page.wait_for_function("([el, before]) => el.textContent !== before",
+                               arg=[viewer.locator(".remdm-grid-view").element_handle(), before])
+
+        # branch from cells past the first window: the comparison opens where the edit is
+        iv = page.locator(".remdm-trace-viewer").nth(1)
+        iv.scroll_into_view_if_needed()
+        _type_into_readout(page, iv.locator(".remdm-window-slider .widget-readout"), 72)  # the last window
+        page.wait_for_function("(el) => el.querySelector('.remdm-cell[data-pos=\"199\"]')", arg=iv.element_handle())
+        picked = iv.evaluate("(el) => [...el.querySelectorAll('.remdm-cell:not([data-state=\"masked\"])')]"
+                             ".map(c => Number(c.dataset.pos)).filter(p => p >= 128).slice(0, 2)")
+        assert len(picked) == 2, picked  # decoded cells that the first window (0..127) does not show
+        for p in picked:
+            iv.locator(f".remdm-cell[data-pos='{p}']").click()
+        page.wait_for_function("(n) => document.querySelectorAll('.remdm-trace-viewer .remdm-selected').length >= n",
+                               arg=2)
+        page.get_by_role("button", name="continue as branch").click()
+        # the file browser closed, a 1400 px window leaves room for two 16-column grids in a row
+        page.evaluate("window.jupyterapp.shell.collapseLeft()")
+        compare = page.locator(".remdm-compare-viewer")
+        compare.wait_for(timeout=60_000)
+        compare.scroll_into_view_if_needed()
+        grids = compare.locator(".remdm-token-grid")
+        assert grids.count() == 2
+        for i in range(2):
+            for p in picked:
+                edited = grids.nth(i).locator(f".remdm-cell[data-pos='{p}']")
+                assert "remdm-selected" in edited.get_attribute("class")
+                assert edited.is_visible()
+        a, b = (grids.nth(i).bounding_box() for i in range(2))
+        assert abs(a["y"] - b["y"]) < 5 and b["x"] > a["x"] + a["width"] - 5, (a, b)  # side by side
+        page.screenshot(path=str(SHOTS / "widgets_branch.png"))
+    except Exception:
+        page.screenshot(path=str(SHOTS / "widgets_failure.png"))
         raise
     finally:
         page.close()

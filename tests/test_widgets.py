@@ -256,10 +256,10 @@ def test_compare_pages_grids_together_and_sits_side_by_side(model):
     assert [v.start for v in c.viewers] == [64, 64] and c.window.value == 64
     c.step = 4
     assert [v.grid.title.split(" · ")[1] for v in c.viewers] == ["step 4 of 8"] * 2
-    # one row that wraps: each grid asks for ~36 px per column, so two 16-column grids share a 1300 px row
+    # one row that wraps: each grid asks for ~32 px per column, so two 16-column grids share a 1250 px row
     assert c.grids.layout.flex_flow == "row wrap"
     need = [int(v.layout.min_width.rstrip("px")) for v in c.viewers]
-    assert sum(need) + 24 < 1300
+    assert sum(need) + 24 < 1250
 
 
 def test_branch_opens_at_the_edited_region(model):

@@ -76,9 +76,10 @@ class CompareViewer(W.VBox):
         self.last_render_s = 0.0
         for v in self.viewers:  # their own step, sample and window controls give way to the shared ones
             v.children = tuple(c for c in v.children if c is not v.controls and c is not v.window)
-            # a column per trace: they share the row when each gets ~36 px per grid column
+            # a column per trace: they share the row when each gets its grid's narrowest width
+            # (30 px a cell, the grid widget's CSS minimum, plus row labels) and wrap otherwise
             v.layout.flex = "1 1 0%"
-            v.layout.min_width = f"{36 * v.columns + 60}px"
+            v.layout.min_width = f"{32 * v.columns + 60}px"
             v.layout.margin = "0 12px 0 0"
         self.render(step)
         top = [W.HBox(controls)] + ([self.window] if self.window is not None else [])

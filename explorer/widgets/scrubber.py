@@ -195,15 +195,16 @@ class TraceViewer(W.VBox):
         if self.sample_box is not None and self.sample_box.value != self.sample:
             self.sample_box.value = self.sample  # observed: comes back here once
             return
+        self.render(self.step)  # the grid and details first: the user is looking there
         if self.curves is not None:
             fresh = step_curves(self.trace, sample=self.sample, step=self.step)
             with self.curves.batch_update():
                 for old, new in zip(self.curves.data, fresh.data):
                     old.y = new.y
                 self.curves.layout.title.text = fresh.layout.title.text
+            sync_figure_state(self.curves)
         if self.lifeline_box is not None and self.selected is not None and self.lifeline_box.children:
             self.show_position(self.selected, lifeline=True)
-        self.render(self.step)
 
     def render(self, step: int) -> float:
         """Redraw the grid, the details and the curves' step marker for ``step``; returns the

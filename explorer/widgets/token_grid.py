@@ -110,7 +110,7 @@ _CSS = """
 .remdm-grid-legend { font-size: 11px; margin-bottom: 4px; display: flex; flex-wrap: wrap; gap: 4px; }
 .remdm-grid-legend span { padding: 0 5px; border-radius: 3px; border: 1px solid #BBBBBB; }
 .remdm-grid-cells { display: grid; gap: 2px;
-  grid-template-columns: 3.2em repeat(var(--remdm-columns), minmax(2.4em, 5em)); }
+  grid-template-columns: 3.2em repeat(var(--remdm-columns), minmax(30px, 5em)); }
 .remdm-row-label { font-size: 11px; color: #666666; text-align: right; padding-right: 4px;
   line-height: 22px; }
 .remdm-cell { height: 22px; line-height: 22px; font: 11px ui-monospace, monospace; text-align: center;
