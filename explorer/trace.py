@@ -226,8 +226,12 @@ def _steps_table(side: Path, records) -> pd.DataFrame:
     return _sidecar_value(side, "steps_table", convert)
 
 
+def _columns(k: int) -> list[str]:
+    return list(EVENT_COLUMNS) + _cand_columns(k)
+
+
 def _check_columns(df: pd.DataFrame, k: int, path, line: int | None = None) -> None:
-    expected = list(EVENT_COLUMNS) + _cand_columns(k)
+    expected = _columns(k)
     missing = [c for c in expected if c not in df.columns]
     extra = [c for c in df.columns if c not in expected]
     if missing or extra:
@@ -278,21 +282,32 @@ def _csv_line(path: Path, index: int) -> int:
 
 
 def _read_csv_events(path: Path, k: int, neutralized: bool, scan: bool):
-    """The events table as text columns, and ``where(i)`` naming the line of event row i."""
+    """The events table, and ``where(i)`` naming the line of event row i.
+
+    Fast path: the columns parsed with their types.  If that fails, every cell is read as text so
+    that the checks of :func:`_event_arrays` can name the first bad one.
+    """
     if path.stat().st_size == 0:
         raise TraceFileError(path, "is empty (0 bytes); a trace CSV starts with its header line.")
     if scan:
         _check_csv_structure(path)
+    floats = ["prob", "p_transition", "sigma"] + [f"cand{i + 1}_prob" for i in range(k)]
+    typed = {**{c: str for c in _columns(k)}, **{c: np.float64 for c in floats},
+             **{c: np.int64 for c in ["sample", "step", "position", "token_id"] + [f"cand{i + 1}_id" for i in range(k)]}}
     try:
-        df = pd.read_csv(path, encoding="utf-8", dtype=str, keep_default_na=False, na_filter=False,
-                         index_col=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as e:
-        _check_csv_structure(path)                 # names the line when it can
-        raise TraceFileError(path, f"cannot be parsed as CSV ({type(e).__name__}: {e}).") from None
+        df = pd.read_csv(path, encoding="utf-8", dtype=typed, keep_default_na=False,
+                         na_values={c: ["nan"] for c in floats}, index_col=False)
+    except (ValueError, TypeError, OverflowError, csv.Error):   # pandas' parser errors are ValueErrors
+        try:
+            df = pd.read_csv(path, encoding="utf-8", dtype=str, keep_default_na=False, na_filter=False,
+                             index_col=False)
+        except (ValueError, csv.Error) as e:
+            _check_csv_structure(path)                 # names the line when it can
+            raise TraceFileError(path, f"cannot be parsed as CSV ({type(e).__name__}: {e}).") from None
     _check_columns(df, k, path, line=1)
     if neutralized:
         for c in ["token"] + [f"cand{i + 1}_token" for i in range(k)]:
-            df[c] = [unneutralize(v) for v in df[c]]
+            df[c] = df[c].astype(str).str.removeprefix("'")     # unneutralize, column-wise
     return df, lambda i: {"line": _csv_line(path, i)}
 
 
@@ -357,8 +372,16 @@ def _event_arrays(path: Path, df: pd.DataFrame, meta: dict, shape: tuple[int, in
         check(name, codes.astype(np.int8), codes < 0, "one of " + ", ".join(choices))
     if bad:
         i, name, expected = min(bad)
-        raise TraceFileError(path, f"{name} is {df[name].iloc[i]!r}; expected {expected}.", column=name, **where(i))
+        raise TraceFileError(path, f"{name} is {str(df[name].iloc[i])!r}; expected {expected}.", column=name,
+                             **where(i))
     return out
+
+
+def _texts_of(ids: np.ndarray, texts: pd.Series) -> dict[int, str]:
+    """{token id: its text} from an id column and its text column (ids < 0: no candidate)."""
+    pairs = pd.DataFrame({"id": ids, "text": texts.to_numpy()}).drop_duplicates("id", keep="last")
+    pairs = pairs[pairs["id"] >= 0]
+    return dict(zip(pairs["id"].tolist(), pairs["text"].tolist()))
 
 
 def _first_count_difference(steps: np.ndarray, table: pd.DataFrame):
@@ -732,9 +755,9 @@ class Trace:
             "cand_probs": np.stack([ev[f"cand{i + 1}_prob"].astype(np.float32)[has] for i in range(k)], 1)
             if k else np.zeros((0, 0), np.float32),
         }
-        texts = dict(zip(ev["token_id"].tolist(), df["token"]))
+        texts = _texts_of(ev["token_id"], df["token"])
         for i in range(k):
-            texts.update({a: b for a, b in zip(ev[f"cand{i + 1}_id"].tolist(), df[f"cand{i + 1}_token"]) if a >= 0})
+            texts.update(_texts_of(ev[f"cand{i + 1}_id"], df[f"cand{i + 1}_token"]))
         texts.update(_sidecar_value(side, "token_texts",
                                     lambda: {int(a): str(b) for a, b in meta.get("token_texts", {}).items()}))
         for key in ("format_version", "data_format", "data_sha256", "csv_formulas_neutralized", "num_events",
