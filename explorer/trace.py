@@ -186,7 +186,9 @@ def _read_sidecar(path: Path) -> dict:
     if missing:
         raise TraceFileError(side, f"lacks the keys {missing} that every trace sidecar has.", key=missing[0])
     for key in ("steps", "last_step", "mask_id", "model_calls", "first_step", "topk", "num_events", "vocab_size"):
-        v = meta.get(key, 0)
+        v = meta.get(key)
+        if v is None and key not in _SIDECAR_KEYS:     # optional (older sidecars lack num_events)
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise TraceFileError(side, f"{key} is {v!r}, not an integer >= 0.", key=key)
     if meta["data_format"] not in ("csv", "parquet"):
@@ -226,8 +228,20 @@ def _steps_table(side: Path, records) -> pd.DataFrame:
     return _sidecar_value(side, "steps_table", convert)
 
 
+_INT_COLUMNS = ("sample", "step", "position", "token_id")
+_FLOAT_COLUMNS = ("prob", "p_transition", "sigma")
+
+
 def _columns(k: int) -> list[str]:
     return list(EVENT_COLUMNS) + _cand_columns(k)
+
+
+def _int_columns(k: int) -> list[str]:
+    return list(_INT_COLUMNS) + [f"cand{i + 1}_id" for i in range(k)]
+
+
+def _float_columns(k: int) -> list[str]:
+    return list(_FLOAT_COLUMNS) + [f"cand{i + 1}_prob" for i in range(k)]
 
 
 def _check_columns(df: pd.DataFrame, k: int, path, line: int | None = None) -> None:
@@ -291,9 +305,9 @@ def _read_csv_events(path: Path, k: int, neutralized: bool, scan: bool):
         raise TraceFileError(path, "is empty (0 bytes); a trace CSV starts with its header line.")
     if scan:
         _check_csv_structure(path)
-    floats = ["prob", "p_transition", "sigma"] + [f"cand{i + 1}_prob" for i in range(k)]
+    floats = _float_columns(k)
     typed = {**{c: str for c in _columns(k)}, **{c: np.float64 for c in floats},
-             **{c: np.int64 for c in ["sample", "step", "position", "token_id"] + [f"cand{i + 1}_id" for i in range(k)]}}
+             **{c: np.int64 for c in _int_columns(k)}}
     try:
         df = pd.read_csv(path, encoding="utf-8", dtype=typed, keep_default_na=False,
                          na_values={c: ["nan"] for c in floats}, index_col=False)
@@ -361,7 +375,7 @@ def _event_arrays(path: Path, df: pd.DataFrame, meta: dict, shape: tuple[int, in
     for name, lo, hi in ints:
         v, wrong = _int_column(df[name])
         check(name, v, wrong | (v < lo) | (v > hi), f"an integer in [{lo}, {hi}]")
-    for name in ["prob", "p_transition", "sigma"] + [f"cand{i + 1}_prob" for i in range(k)]:
+    for name in _float_columns(k):
         v, wrong = _float_column(df[name])
         if name in ("p_transition", "sigma"):
             check(name, v, wrong, "a number (or nan)")
@@ -747,8 +761,8 @@ class Trace:
         cand_row[has] = np.arange(int(has.sum()), dtype=np.int32)
         events = {
             "cand_row": cand_row,
-            **{c: ev[c].astype(np.int32) for c in ("sample", "step", "position", "token_id")},
-            **{c: ev[c].astype(np.float32) for c in ("prob", "p_transition", "sigma")},
+            **{c: ev[c].astype(np.int32) for c in _INT_COLUMNS},
+            **{c: ev[c].astype(np.float32) for c in _FLOAT_COLUMNS},
             "kind": ev["kind"], "reason": ev["reason"],
             "cand_ids": np.stack([ev[f"cand{i + 1}_id"].astype(np.int32)[has] for i in range(k)], 1)
             if k else np.zeros((0, 0), np.int32),
