@@ -578,12 +578,9 @@ def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: in
     if gen_length is not None:
         raise ValueError(f"gen_length is for models without a fixed length (LLaDA, Dream); this model always "
                          f"writes seq_len={model.seq_len} tokens: drop gen_length=.")
-    if sampler.kind == "ranked":
-        raise ValueError(f"{sampler.name} decodes a prompt's continuation in blocks (LLaDA / Dream); for a "
-                         "fixed-length model use ConfidenceOrdered(block_length=...) instead.")
     device = _device(model, device)
     L = model.seq_len
-    if sampler.kind == "ordering":
+    if sampler.kind in ("ordering", "ranked"):     # a ranked sampler's blocks then span the whole canvas
         sampler.check_shape(L, steps)
     tokens, fixed = _resolve_prompt(model, prompt, L, model.mask_id)
     x0 = tokens.expand(num_samples, L).clone()

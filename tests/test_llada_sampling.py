@@ -452,6 +452,18 @@ def test_rate_samplers_run_on_prompted_canvases(llada, dream, sampler):
             assert (tr.events.kind == "remask").any()
 
 
+def test_ranked_samplers_on_a_fixed_length_model():
+    """On a fixed canvas the blocks span the whole sequence; prompt positions are skipped."""
+    p = torch.rand(16, 7, generator=torch.Generator().manual_seed(0))
+    p[:, -1] = 0
+    m = explorer.StubDenoiser(p)
+    for s in (ReMDMLLaDA(remdm_number=2, block_length=8), LLaDALowConfidence(block_length=8, temperature=1.0),
+              DreamSampler(alg="entropy", temperature=1.0)):
+        tr = explorer.generate(m, s, 8, num_samples=3, prompt=[1, 2], progress=False)
+        assert (tr.final[:, :2] == torch.tensor([1, 2])).all() and not (tr.final == m.mask_id).any()
+        assert (tr.events.position >= 2).all() and (tr.events.reason != "final_argmax").all()
+
+
 # ------------------------------------------------------------------ trace files and branches
 def test_trace_roundtrip_and_resume_of_a_prompted_run(llada, tmp_path):
     tr = gen(llada, ReMDMLLaDA(remdm_number=2, block_length=16), 16, prompt=["Hi", COUNTDOWN], gen_length=16)
@@ -484,8 +496,8 @@ def test_bad_inputs_name_the_fix(llada, llada_no_tokenizer):
         (lambda: gen(llada, ok, 8, gen_length=None), "pass gen_length="),
         (lambda: explorer.generate(explorer.StubDenoiser(torch.tensor([[0.5, 0.5, 0.0]] * 4)), MDLM(), 4,
                                    gen_length=4, progress=False), "drop gen_length"),
-        (lambda: explorer.generate(explorer.StubDenoiser(torch.tensor([[0.5, 0.5, 0.0]] * 4)), ok, 4,
-                                   progress=False), "ConfidenceOrdered"),
+        (lambda: explorer.generate(explorer.StubDenoiser(torch.tensor([[0.5, 0.5, 0.0]] * 12)), ok, 4,
+                                   progress=False), "gen_length=12 is not a multiple of block_length=8"),
         (lambda: gen(llada, ReMDMLLaDA(remdm_number=29, block_length=32), 32), r"too large for the window.*<= 28"),
         (lambda: gen(llada, ReMDMLLaDA(remdm_number=1, block_length=8), 16, gen_length=8), "one block|steps per block|multiple"),
         (lambda: DreamSampler(alg="greedy"), "unknown Dream alg.*entropy"),
