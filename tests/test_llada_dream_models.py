@@ -358,6 +358,12 @@ def test_mismatched_shards_name_the_file(tmp_path):
     save_file(sd, str(shard))
     with pytest.raises(ValueError, match=rf"model-00002-of-00002.safetensors lacks tensor\(s\) .*{gone}"):
         load_model(d)
+    sd[gone] = torch.zeros(1)
+    sd["model.layers.0.stray.weight"] = torch.zeros(1)
+    save_file(sd, str(shard))
+    with pytest.raises(ValueError, match=r"model-00002-of-00002.safetensors holds tensor\(s\) that "
+                                         r"model.safetensors.index.json does not list: model.layers.0.stray.weight"):
+        load_model(d)
     shard.unlink()
     with pytest.raises(FileNotFoundError, match="missing from .*model-00002-of-00002.safetensors"):
         load_model(d)

@@ -154,6 +154,11 @@ def checkpoint_shapes(files: dict[str, Path]) -> dict[str, tuple]:
                 raise ValueError(f"{path.name} lacks tensor(s) that {INDEX_NAME} places in it: "
                                  f"{', '.join(lacking[:10])}{' ...' if len(lacking) > 10 else ''}. The shards and the "
                                  "index come from different versions of the checkpoint; re-download them together.")
+            unlisted = sorted(present - set(names))
+            if unlisted:   # (a single model.safetensors lists all its own tensors)
+                raise ValueError(f"{path.name} holds tensor(s) that {INDEX_NAME} does not list: "
+                                 f"{', '.join(unlisted[:10])}{' ...' if len(unlisted) > 10 else ''}. The shards and "
+                                 "the index come from different versions of the checkpoint; re-download them together.")
             for n in names:
                 shapes[n] = tuple(f.get_slice(n).get_shape())
     return shapes

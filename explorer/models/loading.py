@@ -95,7 +95,7 @@ def resolve_model_dir(name_or_path: str | os.PathLike, allow_download: bool = Fa
 
 
 # config, tokenizer files and safetensors weights; remote code only when it may run
-_DOWNLOAD_PATTERNS = ["*.json", "*.txt", "*.model", "*.jinja", "*.safetensors"]
+_DOWNLOAD_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
 
 
 def download(repo_id: str, trust_remote_code: bool = False) -> Path:
