@@ -322,9 +322,10 @@ def _ranked_step(model, sampler, st, x, fixed, token_prob, sample_ids, sample_li
             p_tr, reason = torch.ones_like(conf), 1
         else:
             p_tr, reason = torch.full_like(conf, plan.p_unmask), 0
-        rec.add(sample_ids, st.step, b, pos, 0, tok, conf, p_tr, torch.zeros_like(conf), reason, ci, cp)
+        prob = sampler.recorded_prob(conf)
+        rec.add(sample_ids, st.step, b, pos, 0, tok, prob, p_tr, torch.zeros_like(conf), reason, ci, cp)
         x[b, pos] = tok
-        token_prob[b, pos] = conf.to(token_prob.dtype)
+        token_prob[b, pos] = prob.to(token_prob.dtype)
         n_un = int(b.numel())
     return n_un, n_re, called
 

@@ -436,8 +436,12 @@ def test_dream_counts_are_per_row_and_follow_the_schedule(dream):
     assert per_step(tr.events, "unmask", 0, 5).tolist() == want and m == 0
     margin = gen(dream, DreamSampler(alg="topk_margin"), 4, gen_length=8, n=1).events.prob
     assert ((margin >= 0) & (margin <= 1)).all()
-    ent = gen(dream, DreamSampler(alg="entropy"), 4, gen_length=8, n=1).events.prob
-    assert (ent <= 0).all()                               # negative entropy: the ranked confidence
+    tr = gen(dream, DreamSampler(alg="entropy"), 4, gen_length=8, n=1)
+    e = tr.events[tr.events.step == 1]
+    p = torch.softmax(dream.logits(tr.initial)[0, e.position.tolist()].double().index_fill(-1, torch.tensor([dream.mask_id]), -torch.inf), -1)
+    neg_entropy = (p * torch.log(p + 1e-10)).sum(-1)       # the ranked confidence; prob = exp of it
+    assert np.allclose(e.prob.to_numpy(), neg_entropy.exp().numpy(), rtol=1e-4)
+    assert ((tr.events.prob > 0) & (tr.events.prob <= 1)).all()
 
 
 # ------------------------------------------------------------------ the paper's samplers on LLaDA / Dream
@@ -465,6 +469,14 @@ def test_ranked_samplers_on_a_fixed_length_model():
 
 
 # ------------------------------------------------------------------ trace files and branches
+@pytest.mark.parametrize("alg", ["entropy", "topk_margin"])
+def test_dream_confidences_survive_the_trace_files(dream, alg, tmp_path):
+    tr = gen(dream, DreamSampler(alg=alg), 4, gen_length=8)
+    for path in (tr.to_csv(tmp_path / "t.csv"), tr.to_parquet(tmp_path / "t.parquet")):
+        back = Trace.read(path)
+        assert back.texts == tr.texts and np.allclose(back.events.prob, tr.events.prob)
+
+
 def test_trace_roundtrip_and_resume_of_a_prompted_run(llada, tmp_path):
     tr = gen(llada, ReMDMLLaDA(remdm_number=2, block_length=16), 16, prompt=["Hi", COUNTDOWN], gen_length=16)
     path = tr.to_parquet(tmp_path / "t.parquet")

@@ -13,8 +13,10 @@ dtype; T > 0 draws x0 from it, T = 0 takes the argmax.
   ``alg_temp > 0`` n positions drawn without replacement with weights softmax(confidence / alg_temp)
   (as ``torch.multinomial``; here by Gumbel-top-n, the same law).
 
-The trace's ``prob`` is the confidence the algorithm ranked by (p[x0] for ``origin`` and
-``maskgit_plus``, the margin, or the negative entropy).
+The trace's ``prob`` is the confidence the algorithm ranked by: p[x0] for ``origin`` and
+``maskgit_plus``, the margin for ``topk_margin``, and for ``entropy`` exp(sum p log p) = exp(-H),
+a number in (0, 1] that orders positions exactly as the negative entropy does (a trace keeps
+probabilities; 1 / exp(-H) is the perplexity of the position's p(x0)).
 
 Deliberate choices (§4.2 quirks):
 
@@ -135,6 +137,9 @@ class DreamSampler(RankedSampler):
         elif self.alg == "entropy":
             conf = (p * torch.log(p + 1e-10)).sum(-1)
         return token, conf.double()
+
+    def recorded_prob(self, confidence):
+        return confidence.exp() if self.alg == "entropy" else confidence
 
     def select(self, score, eligible, plan, st, uniforms):
         if self.alg == "origin":     # an independent coin per masked position (score is not needed)

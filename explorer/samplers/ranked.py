@@ -10,7 +10,8 @@ LLaDA's own sampler (reference §4.1), ReMDM-LLaDA (§4.3) and Dream's ``diffusi
 2. the engine remasks, per row, the ``n_remask`` tokens of the window with the *lowest*
    confidence cached when they were decoded (the trace's ``prob``; §4.3 step 3a);
 3. ``draw(logits, mask_id, uniforms)`` at every masked position of the window: a token and the
-   confidence the sampler ranks by (this is what the trace records as ``prob``);
+   confidence the sampler ranks by (the trace records it as ``prob``, through ``recorded_prob``
+   when the confidence is not a probability);
 4. ``select(score, eligible, plan, st, uniforms)``: the positions that take their drawn token.
 
 Random numbers come from the engine's counter-based streams (:mod:`explorer.rng`), so a sample
@@ -94,6 +95,11 @@ class RankedSampler(Sampler):
     def draw(self, logits: torch.Tensor, mask_id: int, uniforms) -> tuple[torch.Tensor, torch.Tensor]:
         """(token [N], confidence [N] float64) at N masked positions from their logits [N, V]."""
         raise NotImplementedError
+
+    def recorded_prob(self, confidence: torch.Tensor) -> torch.Tensor:
+        """The trace's ``prob`` for a confidence: a number in [0, 1] that orders tokens as the sampler
+        ranked them (the confidence itself when it is a probability)."""
+        return confidence
 
     def select(self, score: torch.Tensor, eligible: torch.Tensor, plan: StepPlan, st: StepTimes,
                uniforms) -> torch.Tensor:
