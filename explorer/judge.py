@@ -27,9 +27,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from explorer.metrics._judge import DEFAULT_JUDGE, Judge, load_judge  # loading sits below the metrics; re-exported
+from explorer.metrics._judge import DEFAULT_JUDGE, Judge, load_judge  # noqa: F401 (loading sits below the metrics; re-exported)
 from explorer.tasks import stories
 from explorer.usage import ArgumentParser, UsageError, nonnegative_float, nonnegative_int, output_dir, positive_int, run
 
