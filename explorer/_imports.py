@@ -21,6 +21,10 @@ would be a circle by construction (the convention of ``grimp`` / ``import-linter
 Circles are the strongly connected components with more than one module (Tarjan's algorithm),
 plus any module that imports itself.
 
+Not seen: ``importlib.import_module`` with a computed name. Two modules use it today, both
+downward: ``explorer.tasks.get_task`` (a task module by name) and ``explorer.viz``'s lazy access
+to ``explorer.viz.sweep``.
+
 One exception, listed by name in ``DEPRECATED_REEXPORTS``: a module-level ``__getattr__`` (PEP 562)
 that imports a name which moved *up* out of the module, so that old code reading it at the old
 path keeps working, with a DeprecationWarning. Its import runs only when someone asks for a moved
