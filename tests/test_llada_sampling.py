@@ -382,6 +382,14 @@ def test_chat_prompt_uses_the_template_and_generation_prompt(llada):
     assert tr.meta["stop_ids"] == sorted({llada.eos_id, llada.eot_id})
 
 
+def test_dream_chat_prompt_gets_the_default_system_turn(dream):
+    tr = gen(dream, DreamSampler(), 4, prompt=[{"role": "user", "content": "Hi"}], gen_length=4, n=1)
+    text = dream.tokenizer.decode(tr.initial[0, :tr.meta["gen_start"]].tolist())
+    assert text == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                    "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    assert special_ids("dream")["<|im_end|>"] in tr.meta["stop_ids"]
+
+
 def test_batched_prompts_of_different_lengths_left_padded(llada, monkeypatch):
     prompts = ["Hi", [{"role": "user", "content": "What is 3 + 4?"}], COUNTDOWN]
     seen = []
@@ -479,12 +487,12 @@ def test_dream_confidences_survive_the_trace_files(dream, alg, tmp_path):
 
 def test_trace_roundtrip_and_resume_of_a_prompted_run(llada, tmp_path):
     tr = gen(llada, ReMDMLLaDA(remdm_number=2, block_length=16), 16, prompt=["Hi", COUNTDOWN], gen_length=16)
-    path = tr.to_parquet(tmp_path / "t.parquet")
-    back = Trace.read(path)
-    for k in ("gen_start", "gen_length", "prompt_lengths", "pad_lengths", "stop_ids", "num_prompts",
-              "samples_per_prompt"):
-        assert back.meta[k] == tr.meta[k]
-    assert back.texts == tr.texts and torch.equal(back.final, tr.final)
+    for path in (tr.to_parquet(tmp_path / "t.parquet"), tr.to_csv(tmp_path / "t.csv")):
+        back = Trace.read(path)
+        for k in ("gen_start", "gen_length", "prompt_lengths", "pad_lengths", "stop_ids", "num_prompts",
+                  "samples_per_prompt"):
+            assert back.meta[k] == tr.meta[k]
+        assert back.texts == tr.texts and torch.equal(back.final, tr.final)
     branch = explorer.resume(llada, tr, 10, progress=False)
     assert torch.equal(branch.final, tr.final)
     for k in range(10, tr.last_step + 1):
