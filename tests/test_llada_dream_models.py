@@ -214,6 +214,64 @@ def test_bf16_path_runs_and_stays_near_float32(llada_dir, dream_dir):
         assert (lo.float() - hi).abs().max().item() < 0.15 * hi.abs().max().item()
 
 
+def _rope_inputs_and_outputs(den, module, monkeypatch, z):
+    """(q before RoPE [B, H, L, hd], q as SDPA receives it) in the first layer, captured in bf16."""
+    import torch.nn.functional as F
+
+    seen, raw = [], []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(module.F, "scaled_dot_product_attention",
+                        lambda q, k, v, **kw: (seen.append(q), real(q, k, v, **kw))[1])
+    first = den.model.model.transformer.blocks[0] if den.family == "llada" else den.model.model.layers[0].self_attn
+    handle = first.q_proj.register_forward_hook(lambda m, i, o: raw.append(o))
+    den.logits(z)
+    handle.remove()
+    b, L, _ = raw[0].shape
+    return raw[0].view(b, L, seen[0].shape[1], -1).transpose(1, 2), seen[0]
+
+
+def _rotate(q, cos, sin):
+    half = q.shape[-1] // 2
+    return q * cos + torch.cat([-q[..., half:], q[..., :half]], -1) * sin
+
+
+def test_each_model_rotates_in_its_own_precision(llada_dir, dream_dir, monkeypatch):
+    """LLaDA rotates q, k in fp32 and casts back (§1.3 item 6); Dream casts cos/sin to bf16 and
+    rotates in bf16 (§2.3 item 3). In bf16 the two rules give different bits."""
+    from explorer.models import dream as dream_module
+    from explorer.models import llada as llada_module
+
+    for directory, module in ((llada_dir, llada_module), (dream_dir, dream_module)):
+        den = load_model(directory, dtype=torch.bfloat16)
+        c = config_of(directory)
+        z = tokens(den, batch=1, length=24, seed=4)
+        q_raw, q_rot = _rope_inputs_and_outputs(den, module, monkeypatch, z)
+        assert q_raw.dtype == q_rot.dtype == torch.bfloat16
+        hd = q_raw.shape[-1]
+        inv = 1.0 / c["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+        ang = torch.arange(24, dtype=torch.float32)[:, None] * inv
+        cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+        fp32_rule = _rotate(q_raw.float(), cos, sin).to(torch.bfloat16)
+        bf16_rule = _rotate(q_raw, cos.to(torch.bfloat16), sin.to(torch.bfloat16))
+        assert not torch.equal(fp32_rule, bf16_rule)
+        assert torch.equal(q_rot, fp32_rule if den.family == "llada" else bf16_rule), den.family
+
+
+def test_rmsnorm_normalises_in_fp32_then_weights_in_the_input_dtype():
+    """§1.3 item 4, §2.3 item 6: x / rms(x) in fp32, cast back, then weight * x in bf16 (not in fp32)."""
+    from explorer.models.dllm import RMSNorm
+
+    g = torch.Generator().manual_seed(0)
+    norm = RMSNorm(64, eps=1e-5).to(torch.bfloat16)
+    with torch.no_grad():
+        norm.weight.copy_(1 + torch.randn(64, generator=g))
+    x = (3 * torch.randn(8, 64, generator=g)).to(torch.bfloat16)
+    xf = x.float()
+    normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-5)
+    assert torch.equal(norm(x), norm.weight * normed.to(torch.bfloat16))
+    assert not torch.equal(norm(x), (norm.weight.float() * normed).to(torch.bfloat16))
+
+
 # ------------------------------------------------------------------------------------ padding
 
 def test_dream_padded_row_equals_the_unpadded_row(dream_dir):
