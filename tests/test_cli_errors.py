@@ -111,10 +111,9 @@ def test_damaged_config_json_names_the_file(capsys, tmp_path, tiny_model):
     assert "damaged" in err or "JSON" in err
 
 
-def test_damaged_hugging_face_folder_names_the_file(capsys, tmp_path, tiny_model):
+def test_damaged_hugging_face_folder_names_the_file(capsys, tmp_path, tmp_path_factory, tiny_model):
     # an HF masked-LM folder (model_type bert) whose weights were cut short in a download
-    folder = tmp_path.parent / "hf-model"
-    folder.mkdir()
+    folder = tmp_path_factory.mktemp("hf-model")
     (folder / "config.json").write_text('{"model_type": "bert", "vocab_size": 12}')
     (folder / "model.safetensors").write_bytes((tiny_model / "model.safetensors").read_bytes()[:-64])
     err = refused(capsys, ["generate", "--model", str(folder), "--steps", "2"], "complete copy", tmp_path)
