@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import explorer
-from explorer import engine
+from explorer import engine, rng
 from explorer.models import load_model
 from explorer.models.random_checkpoint import special_ids, write_random_checkpoint
 from explorer.samplers import (MDLM, DreamSampler, LLaDALowConfidence, ReMDMCap, ReMDMConf, ReMDMLLaDA,
@@ -169,7 +169,8 @@ def race_uniforms(seed, step, gen_start, gen_length, width):
     return u.race(width)
 
 
-def upstream_llada_generate(model, prompt, steps, gen_length, block_length, temperature, cfg_scale, seed=0):
+def upstream_llada_generate(model, prompt, steps, gen_length, block_length, temperature, cfg_scale, seed=0,
+                            remasking="low_confidence"):
     """LLaDA generate.py (§4.1), batch 1."""
     mask, P = model.mask_id, len(prompt)
     x = torch.tensor(prompt + [mask] * gen_length)[None]
@@ -194,7 +195,11 @@ def upstream_llada_generate(model, prompt, steps, gen_length, block_length, temp
                 u[P:] = race_uniforms(seed, b * per_block + i + 1, P, gen_length, model.vocab_size)
                 noisy = noisy.exp() / (-torch.log(u)) ** temperature
             x0 = noisy.argmax(-1)
-            x0_p = torch.softmax(logits, -1).gather(-1, x0[..., None]).squeeze(-1)
+            x0_p = torch.softmax(logits, -1).gather(-1, x0[..., None]).squeeze(-1).double()
+            if remasking == "random":
+                x0_p = torch.zeros(x.shape, dtype=torch.float64)
+                x0_p[0, P:] = engine._RowUniforms(seed, [0], b * per_block + i + 1, torch.zeros(gen_length, dtype=torch.long),
+                                                  torch.arange(gen_length)).one(rng.RANK)
             x0_p[:, P + (b + 1) * block_length:] = -torch.inf
             x0 = torch.where(mask_index, x0, x)
             confidence = torch.where(mask_index, x0_p, torch.full_like(x0_p, -torch.inf))
@@ -245,11 +250,12 @@ def test_remdm_llada_equals_the_upstream_loop(llada, setting):
     assert torch.equal(tr.final[0], want)
 
 
-@pytest.mark.parametrize("temperature,cfg_scale", [(0.0, 0.0), (0.7, 0.0), (0.0, 1.0)])
-def test_llada_low_confidence_equals_generate_py(llada, temperature, cfg_scale):
+@pytest.mark.parametrize("temperature,cfg_scale,remasking", [(0.0, 0.0, "low_confidence"), (0.7, 0.0, "low_confidence"),
+                                                             (0.0, 1.0, "low_confidence"), (1.0, 0.0, "random")])
+def test_llada_low_confidence_equals_generate_py(llada, temperature, cfg_scale, remasking):
     prompt = llada.tokenizer(COUNTDOWN)["input_ids"]
-    want = upstream_llada_generate(llada, prompt, 12, 24, 8, temperature, cfg_scale)
-    s = LLaDALowConfidence(block_length=8, temperature=temperature, cfg_scale=cfg_scale)
+    want = upstream_llada_generate(llada, prompt, 12, 24, 8, temperature, cfg_scale, remasking=remasking)
+    s = LLaDALowConfidence(block_length=8, temperature=temperature, cfg_scale=cfg_scale, remasking=remasking)
     tr = gen(llada, s, 12, prompt=prompt, gen_length=24, n=1)
     assert torch.equal(tr.final[0], want)
 
