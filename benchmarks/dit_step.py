@@ -148,10 +148,10 @@ def main(argv=None) -> None:
         print_ratio(what, "generate", f"{steps} bare calls", row["vs T bare calls"])
         print_ratio(what, "generate", f"{row['model calls']} bare calls (as many as the engine made)",
                     row["per model call"])
+    ms = {(r["precision"], r["batch"]): r["ms"] for r in rows}
     for batch in batches:
-        if cuda:
-            fp32, bf16 = ([r["ms"] for r in rows if r["batch"] == batch and r["precision"] == p] for p in precisions)
-            print_ratio(f"forward batch {batch}", "fp32 ms", "bf16 ms", fp32[0] / bf16[0])
+        if ("bf16", batch) in ms:
+            print_ratio(f"forward batch {batch}", "fp32 ms", "bf16 ms", ms["fp32", batch] / ms["bf16", batch])
     if not cuda:
         print("\n(peak MiB on CPU is the process's high-water RSS, including the model's weights)")
 
