@@ -275,8 +275,11 @@ def _draw_ranked(sampler, px0: _Px0, x, b, pos, counters, seed, sample_list, ste
 
 
 def _ranked_step(model, sampler, st, x, fixed, token_prob, sample_ids, sample_list, seed, rec, px0,
-                 num_steps, gen_start, counters) -> tuple[int, int, bool]:
-    """One step of a ranked sampler (:mod:`explorer.samplers.ranked`): remask, draw, select, commit."""
+                 num_steps, gen_start, counters) -> tuple[int, int, bool, str]:
+    """One step of a ranked sampler (:mod:`explorer.samplers.ranked`): remask, draw, select, commit.
+
+    Returns (tokens decoded, tokens remasked, whether the model was called, the step's phase:
+    ``"remask"`` in a remasking window, the grid's label otherwise)."""
     mask_id = model.mask_id
     B, L = x.shape
     device = x.device
@@ -327,7 +330,7 @@ def _ranked_step(model, sampler, st, x, fixed, token_prob, sample_ids, sample_li
         x[b, pos] = tok
         token_prob[b, pos] = prob.to(token_prob.dtype)
         n_un = int(b.numel())
-    return n_un, n_re, called
+    return n_un, n_re, called, ("remask" if plan.n_remask else st.phase)
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -351,6 +354,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
 
     for st in grid:
         t0 = time.perf_counter()
+        phase = st.phase
         masked = x == mask_id
         state = SamplerState(x=x, masked=masked, token_prob=token_prob, fixed=fixed, step=st)
         called = False
@@ -382,7 +386,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
                 n_un = int(b.numel())
             sigma_rec = float("nan")
         elif ranked:
-            n_un, n_re, called = _ranked_step(model, sampler, st, x, fixed, token_prob, sample_ids, sample_list,
+            n_un, n_re, called, phase = _ranked_step(model, sampler, st, x, fixed, token_prob, sample_ids, sample_list,
                                               seed, rec, px0, num_steps, gen_start, counters)
             sigma_rec = float("nan")
         else:
@@ -427,7 +431,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
 
         row = step_rows.setdefault(st.step, {
             "step": st.step, "t": st.t, "s": st.s, "alpha_t": st.alpha_t, "alpha_s": st.alpha_s,
-            "sigma": sigma_rec, "phase": st.phase, "model_called": False, "n_masked": 0,
+            "sigma": sigma_rec, "phase": phase, "model_called": False, "n_masked": 0,
             "n_unmasked": 0, "n_remasked": 0, "seconds": 0.0})
         row["model_called"] |= called
         row["n_masked"] += int((x == mask_id).sum()) if bar is not None or rec.record else 0

@@ -59,6 +59,7 @@ def test_remdm_llada_table3_setting(llada, remdm_number):
         window[28:60] = True                                             # R = int(32 / 8 * 7) = 28
         assert (re[window] == remdm_number).all() and (re[~window] == 0).all()
         assert (un[window] == remdm_number).all() and (un[~window] == 1).all()
+    assert (tr.steps.phase == "remask").to_numpy().tolist() == window.tolist()
     # every remask takes the lowest confidence cached at decode time among the decoded tokens
     remasks = ev[ev.kind == "remask"]
     for (b, k), grp in remasks.groupby(["sample", "step"]):

@@ -169,8 +169,9 @@ class ReMDMLLaDA(RankedSampler):
                              + (" or more steps per block." if pool == 0 or s < bl else "."))
 
     def grid(self, steps: int) -> list[StepTimes]:
-        # the step labels need the steps per block, which the grid cannot know; phases are in plan()
-        return [StepTimes(i, t, s, 1.0 - t, 1.0 - s, "remdm-llada") for i, t, s in linear_grid(2 * steps)]
+        # the window needs the steps per block, which the grid cannot know: the engine labels the
+        # steps whose plan remasks as phase "remask"
+        return [StepTimes(i, t, s, 1.0 - t, 1.0 - s, "decode") for i, t, s in linear_grid(2 * steps)]
 
     def plan(self, st, masked, gen_start, gen_length, steps) -> StepPlan:
         blocks = gen_length // (gen_length if self.block_length is None else self.block_length)
