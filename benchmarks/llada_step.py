@@ -26,9 +26,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository (explorer)
+sys.path.insert(0, str(Path(__file__).resolve().parent))       # benchmarks/ (_common, dit_step), also when imported
 
-from _common import print_ratio  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import print_ratio  # noqa: E402
 from dit_step import peak_memory_mib, sync, time_call  # noqa: E402
 
 import explorer  # noqa: E402

@@ -49,12 +49,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository (explorer)
+sys.path.insert(0, str(Path(__file__).resolve().parent))       # benchmarks/ (_common, dit_step), also when imported
 
 import torch  # noqa: E402
 
 import explorer  # noqa: E402
-from _common import print_ratio  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import print_ratio  # noqa: E402
 from explorer.samplers import LLaDALowConfidence, ReMDMLLaDA  # noqa: E402
 
 GEN_LENGTH, STEPS, BLOCK = 32, 32, 32          # §4.3 "Sampler settings"
