@@ -98,7 +98,7 @@ class LLaDALowConfidence(RankedSampler):
 
     def draw(self, logits, mask_id, uniforms):
         u = uniforms.race(logits.shape[-1]) if self.temperature > 0 else None
-        noisy = logits.double()
+        noisy = logits.to(torch.float64, copy=True)
         noisy[:, mask_id] = -torch.inf
         token = ranked.gumbel_argmax(noisy, u, self.temperature)
         if self.remasking == "random":
