@@ -425,6 +425,9 @@ def test_mismatched_shards_name_the_file(tmp_path):
     shard.unlink()
     with pytest.raises(FileNotFoundError, match="missing from .*model-00002-of-00002.safetensors"):
         load_model(d)
+    shard.write_bytes((d / "model-00001-of-00002.safetensors").read_bytes()[:40])   # cut short: no readable header
+    with pytest.raises(ValueError, match=r"model-00002-of-00002.safetensors is not a readable safetensors file"):
+        load_model(d)
     (d / "model.safetensors.index.json").unlink()
     with pytest.raises(FileNotFoundError, match="no model.safetensors.index.json saying which tensor"):
         load_model(d)

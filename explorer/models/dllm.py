@@ -109,12 +109,21 @@ def require_settings(config: Any, required: dict, family: str) -> None:
 # Checkpoints: single or sharded safetensors, memory-mapped, straight into dtype and device
 # --------------------------------------------------------------------------------------------
 
+def open_safetensors(path: Path):
+    """``safe_open`` (memory-mapped); a damaged or truncated file gives an error naming it."""
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(path), framework="pt")
+    except Exception as e:   # SafetensorError, OSError: the header cannot be read
+        raise ValueError(f"{path} is not a readable safetensors file ({e}); the file is damaged or was cut "
+                         "short: download it again.") from None
+
+
 def checkpoint_files(directory: str | os.PathLike) -> dict[str, Path]:
     """{tensor name: shard file} from ``model.safetensors.index.json``, or every tensor of
     ``model.safetensors``. Shards named by the index must exist; an index naming a tensor that
     its shard lacks is an error naming both (checked in :func:`checkpoint_shapes`)."""
-    from safetensors import safe_open
-
     directory = Path(directory)
     index = directory / INDEX_NAME
     if index.is_file():
@@ -130,7 +139,7 @@ def checkpoint_files(directory: str | os.PathLike) -> dict[str, Path]:
         return files
     single = directory / SINGLE_WEIGHTS_NAME
     if single.is_file():
-        with safe_open(str(single), framework="pt") as f:
+        with open_safetensors(single) as f:
             return {name: single for name in f.keys()}
     found = sorted(p.name for p in directory.glob("*.safetensors"))
     hint = (f" It holds {', '.join(found)} but no {INDEX_NAME} saying which tensor is where; restore the index."
@@ -140,14 +149,12 @@ def checkpoint_files(directory: str | os.PathLike) -> dict[str, Path]:
 
 def checkpoint_shapes(files: dict[str, Path]) -> dict[str, tuple]:
     """{name: shape} read from the safetensors headers only (no weight is loaded)."""
-    from safetensors import safe_open
-
     shapes: dict[str, tuple] = {}
     by_file: dict[Path, list[str]] = {}
     for name, path in files.items():
         by_file.setdefault(path, []).append(name)
     for path, names in by_file.items():
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             present = set(f.keys())
             lacking = sorted(n for n in names if n not in present)
             if lacking:
@@ -171,10 +178,9 @@ def load_checkpoint(model: nn.Module, directory: str | os.PathLike, device: torc
     First every tensor's name and shape is checked against the model's (strict: one error names
     every missing, unexpected and mis-shaped tensor); then tensors are read memory-mapped, one at
     a time, converted to ``dtype`` on ``device`` and assigned in place of the meta parameter, so
-    host memory never holds more than the model plus one tensor.
+    host memory holds the model (none of it when ``device`` is a GPU), one tensor in transit and
+    the mapped pages of the shard being read -- never a second copy of the model.
     """
-    from safetensors import safe_open
-
     directory = Path(directory)
     files = checkpoint_files(directory)
     shapes = checkpoint_shapes(files)
@@ -187,7 +193,7 @@ def load_checkpoint(model: nn.Module, directory: str | os.PathLike, device: torc
     for name, path in files.items():
         by_file.setdefault(path, []).append(name)
     for path, names in by_file.items():
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             for name in names:
                 tensor = f.get_tensor(name).to(device=device, dtype=dtype, copy=True)
                 _assign(model, name, tensor)

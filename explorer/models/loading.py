@@ -159,9 +159,6 @@ DIFFUSION_LLMS = {
 }
 # the end-of-turn token of each family's chat template (reference §3.1, §3.2)
 END_OF_TURN = {"llada": "<|eot_id|>", "dream": "<|im_end|>"}
-# published checkpoints that load natively (with allow_download=True, or from the local HF cache)
-PUBLISHED = ("GSAI-ML/LLaDA-8B-Instruct", "GSAI-ML/LLaDA-8B-Base", "GSAI-ML/LLaDA-1.5",
-             "Dream-org/Dream-v0-Instruct-7B", "Dream-org/Dream-v0-Base-7B")
 
 
 def diffusion_llm_family(config: dict) -> str | None:
