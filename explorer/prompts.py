@@ -21,6 +21,7 @@ How a prompt becomes ids (as each family's first-party scripts do, §3.1, §3.2,
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +38,7 @@ def _is_ids(prompt) -> bool:
     if isinstance(prompt, torch.Tensor):
         return prompt.dim() == 1
     return isinstance(prompt, (list, tuple)) and len(prompt) > 0 and \
-        all(isinstance(t, int) and not isinstance(t, bool) for t in prompt)
+        all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in prompt)
 
 
 def prompt_list(prompt) -> list:

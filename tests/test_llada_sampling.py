@@ -18,6 +18,7 @@ from explorer.models import load_model
 from explorer.models.random_checkpoint import special_ids, write_random_checkpoint
 from explorer.samplers import (MDLM, DreamSampler, LLaDALowConfidence, ReMDMCap, ReMDMConf, ReMDMLLaDA,
                                ReMDMLoop, by_name, from_config)
+from explorer.prompts import prompt_list
 from explorer.trace import Trace
 
 COUNTDOWN = "Question: Using the numbers [3, 5, 7], create an equation that equals 22.\nAnswer: "
@@ -412,6 +413,16 @@ def test_batched_prompts_of_different_lengths_left_padded(llada, monkeypatch):
             assert torch.equal(tr.final[r, :g], tr.initial[r, :g])
     assert seen and all(p is not None and p[:, 0].any() and not p[:, g:].any() for p in seen)
     assert not (tr.final == llada.mask_id).any()
+
+
+def test_prompt_forms():
+    chat = [{"role": "user", "content": "a"}]
+    assert prompt_list([1, 2]) == [[1, 2]] and prompt_list(chat) == [chat] and prompt_list("ab") == ["ab"]
+    assert len(prompt_list(list(np.array([1, 2])))) == 1              # numpy integers are ids too
+    assert len(prompt_list([[1, 2], [3]])) == 2 and len(prompt_list([chat, "b", [5]])) == 3
+    assert len(prompt_list(torch.tensor([[1, 2], [3, 4]]))) == 2
+    with pytest.raises(ValueError, match="not text, a list of token ids or a list of chat messages"):
+        prompt_list(["a", 3.5])
 
 
 def test_unpadded_batches_call_the_model_without_pad(llada, monkeypatch):
