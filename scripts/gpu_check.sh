@@ -75,7 +75,7 @@ if ! "$PY" benchmarks/dit_step.py --help 2>/dev/null | grep -q -- '--gpu'; then
   NOTE="benchmarks/dit_step.py has no --gpu flag; its CUDA run is \`--device cuda\` (CUDA is its default when present)."
 fi
 
-run "pytest -m gpu" 90 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests
+run "pytest -m gpu" 90 "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider --continue-on-collection-errors tests
 run "llada_step --gpu" 150 "$PY" benchmarks/llada_step.py --gpu
 run "dit_step (cuda)" 80 "$PY" benchmarks/dit_step.py "${DIT_ARGS[@]}"
 run "throughput --gpu" 240 "$PY" benchmarks/throughput.py --gpu --repeats 1
