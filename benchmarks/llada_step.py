@@ -166,7 +166,6 @@ def main(argv=None) -> int:
         seq_lens, repeats = args.seq_lens or [256, 1024], args.repeats or 5
         # (prompt length, batch): canvases of 256 and 1024; the engine batches, upstream runs rows one by one
         cases, sampler_repeats = [(224, 1), (224, 8), (992, 1)], 1
-        torch.backends.cuda.matmul.allow_tf32 = True
     else:
         device, dtype = torch.device("cpu"), torch.float32
         config = tiny_config("llada", d_model=64, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=128)

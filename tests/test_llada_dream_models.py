@@ -179,6 +179,18 @@ def test_dream_matches_the_reference_forward_with_its_shift_in_float32(dream_dir
     assert torch.allclose(den.head(h[:, 4]), got[:, 4], atol=1e-5)
 
 
+def test_bf16_files_load_into_the_requested_dtype(tmp_path):
+    """Published shards are bf16: they are read straight into float32 on the CPU (the default) or bf16."""
+    d = write_random_checkpoint(tmp_path, "dream", num_shards=3, dtype=torch.bfloat16)
+    assert config_of(d)["torch_dtype"] == "bfloat16"
+    assert all(t.dtype == torch.bfloat16 for f in d.glob("*.safetensors") for t in load_file(str(f)).values())
+    den = load_model(d)
+    assert all(p.dtype == torch.float32 for p in den.model.parameters())
+    z = tokens(den, length=8, seed=9)
+    assert (den.logits(z) - dream_reference(read_weights(d), config_of(d), z)).abs().max().item() < TOL
+    assert load_model(d, dtype=torch.bfloat16).dtype == torch.bfloat16
+
+
 def test_dream_grouped_kv_heads_feed_consecutive_query_heads(dream_dir):
     """kv head j feeds q heads j*r .. j*r+r-1 (§2.3 item 7): the interleaved order gives other logits."""
     den = load_model(dream_dir)
