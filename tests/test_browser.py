@@ -2,7 +2,12 @@
 
 * the quickstart notebook runs in JupyterLab, its scrubber and token grid render, and moving the
   scrubber changes the grid;
+* widgets survive a page reload with the kernel running (grid, title, details and slider agree,
+  clicks select the cell shown), every panel follows the sample, and a branch made from cells
+  past the first window opens with the edited cells in view, parent and branch side by side;
 * a static HTML export opens with the network cut off and shows the grid.
+
+One JupyterLab server serves the whole module; each notebook opens in a reset workspace of its own.
 
 Skipped only when /usr/bin/chromium is absent (``apt-get install -y chromium``). Screenshots go
 to build/browser/ (git-ignored).
@@ -106,7 +111,8 @@ KERNEL_IDLE = ("() => { const w = window.jupyterapp && window.jupyterapp.shell.c
 
 def _open_and_run_all(page, url, token, name):
     """Open a notebook in Lab, wait for its kernel, run every cell, fail on a traceback."""
-    page.goto(f"{url}/lab/tree/{name}?token={token}", timeout=90_000)
+    # a workspace of its own, reset: only this notebook open, whatever an earlier test left open
+    page.goto(f"{url}/lab/workspaces/{Path(name).stem}/tree/{name}?token={token}&reset", timeout=90_000)
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=90_000)
     # the kernel must be up before "run all", or the first cells race the kernel start
     page.wait_for_function(KERNEL_IDLE, timeout=120_000)
