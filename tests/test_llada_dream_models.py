@@ -698,3 +698,18 @@ def test_gpu_remdm_llada_table3_setting_on_a_tiny_llada(llada_dir):
     assert trace.model_calls == 64       # 2 x 32 iterations; the two rows share each call
     assert torch.equal(trace.final[:, :start], torch.tensor(prompt["input_ids"]).expand(2, -1))
     assert not (trace.final[:, start:] == den.mask_id).any()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the script runs the whole 8-minute check")
+def test_gpu_check_without_cuda_says_so_and_exits_nonzero(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+    res = subprocess.run(["bash", str(script)], env={**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)},
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "no CUDA device here" in res.stderr
+    assert list(tmp_path.iterdir()) == []       # no report pretending something was checked
