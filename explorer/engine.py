@@ -216,14 +216,14 @@ def _by_row_chunks(px0: _Px0, x, b, pos, draw) -> tuple[list, bool]:
     ``rows`` is the chunk's slice of ``b``/``pos``; ``draw`` returns a tuple of per-row tensors
     (or None), concatenated over the chunks.  Every draw is per row, so chunking never changes a sample.
     """
-    outs, called, lo, chunk = [], False, 0, 1     # the first chunk (one row) tells the vocabulary width
+    outs, called, lo = [], False, 0
+    chunk = max(1, _ROW_BUDGET // px0.model.vocab_size)    # vocab_size is the logits' width (protocol)
     while lo < b.numel():
         rows = slice(lo, lo + chunk)
         logits, c = px0.logits_at(x, b[rows], pos[rows])
         called |= c
         outs.append(draw(logits, rows))
         lo = rows.stop
-        chunk = max(1, _ROW_BUDGET // logits.shape[-1])
     return [None if parts[0] is None else torch.cat(parts) for parts in zip(*outs)], called
 
 
