@@ -2,7 +2,7 @@
 
 LLaDA's own sampler (reference §4.1), ReMDM-LLaDA (§4.3) and Dream's ``diffusion_generate``
 (§4.2) all have this shape.  A ranked sampler never calls the model; each step the engine
-(:func:`explorer.engine._run_chunk`) asks it four things:
+(``explorer.engine._ranked_step``, one branch of the loop in ``_run_chunk``) asks it four things:
 
 1. ``plan(st, masked, gen_start, gen_length, steps)``: the window of positions that may be
    decoded (the current block), how many tokens each row decodes, and how many decoded tokens of
