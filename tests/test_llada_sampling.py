@@ -16,7 +16,7 @@ import explorer
 from explorer import engine, rng
 from explorer.models import load_model
 from explorer.models.random_checkpoint import special_ids, write_random_checkpoint
-from explorer.samplers import (MDLM, DreamSampler, LLaDALowConfidence, ReMDMCap, ReMDMConf, ReMDMLLaDA,
+from explorer.samplers import (MDLM, ConfidenceOrdered, DreamSampler, LLaDALowConfidence, ReMDMCap, ReMDMConf, ReMDMLLaDA,
                                ReMDMLoop, by_name, from_config)
 from explorer.prompts import prompt_list
 from explorer.trace import Trace
@@ -492,6 +492,14 @@ def test_ranked_samplers_on_a_fixed_length_model():
         tr = explorer.generate(m, s, 8, num_samples=3, prompt=[1, 2], progress=False)
         assert (tr.final[:, :2] == torch.tensor([1, 2])).all() and not (tr.final == m.mask_id).any()
         assert (tr.events.position >= 2).all() and (tr.events.reason != "final_argmax").all()
+
+
+def test_confidence_ordered_blocks_start_after_the_prompt(llada):
+    tr = gen(llada, ConfidenceOrdered(block_length=8), 4, prompt=["Hi", COUNTDOWN], gen_length=16)
+    g = tr.meta["gen_start"]
+    ev = tr.events
+    assert (ev.position >= g).all() and (((ev.position - g) // 8) == ((ev.step - 1) // 2)).all()
+    assert not (tr.final == llada.mask_id).any()
 
 
 # ------------------------------------------------------------------ trace files and branches
