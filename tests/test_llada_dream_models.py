@@ -539,6 +539,10 @@ def test_check_denoiser_accepts_variable_length_models_only_with_max_length(llad
 
     with pytest.raises(TypeError, match="seq_len=None and an integer max_length"):
         check_denoiser(NoLength())
+    empty = NoLength()
+    empty.max_length = 0
+    with pytest.raises(ValueError, match="max_length=0 must be positive"):
+        check_denoiser(empty)
 
 
 # --------------------------------------------------------------- Table-3 pipeline: Countdown, ROUGE
