@@ -54,7 +54,10 @@ def test_hover_and_click_fill_details_and_lifeline(pair):
     assert "position 5" in v.details.value
     assert v.details.value.count("<tr>") == len(hist) + 1  # header + one row per event
     assert len(v.lifeline_box.children) == 1
-    assert v.lifeline_box.children[0].layout.meta["positions"] == [5]
+    assert v.lifeline_box.children[0].figure.layout.meta["positions"] == [5]
+    # the lifeline is in the widget's synced state (plotly's mime type), so a reload redraws it
+    (shown,) = v.lifeline_box.children[0].get_state()["outputs"]
+    assert shown["data"]["application/vnd.plotly.v1+json"]["layout"]["meta"]["positions"] == [5]
 
 
 def test_window_over_long_sequence(model):
@@ -226,7 +229,7 @@ def test_every_panel_follows_the_sample(model):
     assert v.details.value == widgets.scrubber.position_history_html(viz.index_for(t, 2), 4, upto=5)
     assert "(sample 2)" in v.curves.layout.title.text
     assert v.curves.get_state()["_widget_layout"]["title"]["text"].endswith("(sample 2)")
-    assert v.lifeline_box.children[0].layout.meta["sample"] == 2
+    assert v.lifeline_box.children[0].figure.layout.meta["sample"] == 2
     assert v.grid.codes == viz.index_for(t, 2).frame(5).codes.tolist()
 
 

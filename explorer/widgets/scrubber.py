@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import json
 import time
 
 from copy import deepcopy
@@ -44,6 +45,21 @@ def sync_figure_state(fig: go.FigureWidget) -> None:
     """
     fig._widget_data = deepcopy(fig._data)
     fig._widget_layout = deepcopy(fig._layout_obj._props)
+
+
+def figure_output(fig: go.Figure) -> W.Output:
+    """A static plotly figure as an ``Output`` widget holding the figure's JSON (plotly's mime type).
+
+    The figure lives in the widget's synced ``outputs``, so a reloaded page draws it again, and it
+    carries no JavaScript module of its own (a ``FigureWidget`` ships plotly.js with each one).
+    Use it for figures that never change after they are drawn.
+    """
+    out = W.Output()
+    out.outputs = ({"output_type": "display_data", "metadata": {},
+                    "data": {"application/vnd.plotly.v1+json": json.loads(fig.to_json()),
+                             "text/plain": f"<plotly figure: {fig.layout.title.text or 'untitled'}>"}},)
+    out.figure = fig  # for scripts and tests
+    return out
 
 
 _CELL = "style='padding:1px 10px 1px 0;text-align:left;vertical-align:top'"
@@ -232,7 +248,7 @@ class TraceViewer(W.VBox):
         self.selected = int(position)
         self.details.value = position_history_html(self.index, position, upto=self.step)
         if lifeline and self.lifeline_box is not None:
-            self.lifeline_box.children = [go.FigureWidget(
+            self.lifeline_box.children = [figure_output(
                 lifelines(self.trace, [position], self.sample, step=self.step))]
 
     # -- static fallback ------------------------------------------------------------------

@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..viz import export
+from .scrubber import figure_output
 
 
 def _figures():
@@ -72,7 +73,8 @@ class SweepExplorer(W.VBox):
             self.message.value = f"<span style='color:#D55E00'>{exc}</span>"
             return
         self.message.value = ""
-        self.out.children = [go.FigureWidget(fig) if isinstance(fig, go.Figure) else W.HTML(str(fig))]
+        # static figures: kept in the widget state (a reload redraws them), no FigureWidget needed
+        self.out.children = [figure_output(fig) if isinstance(fig, go.Figure) else W.HTML(str(fig))]
 
     def to_html(self, path, title: str = "ReMDM Explorer: sweep"):
         """Self-contained page: quality vs steps for every metric, return on compute for the
