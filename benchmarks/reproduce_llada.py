@@ -30,8 +30,8 @@ absolute numbers can differ from the paper's; the baseline-vs-ReMDM comparison i
     python benchmarks/reproduce_llada.py --model /path/to/LLaDA-8B-Instruct --countdown-file cd3_test.json
     python benchmarks/reproduce_llada.py --quick        # whole pipeline on a tiny random LLaDA, CPU
 
-Deliberate differences (see explorer/samplers/llada.py): the mask token is never drawn, and the
-baseline's confidence is p[x0] in the logits' dtype (LLaDA generate.py) rather than float64.
+Deliberate difference (see explorer/samplers/llada.py): the mask token is never drawn (upstream
+can draw it from the full-vocabulary softmax, §4.5 item 6). Both samplers rank by p[x0] in float64.
 """
 from __future__ import annotations
 
@@ -325,7 +325,8 @@ def answers(model, name: str, sampler, context: str, repeats: int, seed: int, un
 
 
 def methods(task: str) -> dict:
-    return {"LLaDA": LLaDALowConfidence(block_length=BLOCK, temperature=1.0),
+    # the baseline llada_conf_sample: exact draw at T = 1, confidence p[x0] in float64 (§4.3)
+    return {"LLaDA": LLaDALowConfidence(block_length=BLOCK, temperature=1.0, confidence_dtype="float64"),
             "LLaDA-ReMDM": ReMDMLLaDA(remdm_number=REMDM_NUMBER[task], block_length=BLOCK)}
 
 
