@@ -6,7 +6,9 @@ Each is an ``ipywidgets.VBox`` (display it by leaving it last in a cell) with a 
 * :class:`TraceViewer` -- step scrubber with play/pause and speed, hover, click for lifelines;
 * :class:`CompareViewer` -- several traces (e.g. MDLM vs ReMDM, same seed) on one slider;
 * :class:`InterventionViewer` -- remask or pin tokens at a step and continue as a branch;
-* :class:`SweepExplorer` -- quality vs steps and return on compute of a sweep.
+* :class:`SweepExplorer` -- quality vs steps and return on compute of a sweep;
+* :class:`TokenGridWidget` -- the grid itself, an anywidget drawn from its synced state alone,
+  so a page reloaded while the kernel runs shows what the kernel holds.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from .intervene import InterventionViewer
 from .notebook import gpu_checkpoint_ready, notebook_model
 from .scrubber import TraceViewer
 from .sweep_explorer import SweepExplorer
+from .token_grid import TokenGridWidget
 
-__all__ = ["TraceViewer", "CompareViewer", "InterventionViewer", "SweepExplorer", "notebook_model",
-           "gpu_checkpoint_ready"]
+__all__ = ["TraceViewer", "CompareViewer", "InterventionViewer", "SweepExplorer", "TokenGridWidget",
+           "notebook_model", "gpu_checkpoint_ready"]
