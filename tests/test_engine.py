@@ -155,7 +155,7 @@ def test_resume_without_edit_reproduces_the_parent():
     parent = explorer.generate(m, ReMDMLoop(), 24, num_samples=4, seed=9, progress=False)
     branch = explorer.resume(m, parent, 10, progress=False)
     assert torch.equal(branch.final, parent.final)
-    assert branch.meta["parent"] == {"run_id": parent.run_id, "step": 10, "edit": {"remask": [], "pin": []}}
+    assert branch.meta["parent"] == {"run_id": parent.run_id, "step": 10, "edit": {"remask": [], "pin": [], "replace": {}}}
     for k in range(10, parent.last_step + 1):
         assert torch.equal(branch.state_at(k), parent.state_at(k))
     with pytest.raises(ValueError, match="outside"):
@@ -286,3 +286,38 @@ def test_decode_of_a_batch_gives_one_text_per_row():
     tr = explorer.generate(m, MDLM(), 8, num_samples=3, progress=False)
     texts = tr.decode(tr.final)
     assert isinstance(texts, list) and len(texts) == 3 and texts == tr.texts
+
+
+def test_resume_with_replace_plants_a_token_without_pinning_it():
+    m = ContextModel()
+    parent = explorer.generate(m, ReMDMCap(0.3), 30, num_samples=4, seed=2, progress=False)
+    k, pos = 20, 3
+    st = parent.state_at(k)
+    new = next(t for t in range(m.vocab_size) if t != m.mask_id and (st[:, pos] != t).all())
+    branch = explorer.resume(m, parent, k, replace={pos: new}, progress=False)
+    assert (branch.state_at(k)[:, pos] == new).all()              # planted in every sample
+    assert not branch.fixed[:, pos].any()                           # ... but not pinned
+    assert torch.isnan(branch.prob_at(k)[:, pos]).all()             # its probability is unknown
+    assert branch.meta["parent"]["edit"]["replace"] == {str(pos): new}
+    # a remasking sampler is free to revisit it: with sigma = 0.3 for 10 steps some sample does
+    assert (branch.events.query("position == @pos and kind == 'remask'").shape[0]) > 0
+    # plain MDLM never revisits a decoded token, so the planted token survives to the end
+    frozen = explorer.resume(m, parent, k, replace={pos: new}, sampler=MDLM(), progress=False)
+    assert (frozen.final[:, pos] == new).all()
+
+
+@pytest.mark.parametrize("replace,msg", [
+    ([3, 4], "dict"),
+    ({99: 1}, "position"),
+    ({3: -1}, "token"),
+    ({3: "not-a-token"}, "single token"),
+])
+def test_bad_replace_edits(replace, msg):
+    m = ContextModel()
+    parent = explorer.generate(m, ReMDMCap(0.1), 10, num_samples=2, seed=0, progress=False)
+    if msg == "token":
+        replace = {3: m.mask_id}
+    with pytest.raises(ValueError, match=msg):
+        explorer.resume(m, parent, 5, replace=replace, progress=False)
+    with pytest.raises(ValueError, match="choose one edit"):
+        explorer.resume(m, parent, 5, replace={1: 0 if m.mask_id else 1}, remask=[1], progress=False)
