@@ -297,3 +297,21 @@ def test_final_argmax_pass_is_labelled(model):
     assert ixd.step_label(ixd.final_step).startswith("final argmax pass")
     page_labels = [s["label"] for s in viz.grid_animation(loop).layout.sliders[0]["steps"]]
     assert page_labels[-1] == "17 (final pass)" and not any("final" in x for x in page_labels[:-1])
+
+
+def test_cells_carry_the_positions_the_index_drew():
+    """A window asked to start past the end of a shorter trace (compare views page traces of
+    different lengths together) labels its cells with the positions actually drawn."""
+    probs = torch.rand(20, 9, generator=torch.Generator().manual_seed(6)) ** 4
+    probs[:, -1] = 0
+    t = explorer.generate(explorer.StubDenoiser(probs), samplers.MDLM(), steps=4, seed=0, progress=False)
+    v = widgets.TraceViewer(t, length=8, columns=4, curves=False)
+    v.show_window(40)  # the window slider holds it to its last window, 12..19
+    assert v.start == 12 and list(v.grid.positions) == list(range(12, 20))
+    c = widgets.CompareViewer([t, t], length=32, columns=4)  # no window slider: the window is all of L
+    c.viewers[1].show_window(18)
+    fr = viz.index_for(t).frame(c.step, 18, 32)
+    assert list(c.viewers[1].grid.positions) == fr.positions.tolist() == [18, 19]
+    assert c.viewers[1].grid.codes == fr.codes.tolist()
+    c.viewers[1].show_window(40)  # past the end: the index clips to the last position
+    assert list(c.viewers[1].grid.positions) == [19]

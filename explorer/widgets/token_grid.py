@@ -154,11 +154,13 @@ class TokenGridWidget(anywidget.AnyWidget):
 
     def show(self, arrays: dict, title: str, start: int, columns: int) -> None:
         """Draw one frame: ``arrays`` from :func:`explorer.viz.grid.grid_arrays` (one message)."""
-        w = len(arrays["frame"].positions)
+        positions = arrays["frame"].positions
+        w = len(positions)
         with self.hold_sync():
             self.title = title
             self.columns = int(columns)
-            self.start = int(start)
+            # the frame's own first position: the index clips a window that starts past the end
+            self.start = int(positions[0]) if w else int(start)
             self.texts = [str(t) for t in arrays["text"].ravel()[:w]]
             self.codes = [int(c) for c in arrays["frame"].codes]
             self.hovers = [str(h) for h in arrays["hover"].ravel()[:w]]
