@@ -37,6 +37,12 @@ def generate_parser() -> ArgumentParser:
     p.add_argument("--allow-download", action="store_true", help="allow fetching a model from the Hugging Face hub")
     p.add_argument("--out", default=None, help="write the trace here (.csv or .parquet) with its .meta.json; "
                    "the folder must exist")
+    p.add_argument("--prompt", default=None, help="prompt text (tokenised with the model's tokenizer; "
+                   "never changed by the sampler)")
+    p.add_argument("--chat", action="store_true", help="send --prompt as one user message through the "
+                   "tokenizer's chat template (instruct models such as LLaDA-8B-Instruct, Dream-Instruct)")
+    p.add_argument("--gen-length", type=positive_int, default=None, help="tokens to generate after the prompt; "
+                   "required for models without a fixed length (LLaDA, Dream)")
     return p
 
 
@@ -53,8 +59,18 @@ def generate_main(argv: Sequence[str] | None = None) -> int:
     out = output_file(a.out, suffixes=TRACE_SUFFIXES) if a.out else None
     sampler = sampler_from_cli(a.sampler, a.settings)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
+    if a.chat and a.prompt is None:
+        raise UsageError("--chat needs --prompt.", "add --prompt 'your question'.")
+    prompt = [{"role": "user", "content": a.prompt}] if a.chat else a.prompt
+    if getattr(model, "seq_len", 0) is None and a.gen_length is None:
+        raise UsageError(f"{a.model} has no fixed length, so the number of tokens to write must be given.",
+                         "add --gen-length N (e.g. --gen-length 32).")
+    if getattr(model, "seq_len", None) is not None and a.gen_length is not None:
+        raise UsageError(f"{a.model} always writes {model.seq_len} tokens; --gen-length is for LLaDA/Dream.",
+                         "drop --gen-length.")
+    extra = {} if a.gen_length is None else {"gen_length": a.gen_length}
     trace = explorer.generate(model, sampler, a.steps, num_samples=a.num_samples, seed=a.seed,
-                              batch_size=a.batch_size)
+                              batch_size=a.batch_size, prompt=prompt, **extra)
     print(format_samples(trace.texts))
     if out is not None:
         path = trace.to_parquet(out) if out.suffix.lower() == ".parquet" else trace.to_csv(out)

@@ -234,3 +234,36 @@ def test_several_samples_print_numbered_and_separated(capsys, tmp_path):
     assert [b.splitlines()[0] for b in blocks] == [f"--- sample {i} of 3 ---" for i in (1, 2, 3)]
     assert all(len(b.splitlines()) == 2 and b.splitlines()[1].startswith("order") for b in blocks)
     assert out.is_file() and Path(f"{out}.meta.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def tiny_llada(tmp_path_factory):
+    from explorer.models.random_checkpoint import write_random_checkpoint
+    return write_random_checkpoint(tmp_path_factory.mktemp("llada") / "tiny", "llada")
+
+
+def test_variable_length_model_without_gen_length(capsys, tmp_path, tiny_llada):
+    refused(capsys, ["generate", "--model", str(tiny_llada), "--steps", "4", "--prompt", "hi"],
+            "--gen-length", tmp_path)
+
+
+def test_gen_length_for_a_fixed_length_model(capsys, tmp_path):
+    refused(capsys, GEN + ["--gen-length", "8"], "drop --gen-length", tmp_path)
+
+
+def test_chat_without_a_prompt(capsys, tmp_path, tiny_llada):
+    refused(capsys, ["generate", "--model", str(tiny_llada), "--steps", "4", "--gen-length", "4", "--chat"],
+            "--prompt", tmp_path)
+
+
+def test_chat_prompt_on_llada_writes_a_trace(capsys, tmp_path, tiny_llada):
+    out = tmp_path / "run.csv"
+    rc = cli.main(["generate", "--model", str(tiny_llada), "--sampler", "llada", "--settings",
+                   '{"block_length": 4}', "--steps", "4", "--gen-length", "4", "--prompt", "hello",
+                   "--chat", "--num-samples", "2", "--out", str(out)])
+    assert rc == 0
+    tr = explorer.Trace.read(out)
+    assert tr.meta["gen_length"] == 4 and tr.num_samples == 2
+    assert not (tr.final == tr.mask_id).any()
+    printed = capsys.readouterr().out
+    assert "--- sample 2 of 2 ---" in printed
