@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import torch
 
+from .samplers import ranked
 from .samplers.base import Sampler, SamplerState
 from .samplers.categorical import nucleus, subs_probs
 
 
 def exponential_race(weights: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """§1.6: argmax of w / E with E = 1e-10 - log(U + 1e-10), U ~ Uniform(0, 1) in float64."""
-    w = weights.double()
-    u = torch.rand(w.shape, dtype=torch.float64, generator=generator, device=w.device)
-    e = 1e-10 - torch.log(u + 1e-10)
-    return (w / e).argmax(-1)
+    """§1.6: argmax of w / E with E = 1e-10 - log(U + 1e-10), U ~ Uniform(0, 1) in float64
+    (the race of :func:`explorer.samplers.ranked.exponential_race`, fed torch's own uniforms)."""
+    u = torch.rand(weights.shape, dtype=torch.float64, generator=generator, device=weights.device)
+    return ranked.exponential_race(weights, u)
 
 
 @torch.no_grad()
