@@ -214,6 +214,10 @@ def test_widgets_survive_reload_follow_the_sample_and_open_branches_at_the_edit(
         viewer.scroll_into_view_if_needed()
         assert "step 3 of 12" in viewer.locator(".remdm-grid-title").text_content()
         assert viewer.locator(".remdm-step-slider .widget-readout").text_content().strip() == "3"
+        markers = viewer.evaluate(
+            "(el) => [...el.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.layout.shapes || [])"
+            ".filter(s => s.name === 'step-marker').map(s => s.x0))")
+        assert markers and set(markers) == {3}, markers  # the curves' step marker came back too
         _type_into_readout(page, viewer.locator(".remdm-step-slider .widget-readout"), 7)
         page.wait_for_function(f"(el) => ({TITLE_OF})(el).includes('step 7 of 12')", arg=viewer.element_handle())
         cell = viewer.locator(".remdm-cell[data-pos='37']")
