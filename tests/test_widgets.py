@@ -315,3 +315,12 @@ def test_cells_carry_the_positions_the_index_drew():
     assert c.viewers[1].grid.codes == fr.codes.tolist()
     c.viewers[1].show_window(40)  # past the end: the index clips to the last position
     assert list(c.viewers[1].grid.positions) == [19]
+
+
+def test_compare_sample_box_switches_every_grid(model):
+    a = explorer.generate(model, samplers.MDLM(), steps=6, num_samples=2, seed=0, progress=False)
+    b = explorer.generate(model, samplers.ReMDMCap(eta=0.3), steps=6, num_samples=2, seed=0, progress=False)
+    c = widgets.CompareViewer([a, b], columns=16, step=3)
+    c.sample_box.value = 1
+    assert [v.grid.codes for v in c.viewers] == [viz.index_for(t, 1).frame(3).codes.tolist() for t in (a, b)]
+    assert all(v.sample == 1 for v in c.viewers)

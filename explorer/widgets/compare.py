@@ -110,7 +110,6 @@ class CompareViewer(W.VBox):
             return
         for v in self.viewers:
             v.show_sample(self.sample)
-        self.render(self.step)
 
     @property
     def step(self) -> int:
