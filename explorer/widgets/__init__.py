@@ -1,4 +1,4 @@
-"""Widgets (ipywidgets 8 + plotly FigureWidget) composing the figures of :mod:`explorer.viz`.
+"""Widgets (ipywidgets 8, an anywidget token grid, plotly) composing the figures of :mod:`explorer.viz`.
 
 Each is an ``ipywidgets.VBox`` (display it by leaving it last in a cell) with a static fallback
 ``to_html(path)`` that writes a self-contained page working without a kernel or network.
