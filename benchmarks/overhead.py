@@ -9,7 +9,9 @@ Prints, for a context-free stub and two small DiT transformers:
 Targets (issue 2, not timed tests): <= 1.15 and <= 1.03 on CPU for the transformer.  The stub's
 "model call" costs microseconds, so its first ratio measures the engine's absolute per-step cost.
 Each variant runs ``--repeats`` times, alternated (A B C A B C ...), after one warm-up run; the
-medians are compared.  The default run takes about 2-4 minutes on two shared CPU cores.
+medians are compared.  The default run costs about 90 s of CPU at one thread (about two minutes
+on a quiet two-core machine).  On a busy machine set OMP_NUM_THREADS=1: torch's worker threads
+spin while they wait for a core, which inflates every time and ratio here.
 
     python benchmarks/overhead.py [--repeats 3] [--steps 32] [--batch 8] [--length 128]
     python benchmarks/overhead.py --quick        # tiny sizes, the same measurements, ~15 s

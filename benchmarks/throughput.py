@@ -8,7 +8,8 @@ the output head / SUBS / nucleus / float64 draw only at the rows that unmask.
 Same model, sampler (ReMDM-loop), T and B; runs alternate A/B, each in a fresh subprocess so its
 peak memory is its own.  Prints tokens/s, model-body calls, head rows evaluated and peak memory.
 
-    python benchmarks/throughput.py                 # CPU: shipped stories model + mdlm-owt-sized DiT (L=1024, B=1, T=4)
+    python benchmarks/throughput.py                 # CPU: shipped stories model + mdlm-owt-sized DiT (L=1024, B=1, T=4);
+                                                    # ~3.5 minutes of CPU at one thread
     python benchmarks/throughput.py --gpu           # CUDA: mdlm-owt-sized DiT, bf16, L=1024, T=1024, B=16
     python benchmarks/throughput.py --quick         # stories model only, T=8, B=2: ~15 s on CPU
 """
