@@ -8,12 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
+import importlib
+
 import explorer
-from explorer import engine
 from explorer.protocol import StubDenoiser
 from explorer.samplers import MDLM, ReMDMCap
 from explorer.cli import sweep_main as main
 from explorer.sweep import return_on_compute, summary, sweep
+
+sweep_module = importlib.import_module("explorer.sweep")  # `explorer.sweep` itself is the function
 
 
 def stub(seed=0, L=6, V=5):
@@ -28,8 +31,9 @@ SAMPLERS = {"mdlm": MDLM(), "remdm-cap": ReMDMCap(eta=0.1)}
 
 @pytest.fixture
 def count_generate(monkeypatch):
-    """Counts engine.generate calls; ``calls["fail_at"] = k`` interrupts the k-th call."""
-    real = engine.generate
+    """Counts the cells the sweep generates (not its untimed warm-up runs);
+    ``calls["fail_at"] = k`` interrupts the k-th cell."""
+    real = sweep_module._generate_cell
     calls = {"n": 0, "fail_at": None}
 
     def wrapped(*a, **kw):
@@ -38,7 +42,7 @@ def count_generate(monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(engine, "generate", wrapped)
+    monkeypatch.setattr(sweep_module, "_generate_cell", wrapped)
     return calls
 
 
@@ -191,15 +195,16 @@ import json, os, sys
 import pandas as pd
 sys.path.insert(0, {tests!r})
 from test_sweep import SAMPLERS, stub
-from explorer import engine
+import importlib
 from explorer.sweep import sweep
+sweep_module = importlib.import_module("explorer.sweep")
 
 generated = []
-real = engine.generate
-def counting(model, sampler, steps, **kw):
-    generated.append([sampler.config["name"], int(steps)])
-    return real(model, sampler, steps, **kw)
-engine.generate = counting
+real = sweep_module._generate_cell
+def counting(model, cell, *a, **kw):
+    generated.append([cell.sampler.config["name"], int(cell.steps)])
+    return real(model, cell, *a, **kw)
+sweep_module._generate_cell = counting
 df = sweep(stub(), SAMPLERS, steps=[2, 3], num_samples=3, seeds=[0], cache_dir={cache!r}, progress=False)
 rank = int(os.environ["RANK"])
 json.dump(generated, open(os.path.join({out!r}, f"rank{{rank}}.json"), "w"))
