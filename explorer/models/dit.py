@@ -406,7 +406,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def check_state_dict(state_dict: dict, expected_shapes: dict[str, tuple], source: object = "checkpoint") -> None:
+def check_state_dict(state_dict: dict, expected_shapes: dict[str, tuple], source: object = "checkpoint",
+                     architecture: str = "MDLM") -> None:
     """Raise one ValueError naming every missing, unexpected and mis-shaped tensor."""
     missing = sorted(k for k in expected_shapes if k not in state_dict)
     unexpected = sorted(k for k in state_dict if k not in expected_shapes)
@@ -415,7 +416,7 @@ def check_state_dict(state_dict: dict, expected_shapes: dict[str, tuple], source
         for k in expected_shapes if k in state_dict and tuple(state_dict[k].shape) != expected_shapes[k]
     )
     if missing or unexpected or misshaped:
-        lines = [f"{source} does not match the MDLM architecture of its config.json:"]
+        lines = [f"{source} does not match the {architecture} architecture of its config.json:"]
         for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
             if items:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items))

@@ -185,10 +185,8 @@ def load_checkpoint(model: nn.Module, directory: str | os.PathLike, device: torc
     files = checkpoint_files(directory)
     shapes = checkpoint_shapes(files)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    try:
-        check_state_dict({k: torch.empty(s, device="meta") for k, s in shapes.items()}, expected, source=directory)
-    except ValueError as e:  # dit's check names the architecture MDLM; say which one was expected
-        raise ValueError(str(e).replace("the MDLM architecture", f"the {family} architecture")) from None
+    check_state_dict({k: torch.empty(s, device="meta") for k, s in shapes.items()}, expected, source=directory,
+                     architecture=family)
     by_file: dict[Path, list[str]] = {}
     for name, path in files.items():
         by_file.setdefault(path, []).append(name)
