@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..metrics.registry import higher_is_better
-from .sweep import _colors, _seed_mean
+from .sweep import _colors, _log_ticks, _seed_mean
 
 __all__ = ["scaling_figure", "scaling_takeaway", "steps_label", "steps_fraction"]
 
@@ -96,7 +96,7 @@ def scaling_figure(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = "m
     for c in (1, 2):
         fig.update_xaxes(type="log", tickvals=ticks, ticktext=text, title_text="steps T", row=1, col=c)
     fig.update_yaxes(title_text=label, row=1, col=1)
-    fig.update_yaxes(title_text="NFE", type="log", row=1, col=2)
+    fig.update_yaxes(title_text="NFE", type="log", tickvals=_log_ticks(agg["nfe"]), row=1, col=2)
     takeaway = scaling_takeaway(df, metric, baseline, seq_len)
     fig.update_layout(title=dict(text=takeaway, font=dict(size=13)), template="plotly_white", height=420,
                       legend=dict(title="sampler"), meta={"takeaway": takeaway})
