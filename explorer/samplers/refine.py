@@ -19,6 +19,11 @@ Defaults, for repairing a complete sequence of length L in T ~ L steps (:func:`e
   is revisited eta * T times on average; the chance it is never revisited in T steps is
   (1 - eta)^T: 0.5 % at T = L = 256, 7 % at T = L/2, 27 % at T = L/4. A smaller eta is allowed but
   leaves more tokens unvisited for the same T.
+
+The cost of revisiting: two coupled tokens remasked in the same step (about eta^2 per pair and
+step) are redrawn independently and may clash. Measured on ``orders`` at T = L (the "Repair"
+section of ``data/models/orders/README.md``): 97.1 % of planted errors repaired, 98.4 % of
+untouched records kept valid.
 """
 from __future__ import annotations
 

@@ -237,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                                             "refine, and report the share repaired and the share of "
                                             "untouched records still valid, per number of steps.")
     p.add_argument("--model", default="orders", help="a shipped name or a model directory")
-    p.add_argument("--sequences", type=int, default=64, help=f"sequences ({orders.RECORDS_PER_SEQ // 2} planted records each)")
+    p.add_argument("--sequences", type=int, default=64,
+                   help=f"sequences ({orders.RECORDS_PER_SEQ // 2} planted records each)")
     p.add_argument("--steps", nargs="+", type=int, default=[16, 32, 64, 128, 256, 512])
     p.add_argument("--seed", type=int, default=0, help="seed of the refine run")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the sequences and of the plants")

@@ -242,7 +242,8 @@ def revised_text(trace, sample: int = 0, before: int | None = None) -> HTMLView:
     box = "font-family:ui-monospace,monospace;white-space:pre-wrap;line-height:1.7;margin:4px 0 10px 0"
     return HTMLView(
         f"<div class='remdm-revised'><div class='remdm-takeaway' style='font-weight:600'>{html.escape(takeaway)}</div>"
-        f"<div style='font-size:0.85em;color:#555'>before the loop (step {before}); struck through: rewritten later</div>"
+        f"<div style='font-size:0.85em;color:#555'>before the loop (step {before}); "
+        "struck through: rewritten later</div>"
         f"<div style='{box}'>{sep.join(before_spans)}</div>"
         f"<div style='font-size:0.85em;color:#555'>after (final): "
         f"<span style='background:#D55E00;color:white;{style}'>rewritten</span> "

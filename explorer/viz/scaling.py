@@ -61,7 +61,8 @@ def scaling_takeaway(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = 
         else:
             better = (z > 0) == bool(better_high) if better_high is not None else None
             word = "above" if z > 0 else "below"
-            verdict = f"{abs(z):.1f} SE {word} {baseline}" + ("" if better is None else (" (better)" if better else " (worse)"))
+            judged = "" if better is None else (" (better)" if better else " (worse)")
+            verdict = f"{abs(z):.1f} SE {word} {baseline}{judged}"
         parts.append(f"{s} {v:.3g} ± {sv:.2g}, {verdict}")
     lo = base.iloc[0]
     moved = (f"; {baseline} goes from {lo['value']:.3g} at T = {int(lo['steps'])} to {b:.3g}"
