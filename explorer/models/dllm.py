@@ -109,6 +109,55 @@ def require_settings(config: Any, required: dict, family: str) -> None:
 # Checkpoints: single or sharded safetensors, memory-mapped, straight into dtype and device
 # --------------------------------------------------------------------------------------------
 
+class PublishedConfig:
+    """What LLaDA's and Dream's config dataclasses share: read and write the published config.json.
+
+    A subclass is a dataclass with the family's keys, ``ARCHITECTURE`` (the ``architectures`` entry)
+    and a ``validate()`` that refuses settings the native model does not implement.
+    """
+    ARCHITECTURE = ""
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**config_fields(cls, d)).validate()
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike):
+        return cls.from_dict(read_json(path))
+
+    def to_dict(self) -> dict:
+        """The published config.json layout, minus ``auto_map``: no remote code is shipped."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["architectures"] = [self.ARCHITECTURE]
+        return dict(sorted(d.items()))
+
+
+class PublishedModel(nn.Module):
+    """What the LLaDA and Dream module trees share around their own ``body`` / ``head`` math:
+    ``forward = head(body)``, the parameter count, and strict loading on the meta device.
+    A subclass sets ``config_class`` and ``family``."""
+    config_class: type = PublishedConfig
+    family = ""
+
+    def forward(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, V]; position i's row is the distribution of token i."""
+        return self.head(self.body(ids, pad))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None):
+        """config.json + (sharded) safetensors, strict by name and shape, built on the meta device."""
+        directory = Path(directory)
+        config = cls.config_class.from_json_file(directory / CONFIG_NAME)
+        device, dtype = default_device_dtype(device, dtype)
+        with torch.device("meta"):
+            model = cls(config)
+        return load_checkpoint(model, directory, device, dtype, family=cls.family)
+
+
 def open_safetensors(path: Path):
     """``safe_open`` (memory-mapped); a damaged or truncated file gives an error naming it."""
     from safetensors import safe_open

@@ -33,16 +33,13 @@ what the unpadded row sees. Two deliberate details keep that equality exact and 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dllm import CONFIG_NAME, RMSNorm, apply_rope, config_fields, default_device_dtype, load_checkpoint, read_json, \
-    require_settings, rope_cos_sin
+from .dllm import PublishedConfig, PublishedModel, RMSNorm, apply_rope, require_settings, rope_cos_sin
 
 MODEL_TYPE = "Dream"
 ARCHITECTURE = "DreamModel"
@@ -51,7 +48,7 @@ DREAM_MAX_LENGTH = 2048
 
 
 @dataclass
-class DreamConfig:
+class DreamConfig(PublishedConfig):
     """The config.json keys of Dream-v0-7B; defaults are the values of reference §2.1."""
     hidden_size: int = 3584
     intermediate_size: int = 18944
@@ -72,6 +69,7 @@ class DreamConfig:
     pad_token_id: int = 151643
     model_type: str = MODEL_TYPE
 
+    ARCHITECTURE = ARCHITECTURE
     REQUIRED = dict(rope_scaling=None, tie_word_embeddings=False, hidden_act="silu", use_sliding_window=False)
 
     @property
@@ -99,19 +97,6 @@ class DreamConfig:
             raise ValueError(f"mask_token_id={self.mask_token_id} is outside the vocabulary [0, {self.vocab_size}).")
         return self
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "DreamConfig":
-        return cls(**config_fields(cls, d)).validate()
-
-    @classmethod
-    def from_json_file(cls, path: str | os.PathLike) -> "DreamConfig":
-        return cls.from_dict(read_json(path))
-
-    def to_dict(self) -> dict:
-        """The published config.json layout (§2.1), minus ``auto_map``: no remote code is shipped."""
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["architectures"] = [ARCHITECTURE]
-        return dict(sorted(d.items()))
 
 
 def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -199,8 +184,10 @@ def shift_sources(pad: torch.Tensor | None, batch: int, length: int, device) -> 
     return torch.where(prev_valid, i - 1, i)
 
 
-class DreamModel(nn.Module):
+class DreamModel(PublishedModel):
     """The published wrapper: ``model`` (DreamBaseModel) and an untied ``lm_head``."""
+    family = "Dream"
+    config_class = DreamConfig
 
     def __init__(self, config: DreamConfig):
         super().__init__()
@@ -235,19 +222,3 @@ class DreamModel(nn.Module):
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.lm_head(h)
 
-    def forward(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits [B, L, V], shifted: position i's row is the distribution of token i."""
-        return self.head(self.body(ids, pad))
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> "DreamModel":
-        directory = Path(directory)
-        config = DreamConfig.from_json_file(directory / CONFIG_NAME)
-        device, dtype = default_device_dtype(device, dtype)
-        with torch.device("meta"):
-            model = cls(config)
-        return load_checkpoint(model, directory, device, dtype, family="Dream")

@@ -20,23 +20,20 @@ at padded positions get an additive finfo(float32).min and the positions are *no
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dllm import CONFIG_NAME, RMSNorm, apply_rope, config_fields, default_device_dtype, load_checkpoint, read_json, \
-    require_settings, rope_cos_sin
+from .dllm import PublishedConfig, PublishedModel, RMSNorm, apply_rope, require_settings, rope_cos_sin
 
 MODEL_TYPE = "llada"
 ARCHITECTURE = "LLaDAModelLM"
 
 
 @dataclass
-class LLaDAConfig:
+class LLaDAConfig(PublishedConfig):
     """The config.json keys of LLaDA-8B; defaults are the published values (reference §1.1).
 
     Keys that select code paths (block_type, activation_type, weight_tying, ...) are kept so
@@ -79,6 +76,7 @@ class LLaDAConfig:
     model_type: str = MODEL_TYPE
 
     # the settings of every published LLaDA checkpoint; anything else has a code path we lack
+    ARCHITECTURE = ARCHITECTURE
     REQUIRED = dict(rope=True, rope_full_precision=True, activation_type="silu", block_type="llama",
                     layer_norm_type="rms", layer_norm_with_affine=True, bias_for_layer_norm=False,
                     include_bias=False, include_qkv_bias=False, attention_layer_norm=False, alibi=False,
@@ -106,19 +104,6 @@ class LLaDAConfig:
             raise ValueError(f"mask_token_id={self.mask_token_id} is outside the {self.embedding_size} output rows.")
         return self
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "LLaDAConfig":
-        return cls(**config_fields(cls, d)).validate()
-
-    @classmethod
-    def from_json_file(cls, path: str | os.PathLike) -> "LLaDAConfig":
-        return cls.from_dict(read_json(path))
-
-    def to_dict(self) -> dict:
-        """The published config.json layout (§1.1), minus ``auto_map``: no remote code is shipped."""
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["architectures"] = [ARCHITECTURE]
-        return dict(sorted(d.items()))
 
 
 class LLaDALlamaBlock(nn.Module):
@@ -169,8 +154,10 @@ class LLaDAModel(nn.Module):
         ))
 
 
-class LLaDAModelLM(nn.Module):
+class LLaDAModelLM(PublishedModel):
     """The published wrapper (``base_model_prefix = "model"``): keys start with ``model.transformer.``."""
+    family = "LLaDA"
+    config_class = LLaDAConfig
 
     def __init__(self, config: LLaDAConfig):
         super().__init__()
@@ -200,20 +187,3 @@ class LLaDAModelLM(nn.Module):
         """The untied LM head (126,464 x 4,096 for LLaDA-8B): logits in the model dtype."""
         return self.model.transformer.ff_out(h)
 
-    def forward(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits [B, L, V]; position i's row is the distribution of token i (no shift)."""
-        return self.head(self.body(ids, pad))
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> "LLaDAModelLM":
-        """config.json + (sharded) safetensors, strict by name and shape, built on the meta device."""
-        directory = Path(directory)
-        config = LLaDAConfig.from_json_file(directory / CONFIG_NAME)
-        device, dtype = default_device_dtype(device, dtype)
-        with torch.device("meta"):
-            model = cls(config)
-        return load_checkpoint(model, directory, device, dtype, family="LLaDA")
