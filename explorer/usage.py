@@ -50,48 +50,24 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(message + ".", f"see `{self.prog} --help`.")
 
 
-def positive_int(text: str) -> int:
-    """argparse ``type``: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
+def _number_at_least(kind: type, low, strict: bool, what: str):
+    """An argparse ``type`` that parses ``kind`` and refuses values below ``low`` (or equal, if strict)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not (value > low if strict else value >= low):   # also refuses nan
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    parse.__name__ = what
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """argparse ``type``: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """argparse ``type``: a number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse ``type``: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
+positive_int = _number_at_least(int, 1, False, "a whole number >= 1")
+nonnegative_int = _number_at_least(int, 0, False, "a whole number >= 0")
+nonnegative_float = _number_at_least(float, 0.0, False, "a number >= 0")
+positive_float = _number_at_least(float, 0.0, True, "a number > 0")
 
 
 def _check_folder(folder: Path, option: str, what: str) -> None:
@@ -107,7 +83,7 @@ def _check_folder(folder: Path, option: str, what: str) -> None:
             pass
     except OSError as e:
         raise UsageError(f"{option}: cannot write in {folder} ({e.strerror or e}).",
-                         f"choose a folder you can write to, or change its permissions.") from None
+                         "choose a folder you can write to, or change its permissions.") from None
 
 
 def output_file(path: str | os.PathLike, option: str = "--out",
