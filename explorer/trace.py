@@ -16,12 +16,13 @@ Files
 -----
 ``to_csv(path)`` / ``to_parquet(path)`` write the events table plus a JSON sidecar
 ``<path>.meta.json`` (sampler settings, seed, model identity and weights sha256, package
-versions, device, time, the steps table, the initial state and the sha256 of the data file).
+versions, device, time, the steps table, the initial state and the sha256 of the data file), and
+the sha256 of the sidecar's own content (``sidecar_sha256``), so an edit to either file is caught.
 ``Trace.read(path)`` reads either back losslessly.  Both files are written atomically.
 
 Damage is refused, not loaded: ``Trace.read`` checks the columns, every value's type and range
-(integers, probabilities, kinds and reasons), the CSV quoting, and the data against the sidecar
-(event count and sha256).  A damaged file raises :class:`TraceFileError` (a ``ValueError``) naming
+(integers, probabilities, kinds and reasons), the CSV quoting, the data against the sidecar
+(event count and sha256), and the sidecar against its own sha256.  A damaged file raises :class:`TraceFileError` (a ``ValueError``) naming
 the file and the first bad line (CSV, 1-based, the header is line 1), row (Parquet, 1-based event
 row), column or sidecar key.  ``Trace.read(path, verify=False)`` loads a file whose data no longer
 matches its sidecar (edited on purpose, say) with a :class:`TraceFileWarning`, marked incomplete.
@@ -108,6 +109,24 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _sidecar_digest(meta: dict) -> str:
+    """sha256 of a sidecar's own content (every key but ``sidecar_sha256``), as canonical JSON.
+
+    ``meta`` must be as JSON gives it back (string keys, lists): the writer digests the round-tripped
+    dict, so the reader, which has only the parsed file, computes the same value.
+    """
+    body = {k: v for k, v in meta.items() if k != "sidecar_sha256"}
+    text = json.dumps(body, sort_keys=True, allow_nan=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _sidecar_edited(meta: dict) -> bool:
+    """True when the sidecar records its own sha256 and its content no longer has it (older
+    sidecars, written before the digest existed, record none and are taken as they are)."""
+    recorded = meta.get("sidecar_sha256")
+    return recorded is not None and recorded != _sidecar_digest(meta)
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -417,6 +436,9 @@ def _sidecar_mismatch(meta: dict, sha: str, steps: np.ndarray, table: pd.DataFra
     if sha != meta["data_sha256"]:
         problems.append(f"its sha256 {sha[:12]}... is not the {meta['data_sha256'][:12]}... its sidecar "
                         "recorded, so it changed after it was written")
+    if _sidecar_edited(meta):
+        problems.append("its sidecar's content no longer has the sidecar_sha256 recorded in it, so the sidecar "
+                        "(settings, steps table or states) was edited after it was written")
     if not problems:
         return None
     diff = _first_count_difference(steps, table) if meta.get("record", True) else None
@@ -681,6 +703,8 @@ class Trace:
 
         def write_meta(tmp: str):
             meta = self._sidecar(fmt, state["sha"], neutralize_formulas and fmt == "csv")
+            meta = json.loads(json.dumps(meta, allow_nan=True))     # as a reader will parse it
+            meta["sidecar_sha256"] = _sidecar_digest(meta)
             Path(tmp).write_text(json.dumps(meta, indent=1, allow_nan=True), encoding="utf-8")
 
         atomic_write_many([(path, write_data), (sidecar_path(path), write_meta)])
@@ -696,10 +720,12 @@ class Trace:
 
     @staticmethod
     def verify(path) -> Verification:
-        """Whether the data file still matches the sha256 its sidecar recorded.  Never raises.
+        """Whether the data file still matches the sha256 its sidecar recorded, and the sidecar its own.
+        Never raises.
 
         Returns a :class:`Verification`: truthy when it matches; falsy, with ``.reason`` saying
-        why, when the data file or the sidecar is missing or unreadable, or the data changed.
+        why, when the data file or the sidecar is missing or unreadable, the data changed, or the
+        sidecar was edited.
         (``Trace.read`` checks much more: types, kinds, quoting and the event count.)
         """
         path = Path(path)
@@ -719,6 +745,9 @@ class Trace:
         if sha != recorded:
             return Verification(False, f"{path} has sha256 {sha[:12]}..., its sidecar recorded {recorded[:12]}...: "
                                        "the file changed after it was written")
+        if _sidecar_edited(meta):
+            return Verification(False, f"{side} no longer matches the sidecar_sha256 recorded in it: the sidecar "
+                                       "was edited after it was written")
         return Verification(True, f"{path} matches the sha256 recorded in {side.name}")
 
     @classmethod
@@ -728,7 +757,8 @@ class Trace:
         Raises :class:`TraceFileError` (a ``ValueError``) naming the file and the first bad line,
         row, column or sidecar key when the sidecar is missing or broken, a column is missing, a
         value has the wrong type, kind or range, or the CSV quoting is broken; and when the data
-        no longer matches its sidecar (event count, sha256) -- unless ``verify=False``, which loads
+        no longer matches its sidecar (event count, sha256) or the sidecar its own recorded sha256
+        (an edited setting or steps table) -- unless ``verify=False``, which loads
         such a file anyway with a :class:`TraceFileWarning`: ``trace.complete`` is then False and
         ``trace.meta["incomplete_reason"]`` says why.
         """
@@ -774,7 +804,8 @@ class Trace:
             texts.update(_texts_of(ev[f"cand{i + 1}_id"], df[f"cand{i + 1}_token"]))
         texts.update(_sidecar_value(side, "token_texts",
                                     lambda: {int(a): str(b) for a, b in meta.get("token_texts", {}).items()}))
-        for key in ("format_version", "data_format", "data_sha256", "csv_formulas_neutralized", "num_events",
+        for key in ("format_version", "data_format", "data_sha256", "sidecar_sha256", "csv_formulas_neutralized",
+                    "num_events",
                     "event_columns", "step_columns", "token_texts", "steps_table", "initial", "fixed", "final"):
             meta.pop(key, None)
         return cls(initial=initial, fixed=fixed, events=events, steps=steps, meta=meta,

@@ -255,6 +255,42 @@ def test_a_sidecar_sha_mismatch_is_refused_unless_verify_false(csv_file, trace):
     assert back.same_as(trace, rtol=0)                        # the data itself was fine
 
 
+@pytest.mark.parametrize("edit", ["sampler setting", "steps table", "seed"])
+def test_an_edited_sidecar_that_keeps_the_data_sha_is_refused(csv_file, trace, edit):
+    """Sidecar edits that the data's sha256 and event count cannot see (a sampler setting, a
+    step's time, the seed) are caught by the sidecar's own sha256."""
+    side = sidecar_path(csv_file)
+    meta = json.loads(side.read_text())
+    assert len(meta["sidecar_sha256"]) == 64
+    if edit == "sampler setting":
+        meta["sampler"]["eta"] = 0.9
+    elif edit == "steps table":
+        meta["steps_table"][0]["t"] = 0.5
+    else:
+        meta["seed"] += 1
+    side.write_text(json.dumps(meta))
+    refused(csv_file, "sidecar_sha256", "edited after it was written", "verify=False")
+    v = Trace.verify(csv_file)
+    assert not v and "edited after it was written" in v.reason and side.name in v.reason
+    with pytest.warns(TraceFileWarning, match="sidecar_sha256"):
+        back = Trace.read(csv_file, verify=False)
+    assert back.complete is False and "edited" in back.meta["incomplete_reason"]
+
+
+def test_a_sidecar_without_its_own_sha_still_reads(tmp_path, csv_file, trace):
+    """Sidecars written before the digest existed record none; they are checked as before."""
+    side = sidecar_path(csv_file)
+    meta = json.loads(side.read_text())
+    del meta["sidecar_sha256"]
+    side.write_text(json.dumps(meta, indent=3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = Trace.read(csv_file)
+    assert back.complete and back.same_as(trace, rtol=0) and Trace.verify(csv_file)
+    again = back.to_parquet(tmp_path / "again.parquet")      # re-written: a fresh digest
+    assert "sidecar_sha256" in json.loads(sidecar_path(again).read_text()) and Trace.verify(again)
+
+
 def test_verify_false_loads_a_file_with_a_deleted_row(tmp_path, csv_file, trace):
     rows = records(csv_file)
     gone = len(rows) // 2
