@@ -16,3 +16,19 @@ MARKS = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium: apt-get install -y chromium"),
 ]
+
+LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
+
+
+def offline_context(browser, width: int, height: int):
+    """A browser context with the network off and every requested URL recorded:
+    ``(context, requests)``; :func:`remote` of ``requests`` must stay empty."""
+    context = browser.new_context(offline=True, viewport={"width": width, "height": height})
+    requests: list[str] = []
+    context.on("request", lambda r: requests.append(r.url))
+    return context, requests
+
+
+def remote(requests: list[str]) -> list[str]:
+    """The URLs a self-contained page should never have asked for (anything not local)."""
+    return [u for u in requests if not u.startswith(LOCAL_SCHEMES)]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import ARGS, CHROMIUM, MARKS, ROOT, SHOTS
+from browser_support import ARGS, CHROMIUM, MARKS, ROOT, SHOTS, offline_context, remote
 
 pytestmark = MARKS
 
@@ -279,9 +279,7 @@ def test_static_export_offline(browser, tmp_path):
                               seed=0, progress=False)
     path = widgets.TraceViewer(trace, columns=16).to_html(tmp_path / "trace.html")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(offline=True, viewport={"width": 1300, "height": 900})
-    requests = []
-    context.on("request", lambda r: requests.append(r.url))
+    context, requests = offline_context(browser, 1300, 900)
     page = context.new_page()
     try:
         page.goto(path.as_uri(), timeout=30_000)
@@ -297,8 +295,7 @@ def test_static_export_offline(browser, tmp_path):
         page.locator(".js-plotly-plot .updatemenu-button").first.click()
         page.wait_for_function(f"() => !({title})().startsWith('initial state')", timeout=15_000)
         assert "step" in page.evaluate(title)
-        remote = [u for u in requests if not u.startswith(("file:", "data:", "blob:", "about:"))]
-        assert remote == [], remote
+        assert remote(requests) == [], remote(requests)
     finally:
         context.close()
 

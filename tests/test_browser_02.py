@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from browser_support import ARGS, CHROMIUM, MARKS, ROOT, SHOTS
+from browser_support import ARGS, CHROMIUM, MARKS, ROOT, SHOTS, offline_context, remote
 
 pytestmark = MARKS
 
@@ -54,9 +54,7 @@ def test_static_export_shows_scaling_and_the_flagged_record(executed):
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, timeout=60_000)
-        context = browser.new_context(offline=True, viewport={"width": 1300, "height": 1000})
-        requests = []
-        context.on("request", lambda r: requests.append(r.url))
+        context, requests = offline_context(browser, 1300, 1000)
         page = context.new_page()
         try:
             page.goto(page_path.as_uri(), timeout=60_000)
@@ -81,8 +79,7 @@ def test_static_export_shows_scaling_and_the_flagged_record(executed):
             planted = title.split("planted currency ")[1].split(" ")[0]
             assert planted in cells, (planted, cells[:20])
             page.screenshot(path=str(SHOTS / "why_remasking.png"), full_page=True)
-            remote = [u for u in requests if not u.startswith(("file:", "data:", "blob:", "about:"))]
-            assert remote == [], remote
+            assert remote(requests) == [], remote(requests)
         finally:
             context.close()
             browser.close()
