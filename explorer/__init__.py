@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import samplers
-from .engine import generate, resume
+from .engine import StepUpdate, StopGeneration, generate, resume
 from .refine import refine
 from .protocol import Denoiser, StubDenoiser
 from .trace import Trace, TraceFileError, TraceFileWarning
@@ -21,5 +21,5 @@ def load_model(*args, **kwargs):
 from .sweep import sweep  # noqa: E402
 
 
-__all__ = ["generate", "resume", "refine", "Trace", "TraceFileError", "TraceFileWarning", "samplers",
+__all__ = ["generate", "resume", "StepUpdate", "StopGeneration", "refine", "Trace", "TraceFileError", "TraceFileWarning", "samplers",
            "load_model", "sweep", "Denoiser", "StubDenoiser"]

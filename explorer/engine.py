@@ -51,7 +51,30 @@ from .samplers.categorical import nucleus, sample_rows, subs_probs
 from .samplers.ranked import RACE, top_n
 from .trace import STEP_COLUMNS, Trace
 
-__all__ = ["generate", "resume"]
+__all__ = ["generate", "resume", "StepUpdate", "StopGeneration"]
+
+
+class StopGeneration(Exception):
+    """Raise inside an ``on_step`` hook to end the run: ``generate`` returns the partial trace
+    (``trace.complete is False``), as Ctrl-C does."""
+
+
+@dataclass(frozen=True)
+class StepUpdate:
+    """What an ``on_step`` hook sees after each step of a batch (and after the final pass).
+
+    Every tensor is a CPU copy: editing it never changes the run.
+    """
+    step: int                  # grid step; T + 1 for the final argmax pass
+    phase: str
+    samples: torch.Tensor      # LongTensor[B]: trace sample ids of this batch's rows
+    x: torch.Tensor            # LongTensor[B, L]: the state after the step
+    unmasked: torch.Tensor     # LongTensor[K, 2]: (row, position) written in this step
+    remasked: torch.Tensor     # LongTensor[J, 2]: (row, position) put back to [MASK] in this step
+    steps_done: int            # grid steps finished, over all batches
+    steps_total: int           # grid steps of the whole run, over all batches
+    model_calls: int           # model calls so far, all batches
+    elapsed: float             # seconds since the run started
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -334,9 +357,30 @@ def _ranked_step(model, sampler, st, x, fixed, token_prob, sample_ids, sample_li
 
 
 # ---------------------------------------------------------------------------- the loop
+class _Live:
+    """Calls the ``on_step`` hook with copies of what changed (nothing when there is no hook)."""
+
+    def __init__(self, hook, steps_total: int):
+        self.hook, self.steps_total, self.done, self.calls = hook, steps_total, 0, 0
+        self.t0 = time.perf_counter()
+
+    def __call__(self, st_step: int, phase: str, sample_ids, before, x, mask_id, calls: int, grid_step=True):
+        self.done += grid_step
+        if self.hook is None:
+            return
+        x_cpu = x.detach().cpu().clone()
+        prev = before.cpu()
+        changed = x_cpu != prev
+        self.hook(StepUpdate(step=st_step, phase=phase, samples=sample_ids.detach().cpu().clone(), x=x_cpu,
+                             unmasked=(changed & (x_cpu != mask_id)).nonzero(),
+                             remasked=(changed & (x_cpu == mask_id)).nonzero(),
+                             steps_done=self.done, steps_total=self.steps_total, model_calls=self.calls + calls,
+                             elapsed=time.perf_counter() - self.t0))
+
+
 def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_prob, sample_ids,
                seed, rec: _Recorder, step_rows: dict, px0: _Px0, bar, num_steps: int,
-               gen_start: int = 0, rng_ids=None) -> None:
+               gen_start: int = 0, rng_ids=None, live=None) -> None:
     """Run ``grid`` on one batch.  Mutates x / token_prob in place; px0 counts model calls.
 
     ``sample_ids`` are the rows' sample numbers in the trace; ``rng_ids`` the sample indices of
@@ -354,6 +398,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
 
     for st in grid:
         t0 = time.perf_counter()
+        before = x.clone() if live is not None and live.hook is not None else x
         phase = st.phase
         masked = x == mask_id
         state = SamplerState(x=x, masked=masked, token_prob=token_prob, fixed=fixed, step=st)
@@ -440,11 +485,14 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
         row["seconds"] += time.perf_counter() - t0
         if bar is not None:
             bar.update(1)
+        if live is not None:
+            live(st.step, phase, sample_ids, before, x, mask_id, px0.calls)
 
     # §1.8: fill what is still masked greedily (argmax of p(x0); the mask can never win)
     t0 = time.perf_counter()
     masked = x == mask_id
     if masked.any():
+        before = x.clone() if live is not None and live.hook is not None else x
         b, pos = masked.nonzero(as_tuple=True)
         px0.nfe += masked.any(1) * px0.passes
 
@@ -468,6 +516,8 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_p
         row["model_called"] |= called
         row["n_unmasked"] += int(b.numel())
         row["seconds"] += time.perf_counter() - t0
+        if live is not None:
+            live(last.step + 1, "final_argmax", sample_ids, before, x, mask_id, px0.calls, grid_step=False)
 
 
 def _versions() -> dict:
@@ -482,7 +532,8 @@ def _versions() -> dict:
 
 
 def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offset, device, batch_size,
-          record, progress, topk, fast, meta_extra, first_step=0, *, rng_ids=None, pad=None, gen_start=0):
+          record, progress, topk, fast, meta_extra, first_step=0, *, rng_ids=None, pad=None, gen_start=0,
+          on_step=None):
     """Run ``grid`` over all rows in batches and assemble the Trace.
 
     Variable-length canvases (prompted LLaDA / Dream) add: ``rng_ids`` (LongTensor[N], the sample
@@ -502,6 +553,9 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
         bar = tqdm(total=len(grid) * math.ceil(N / batch_size), desc=f"{sampler.name} T={steps}", leave=False)
     done = 0
     t_start = time.perf_counter()
+    if on_step is not None and not callable(on_step):
+        raise TypeError(f"on_step must be a function of one StepUpdate, got {type(on_step).__name__}.")
+    live = _Live(on_step, len(grid) * math.ceil(N / batch_size))
     try:
         for lo in range(0, N, batch_size):
             hi = min(N, lo + batch_size)
@@ -513,13 +567,14 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
             px0 = _Px0(model, fast, hi - lo, device, pad=pd_, cfg=(getattr(sampler, "cfg_scale", 0.0), fx))
             try:
                 _run_chunk(model, sampler, grid, x, fx, tp, ids, seed, rec, step_rows, px0, bar, steps,
-                           gen_start=gen_start, rng_ids=None if rng_ids is None else rng_ids[lo:hi])
+                           gen_start=gen_start, rng_ids=None if rng_ids is None else rng_ids[lo:hi], live=live)
             finally:
                 final[lo:hi] = x.cpu()
                 calls += px0.calls
+                live.calls = calls
                 nfe[lo:hi] = px0.nfe.cpu()
             done = hi
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopGeneration):
         complete = False
         warnings.warn(f"generation interrupted: returning the partial trace ({done} of {N} samples finished; "
                       "the last batch stops mid-way). trace.complete is False.", stacklevel=3)
@@ -558,7 +613,7 @@ def _device(model, device):
 
 def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: int = 0, prompt=None,
              device=None, batch_size: int | None = None, record: bool = True, progress: bool = True,
-             topk: int = 3, fast: bool = True, gen_length: int | None = None) -> Trace:
+             topk: int = 3, fast: bool = True, gen_length: int | None = None, on_step=None) -> Trace:
     """Sample ``num_samples`` sequences with ``sampler`` in ``steps`` steps and record every change.
 
     Fixed-length models (``seq_len`` an int): ``prompt`` is text or token ids (a prefix),
@@ -575,11 +630,15 @@ def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: in
     Prompt tokens are never remasked.  Sample ``i`` depends only on ``(seed, i)``: ``batch_size``
     changes memory use, never the samples.  Ctrl-C returns the partial trace
     (``trace.complete is False``).  ``fast=False`` computes full logits (same samples).
+
+    ``on_step(update)`` is called after every step of every batch and after the final pass with a
+    :class:`StepUpdate` (CPU copies: the hook cannot change the run); raising
+    :class:`StopGeneration` in it ends the run like Ctrl-C.
     """
     _check_common(model, sampler, steps, num_samples, seed, batch_size, topk)
     if getattr(model, "seq_len", None) is None:
         return _generate_prompted(model, sampler, steps, num_samples, seed, prompt, device, batch_size,
-                                  record, progress, topk, fast, gen_length)
+                                  record, progress, topk, fast, gen_length, on_step)
     if gen_length is not None:
         raise ValueError(f"gen_length is for models without a fixed length (LLaDA, Dream); this model always "
                          f"writes seq_len={model.seq_len} tokens: drop gen_length=.")
@@ -593,11 +652,11 @@ def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: in
     tp = torch.full((num_samples, L), float("nan"))
     grid = sampler.grid(steps)
     return _loop(model, sampler, grid, steps, x0, fixed, tp, seed, 0, device, batch_size, record, progress,
-                 topk, fast, {"prompt": None if prompt is None else tokens.tolist()})
+                 topk, fast, {"prompt": None if prompt is None else tokens.tolist()}, on_step=on_step)
 
 
 def _generate_prompted(model, sampler, steps, num_samples, seed, prompt, device, batch_size, record,
-                       progress, topk, fast, gen_length) -> Trace:
+                       progress, topk, fast, gen_length, on_step=None) -> Trace:
     """generate() for a variable-length model: prompts + gen_length masks, left-padded (reference §3, §4)."""
     canvas = prompts.build_canvas(model, prompt, gen_length)
     if sampler.kind in ("ordering", "ranked"):
@@ -613,7 +672,7 @@ def _generate_prompted(model, sampler, steps, num_samples, seed, prompt, device,
     meta = {"prompt": canvas.tokens.tolist(), "num_prompts": P, "samples_per_prompt": num_samples,
             **canvas.meta(prompts.stop_ids(model))}
     return _loop(model, sampler, sampler.grid(steps), steps, x0, fixed, tp, seed, 0, device, batch_size, record,
-                 progress, topk, fast, meta, rng_ids=rng_ids, pad=pad if pad.any() else None,
+                 progress, topk, fast, meta, rng_ids=rng_ids, pad=pad if pad.any() else None, on_step=on_step,
                  gen_start=canvas.gen_start)
 
 
@@ -663,7 +722,7 @@ def _replacements(model, replace, seq_len: int) -> dict[int, int]:
 
 def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | None = None,
            sampler: Sampler | None = None, device=None, batch_size=None, progress: bool = True,
-           record: bool = True, fast: bool = True, replace: dict | None = None) -> Trace:
+           record: bool = True, fast: bool = True, replace: dict | None = None, on_step=None) -> Trace:
     """Continue a trace from ``step`` as a *branch*, optionally editing the state first.
 
     ``remask``: positions (list of ints, or a boolean [L] / [N, L] mask) put back to [MASK];
@@ -730,6 +789,6 @@ def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | No
         extra.update({k: m[k] for k in ("num_prompts", "samples_per_prompt", "gen_start", "gen_length",
                                         "prompt_lengths", "pad_lengths", "stop_ids")})
     branch = _loop(model, sampler, grid, trace.num_steps, x, fixed, tp, seed, 0, device, batch_size, record,
-                   progress, trace.topk, fast, extra, first_step=step, **canvas)
+                   progress, trace.topk, fast, extra, first_step=step, on_step=on_step, **canvas)
     branch.meta["parent"] = {"run_id": trace.run_id, "step": int(step), "edit": edit}
     return branch

@@ -321,3 +321,35 @@ def test_bad_replace_edits(replace, msg):
         explorer.resume(m, parent, 5, replace=replace, progress=False)
     with pytest.raises(ValueError, match="choose one edit"):
         explorer.resume(m, parent, 5, replace={1: 0 if m.mask_id else 1}, remask=[1], progress=False)
+
+
+def test_on_step_hook_sees_every_change_and_cannot_change_the_run():
+    m = ContextModel()
+    plain = explorer.generate(m, ReMDMLoop(), 12, num_samples=3, seed=5, progress=False)
+    updates = []
+
+    def hook(u):
+        updates.append(u)
+        u.x.fill_(0)                       # a copy: the run must not see this
+    tr = explorer.generate(m, ReMDMLoop(), 12, num_samples=3, seed=5, progress=False, on_step=hook,
+                           batch_size=2)
+    assert tr.same_as(plain)
+    ev = tr.events
+    assert sum(len(u.unmasked) for u in updates) == int((ev.kind == "unmask").sum())
+    assert sum(len(u.remasked) for u in updates) == int((ev.kind == "remask").sum())
+    grid_updates = [u for u in updates if u.phase != "final_argmax"]
+    assert grid_updates[-1].steps_done == grid_updates[-1].steps_total == 2 * len(ReMDMLoop().grid(12))
+    assert updates[-1].model_calls == tr.model_calls
+
+
+def test_stop_generation_in_the_hook_returns_an_incomplete_trace():
+    m = ContextModel()
+
+    def stop(u):
+        if u.step == 4:
+            raise explorer.StopGeneration
+    with pytest.warns(UserWarning, match="interrupted"):
+        tr = explorer.generate(m, MDLM(), 12, num_samples=2, progress=False, on_step=stop)
+    assert not tr.complete and tr.last_step == 4
+    full = explorer.generate(m, MDLM(), 12, num_samples=2, progress=False)
+    assert torch.equal(tr.state_at(4), full.state_at(4))
