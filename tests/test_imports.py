@@ -1,102 +1,62 @@
-"""Imports run one way: no circle among explorer modules (function-local imports included), and a
-task definition imports nothing above it. ``python -m explorer._imports`` prints the graph."""
+"""Imports run one way. The contracts are declared in ``.importlinter`` at the repository root (the
+layers, no circle in any package, who may import the package facade, task definitions import no
+other explorer module) and checked here by import-linter, exactly as ``lint-imports`` checks them:
+every import statement counts, function-local ones included."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import textwrap
-import warnings
+from pathlib import Path
 
-import pytest
-
-from explorer import _imports
-from explorer.tasks import TASKS
-
-TASK_DEFINITIONS = {"explorer.tasks", *(f"explorer.tasks.{name}" for name in TASKS)}
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / ".importlinter"
 
 
-@pytest.fixture(scope="module")
-def graph():
-    return _imports.import_graph()
+def lint_imports(cwd: Path) -> tuple[int, str]:
+    """Run import-linter on the ``explorer`` package found from ``cwd``, with ``cwd``'s
+    ``.importlinter``: (exit status, its report). In a subprocess, so that the package it reads is
+    the one under ``cwd``, not the one this test session imported."""
+    code = ("import sys; from importlinter.cli import lint_imports; "
+            "sys.exit(lint_imports(config_filenames=('.importlinter',), no_cache=True, no_logo=True))")
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONPATH": str(cwd)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+    return done.returncode, done.stdout + done.stderr
 
 
-def test_no_import_circle_among_explorer_modules(graph):
-    assert len(graph) > 50 and "explorer.tasks.orders" in graph and "explorer.studies.orders" in graph
-    assert not _imports.circles(graph), "import circle(s):\n" + _imports.describe(graph)
+def broken_part(report: str) -> str:
+    """The report from its "Broken contracts" heading on (the importer -> imported lines)."""
+    at = report.find("Broken contracts")
+    return report[at:] if at >= 0 else report
 
 
-def _write_package(root, files: dict[str, str]):
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
+def test_the_import_contracts_hold():
+    status, report = lint_imports(ROOT)
+    assert "Analyzed" in report and "explorer" in report, report
+    assert status == 0, "import contracts broken (.importlinter):\n" + broken_part(report)
 
 
-def test_a_function_local_relative_import_back_up_is_a_circle(tmp_path):
-    # the shape of the old explorer.tasks.orders: a task module whose function imports the engine,
-    # which imports the task at module level
-    pkg = _write_package(tmp_path / "explorer", {
-        "__init__.py": "",
-        "engine.py": "from .tasks import orders\n",
-        "tasks/__init__.py": "",
-        "tasks/orders.py": "def evaluate():\n    from ..engine import generate\n",
-        "viz.py": "import explorer.engine\n",
-    })
-    graph = _imports.import_graph(pkg)
-    assert graph["explorer.tasks.orders"] == {"explorer.engine"}
-    assert graph["explorer.engine"] == {"explorer.tasks.orders"}
-    assert graph["explorer.viz"] == {"explorer.engine"}
-    assert _imports.circles(graph) == [["explorer.engine", "explorer.tasks.orders"]]
-    assert "explorer.engine -> explorer.tasks.orders -> explorer.engine" in _imports.describe(graph)
+def test_a_planted_upward_import_or_circle_breaks_the_contracts(tmp_path):
+    # a copy of the package with three planted imports, each inside a function: a task definition
+    # that reaches up to a figure module, a model module that closes a circle with its sibling
+    # (explorer.models.loading imports explorer.models.dit), and an engine import of the facade
+    shutil.copytree(ROOT / "explorer", tmp_path / "explorer", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(CONFIG, tmp_path / ".importlinter")
+    planted = {
+        "tasks/orders.py": "def _planted():\n    from explorer.viz import palette\n",
+        "models/dit.py": "def _planted():\n    from . import loading\n",
+        "engine.py": "def _planted():\n    import explorer\n",
+    }
+    for rel, text in planted.items():
+        path = tmp_path / "explorer" / rel
+        path.write_text(path.read_text(encoding="utf-8") + "\n\n" + textwrap.dedent(text), encoding="utf-8")
 
-
-def test_an_unlisted_getattr_import_counts(tmp_path):
-    pkg = _write_package(tmp_path / "explorer", {
-        "__init__.py": "",
-        "low.py": "def __getattr__(name):\n    from . import high\n    return getattr(high, name)\n",
-        "high.py": "from . import low\n",
-    })
-    assert _imports.circles(_imports.import_graph(pkg)) == [["explorer.high", "explorer.low"]]
-
-
-def test_task_definitions_import_nothing_above_them(graph):
-    for module in sorted(TASK_DEFINITIONS):
-        reached, todo = set(), [module]
-        while todo:
-            for target in graph[todo.pop()] - reached:
-                reached.add(target)
-                todo.append(target)
-        assert reached <= TASK_DEFINITIONS, f"{module} reaches {sorted(reached - TASK_DEFINITIONS)}"
-
-
-def test_the_only_shims_are_the_listed_deprecated_reexports():
-    # with them the old circle would be back; without them there is none (the first test)
-    assert _imports.shim_edges() == set(_imports.DEPRECATED_REEXPORTS)
-    assert _imports.circles(_imports.import_graph(with_shims=True))
-
-
-def test_moved_orders_names_still_work_from_the_old_path_with_a_warning():
-    from explorer.studies import orders as studies
-    from explorer.tasks import orders
-
-    for name in orders.MOVED_TO_STUDIES:
-        with pytest.warns(DeprecationWarning, match=f"explorer.studies.orders.{name}"):
-            assert getattr(orders, name) is getattr(studies, name)
-    with pytest.raises(AttributeError):
-        orders.no_such_name
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert orders.RULE_FIELDS["total"] == ("price", "qty", "total")  # task names: no warning
-
-
-def test_moved_sweep_names_still_work_from_the_old_path_with_a_warning():
-    import explorer.cli
-    import explorer.viz.sweep_report
-    from explorer import sweep as sweep_module  # the function; the module is in sys.modules
-    import sys
-
-    module = sys.modules["explorer.sweep"]
-    assert callable(sweep_module)
-    with pytest.warns(DeprecationWarning, match="explorer.cli.sweep_main"):
-        assert module.main is explorer.cli.sweep_main
-    with pytest.warns(DeprecationWarning, match="explorer.viz.sweep_report.report_html"):
-        assert module.report_html is explorer.viz.sweep_report.report_html
+    status, report = lint_imports(tmp_path)
+    broken = broken_part(report)
+    assert status != 0, report
+    assert "explorer.tasks.orders -> explorer.viz.palette" in broken, broken
+    assert "explorer.models" in broken and ".dit -> .loading" in broken, broken
+    assert "explorer.engine -> explorer" in broken, broken

@@ -418,22 +418,3 @@ def data_entropy_per_token() -> float:
                   + math.log(LAST_ORDER_DAY) + math.log(MAX_SHIP_DELAY))
     return per_record / RECORD_LEN
 
-
-# Names that moved to explorer.studies.orders (they run the engine, so a task definition cannot
-# hold them). Old code that reads them here keeps working for now, with a DeprecationWarning; the
-# import runs only when such a name is asked for, never when this module is imported.
-# ``explorer._imports.DEPRECATED_REEXPORTS`` lists this shim so the import-circle test knows it.
-MOVED_TO_STUDIES = ("sampler_validity", "summarise_validity", "error_causes", "repair_ledger",
-                    "summarise_repairs", "parse_sampler_spec", "evaluate")
-
-
-def __getattr__(name: str):
-    if name in MOVED_TO_STUDIES:
-        import warnings
-
-        from explorer.studies import orders as studies
-
-        warnings.warn(f"explorer.tasks.orders.{name} moved to explorer.studies.orders.{name}; "
-                      "import it from there.", DeprecationWarning, stacklevel=2)
-        return getattr(studies, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
