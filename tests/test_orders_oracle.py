@@ -124,7 +124,7 @@ def test_load_model_knows_the_oracle_by_name():
 
 def test_ceiling_counts_valid_records_at_any_length():
     from explorer.samplers import MDLM, ConfidenceOrdered
-    from explorer.tasks.orders_oracle import ceiling
+    from explorer.metrics.validity import validity_ceiling as ceiling
 
     one_by_one = ceiling(ConfidenceOrdered(order="random"), 32, num_samples=3, records_per_seq=2)
     assert one_by_one["records"] == 6 and one_by_one["valid"] == 1.0

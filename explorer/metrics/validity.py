@@ -88,3 +88,25 @@ def per_sample_validity(texts: Sequence[str]) -> np.ndarray:
     recs = orders.record_table(list(texts))
     frac = recs.groupby("sample")["valid"].mean()
     return frac.reindex(range(len(texts)), fill_value=0.0).to_numpy(dtype=float)
+
+
+def validity_ceiling(sampler, steps: int, num_samples: int, records_per_seq: int | None = None,
+                     seed: int = 0) -> dict:
+    """Validity a perfect model would reach with ``sampler`` in ``steps`` steps: the fraction of
+    valid records among ``num_samples`` sequences of the orders oracle
+    (:class:`explorer.tasks.orders_oracle.OrdersOracle`) of ``records_per_seq`` records (the task's
+    length when None), with its cluster standard error. Each record is checked on its own
+    (``orders.record_valid``), so any length works, e.g. the 4-record sequences of the first
+    shipped model:  ``validity_ceiling(MDLM(nucleus_p=0.9), 256, 512, records_per_seq=4)``."""
+    from explorer.engine import generate
+    from explorer.tasks import orders
+    from explorer.tasks.orders_oracle import OrdersOracle
+
+    oracle = OrdersOracle(records_per_seq)
+    trace = generate(oracle, sampler, steps, num_samples=num_samples, seed=seed, record=False,
+                     progress=False)
+    hits = np.array([sum(orders.record_valid(rec) for rec in orders.parse(orders.decode(ids)))
+                     for ids in trace.final])
+    sizes = np.full(len(hits), oracle.records)
+    return {"steps": steps, "records_per_seq": oracle.records, "records": int(sizes.sum()),
+            "valid": float(hits.sum() / sizes.sum()), "valid_se": cluster_stderr(hits, sizes)}

@@ -2,10 +2,12 @@
 
 Resolution order for ``name_or_path``:
 
-1. an existing local directory;
-2. a shipped model name: ``$EXPLORER_DATA_DIR/models/<name>`` (or ``$EXPLORER_DATA_DIR/<name>``),
+1. a built-in model, built in code without weights (:mod:`explorer.models.registry`:
+   ``orders-oracle``);
+2. an existing local directory;
+3. a shipped model name: ``$EXPLORER_DATA_DIR/models/<name>`` (or ``$EXPLORER_DATA_DIR/<name>``),
    then ``<repo>/data/models/<name>``;
-3. a Hugging Face hub id: the local HF cache, then a download -- only with ``allow_download=True``.
+4. a Hugging Face hub id: the local HF cache, then a download -- only with ``allow_download=True``.
 
 A directory is dispatched on its config.json ``model_type`` / ``architectures``:
 
@@ -36,6 +38,7 @@ from .hf_adapter import HFMaskedLMDenoiser
 from .llada import ARCHITECTURE as LLADA_ARCHITECTURE
 from .llada import MODEL_TYPE as LLADA_MODEL_TYPE
 from .llada import LLaDAModelLM
+from .registry import BUILTIN_MODELS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MASK_TOKEN = "[MASK]"
@@ -52,11 +55,17 @@ def shipped_model_dirs() -> list[Path]:
 
 
 def shipped_models() -> list[str]:
+    """Names of the checkpoint folders shipped under :func:`shipped_model_dirs`."""
     names = set()
     for d in shipped_model_dirs():
         if d.is_dir():
             names.update(p.name for p in d.iterdir() if (p / CONFIG_NAME).is_file())
     return sorted(names)
+
+
+def known_models() -> list[str]:
+    """Every name ``load_model`` takes without a path: shipped checkpoints and built-in models."""
+    return sorted({*shipped_models(), *BUILTIN_MODELS})
 
 
 def resolve_model_dir(name_or_path: str | os.PathLike, allow_download: bool = False,
@@ -72,7 +81,7 @@ def resolve_model_dir(name_or_path: str | os.PathLike, allow_download: bool = Fa
         if (d / raw / CONFIG_NAME).is_file():
             return d / raw, raw
 
-    shipped = ", ".join(shipped_models()) or "none found"
+    shipped = ", ".join(known_models())
     not_shipped = (f"{raw!r} is neither a model directory nor a shipped model (shipped: {shipped}; searched "
                    f"{', '.join(str(d) for d in shipped_model_dirs())})")
     could_be_hub_id = raw.count("/") <= 1 and not raw.startswith((".", "/", "~")) and "\\" not in raw
@@ -240,16 +249,11 @@ def load_diffusion_llm(directory: Path, family: str, name: str, device=None,
                                name=name, directory=directory)
 
 
-# A built-in "model" with no weights: the exact posterior of the orders generator, the ceiling any
-# trained model could reach with a given sampler (explorer/tasks/orders_oracle.py).
-ORACLE_NAME = "orders-oracle"
-
-
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
                dtype: torch.dtype | None = None, trust_remote_code: bool = False,
                allow_download: bool = False, seq_len: int | None = None) -> Any:
-    """Load a denoiser from a directory, a shipped name (``"stories"``) or a hub id;
-    ``"orders-oracle"`` is the exact posterior of the orders task (a perfect denoiser).
+    """Load a denoiser from a built-in name (``"orders-oracle"``, :mod:`explorer.models.registry`),
+    a directory, a shipped name (``"stories"``) or a hub id.
 
     ``device`` defaults to CPU; ``dtype`` to float32 weights (the native DiT still runs its blocks
     under bf16 autocast on CUDA, like upstream); LLaDA and Dream default to bf16 on CUDA and
@@ -258,10 +262,9 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device | Non
     (the DiT's length is its ``model_length``). ``trust_remote_code`` is passed to transformers
     explicitly and is never prompted for; the native DiT never needs it.
     """
-    if str(name_or_path) == ORACLE_NAME:
-        from explorer.tasks.orders_oracle import OrdersOracle
-
-        return OrdersOracle().to(device or "cpu")
+    builtin = BUILTIN_MODELS.get(str(name_or_path))
+    if builtin is not None:
+        return builtin.build().to(device or "cpu")
     directory, name = resolve_model_dir(name_or_path, allow_download=allow_download,
                                         trust_remote_code=trust_remote_code)
     config = read_config(directory)

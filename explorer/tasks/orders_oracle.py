@@ -1,14 +1,14 @@
 """A perfect denoiser for the orders task: the exact posterior p(x0 | z) of its generator.
 
-Why it exists: it separates what a *sampler* can do on this task from what a *trained model*
-does. Run any sampler with ``OrdersOracle`` in place of a network and the validity you measure is
-the ceiling of that sampler at that number of steps: no model, however well trained, does better
-in expectation. For MDLM that ceiling is set by the schedule alone. Two coupled fields of one
-record unmasked in the same step are drawn independently from their marginals (reference §1.2,
-the factorised reverse step), and under the log-linear schedule every token's unmask step is
-uniform over the T steps, so each coupled pair clashes with probability 1/T. Hence the
-validity of MDLM at T = 4L depends on the sequence length L, and it is why the task packs 16
-records into a sequence (see ``explorer.tasks.orders``).
+Why it exists: it separates what a *sampler* can do on this task from what a *trained model* does.
+Run any sampler with ``OrdersOracle`` in place of a network and the validity you measure is the
+ceiling of that sampler at that number of steps (``explorer.metrics.validity.validity_ceiling``
+measures it): no model, however well trained, does better in expectation. For MDLM that ceiling is
+set by the schedule alone. Two coupled fields of one record unmasked in the same step are drawn
+independently from their marginals (reference §1.2, the factorised reverse step), and under the
+log-linear schedule every token's unmask step is uniform over the T steps, so each coupled pair
+clashes with probability 1/T. Hence the validity of MDLM at T = 4L depends on the sequence length
+L, and it is why the task packs 16 records into a sequence (see ``explorer.tasks.orders``).
 
 How: the generator draws each record's free variables independently and uniformly (country; item
 and quantity; order day and shipping delay), and every other field is a function of them, so a
@@ -112,24 +112,3 @@ class OrdersOracle:
     def __repr__(self) -> str:
         return f"OrdersOracle(records_per_seq={self.records}, seq_len={self.seq_len})"
 
-
-def ceiling(sampler, steps: int, num_samples: int, records_per_seq: int | None = None,
-            seed: int = 0) -> dict:
-    """Validity a perfect model would reach with ``sampler`` in ``steps`` steps: the fraction of
-    valid records among ``num_samples`` oracle sequences of ``records_per_seq`` records (the
-    task's length when None), with its cluster standard error. Each record is checked on its own
-    (``orders.record_valid``), so any length works, e.g. the 4-record sequences of the first
-    shipped model:  ``ceiling(MDLM(nucleus_p=0.9), 256, 512, records_per_seq=4)``."""
-    import numpy as np
-
-    from explorer.engine import generate
-    from explorer.metrics.validity import cluster_stderr
-
-    oracle = OrdersOracle(records_per_seq)
-    trace = generate(oracle, sampler, steps, num_samples=num_samples, seed=seed, record=False,
-                     progress=False)
-    hits = np.array([sum(task.record_valid(rec) for rec in task.parse(task.decode(ids)))
-                     for ids in trace.final])
-    sizes = np.full(len(hits), oracle.records)
-    return {"steps": steps, "records_per_seq": oracle.records, "records": int(sizes.sum()),
-            "valid": float(hits.sum() / sizes.sum()), "valid_se": cluster_stderr(hits, sizes)}
