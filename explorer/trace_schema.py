@@ -1,0 +1,147 @@
+"""What a trace holds, in words: the columns of its two tables and the typed record of its run.
+
+Imported by both :mod:`explorer.trace` (the data model) and :mod:`explorer.trace_files` (the file
+formats), so neither has to import the other's module to know the schema.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+KINDS = ("unmask", "remask")            # event kind codes 0 and 1
+REASONS = ("posterior", "confidence", "final_argmax")
+
+STEP_COLUMNS = {
+    "step": "1..T; T+1 is the final argmax pass",
+    "t": "time at the start of the step",
+    "s": "time at the end of the step",
+    "alpha_t": "schedule alpha at t as the sampler uses it",
+    "alpha_s": "schedule alpha at s",
+    "sigma": "the step's remasking probability sigma_t (ReMDM-conf: sigma_max; nan for ordering samplers)",
+    "phase": "sampler phase (e.g. ReMDM-loop: unmask / loop / finish)",
+    "model_called": "whether the denoiser ran in this step (False: exact p(x0) cache hit or nothing to draw)",
+    "n_masked": "masked tokens after the step, summed over samples",
+    "n_unmasked": "tokens unmasked in the step, summed over samples",
+    "n_remasked": "tokens remasked in the step, summed over samples",
+    "seconds": "wall-clock seconds spent in the step",
+}
+
+EVENT_COLUMNS = {
+    "sample": "sample index (depends only on the seed and this index)",
+    "step": "step at which the change happened",
+    "position": "token position",
+    "kind": "unmask (mask -> token) or remask (token -> mask)",
+    "token_id": "unmask: the decoded token; remask: the token that was removed",
+    "token": "text of token_id",
+    "prob": "unmask: p(x0) of the token (after nucleus filtering) at this step; remask: the prob it had when decoded",
+    "p_transition": "probability the sampler gave this change (unmask prob of a masked position, or sigma)",
+    "sigma": "remasking probability at this position at this step",
+    "reason": "posterior (ancestral/ReMDM draw), confidence (ordering baseline), final_argmax (§1.8)",
+}
+
+
+def cand_columns(k: int) -> list[str]:
+    """The top-k candidate columns of the events table: cand1_id, cand1_token, cand1_prob, ..."""
+    return [f"cand{i}_{what}" for i in range(1, k + 1) for what in ("id", "token", "prob")]
+
+
+@dataclass(eq=False)
+class RunRecord(MutableMapping):
+    """How a run was made and what it cost: ``trace.meta``.
+
+    Typed fields for every key the engine, :func:`explorer.resume`, :func:`explorer.refine` and
+    ``Trace.read`` write; any other key is kept in ``extra``.  It is also a mapping, so
+    ``trace.meta["seed"]``, ``"gen_start" in trace.meta`` and ``dict(trace.meta)`` read as the dict
+    did.  A field is *present* (a key) when it holds a value, or holds None that was given as a
+    key: ``RunRecord.from_dict(d).to_dict() == d`` for every dict ``d`` of string keys.
+    """
+
+    run_id: str | None = None
+    created: str | None = None                  # ISO 8601, UTC
+    sampler: dict | None = None                 # sampler.config (samplers.from_config rebuilds it)
+    steps: int | None = None                    # T as asked for
+    grid_steps: int | None = None               # steps of the sampler's grid (DFM: more than T)
+    seed: int | None = None
+    num_samples: int | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+    vocab_size: int | None = None
+    mask_id: int | None = None
+    model: dict | None = None                   # model identity: name, family, weights sha256
+    device: str | None = None
+    versions: dict | None = None                # python, torch, numpy, pandas, this package
+    record: bool | None = None                  # False: only the initial and final states were kept
+    topk: int | None = None                     # candidates kept per unmask event
+    fast: bool | None = None                    # split body/head model calls
+    first_step: int | None = None               # > 0 for a branch resumed mid-run
+    last_step: int | None = None
+    model_calls: int | None = None              # batched denoiser calls
+    nfe: list[int] | None = None                # calls each sample would need alone
+    complete: bool | None = None                # False: interrupted, or a damaged file loaded anyway
+    wall_seconds: float | None = None
+    parent: dict | None = None                  # a branch: {run_id, step, edit}
+    prompt: list | None = None                  # prompt token ids (None: none)
+    refine: bool | None = None                  # made by explorer.refine
+    # a prompted canvas (LLaDA / Dream): prompt-major rows, left padding, where generation starts
+    gen_start: int | None = None
+    gen_length: int | None = None
+    prompt_lengths: list[int] | None = None
+    pad_lengths: list[int] | None = None
+    stop_ids: list[int] | None = None
+    num_prompts: int | None = None
+    samples_per_prompt: int | None = None
+    # read from a file
+    texts: list[str] | None = None              # decoded samples, for reading without a tokenizer
+    incomplete_reason: str | None = None        # why a file loaded with verify=False is incomplete
+    extra: dict = field(default_factory=dict)
+    # fields that are keys although they hold None (the engine always writes parent and prompt)
+    _none_keys: set = field(default_factory=lambda: {"parent", "prompt"}, repr=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunRecord":
+        known = {k: v for k, v in d.items() if k in _FIELDS}
+        return cls(**known, extra={k: v for k, v in d.items() if k not in _FIELDS},
+                   _none_keys={k for k, v in known.items() if v is None})
+
+    def to_dict(self) -> dict:
+        return dict(self.items())
+
+    # -- the mapping view ----------------------------------------------------------------------
+    def _present(self, name: str) -> bool:
+        return getattr(self, name) is not None or name in self._none_keys
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _FIELDS:
+            if not self._present(key):
+                raise KeyError(key)
+            return getattr(self, key)
+        return self.extra[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in _FIELDS:
+            self.extra[key] = value
+            return
+        setattr(self, key, value)
+        if value is None:
+            self._none_keys.add(key)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in _FIELDS:
+            del self.extra[key]
+            return
+        if not self._present(key):
+            raise KeyError(key)
+        setattr(self, key, None)
+        self._none_keys.discard(key)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (name for name in _FIELDS if self._present(name))
+        yield from self.extra
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord) if f.name not in ("extra", "_none_keys"))
