@@ -2,7 +2,7 @@
 
 "ours": :func:`explorer.generate` -- decisions first, the model body once per distinct state,
 the output head / SUBS / nucleus / float64 draw only at the rows that unmask.
-"upstream-style": :func:`explorer.reference.upstream_generate` -- full head at every position,
+"upstream-style": ``upstream_generate`` of ``tests/reference_loop.py`` -- full head at every position,
 ``[B, L, V+1]`` float64 weights and noise at every step (what ``_ddpm_caching_update`` does).
 
 Same model, sampler (ReMDM-loop), T and B; runs alternate A/B, each in a fresh subprocess so its
@@ -82,7 +82,8 @@ def worker(spec: dict) -> dict:
     import torch
 
     import explorer
-    from explorer.reference import upstream_generate
+    sys.path.insert(0, str(HERE.parent / "tests"))  # the yardstick loop lives with the tests
+    from reference_loop import upstream_generate
     from explorer.samplers import ReMDMLoop
 
     torch.manual_seed(0)

@@ -248,7 +248,7 @@ def test_engine_matches_the_upstream_style_loop_in_distribution(sampler):
     over the 64 outcomes, 3000 samples each, fixed seeds; a correct engine fails with p < 1e-4."""
     from scipy.stats import chi2_contingency
 
-    from explorer.reference import upstream_generate
+    from reference_loop import upstream_generate
 
     m = ContextModel(L=3, V=5, seed=1)
     n = 3000

@@ -3,16 +3,18 @@
 It does what ``kuleshov-group/remdm``'s ``_ddpm_caching_update`` does at every step (reference
 §1.4-§1.8, §2.1): full logits at every position, SUBS, nucleus, and one float64 exponential-race
 draw over ``V + 1`` classes (the tokens and the mask) at every position, building ``[B, L, V+1]``
-float64 weights.  The engine (:mod:`explorer.engine`) must give the same *distribution*; the
-benchmarks time the two side by side.  Only rate samplers (not the confidence-ordered baseline).
+float64 weights. The engine (:mod:`explorer.engine`) must give the same *distribution*
+(``tests/test_engine.py``); ``benchmarks/throughput.py`` times the two side by side. It lives with
+the tests, not in the package: nothing in ``explorer`` runs it. Only rate samplers (not the
+confidence-ordered baseline).
 """
 from __future__ import annotations
 
 import torch
 
-from .samplers import ranked
-from .samplers.base import Sampler, SamplerState
-from .samplers.categorical import nucleus, subs_probs
+from explorer.samplers import ranked
+from explorer.samplers.base import Sampler, SamplerState
+from explorer.samplers.categorical import nucleus, subs_probs
 
 
 def exponential_race(weights: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
