@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 KINDS = ("unmask", "remask")            # event kind codes 0 and 1
-REASONS = ("posterior", "confidence", "final_argmax")
+REASONS = ("posterior", "confidence", "final_argmax", "rescore")   # codes 0..3; "rescore": chosen by a re-scored probability
 
 STEP_COLUMNS = {
     "step": "1..T; T+1 is the final argmax pass",
@@ -49,7 +49,7 @@ def cand_columns(k: int) -> list[str]:
 
 @dataclass(eq=False)
 class RunRecord(MutableMapping):
-    """How a run was made and what it cost: ``trace.meta``.
+    """How a run was made and what it cost: ``trace.meta``.  Fields are in the order the engine writes them.
 
     Typed fields for every key the engine, :func:`explorer.resume`, :func:`explorer.refine` and
     ``Trace.read`` write; any other key is kept in ``extra``.  It is also a mapping, so
@@ -85,13 +85,13 @@ class RunRecord(MutableMapping):
     prompt: list | None = None                  # prompt token ids (None: none)
     refine: bool | None = None                  # made by explorer.refine
     # a prompted canvas (LLaDA / Dream): prompt-major rows, left padding, where generation starts
+    num_prompts: int | None = None
+    samples_per_prompt: int | None = None
     gen_start: int | None = None
     gen_length: int | None = None
     prompt_lengths: list[int] | None = None
     pad_lengths: list[int] | None = None
     stop_ids: list[int] | None = None
-    num_prompts: int | None = None
-    samples_per_prompt: int | None = None
     # read from a file
     texts: list[str] | None = None              # decoded samples, for reading without a tokenizer
     incomplete_reason: str | None = None        # why a file loaded with verify=False is incomplete

@@ -211,3 +211,137 @@ def test_revised_text_marks_what_the_loop_changed():
     with pytest.raises(ValueError, match="no loop phase"):
         revised_text(explorer.generate(explorer.StubDenoiser(probs), explorer.samplers.MDLM(), steps=4,
                                        progress=False))
+
+
+# ------------------------------------------------------------------------------------ the remask ledger
+class StatesTrace:
+    """A hand-built trace: ``states[k]`` is the state after step k (one sequence), every change an
+    event. Just the public members the ledger reads."""
+
+    mask_id = orders.MASK_ID
+    first_step = 0
+    recorded = True
+
+    def __init__(self, states, nfe=40):
+        self.states = [torch.as_tensor(np.asarray(s), dtype=torch.long).reshape(1, -1) for s in states]
+        self.last_step = self.num_steps = len(states) - 1
+        self.num_samples, self.seq_len = self.states[0].shape
+        self.initial, self.final = self.states[0].clone(), self.states[-1].clone()
+        self.nfe = torch.tensor([nfe])
+        rows = []
+        for k in range(1, len(states)):
+            a, b = self.states[k - 1][0], self.states[k][0]
+            for p in (a != b).nonzero().flatten().tolist():
+                unmask = int(a[p]) == self.mask_id
+                rows.append({"sample": 0, "step": k, "position": p, "kind": "unmask" if unmask else "remask",
+                             "token_id": int(b[p] if unmask else a[p])})
+        self.events = pd.DataFrame(rows, columns=["sample", "step", "position", "kind", "token_id"])
+
+    def state_at(self, k):
+        return self.states[k].clone()
+
+
+def _pos(record, field):
+    return record * orders.RECORD_LEN + orders.FIELD_POS[field]
+
+
+def _other(field, value):
+    return orders.TOKEN_ID[next(v for v in orders.FIELD_DOMAINS[field] if v != value)]
+
+
+def test_remask_ledger_hits_and_outcomes_on_a_hand_built_trace():
+    """Known by construction: record 0 written half-way with a wrong currency (broken), remasked
+    and rewritten right (hit, fix); record 1's ship day remasked while valid and rewritten out of
+    range (miss, harm), then remasked again while broken and never rewritten (hit, neutral);
+    record 2's country redrawn the same (miss, neutral); record 3's currency rewritten wrong
+    (miss, harm)."""
+    from explorer.studies import ledger_summary, remask_ledger
+
+    M = orders.MASK_ID
+    good = orders.eval_tensor(1, seed=5)[0].numpy()
+    word = lambda p: orders.VOCAB[int(good[p])]   # noqa: E731
+    s1 = good.copy()
+    s1[_pos(0, "currency")] = _other("currency", word(_pos(0, "currency")))
+    s1[_pos(0, "tax")] = M                                   # half-written, already broken
+    s2 = s1.copy()
+    s2[[_pos(0, "currency"), _pos(1, "ship_day"), _pos(2, "country")]] = M
+    s3 = good.copy()
+    s3[_pos(1, "ship_day")] = orders.TOKEN_ID["01"]       # ships before it is ordered (order days are 01..21)
+    s4 = s3.copy()
+    s4[[_pos(1, "ship_day"), _pos(3, "currency")]] = M
+    s5 = s4.copy()
+    s5[_pos(3, "currency")] = _other("currency", word(_pos(3, "currency")))
+    trace = StatesTrace([np.full(orders.SEQ_LEN, M), s1, s2, s3, s4, s5], nfe=40)
+    led = remask_ledger(trace)
+    got = led[["step", "record", "field", "hit", "rewritten_at", "outcome"]].values.tolist()
+    assert got == [[2, 0, "currency", True, 3, "fix"], [2, 1, "ship_day", False, 3, "harm"],
+                   [2, 2, "country", False, 3, "neutral"], [4, 1, "ship_day", True, -1, "neutral"],
+                   [4, 3, "currency", False, 5, "harm"]]
+    assert led["broken"].tolist() == ["currency", "", "", "dates", ""]
+    assert led.loc[0, "removed"] == orders.VOCAB[int(s1[_pos(0, "currency")])]
+    assert led.loc[0, "rewritten_to"] == word(_pos(0, "currency"))
+    assert led.attrs["broken_records"] == 3 and led.attrs["model_calls"] == 40
+    s = ledger_summary(led)
+    assert (s["remasks"], s["hits"], s["misses"], s["fixes"], s["harms"], s["neutral"]) == (5, 2, 3, 1, 2, 2)
+    assert s["precision"] == pytest.approx(2 / 5) and s["recall"] == pytest.approx(2 / 3)
+    assert s["fixes_per_100_calls"] == pytest.approx(2.5) and s["harms_per_100_calls"] == pytest.approx(5.0)
+    assert ledger_summary(led, model_calls=200)["harms_per_100_calls"] == pytest.approx(1.0)
+    # the same facts per rule, for a story: the currency fix, and nothing suggested where all ends valid
+    from explorer.studies import find_fixes
+    fixes = find_fixes(trace)
+    assert fixes[["record", "rule", "broken_at", "remask_step", "fixed_at", "outcome"]].values.tolist() == \
+        [[0, "currency", 1, 2, 3, "fix"]]
+
+
+def test_remask_ledger_on_a_generated_run_with_a_planted_coin_flip():
+    """A stub model that writes one valid sequence except record 0's currency, a coin flip between
+    the right one and a wrong one: only record 0 can ever be broken, so every remask in another record
+    is a miss with a neutral rewrite, a remask of record 0's currency is a hit exactly when it took the
+    wrong one back beside a written country, a fix puts the right one in and a harm the wrong one.
+    MDLM never remasks."""
+    from explorer.protocol import StubDenoiser
+    from explorer.samplers import MDLM, ReMDMLoop
+    from explorer.studies import ledger_summary, remask_ledger
+
+    good = orders.eval_tensor(1, seed=7)[0]
+    cur = _pos(0, "currency")
+    right, wrong = orders.VOCAB[int(good[cur])], orders.VOCAB[int(_other("currency", orders.VOCAB[int(good[cur])]))]
+    probs = torch.zeros(orders.SEQ_LEN, orders.VOCAB_SIZE, dtype=torch.float64)
+    probs[torch.arange(orders.SEQ_LEN), good] = 1.0
+    probs[cur] = 0.0
+    probs[cur, orders.TOKEN_ID[right]] = probs[cur, orders.TOKEN_ID[wrong]] = 0.5
+    model = StubDenoiser(probs, mask_id=orders.MASK_ID)
+    trace = explorer.generate(model, ReMDMLoop(eta=0.1), 96, num_samples=6, seed=0, progress=False,
+                              prompt=dict(orders.FIXED_TOKENS))
+    led = remask_ledger(trace)
+    assert len(led) == int((trace.events["kind"] == "remask").sum()) > 0
+    elsewhere = led[led["record"] != 0]
+    assert len(elsewhere) and not elsewhere["hit"].any() and (elsewhere["outcome"] == "neutral").all()
+    at = led[led["position"] == cur]
+    country_seen = np.array([int(trace.state_at(r.step - 1)[r.sample, _pos(0, "country")]) != orders.MASK_ID
+                             for r in at.itertuples()])   # the currency rule is judged once both fields are written
+    assert (at["hit"] == ((at["removed"] == wrong) & country_seen)).all()
+    assert at["hit"].any() and not at["hit"].all()
+    assert (at.loc[at["outcome"] == "fix", ["removed", "rewritten_to"]].values.tolist()
+            == [[wrong, right]] * int((at["outcome"] == "fix").sum()))
+    assert (at.loc[at["outcome"] == "harm", ["removed", "rewritten_to"]].values.tolist()
+            == [[right, wrong]] * int((at["outcome"] == "harm").sum()))
+    assert set(led["outcome"]) <= {"fix", "harm", "neutral"} and (led["outcome"] == "fix").any()
+    s = ledger_summary(led)
+    assert s["precision"] == pytest.approx(led["hit"].mean()) and 0 < s["recall"] <= 1
+    assert led.attrs["model_calls"] == int(trace.nfe.sum())
+    mdlm = explorer.generate(model, MDLM(), 32, num_samples=4, seed=0, progress=False,
+                             prompt=dict(orders.FIXED_TOKENS))
+    none = ledger_summary(remask_ledger(mdlm))
+    assert none["remasks"] == 0 and np.isnan(none["precision"])
+    assert none["broken_records"] > 0 and none["recall"] == 0.0      # broken records, none revisited
+
+
+def test_remask_ledger_refuses_a_trace_that_is_not_orders():
+    from explorer.studies import remask_ledger
+
+    probs = torch.rand(24, 7) + 0.1
+    probs[:, -1] = 0
+    t = explorer.generate(explorer.StubDenoiser(probs), explorer.samplers.MDLM(), steps=4, progress=False)
+    with pytest.raises(ValueError, match="orders records"):
+        remask_ledger(t)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,9 @@ import torch
 
 import explorer
 from explorer.samplers import ReMDMCap, ReMDMLoop
-from explorer.trace import Trace, neutralize, sidecar_path, unneutralize
+from explorer.trace import FIXED, MASKED, REMASKED, STABLE, UNMASKED, Trace
+from explorer.trace_files import _FILE_KEYS, neutralize, sidecar_path, unneutralize
+from explorer.trace_schema import KINDS, STEP_COLUMNS, RunRecord
 
 NASTY = ['=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "a,b", 'say "hi"', "new\nline", "\ttab",
          "'quoted", "", "nan", "NA", "null", " lead", "ünï 🎉", "\r\nx", "=", "-", "plain"]
@@ -158,3 +162,166 @@ def test_exports_get_normal_file_permissions(tmp_path):
         os.umask(old)
     for p in (tmp_path / "t.csv", sidecar_path(tmp_path / "t.csv")):
         assert stat.S_IMODE(p.stat().st_mode) == 0o644     # not mkstemp's 0600
+
+
+# ---------------------------------------------------------------------------- the run record
+def test_the_run_record_round_trips_every_dict_exactly():
+    tr = nasty_trace()
+    assert isinstance(tr.meta, RunRecord) and tr.meta.seed == 1 == tr.meta["seed"] and tr.meta.sampler["eta"] == 0.3
+    engine = tr.meta.to_dict()
+    cases = [engine, {**engine, "a_future_key": [1, 2], "gen_start": 3}, {"mask_id": 9, "steps": 4}, {},
+             {"parent": None, "gen_start": None, "note": None}, {"extra": 1, "_none_keys": 2}]
+    for d in cases:
+        r = RunRecord.from_dict(d)
+        assert r.to_dict() == d and dict(r) == d and r == d and len(r) == len(d)
+        assert set(r.extra) == set(d) - {f.name for f in dataclasses.fields(RunRecord)} | ({"extra", "_none_keys"} & set(d))
+    assert list(RunRecord.from_dict(engine)) == list(engine)
+
+
+def test_the_run_record_reads_and_writes_like_the_dict_it_replaces():
+    r = RunRecord.from_dict({"mask_id": 9})
+    assert "gen_start" not in r and r.get("gen_start") is None and r.gen_start is None
+    with pytest.raises(KeyError):
+        r["seed"]
+    r["gen_start"] = 4                     # a field: typed attribute and key at once
+    r["parent"] = None                     # a key although None (as the engine writes it)
+    r["note"] = "kept"                     # not a field: kept in extra
+    assert r.gen_start == 4 and "parent" in r and r.extra == {"note": "kept"}
+    assert r.to_dict() == {"mask_id": 9, "gen_start": 4, "parent": None, "note": "kept"}
+    del r["gen_start"], r["note"]
+    assert r.to_dict() == {"mask_id": 9, "parent": None}
+    with pytest.raises(KeyError):
+        del r["seed"]
+    # a record made directly has the engine's always-present keys
+    assert RunRecord(run_id="x", mask_id=3).to_dict() == {"run_id": "x", "mask_id": 3, "parent": None, "prompt": None}
+
+
+def test_a_trace_made_with_a_meta_dict_has_the_record():
+    tr = nasty_trace()
+    d = tr.meta.to_dict()
+    again = Trace(initial=tr.initial, fixed=tr.fixed, events=tr._ev, steps=tr.steps, meta=d, tokenizer=tr.tokenizer)
+    assert isinstance(again.meta, RunRecord) and again.meta == d and again.same_as(tr)
+    again.meta["parent"] = {"run_id": "p", "step": 2, "edit": {}}      # as explorer.resume does
+    assert again.meta.parent["run_id"] == "p" and "prompt" in again.meta
+
+
+# ---------------------------------------------------------------------------- files written before the split
+OLD = Path(__file__).parent / "data" / "trace_format1"
+
+
+def replay(trace) -> dict[int, torch.Tensor]:
+    """The state after every step, by applying ``trace.events`` one row at a time in their listed order."""
+    x, ev = trace.initial.clone(), trace.events
+    out = {trace.first_step: x.clone()}
+    for k in range(trace.first_step + 1, trace.last_step + 1):
+        for r in ev[ev["step"] == k].itertuples():
+            x[r.sample, r.position] = r.token_id if r.kind == "unmask" else trace.mask_id
+        out[k] = x.clone()
+    return out
+
+
+@pytest.mark.parametrize("name", ["generated.csv", "branch.parquet"])
+def test_a_file_written_before_the_split_reads_and_writes_back_the_same(tmp_path, name):
+    path = OLD / name
+    side = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+    assert Trace.verify(path)
+    tr = Trace.read(path)
+    run = {k: v for k, v in side.items() if k not in _FILE_KEYS}
+    assert list(tr.meta) == list(run) and tr.meta == run and tr.meta.run_id == side["run_id"]
+    assert tr.meta.texts == side["texts"] == tr.texts and tr.complete
+    if name.startswith("branch"):
+        assert tr.meta.parent["step"] == 6 == tr.first_step and tr.meta.parent["edit"]["remask"]
+    states = replay(tr)
+    for k, x in states.items():
+        assert torch.equal(tr.state_at(k), x), k
+    out = tmp_path / name
+    (tr.to_csv if name.endswith(".csv") else tr.to_parquet)(out)
+    back = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
+    if name.endswith(".csv"):     # same events, same run record: the same data bytes, the same sidecar
+        assert out.read_bytes() == path.read_bytes() and back == side
+    else:
+        drop = ("data_sha256", "sidecar_sha256")
+        assert {k: v for k, v in back.items() if k not in drop} == {k: v for k, v in side.items() if k not in drop}
+        assert Trace.read(out).same_as(tr, rtol=0)
+
+
+# ---------------------------------------------------------------------------- the one event index
+def expected_codes(trace, states, k) -> torch.Tensor:
+    """State codes after step k from the events table (independent of the index)."""
+    x = states[k]
+    codes = torch.where(x == trace.mask_id, MASKED, STABLE)
+    ev = trace.events
+    for r in ev[ev["step"] == k].itertuples():        # the listed last change of a cell wins
+        codes[r.sample, r.position] = UNMASKED if r.kind == "unmask" else REMASKED
+    return torch.where(trace.fixed, FIXED, codes)
+
+
+@pytest.mark.parametrize("sampler", [ReMDMCap(0.5), ReMDMLoop()])
+def test_every_reader_of_the_index_agrees_with_replaying_the_events(sampler):
+    g = torch.Generator().manual_seed(1)
+    p = torch.rand(10, 7, generator=g)
+    p[:, -1] = 0
+    tr = explorer.generate(explorer.StubDenoiser(p), sampler, 12, num_samples=3, seed=2, progress=False,
+                           prompt={3: 4})
+    assert (tr.events.kind == "remask").any()
+    states = replay(tr)
+    steps = np.arange(tr.first_step, tr.last_step + 1)
+    for s in range(tr.num_samples):
+        ix = tr.index(s)
+        assert ix is tr.index(s)                                    # built once
+        assert ix.matrix(np.arange(tr.seq_len), steps, "token").T.tolist() == [states[k][s].tolist() for k in steps]
+        codes = ix.matrix(np.arange(tr.seq_len), steps, "state")
+        for j, k in enumerate(steps):
+            fr = ix.frame(int(k))
+            assert fr.tokens.tolist() == states[k][s].tolist() == tr.state_at(int(k))[s].tolist()
+            assert fr.codes.tolist() == codes[:, j].tolist() == expected_codes(tr, states, k)[s].tolist()
+            np.testing.assert_array_equal(fr.prob, tr.prob_at(int(k))[s].numpy())
+            held = fr.event >= 0
+            assert (ix.pos[fr.event[held]] == fr.positions[held]).all() and (ix.step[fr.event[held]] <= k).all()
+    assert torch.equal(tr.final, states[tr.last_step])
+
+
+def hand_trace(rows, initial, mask_id=9, steps=2) -> Trace:
+    """A one-sample trace from (step, position, kind, token, prob) rows, kept in the given order."""
+    n = len(rows)
+    col = lambda i, dt: np.array([r[i] for r in rows], dt).reshape(n)  # noqa: E731
+    events = {"sample": np.zeros(n, np.int32), "step": col(0, np.int32), "position": col(1, np.int32),
+              "kind": np.array([KINDS.index(r[2]) for r in rows], np.int8).reshape(n), "token_id": col(3, np.int32),
+              "prob": col(4, np.float32), "p_transition": np.ones(n, np.float32),
+              "sigma": np.zeros(n, np.float32), "reason": np.zeros(n, np.int8), "cand_row": np.full(n, -1, np.int32),
+              "cand_ids": np.zeros((0, 0), np.int32), "cand_probs": np.zeros((0, 0), np.float32)}
+    table = pd.DataFrame({c: [] for c in STEP_COLUMNS}).astype({"step": int, "phase": str})
+    return Trace(initial=torch.tensor([initial]), fixed=torch.zeros(1, len(initial), dtype=torch.bool),
+                 events=events, steps=table, meta={"mask_id": mask_id, "steps": steps, "last_step": steps,
+                                                   "model_calls": steps, "run_id": "hand", "topk": 0})
+
+
+@pytest.mark.parametrize("unmask_first", [False, True])
+def test_the_tie_rule_a_remask_comes_before_an_unmask_of_the_same_step(unmask_first):
+    """Position 0 is decoded at step 1, then remasked and decoded again at step 2 (LLaDA's remasking
+    window does this); however the rows are stored, the state after step 2 is the new token."""
+    again = [(2, 0, "unmask", 5, 0.7), (2, 0, "remask", 3, 0.4)]
+    tr = hand_trace([(1, 0, "unmask", 3, 0.4), *(again if unmask_first else again[::-1])], [9, 9])
+    assert tr.state_at(2).tolist() == [[5, 9]] and tr.prob_at(2)[0, 0].item() == pytest.approx(0.7)
+    assert tr.events["kind"].tolist() == ["unmask", "remask", "unmask"]
+    fr = tr.index(0).frame(2)
+    assert fr.tokens.tolist() == [5, 9] and fr.codes.tolist() == [UNMASKED, MASKED]
+    assert [int(tr.index(0).tok[e]) for e in tr.index(0).history(0)] == [3, 3, 5]
+    assert replay(tr)[2].tolist() == tr.state_at(2).tolist()
+
+
+def test_the_index_of_a_sample_without_events_and_of_an_unrecorded_trace():
+    tr = hand_trace([], [9, 4])
+    fr = tr.index(0).frame(2)
+    assert fr.tokens.tolist() == [9, 4] and fr.codes.tolist() == [MASKED, STABLE] and fr.event.tolist() == [-1, -1]
+    assert tr.index(0).matrix([0, 1], [0, 1, 2], "prob").shape == (2, 3)
+    with pytest.raises(IndexError):
+        tr.index(1)
+    with pytest.raises(ValueError, match="value must be"):
+        tr.index(0).matrix([0], [0], "colour")
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(6, 5, generator=g)
+    p[:, -1] = 0
+    bare = explorer.generate(explorer.StubDenoiser(p), ReMDMCap(0.3), 5, progress=False, record=False)
+    with pytest.raises(ValueError, match="record=False"):
+        bare.index(0)

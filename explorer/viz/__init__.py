@@ -7,7 +7,7 @@
 * :func:`grid_animation` -- grids of one or more traces with a step slider and play button
   that work in a saved page;
 * :func:`step_curves` -- counts, probabilities and schedule per step;
-* :func:`find_fixes` / :func:`fix_story` -- remasks that repaired a broken rule (orders task);
+* :func:`fix_story` -- one remask that repaired a broken rule (orders task; found by ``explorer.studies.find_fixes``);
 * :func:`by_step_figure` -- a metric "if stopped after step k", several runs;
 * sweep figures (quality vs steps, return on compute) from ``explorer.viz.sweep``;
 * :func:`to_html` / :func:`write_html` -- self-contained pages with plotly.js embedded.
@@ -17,7 +17,10 @@ from __future__ import annotations
 from ._index import TraceIndex, index_for
 from .animation import changing_steps, grid_animation
 from .curves import by_step_figure, step_counts, step_curves
-from .fixes import broken_rules, find_fixes, fix_story, suggest_revisit
+from .fixes import fix_story
+# analyses, not pictures: they live in explorer.studies.ledger and are named here only until
+# tests/test_viz.py imports them from explorer.studies
+from ..studies.ledger import broken_rules, find_fixes, suggest_revisit
 from .export import HTMLView, Report, page_html, to_html, write_html
 from .grid import token_grid
 from .heatmap import step_heatmap
