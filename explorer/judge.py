@@ -5,8 +5,8 @@ no hub access we score stories samples with this judge instead: a 4-layer GPT-2 
 the TinyStories train split, shipped in ``data/models/stories-judge/`` in the Hugging Face format,
 so ``AutoModelForCausalLM.from_pretrained(dir)`` and ``AutoTokenizer.from_pretrained(dir)`` work.
 
-    python -m explorer.judge train --out runs/judge --steps 6000 --export data/models/stories-judge
-    python -m explorer.judge eval data/models/stories-judge
+    explorer judge train --out runs/judge --steps 6000 --export data/models/stories-judge
+    explorer judge eval data/models/stories-judge          # = heldout_report("data/models/stories-judge")
 
     model, tokenizer = load_judge()         # or judge = load_judge(); judge.model, judge.tokenizer
                                             # (load_judge lives in explorer.metrics._judge)
@@ -17,12 +17,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import platform
 import random
-import sys
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -31,7 +29,6 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from explorer.metrics._judge import DEFAULT_JUDGE, Judge, load_judge  # noqa: F401 (loading sits below the metrics; re-exported)
 from explorer.tasks import stories
-from explorer.usage import ArgumentParser, UsageError, nonnegative_float, nonnegative_int, output_dir, positive_int, run
 
 SHIPPED_DIR = DEFAULT_JUDGE
 
@@ -193,70 +190,15 @@ def export(out: str | Path, export_dir: str | Path, use_best: bool = True,
     return export_dir
 
 
-def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="explorer judge", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{train,eval}")
-    t = sub.add_parser("train", help="train (or resume) the stories judge",
-                       description="Train (or resume) the stories judge; --export writes it in the HF format.")
-    t.add_argument("--out", default="runs/judge", help="run folder (checkpoint, history); its parent must exist")
-    t.add_argument("--steps", type=positive_int, required=True, help="optimizer steps in all")
-    t.add_argument("--batch-size", type=positive_int, default=32, help="blocks per step")
-    t.add_argument("--lr", type=nonnegative_float, default=1e-3, help="peak learning rate")
-    t.add_argument("--warmup", type=nonnegative_int, default=200, help="linear warm-up steps")
-    t.add_argument("--seed", type=int, default=0, help="seed of the data stream and the weights")
-    t.add_argument("--eval-every", type=nonnegative_int, default=250, help="steps between held-out evaluations (0: never)")
-    t.add_argument("--ckpt-every", type=positive_int, default=50, help="steps between checkpoints")
-    t.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
-    t.add_argument("--n-layer", type=positive_int, default=4, help="transformer layers")
-    t.add_argument("--n-embd", type=positive_int, default=256, help="width (must be divisible by --n-head)")
-    t.add_argument("--n-head", type=positive_int, default=4, help="attention heads")
-    t.add_argument("--device", default="cpu", help="torch device")
-    t.add_argument("--export", default=None, help="folder to write the HF model + tokenizer to")
-    e = sub.add_parser("eval", help="held-out perplexity of a judge",
-                       description="Held-out perplexity of a judge (shipped name or folder).")
-    e.add_argument("path", nargs="?", default="stories-judge", help="shipped judge name or folder")
-    e.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
-    return p
+def heldout_report(judge: str | Path = "stories-judge") -> dict:
+    """A judge's held-out perplexity: per-token NLL of the stories held-out blocks, and the
+    generative perplexity (§3 rules, on decoded text) of the same stories. ``judge``: a shipped
+    name or a folder (``FileNotFoundError`` when there is none)."""
+    from explorer.metrics import generative_perplexity  # the §3 rules, on decoded text
 
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    if args.cmd == "train":
-        output_dir(args.out, "--out")
-        if args.export:
-            output_dir(args.export, "--export")
-        if args.n_embd % args.n_head:
-            raise UsageError(f"--n-head {args.n_head} does not divide --n-embd {args.n_embd}.",
-                             "choose a head count that divides the width.")
-    torch.set_num_threads(args.threads)
-    if args.cmd == "train":
-        res = train(args.out, args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                    seed=args.seed, eval_every=args.eval_every, ckpt_every=args.ckpt_every,
-                    device=args.device,
-                    config=judge_config(n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head))
-        st = res["state"]
-        summary = {"steps": st["step"], "seconds": round(st["seconds"], 1),
-                   "best_step": st.get("best_step"), "best_heldout_loss": st["best_loss"],
-                   "best_heldout_ppl": math.exp(st["best_loss"]), "hardware": platform.processor() or platform.machine(),
-                   "threads": args.threads, "torch": torch.__version__}
-        (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
-        print(json.dumps(summary, indent=1))
-        if args.export:
-            print("exported to", export(args.out, args.export))
-    else:
-        try:
-            judge = load_judge(args.path)
-        except FileNotFoundError:
-            raise UsageError(f"no judge at {args.path!r}.", "pass a shipped name (stories-judge) or a folder "
-                             "written by `explorer judge train --export DIR`.") from None
-        blocks = stories.eval_tensor(stories.num_heldout_blocks())
-        nll = block_nll(judge.model, blocks)
-        from explorer.metrics import generative_perplexity  # the §3 rules, on decoded text
-
-        text_ppl = generative_perplexity(stories.heldout_texts(len(blocks)), judge=args.path)
-        print(json.dumps({"heldout_blocks": len(blocks), "heldout_nll_per_token": nll, "heldout_ppl": math.exp(nll),
-                          "heldout_text_gen_ppl": float(text_ppl)}, indent=1))
-
-
-if __name__ == "__main__":
-    sys.exit(run("python -m explorer.judge", main))
+    model = load_judge(judge).model
+    blocks = stories.eval_tensor(stories.num_heldout_blocks())
+    nll = block_nll(model, blocks)
+    text_ppl = generative_perplexity(stories.heldout_texts(len(blocks)), judge=str(judge))
+    return {"heldout_blocks": len(blocks), "heldout_nll_per_token": nll, "heldout_ppl": math.exp(nll),
+            "heldout_text_gen_ppl": float(text_ppl)}

@@ -46,6 +46,7 @@ from . import engine
 from .io import atomic_write, write_text_atomic
 from .metrics.registry import Metric, get_metric, higher_is_better
 from .protocol import model_identity
+from .samplers.spec import parse_samplers
 
 RESULT_COLUMNS = ["sampler", "steps", "seed", "metric", "value", "stderr", "model_calls", "nfe", "seconds",
                   "tokens_per_second", "num_samples", "device", "cached"]
@@ -77,38 +78,10 @@ def _cell_key(sampler_config: dict, steps: int, seed: int, num_samples: int, sha
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
-
-
-def parse_sampler(spec: str, **defaults) -> Any:
-    """A sampler from ``"name"`` or ``"name:key=value:key=value"`` (e.g. ``"remdm-cap:eta=0.008"``);
-    ``defaults`` (e.g. ``nucleus_p=0.9``) apply unless the spec sets them."""
-    from . import samplers as S
-
-    name, *pairs = [x.strip() for x in spec.strip().split(":")]
-    kw = dict(defaults)
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"bad sampler setting {pair!r} in {spec!r}; write key=value.")
-        try:
-            kw[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            kw[key.strip()] = value.strip()
-    return S.by_name(name, **kw)
-
-
-def _as_samplers(samplers: Any, **defaults) -> dict[str, Any]:
-    if isinstance(samplers, dict):
-        return {str(k): (parse_sampler(v, **defaults) if isinstance(v, str) else v) for k, v in samplers.items()}
-    if isinstance(samplers, str):
-        samplers = [s for s in samplers.split(",") if s.strip()]
-    out = {}
-    for s in samplers:
-        obj = parse_sampler(s, **defaults) if isinstance(s, str) else s
-        out[str(s).strip() if isinstance(s, str) else obj.config["name"]] = obj
-    return out
+def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """``df`` as Parquet at ``path``, written to a temporary file first and renamed, so a reader
+    (or a resumed sweep) never sees half a file."""
+    atomic_write(Path(path), lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def _dist():
@@ -128,8 +101,9 @@ def _dist():
     return None, False
 
 
-def _rank() -> int:
-    """This process's rank: from torch.distributed when initialised, else torchrun's ``RANK``."""
+def rank() -> int:
+    """This process's rank: from torch.distributed when initialised, else torchrun's ``RANK``
+    (0 in a single process). Only rank 0 holds a distributed sweep's gathered rows."""
     d = torch.distributed
     if d.is_available() and d.is_initialized():
         return d.get_rank()
@@ -208,7 +182,7 @@ def _run_cells(model, cells: list[_Cell], metrics: list[Metric], num_samples, de
                     warmed.add(cell.name)
                 samples, _ = _generate_cell(model, cell, num_samples, device, batch_size)
                 if spath:
-                    _write_parquet_atomic(samples, spath)
+                    write_parquet_atomic(samples, spath)
             first = samples.iloc[0]
             ids = torch.tensor(np.stack(samples["ids"].to_numpy()), dtype=torch.long)
             texts = samples["text"].tolist()
@@ -225,7 +199,7 @@ def _run_cells(model, cells: list[_Cell], metrics: list[Metric], num_samples, de
                 hit = bool(mpath and mpath.exists())
                 mdf = pd.read_parquet(mpath) if hit else m(ids, texts)
                 if mpath and not hit:
-                    _write_parquet_atomic(mdf.assign(metric_key=m.key), mpath)
+                    write_parquet_atomic(mdf.assign(metric_key=m.key), mpath)
                 for r in mdf.itertuples(index=False):
                     rows.append({**base, "metric": r.metric, "value": float(r.value),
                                  "stderr": float(r.stderr), "cached": cached and hit})
@@ -243,15 +217,15 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
           progress: bool = True, metric_options: dict | None = None) -> pd.DataFrame:
     """Generate ``num_samples`` per (sampler, steps, seed) and score them; tidy results.
 
-    ``samplers``: ``{label: sampler}``, a list of CLI names/samplers, or ``"mdlm,remdm-loop"``
-    (settings inline: ``"remdm-cap:eta=0.008"``). ``steps``: a list, or ``"L/4,L,4L"`` in units of
+    ``samplers``: ``{label: sampler or spec}``, a list of specs/samplers, or ``"mdlm,remdm-loop"``
+    (settings inline: ``"remdm-cap:eta=0.008"``; the one spec syntax, :mod:`explorer.samplers.spec`). ``steps``: a list, or ``"L/4,L,4L"`` in units of
     the model's sequence length.
     ``metrics``: names (``"entropy"``, ``"gen_ppl"``, ``"mauve"``, ``"validity"``), :class:`Metric`
     objects or callables ``fn(ids, texts)`` (see :func:`explorer.metrics.get_metric`);
     ``metric_options`` (e.g. ``{"judge": "gpt2-large"}``) go to the named ones.
     ``cache_dir``: where finished cells live; a restarted sweep skips them (module doc).
     """
-    sampler_map = _as_samplers(samplers)
+    sampler_map = parse_samplers(samplers)
     steps = parse_steps(steps, model.seq_len) if isinstance(steps, str) else [int(s) for s in steps]
     seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if isinstance(metrics, str):
@@ -476,23 +450,3 @@ def parse_steps(spec: str, seq_len: int) -> list[int]:
         else:
             out.append(int(tok))
     return out
-
-
-# ``main`` (the ``explorer sweep`` command) moved to explorer.cli and ``report_html`` to
-# explorer.viz.sweep_report: both sit above this module (the report draws explorer.viz.sweep's
-# figures, which read this module's statistics). Old imports keep working, with a warning; the
-# import runs only when such a name is asked for. Listed in explorer._imports.DEPRECATED_REEXPORTS.
-def __getattr__(name: str):
-    if name in ("main", "report_html"):
-        import warnings
-
-        if name == "main":
-            from .cli import sweep_main as moved
-            new = "explorer.cli.sweep_main"
-        else:
-            from .viz.sweep_report import report_html as moved
-            new = "explorer.viz.sweep_report.report_html"
-        warnings.warn(f"explorer.sweep.{name} moved to {new}; import it from there.", DeprecationWarning,
-                      stacklevel=2)
-        return moved
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

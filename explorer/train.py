@@ -1,8 +1,10 @@
 """Train a masked diffusion LM (MDLM) on a task: one recipe, readable in one sitting.
 
-    python -m explorer.train --task orders --out runs/orders --steps 20000 \\
+    explorer train --task orders --out runs/orders --steps 20000 \\
         --batch-size 64 --lr 1e-3 --hidden-dim 192 --n-blocks 4 --n-heads 4 --cond-dim 64 \\
         --export data/models/orders
+
+    summary = train(TrainConfig(task="orders", out="runs/orders", steps=20000))   # the same, in Python
 
 The recipe (reference §1.1, ``../shared/docs/remdm-reference.md``):
 
@@ -32,14 +34,15 @@ and ``eval_tensor(n, seed)`` (``explorer.tasks.orders``, ``explorer.tasks.storie
 """
 from __future__ import annotations
 
-import argparse
 import copy
+import dataclasses
 import json
 import math
 import platform
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -48,8 +51,6 @@ import torch.nn.functional as F
 from explorer.io import atomic_write, write_text_atomic
 from explorer.models.dit import MDLM, MDLMConfig
 from explorer.tasks import TASKS, get_task
-from explorer.usage import (ArgumentParser, UsageError, nonnegative_float, nonnegative_int, output_dir, positive_int,
-                            run)
 
 SAMPLING_EPS = 1e-3
 CHECKPOINT = "checkpoint.pt"
@@ -265,55 +266,74 @@ def export(directory: Path, model, ema: EMA, tokenizer, card: str,
 # The training loop
 # ---------------------------------------------------------------------------------------------
 
-def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="explorer train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", choices=TASKS, required=True, help="the task to learn")
-    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log); its parent must exist")
-    p.add_argument("--steps", type=positive_int, default=20000, help="optimizer steps in all (a resumed run stops here too)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="sequences per step")
-    p.add_argument("--lr", type=nonnegative_float, default=1e-3, help="peak learning rate (AdamW)")
-    p.add_argument("--warmup", type=nonnegative_int, default=500, help="linear warm-up steps")
-    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
-                   help="learning rate after the warm-up")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
-    p.add_argument("--ema", type=float, default=0.9999, help="EMA decay (with warm-up)")
-    p.add_argument("--hidden-dim", type=positive_int, default=192, help="DiT width")
-    p.add_argument("--n-blocks", type=positive_int, default=4, help="DiT blocks")
-    p.add_argument("--n-heads", type=positive_int, default=4, help="attention heads (must divide --hidden-dim)")
-    p.add_argument("--cond-dim", type=positive_int, default=64, help="width of the time conditioning")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout probability")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data stream, the noise and the weights")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--eval-every", type=positive_int, default=1000, help="steps between held-out evaluations")
-    p.add_argument("--eval-n", type=positive_int, default=512, help="held-out sequences for the NELBO")
-    p.add_argument("--ckpt-every", type=positive_int, default=1000, help="steps between checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    p.add_argument("--init-from", type=Path, default=None,
-                   help="start from the weights of an exported model (same architecture and "
-                        "vocabulary; the length may differ: the DiT has no absolute positions)")
-    p.add_argument("--export", type=Path, default=None, help="write the EMA model here at the end")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
+@dataclass
+class TrainConfig:
+    """Everything a training run takes (``explorer train`` builds one from its options, same names).
 
+    Checked when built: a known task, positive sizes and step counts, ``n_heads`` dividing
+    ``hidden_dim``, ``ema`` and ``dropout`` in [0, 1). Files are checked by :func:`train` when it
+    reads them (``init_from``) or creates them (``out``, ``export``)."""
+    task: str
+    out: Path
+    steps: int = 20000               # optimizer steps in all (a resumed run stops here too)
+    batch_size: int = 64
+    lr: float = 1e-3                 # peak learning rate (AdamW)
+    warmup: int = 500                # linear warm-up steps
+    schedule: str = "constant"       # after the warm-up: "constant" or "cosine" (to 10 %)
+    weight_decay: float = 0.0
+    ema: float = 0.9999              # EMA decay (with warm-up)
+    hidden_dim: int = 192
+    n_blocks: int = 4
+    n_heads: int = 4
+    cond_dim: int = 64
+    dropout: float = 0.0
+    seed: int = 0                    # data stream, noise and weights
+    device: str = "auto"             # cpu, cuda or auto
+    threads: int | None = None       # torch CPU threads
+    eval_every: int = 1000
+    eval_n: int = 512                # held-out sequences for the NELBO
+    ckpt_every: int = 1000
+    resume: bool = False             # continue from <out>/checkpoint.pt
+    init_from: Path | None = None    # start from an exported model's weights (a fine-tune)
+    export: Path | None = None       # write the EMA model here at the end
+    progress: bool = True
 
-def check_args(args) -> None:
-    """Refuse what would fail late, before any step is taken: output folders that cannot be
-    written, a missing ``--init-from``, heads that do not divide the width, ``--ema``/``--dropout``
-    outside [0, 1)."""
-    output_dir(args.out, "--out")
-    if args.export is not None:
-        output_dir(args.export, "--export")
-    if args.init_from is not None and not Path(args.init_from).is_dir():
-        raise UsageError(f"--init-from {args.init_from}: no such model folder.",
-                         "pass the folder an earlier run exported (config.json + model.safetensors).")
-    if args.hidden_dim % args.n_heads:
-        raise UsageError(f"--n-heads {args.n_heads} does not divide --hidden-dim {args.hidden_dim}.",
-                         "choose a head count that divides the width, e.g. --n-heads 4.")
-    for name in ("ema", "dropout"):
-        value = getattr(args, name)
-        if not 0 <= value < 1:
-            raise UsageError(f"--{name} {value} is outside [0, 1).", f"give --{name} a value in [0, 1).")
+    def __post_init__(self):
+        self.out = Path(self.out)
+        self.init_from = None if self.init_from is None else Path(self.init_from)
+        self.export = None if self.export is None else Path(self.export)
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}.")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule {self.schedule!r} is neither 'constant' nor 'cosine'.")
+        for name in ("steps", "batch_size", "hidden_dim", "n_blocks", "n_heads", "cond_dim", "eval_every",
+                     "eval_n", "ckpt_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
+        if self.lr < 0 or self.warmup < 0:
+            raise ValueError(f"lr and warmup must be >= 0, got lr={self.lr!r}, warmup={self.warmup!r}.")
+        if self.hidden_dim % self.n_heads:
+            raise ValueError(f"n_heads {self.n_heads} does not divide hidden_dim {self.hidden_dim}; "
+                             "choose a head count that divides the width, e.g. 4.")
+        for name in ("ema", "dropout"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} {value} is outside [0, 1); give {name} a value in [0, 1).")
+
+    def command_line(self) -> str:
+        """The ``explorer train`` command that runs this config (every setting spelled out)."""
+        words = ["explorer", "train"]
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            option = "--" + f.name.replace("_", "-")
+            if f.name == "progress":
+                words += [] if value else ["--no-progress"]
+            elif isinstance(value, bool):
+                words += [option] if value else []
+            elif value is not None:
+                words += [option, str(value)]
+        return shlex.join(words)
 
 
 def _init_from(model: MDLM, directory: Path) -> None:
@@ -351,46 +371,51 @@ def _logged_loss(log: Path, step: int, window: int) -> tuple[float, int]:
     return sum(latest.values()) / len(latest), 50 * len(latest)
 
 
-def train(args: argparse.Namespace, command: str | None = None) -> dict:
-    """Run (or resume) training as ``args`` says; returns the summary written to the model card."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
-    task = get_task(args.task)
+def train(config: TrainConfig, command: str | None = None) -> dict:
+    """Run (or resume) training as ``config`` says; returns the summary written to the model card.
+
+    ``command`` is what the card says was run (default: :meth:`TrainConfig.command_line`)."""
+    if config.init_from is not None and not config.init_from.is_dir():
+        raise FileNotFoundError(f"init_from {config.init_from}: no such model folder; pass the folder an earlier "
+                                "run exported (config.json + model.safetensors).")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if config.device == "auto" else config.device))
+    task = get_task(config.task)
     tokenizer = task.build_tokenizer()
     vocab_size = tokenizer.get_vocab_size()
     mask_id = tokenizer.token_to_id("[MASK]")
     if mask_id != vocab_size - 1:
         raise ValueError(f"the task's [MASK] must be the last id (got {mask_id} of {vocab_size})")
 
-    torch.manual_seed(args.seed)
-    config = MDLMConfig(vocab_size=vocab_size, hidden_dim=args.hidden_dim, cond_dim=args.cond_dim,
-                        n_blocks=args.n_blocks, n_heads=args.n_heads, model_length=task.SEQ_LEN,
-                        dropout=args.dropout)
-    model = MDLM(config).to(device).train()
-    if args.init_from is not None:
-        _init_from(model, Path(args.init_from))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999),
-                                  weight_decay=args.weight_decay)
-    ema = EMA(model, args.ema)
-    noise_gen = torch.Generator().manual_seed(args.seed + 1)
+    torch.manual_seed(config.seed)
+    architecture = MDLMConfig(vocab_size=vocab_size, hidden_dim=config.hidden_dim, cond_dim=config.cond_dim,
+                              n_blocks=config.n_blocks, n_heads=config.n_heads, model_length=task.SEQ_LEN,
+                              dropout=config.dropout)
+    model = MDLM(architecture).to(device).train()
+    if config.init_from is not None:
+        _init_from(model, Path(config.init_from))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.999),
+                                  weight_decay=config.weight_decay)
+    ema = EMA(model, config.ema)
+    noise_gen = torch.Generator().manual_seed(config.seed + 1)
 
-    out = Path(args.out)
+    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     step, elapsed_before = 0, 0.0
     ckpt = out / CHECKPOINT
-    if args.resume and ckpt.is_file():
+    if config.resume and ckpt.is_file():
         state = load_checkpoint(ckpt, model, ema, optimizer, noise_gen)
         step, elapsed_before = state["step"], state.get("elapsed_s", 0.0)
-    elif args.resume:
+    elif config.resume:
         print(f"--resume: no {ckpt}, starting from scratch", file=sys.stderr)
 
-    data = task.batches("train", args.batch_size, args.seed)
+    data = task.batches("train", config.batch_size, config.seed)
     for _ in range(step):  # fast-forward the seeded stream to where the checkpoint left it
         next(data)
-    eval_data = task.eval_tensor(args.eval_n, args.seed)
-    run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    eval_data = task.eval_tensor(config.eval_n, config.seed)
+    run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
     log = open(out / LOG, "a", encoding="utf-8")
 
     def log_row(**row):
@@ -398,12 +423,12 @@ def train(args: argparse.Namespace, command: str | None = None) -> dict:
         log.flush()
 
     from tqdm.auto import tqdm
-    bar = tqdm(total=args.steps, initial=step, disable=args.no_progress, desc=f"train {args.task}")
+    bar = tqdm(total=config.steps, initial=step, disable=not config.progress, desc=f"train {config.task}")
     losses: list[float] = []
     val_nelbo = float("nan")
     start = time.time()
-    while step < args.steps:
-        lr = learning_rate(step, args.lr, args.warmup, args.steps, args.schedule)
+    while step < config.steps:
+        lr = learning_rate(step, config.lr, config.warmup, config.steps, config.schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x0 = next(data).to(device)
@@ -416,21 +441,21 @@ def train(args: argparse.Namespace, command: str | None = None) -> dict:
         step += 1
         losses.append(loss.item())
         bar.update(1)
-        if step % 50 == 0 or step == args.steps:
+        if step % 50 == 0 or step == config.steps:
             recent = sum(losses[-50:]) / len(losses[-50:])
             bar.set_postfix(loss=f"{recent:.4f}", lr=f"{lr:.2e}")
             log_row(step=step, loss=recent, lr=lr, grad_norm=float(grad_norm),
                     elapsed_s=elapsed_before + time.time() - start)
-        if step % args.eval_every == 0 or step == args.steps:
-            val_nelbo = heldout_nelbo(ema_model(model, ema), eval_data, mask_id, seed=args.seed)
+        if step % config.eval_every == 0 or step == config.steps:
+            val_nelbo = heldout_nelbo(ema_model(model, ema), eval_data, mask_id, seed=config.seed)
             log_row(step=step, val_nelbo=val_nelbo, elapsed_s=elapsed_before + time.time() - start)
             bar.write(f"step {step}: held-out NELBO (EMA) {val_nelbo:.4f}")
-        if step % args.ckpt_every == 0 or step == args.steps:
+        if step % config.ckpt_every == 0 or step == config.steps:
             save_checkpoint(out, model, ema, optimizer, step, noise_gen, run_args,
                             elapsed_before + time.time() - start)
     bar.close()
     if math.isnan(val_nelbo):  # resumed at the last step: nothing was evaluated in this call
-        val_nelbo = heldout_nelbo(ema_model(model, ema), eval_data, mask_id, seed=args.seed)
+        val_nelbo = heldout_nelbo(ema_model(model, ema), eval_data, mask_id, seed=config.seed)
     log.close()
 
     window = min(500, len(losses)) or 1
@@ -438,35 +463,22 @@ def train(args: argparse.Namespace, command: str | None = None) -> dict:
     if not losses:  # resumed at the last step: read the last 500 steps' loss from the log
         final_loss, window = _logged_loss(out / LOG, step, 500)
     summary = {
-        "task": args.task, "step": step, "batch_size": args.batch_size, "lr": args.lr,
-        "warmup": args.warmup, "schedule": args.schedule, "weight_decay": args.weight_decay,
-        "ema_decay": args.ema, "seed": args.seed, "hidden_dim": args.hidden_dim,
-        "n_blocks": args.n_blocks, "n_heads": args.n_heads, "cond_dim": args.cond_dim,
-        "dropout": args.dropout, "vocab_size": vocab_size, "mask_id": mask_id,
+        "task": config.task, "step": step, "batch_size": config.batch_size, "lr": config.lr,
+        "warmup": config.warmup, "schedule": config.schedule, "weight_decay": config.weight_decay,
+        "ema_decay": config.ema, "seed": config.seed, "hidden_dim": config.hidden_dim,
+        "n_blocks": config.n_blocks, "n_heads": config.n_heads, "cond_dim": config.cond_dim,
+        "dropout": config.dropout, "vocab_size": vocab_size, "mask_id": mask_id,
         "seq_len": task.SEQ_LEN, "parameters": model.num_parameters(),
-        "tokens": step * args.batch_size * task.SEQ_LEN,
+        "tokens": step * config.batch_size * task.SEQ_LEN,
         "elapsed_s": elapsed_before + time.time() - start, "hardware": hardware(),
         "final_loss": final_loss,
-        "loss_window": window, "val_nelbo": val_nelbo, "eval_n": args.eval_n,
+        "loss_window": window, "val_nelbo": val_nelbo, "eval_n": config.eval_n,
         "fixed_tokens": getattr(task, "FIXED_TOKENS", None),
-        "init_from": str(args.init_from) if args.init_from is not None else None,
-        "data": getattr(task, "DATA_DESCRIPTION", f"`explorer/tasks/{args.task}.py`, seed {args.seed}"),
+        "init_from": str(config.init_from) if config.init_from is not None else None,
+        "data": getattr(task, "DATA_DESCRIPTION", f"`explorer/tasks/{config.task}.py`, seed {config.seed}"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    if args.export is not None:
-        command = command or "python -m explorer.train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        export(args.export, model, ema, tokenizer, model_card(args.task, command, summary),
+    if config.export is not None:
+        export(config.export, model, ema, tokenizer, model_card(config.task, command or config.command_line(), summary),
                fixed_tokens=getattr(task, "FIXED_TOKENS", None))
     return summary
-
-
-def main(argv: list[str] | None = None) -> dict:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    check_args(args)
-    command = "python -m explorer.train " + " ".join(shlex.quote(a) for a in argv)
-    return train(args, command)
-
-
-if __name__ == "__main__":
-    sys.exit(run("python -m explorer.train", main))

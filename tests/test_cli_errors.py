@@ -14,7 +14,7 @@ import pytest
 import explorer
 from explorer import cli
 from explorer.models.dit import MDLM, MDLMConfig
-from explorer.usage import UsageError
+from explorer.cli.common import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,7 +150,7 @@ def test_train_with_an_unknown_task(capsys, tmp_path):
 @pytest.mark.parametrize("argv, fix", [
     (["--n-heads", "5"], "choose a head count that divides the width"),
     (["--lr", "-1"], "explorer train --help"),
-    (["--ema", "1.5"], "give --ema a value in [0, 1)"),
+    (["--ema", "1.5"], "give ema a value in [0, 1)"),
     (["--init-from", "/no/such/model"], "pass the folder an earlier run exported"),
 ])
 def test_train_with_a_bad_option(capsys, tmp_path, argv, fix):
@@ -176,7 +176,7 @@ def test_debug_shows_the_traceback(monkeypatch):
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
-    monkeypatch.setattr(cli, "format_samples", lambda texts: 1 / 0)  # not a user error
+    monkeypatch.setattr(cli.generate, "format_samples", lambda texts: 1 / 0)  # not a user error
     with pytest.raises(ZeroDivisionError):
         cli.main([*GEN, "--sampler", "mdlm"])
 
@@ -196,8 +196,8 @@ def test_the_real_command_is_short_too(tmp_path):
 def test_top_level_help_lists_every_command_with_one_line(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name, (about, _) in cli.COMMANDS.items():
-        assert f"  {name}" in out and about in out
+    for name, command in cli.COMMANDS.items():
+        assert f"  {name}" in out and command.about in out
     assert "--debug" in out
 
 
@@ -211,13 +211,19 @@ def test_each_command_has_help(capsys, command):
 
 
 def _parsers():
-    from explorer import judge, train
-    from explorer.studies import orders
+    """Every command's parser, and each subcommand's (judge train, judge eval), from the one table."""
+    out = {}
+    for name, command in cli.COMMANDS.items():
+        parser = out[name] = command.parser()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                out.update({f"{name} {k}": v for k, v in action.choices.items()})
+    return out
 
-    top = judge.build_parser()
-    subs = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices
-    return {"generate": cli.generate_parser(), "sweep": cli.sweep_parser(), "train": train.build_parser(),
-            "evaluate-orders": orders.evaluate_parser(), **{f"judge {k}": v for k, v in subs.items()}}
+
+def test_the_table_holds_every_parser():
+    assert {"generate", "sweep", "train", "judge", "evaluate-orders", "repair", "judge train", "judge eval"} \
+        <= set(_parsers())
 
 
 def test_every_option_has_help_text():

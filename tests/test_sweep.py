@@ -13,7 +13,7 @@ import importlib
 import explorer
 from explorer.protocol import StubDenoiser
 from explorer.samplers import MDLM, ReMDMCap
-from explorer.cli import sweep_main as main
+from explorer.cli.sweep import main
 from explorer.sweep import return_on_compute, summary, sweep
 
 sweep_module = importlib.import_module("explorer.sweep")  # `explorer.sweep` itself is the function

@@ -9,13 +9,18 @@ import torch
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
+from explorer import cli
 from explorer.models.dit import MDLM
 from explorer.tasks import orders
-from explorer.train import EMA, heldout_nelbo, main, sample_times
+from explorer.train import EMA, TrainConfig, heldout_nelbo, sample_times, train
 
-TINY = ["--task", "orders", "--batch-size", "4", "--lr", "3e-3", "--warmup", "5",
-        "--hidden-dim", "32", "--n-blocks", "1", "--n-heads", "2", "--cond-dim", "16",
-        "--eval-n", "32", "--threads", "1", "--no-progress"]
+TINY = dict(task="orders", batch_size=4, lr=3e-3, warmup=5, hidden_dim=32, n_blocks=1, n_heads=2, cond_dim=16,
+            eval_n=32, threads=1, progress=False)
+
+
+def main(**settings) -> dict:
+    """A tiny training run through the library's typed entry point."""
+    return train(TrainConfig(**{**TINY, **settings}))
 
 
 def test_antithetic_times_cover_the_interval():
@@ -41,8 +46,7 @@ def test_ema_warm_up():
 
 def test_tiny_run_lowers_the_loss(tmp_path):
     out = tmp_path / "run"
-    summary = main([*TINY, "--out", str(out), "--steps", "60", "--eval-every", "60",
-                    "--ckpt-every", "60", "--export", str(tmp_path / "export")])
+    summary = main(out=out, steps=60, eval_every=60, ckpt_every=60, export=tmp_path / "export")
     # an untrained SUBS model is uniform over the V-1 real tokens: NELBO = log(V-1) per token
     untrained = math.log(orders.VOCAB_SIZE - 1)
     assert summary["step"] == 60
@@ -62,15 +66,15 @@ def test_tiny_run_lowers_the_loss(tmp_path):
     tok = Tokenizer.from_file(str(export / "tokenizer.json"))
     assert tok.token_to_id("[MASK]") == model.config.vocab_size - 1
     card = (export / "README.md").read_text()
-    assert "python -m explorer.train" in card and "--hidden-dim 32" in card
+    assert "explorer train --task orders" in card and "--hidden-dim 32" in card
 
 
 def test_resume_continues_exactly(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    args = [*TINY, "--eval-every", "1000", "--ckpt-every", "10"]
-    main([*args, "--out", str(straight), "--steps", "20"])
-    main([*args, "--out", str(split), "--steps", "10"])
-    summary = main([*args, "--out", str(split), "--steps", "20", "--resume"])
+    args = dict(eval_every=1000, ckpt_every=10)
+    main(**args, out=straight, steps=20)
+    main(**args, out=split, steps=10)
+    summary = main(**args, out=split, steps=20, resume=True)
     assert summary["step"] == 20
     a = torch.load(straight / "checkpoint.pt", weights_only=False)
     b = torch.load(split / "checkpoint.pt", weights_only=False)
@@ -86,32 +90,28 @@ def test_init_from_starts_at_the_exported_weights(tmp_path):
     through a zero learning rate), and a model of another architecture is refused by name."""
     from safetensors.torch import load_file
 
-    main([*TINY, "--out", str(tmp_path / "a"), "--steps", "5", "--eval-every", "1000",
-          "--ckpt-every", "1000", "--export", str(tmp_path / "exp")])
-    main([*TINY, "--out", str(tmp_path / "b"), "--steps", "1", "--lr", "0", "--eval-every", "1000",
-          "--ckpt-every", "1", "--init-from", str(tmp_path / "exp")])
-    main([*TINY, "--out", str(tmp_path / "b"), "--steps", "1", "--resume", "--export", str(tmp_path / "exp_b"),
-          "--init-from", str(tmp_path / "exp")])
+    main(out=tmp_path / "a", steps=5, eval_every=1000, ckpt_every=1000, export=tmp_path / "exp")
+    main(out=tmp_path / "b", steps=1, lr=0, eval_every=1000, ckpt_every=1, init_from=tmp_path / "exp")
+    main(out=tmp_path / "b", steps=1, resume=True, export=tmp_path / "exp_b", init_from=tmp_path / "exp")
     assert f"fine-tuned from the weights in `{tmp_path / 'exp'}`" in (tmp_path / "exp_b" / "README.md").read_text()
     start = load_file(str(tmp_path / "exp" / "model.safetensors"))
     after = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
     assert start.keys() == after.keys()
     for key in start:
         assert torch.equal(start[key], after[key]), key
-    wider = [a if a != "32" else "48" for a in TINY]  # --hidden-dim 48
     with pytest.raises(ValueError, match="do not fit this architecture"):
-        main([*wider, "--out", str(tmp_path / "c"), "--steps", "1", "--init-from", str(tmp_path / "exp")])
+        main(out=tmp_path / "c", steps=1, hidden_dim=48, init_from=tmp_path / "exp")
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
-        main([*TINY, "--out", str(tmp_path / "d"), "--steps", "1", "--init-from", str(tmp_path)])
+        main(out=tmp_path / "d", steps=1, init_from=tmp_path)
 
 
 def test_export_after_the_last_step_reads_the_loss_from_the_log(tmp_path):
     """Resuming at the last step only exports; the card's training loss then comes from the log
     (the mean of the 50-step rows in the last 500 steps), not NaN."""
     out = tmp_path / "run"
-    args = [*TINY, "--out", str(out), "--eval-every", "1000", "--ckpt-every", "50"]
-    first = main([*args, "--steps", "100"])
-    again = main([*args, "--steps", "100", "--resume", "--export", str(tmp_path / "export")])
+    args = dict(out=out, eval_every=1000, ckpt_every=50)
+    first = main(**args, steps=100)
+    again = main(**args, steps=100, resume=True, export=tmp_path / "export")
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     logged = [r["loss"] for r in rows if "loss" in r]
     assert len(logged) == 2 and again["loss_window"] == 100
@@ -119,3 +119,25 @@ def test_export_after_the_last_step_reads_the_loss_from_the_log(tmp_path):
     assert again["final_loss"] == pytest.approx(first["final_loss"], rel=1e-6)  # 100 steps either way
     card = (tmp_path / "export" / "README.md").read_text()
     assert "nan" not in card and "trained from scratch" in card
+
+
+def test_the_config_refuses_bad_settings_by_name():
+    for bad, match in ((dict(n_heads=5), "choose a head count"), (dict(ema=1.5), r"ema 1.5 is outside \[0, 1\)"),
+                       (dict(task="poems"), "unknown task 'poems'"), (dict(steps=0), "steps must be"),
+                       (dict(schedule="linear"), "schedule 'linear'")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**{**TINY, "out": "run", **bad})
+
+
+def test_the_command_line_builds_the_same_config_and_names_the_command(tmp_path, capsys):
+    argv = ["train", "--task", "orders", "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "4",
+            "--hidden-dim", "32", "--n-blocks", "1", "--n-heads", "2", "--cond-dim", "16", "--eval-n", "8",
+            "--threads", "1", "--no-progress", "--export", str(tmp_path / "exp")]
+    assert cli.main(argv) == 0
+    card = (tmp_path / "exp" / "README.md").read_text()
+    assert "Command: `explorer train --task orders --out" in card
+    config = TrainConfig(task="orders", out=tmp_path / "run", steps=2, batch_size=4, hidden_dim=32, n_blocks=1,
+                         n_heads=2, cond_dim=16, eval_n=8, threads=1, progress=False, export=tmp_path / "exp")
+    parsed = cli.COMMANDS["train"].parser().parse_args(argv[1:])
+    assert cli.train.config_from_args(parsed) == config
+    assert config.command_line().startswith("explorer train --task orders --out ")

@@ -16,14 +16,14 @@ The study (issue 13):
 MDLM is measured the same way and repairs nothing, by construction: it only ever writes masked
 positions, and a complete sequence has none.
 
-Command line (the numbers in ``data/models/orders/README.md``, section "Repair")::
+Command line (the numbers in ``data/models/orders/README.md``, section "Repair"; the parser is
+``explorer.cli.orders``)::
 
-    nice -n 19 python -m explorer.studies.repair --sequences 64 --steps 16 32 64 128 256 512 \\
+    nice -n 19 explorer repair --sequences 64 --steps 16 32 64 128 256 512 \\
         --out data/sweeps/orders_repair.csv
 """
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Sequence
 
@@ -38,7 +38,7 @@ from ..samplers import MDLM, ReMDMRefine
 from ..tasks import orders
 
 __all__ = ["PLANT_FIELDS", "plant", "planted_refine", "outcomes", "summarise", "measure", "rule_text", "record_status",
-           "repair_story", "main"]
+           "repair_story"]
 
 # the planted field -> the rule it breaks (the field is the dependent side of that rule)
 PLANT_FIELDS: dict[str, str] = {"currency": "currency", "total": "total"}
@@ -229,33 +229,3 @@ def measure(model, steps: Sequence[int], sequences: int = 64, seed: int = 0, sam
                 frame = pd.DataFrame(rows)
                 atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     return pd.DataFrame(rows)
-
-
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    p = argparse.ArgumentParser(prog="python -m explorer.studies.repair",
-                                description="Plant one wrong coupled field in every other orders record, "
-                                            "refine, and report the share repaired and the share of "
-                                            "untouched records still valid, per number of steps.")
-    p.add_argument("--model", default="orders", help="a shipped name or a model directory")
-    p.add_argument("--sequences", type=int, default=64,
-                   help=f"sequences ({orders.RECORDS_PER_SEQ // 2} planted records each)")
-    p.add_argument("--steps", nargs="+", type=int, default=[16, 32, 64, 128, 256, 512])
-    p.add_argument("--seed", type=int, default=0, help="seed of the refine run")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the sequences and of the plants")
-    p.add_argument("--alpha", type=float, default=None, help="ReMDM-refine alpha (default: its own)")
-    p.add_argument("--eta", type=float, default=None, help="ReMDM-refine eta (default: the bound)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=None, help="CSV to write (rewritten as each cell finishes)")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from ..models.loading import load_model   # transformers is loaded only for the command
-
-    settings = {k: v for k, v in (("alpha", args.alpha), ("eta", args.eta)) if v is not None}
-    model = load_model(args.model)
-    return measure(model, args.steps, sequences=args.sequences, seed=args.seed, data_seed=args.data_seed,
-                   samplers={"remdm-refine": ReMDMRefine(**settings), "mdlm": MDLM()}, out=args.out)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""What the command lines share: short user errors, and the checks made before any work starts.
+"""What the commands share: short user errors, and the checks made before any work starts.
 
 * :class:`UsageError` -- a mistake of the user's: the problem and the fix, printed as two lines.
 * :class:`ArgumentParser` -- argparse whose errors become a :class:`UsageError` (no usage dump)
@@ -8,8 +8,8 @@
   file) prints ``PROG: error: ...`` on stderr, with no traceback unless ``--debug`` or
   ``EXPLORER_DEBUG=1``; anything else is a bug and keeps its traceback.
 * :func:`output_file`, :func:`output_dir`, :func:`positive_int`, :func:`sampler_from_cli`,
-  :func:`model_from_cli` -- turn an argument into a checked value *before* a model is loaded or a
-  sample is drawn, so a wrong ``--out`` does not cost a finished run.
+  :func:`samplers_from_cli`, :func:`model_from_cli` -- turn an argument into a checked value
+  *before* a model is loaded or a sample is drawn, so a wrong ``--out`` does not cost a finished run.
 """
 from __future__ import annotations
 
@@ -111,11 +111,7 @@ def output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     return path
 
 
-def sampler_from_cli(name: str, settings: str | dict | None = None, option: str = "--settings") -> Any:
-    """A sampler from its CLI name and JSON settings; a bad name, bad JSON or a setting out of its
-    range is a :class:`UsageError` naming the option to change."""
-    from explorer.samplers import REGISTRY, by_name
-
+def _settings_from_json(settings: str | dict | None, option: str) -> dict:
     if isinstance(settings, str):
         try:
             settings = json.loads(settings or "{}")
@@ -125,13 +121,40 @@ def sampler_from_cli(name: str, settings: str | dict | None = None, option: str 
     if not isinstance(settings or {}, dict):
         raise UsageError(f"{option} must be a JSON object, got {type(settings).__name__}.",
                          f"""write an object such as {option} '{{"eta": 0.02}}'.""")
-    key = name.strip().lower().replace("_", "-")
-    if key not in REGISTRY:
-        raise UsageError(f"unknown sampler {name!r}.", f"choose one of {', '.join(REGISTRY)}.")
+    return dict(settings or {})
+
+
+def sampler_from_cli(spec: str, settings: str | dict | None = None, option: str = "--sampler",
+                     settings_option: str = "--settings") -> Any:
+    """A sampler from one spec (``remdm-cap`` or ``remdm-cap:eta=0.02``, :mod:`explorer.samplers.spec`)
+    and optional JSON settings laid over it; a bad name, bad JSON or a setting out of its range is
+    a :class:`UsageError` naming the option to change."""
+    from explorer.samplers.spec import SamplerSpec, SamplerSpecError, sampler_names
+
+    extra = _settings_from_json(settings, settings_option)
     try:
-        return by_name(key, **(settings or {}))
-    except ValueError as e:
-        raise UsageError(f"{key}: {e}", f"change the setting in {option} (see the sampler's docstring).") from None
+        parsed = SamplerSpec.parse(spec)
+    except SamplerSpecError as e:
+        if str(e).startswith("unknown sampler"):
+            raise UsageError(f"unknown sampler {spec!r}.", f"choose one of {', '.join(sampler_names())}.") from None
+        raise UsageError(f"{option}: {e}", f"write e.g. {option} remdm-cap:eta=0.02.") from None
+    try:
+        return SamplerSpec(parsed.name, {**parsed.settings, **extra}).build()
+    except SamplerSpecError as e:
+        raise UsageError(str(e), f"change the setting in {settings_option} (see the sampler's docstring).") from None
+
+
+def samplers_from_cli(specs: str | Sequence[str], option: str = "--samplers", example: str | None = None,
+                      **defaults) -> dict[str, Any]:
+    """``{label: sampler}`` from a list of specs (``mdlm,remdm-cap:eta=0.02``, or several
+    arguments); any mistake is a :class:`UsageError` whose fix shows ``example``."""
+    from explorer.samplers.spec import SamplerSpecError, parse_samplers, sampler_names
+
+    example = example or f"{option} mdlm,remdm-cap:eta=0.02"
+    try:
+        return parse_samplers(specs, **defaults)
+    except SamplerSpecError as e:
+        raise UsageError(f"{option}: {e}", f"write e.g. {example} (names: {', '.join(sampler_names())}).") from None
 
 
 def model_from_cli(name: str, device: Any = None, allow_download: bool = False) -> Any:
@@ -140,7 +163,7 @@ def model_from_cli(name: str, device: Any = None, allow_download: bool = False) 
     named by the loader) passes through unchanged."""
     import explorer
     from explorer.models.hf_adapter import damaged_file
-    from explorer.models.loading import ORACLE_NAME, resolve_model_dir, shipped_models
+    from explorer.models.loading import known_models, resolve_model_dir
 
     try:
         return explorer.load_model(name, device=device, allow_download=allow_download)
@@ -148,7 +171,7 @@ def model_from_cli(name: str, device: Any = None, allow_download: bool = False) 
         try:  # is it the name that is unknown, or a file inside a model folder that is wrong?
             directory, _ = resolve_model_dir(name, allow_download=allow_download)
         except FileNotFoundError:
-            shipped = ", ".join([*shipped_models(), ORACLE_NAME])
+            shipped = ", ".join(known_models())
             raise UsageError(
                 f"unknown model {str(name)!r}: not a model folder, a shipped model ({shipped}) or a "
                 "Hugging Face hub id in the local cache.",

@@ -1,0 +1,85 @@
+"""``explorer judge train|eval``: the small causal judge LM behind gen_ppl and mauve (:mod:`explorer.judge`)."""
+from __future__ import annotations
+
+import json
+import math
+import platform
+from pathlib import Path
+from typing import Sequence
+
+from explorer.cli.common import (ArgumentParser, UsageError, nonnegative_float, nonnegative_int, output_dir,
+                                 positive_int)
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="explorer judge", description="A small causal judge LM on the stories tokenizer: "
+                       "generative perplexity and MAUVE features offline.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{train,eval}",
+                           help="train: train (or resume) a judge; eval: its held-out perplexity")
+    t = sub.add_parser("train", help="train (or resume) the stories judge",
+                       description="Train (or resume) the stories judge; --export writes it in the HF format.")
+    t.add_argument("--out", default="runs/judge", help="run folder (checkpoint, history); its parent must exist")
+    t.add_argument("--steps", type=positive_int, required=True, help="optimizer steps in all")
+    t.add_argument("--batch-size", type=positive_int, default=32, help="blocks per step")
+    t.add_argument("--lr", type=nonnegative_float, default=1e-3, help="peak learning rate")
+    t.add_argument("--warmup", type=nonnegative_int, default=200, help="linear warm-up steps")
+    t.add_argument("--seed", type=int, default=0, help="seed of the data stream and the weights")
+    t.add_argument("--eval-every", type=nonnegative_int, default=250, help="steps between held-out evaluations (0: never)")
+    t.add_argument("--ckpt-every", type=positive_int, default=50, help="steps between checkpoints")
+    t.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    t.add_argument("--n-layer", type=positive_int, default=4, help="transformer layers")
+    t.add_argument("--n-embd", type=positive_int, default=256, help="width (must be divisible by --n-head)")
+    t.add_argument("--n-head", type=positive_int, default=4, help="attention heads")
+    t.add_argument("--device", default="cpu", help="torch device")
+    t.add_argument("--export", default=None, help="folder to write the HF model + tokenizer to")
+    e = sub.add_parser("eval", help="held-out perplexity of a judge",
+                       description="Held-out perplexity of a judge (shipped name or folder).")
+    e.add_argument("path", nargs="?", default="stories-judge", help="shipped judge name or folder")
+    e.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    return p
+
+
+def _train(a) -> None:
+    import torch
+
+    from explorer import judge
+
+    output_dir(a.out, "--out")
+    if a.export:
+        output_dir(a.export, "--export")
+    if a.n_embd % a.n_head:
+        raise UsageError(f"--n-head {a.n_head} does not divide --n-embd {a.n_embd}.",
+                         "choose a head count that divides the width.")
+    torch.set_num_threads(a.threads)
+    res = judge.train(a.out, a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
+                      eval_every=a.eval_every, ckpt_every=a.ckpt_every, device=a.device,
+                      config=judge.judge_config(n_layer=a.n_layer, n_embd=a.n_embd, n_head=a.n_head))
+    st = res["state"]
+    summary = {"steps": st["step"], "seconds": round(st["seconds"], 1),
+               "best_step": st.get("best_step"), "best_heldout_loss": st["best_loss"],
+               "best_heldout_ppl": math.exp(st["best_loss"]), "hardware": platform.processor() or platform.machine(),
+               "threads": a.threads, "torch": torch.__version__}
+    (Path(a.out) / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+    if a.export:
+        print("exported to", judge.export(a.out, a.export))
+
+
+def _eval(a) -> None:
+    import torch
+
+    from explorer import judge
+
+    torch.set_num_threads(a.threads)
+    try:
+        judge.load_judge(a.path)
+    except FileNotFoundError:
+        raise UsageError(f"no judge at {a.path!r}.", "pass a shipped name (stories-judge) or a folder "
+                         "written by `explorer judge train --export DIR`.") from None
+    print(json.dumps(judge.heldout_report(a.path), indent=1))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    (_train if a.cmd == "train" else _eval)(a)
+    return 0

@@ -1,0 +1,124 @@
+"""``explorer sweep``: samplers x steps x seeds on a model; tidy results, return on compute, HTML report.
+
+Under ``torchrun --nproc_per_node=K -m explorer.cli sweep ...`` the cells are spread over the ranks
+(:func:`explorer.sweep.sweep`); only rank 0 writes.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, output_dir, positive_float,
+                                 positive_int, samplers_from_cli)
+
+
+def default_metrics(model_name: str) -> list[str]:
+    n = model_name.lower()
+    if "orders" in n:
+        return ["validity", "entropy"]
+    if "stories" in n:
+        return ["gen_ppl", "entropy"]
+    return ["entropy"]
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="explorer sweep", description=(
+        "Run samplers x steps x seeds on a model, score the samples, and write sweep.parquet, "
+        "return_on_compute.parquet and a standalone report.html to --out. Finished cells are "
+        "cached (--cache-dir, default OUT/cache): run the same command again to resume."))
+    p.add_argument("--model", required=True, help="shipped name (orders, stories), model folder or hub id")
+    p.add_argument("--samplers", default="mdlm,remdm-loop", help="comma-separated sampler specs, each "
+                   "optionally with settings: mdlm,remdm-cap:eta=0.008")
+    p.add_argument("--steps", default="L/4,L/2,L,2L", help="comma-separated T; 'L' = sequence length, e.g. L/2,2L")
+    p.add_argument("--num-samples", type=positive_int, default=64, help="sequences per cell")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--metrics", default=None, help="comma-separated: validity, entropy, gen_ppl, mauve "
+                   "(default: validity,entropy for orders; gen_ppl,entropy for stories)")
+    p.add_argument("--judge", default=None, help="judge causal LM for gen_ppl/mauve (default: shipped stories-judge)")
+    p.add_argument("--nucleus-p", type=positive_float, default=None,
+                   help="top-p for every sampler (the paper uses 0.9)")
+    p.add_argument("--mauve-references", default=None,
+                   help="MAUVE references: 'heldout' (stories held-out blocks, as many as --num-samples), "
+                        "a .npy of judge features, or a .txt with one text per line "
+                        "(default: mauve_reference_features.npy next to the judge)")
+    p.add_argument("--baseline", default="mdlm", help="sampler the others are compared with")
+    p.add_argument("--out", required=True, help="output folder (created if its parent exists)")
+    p.add_argument("--cache-dir", default=None, help="cache of finished cells (default: OUT/cache)")
+    p.add_argument("--device", default=None, help="torch device (default: cpu; cuda:LOCAL_RANK under torchrun)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="sequences per model call")
+    p.add_argument("--allow-download", action="store_true", help="allow fetching a model from the Hugging Face hub")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def plan(a) -> tuple[dict, list[int], list[str]]:
+    """Samplers, seeds and metrics of a sweep, checked before the model is loaded."""
+    from explorer.metrics.registry import get_metric
+    from explorer.sweep import parse_steps
+
+    defaults = {} if a.nucleus_p is None else {"nucleus_p": a.nucleus_p}
+    samplers = samplers_from_cli(a.samplers, "--samplers", "--samplers mdlm,remdm-cap:eta=0.02", **defaults)
+    try:
+        steps = parse_steps(a.steps, 1024)
+        if not steps or min(steps) < 1:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--steps {a.steps!r} is not a list of positive step counts.",
+                         "write e.g. --steps 16,32,64 or --steps L/4,L,2L (L = sequence length).") from None
+    try:
+        seeds = [int(s) for s in a.seeds.split(",")]
+    except ValueError:
+        raise UsageError(f"--seeds {a.seeds!r} is not a list of whole numbers.", "write e.g. --seeds 0,1,2.") from None
+    metrics = a.metrics.split(",") if a.metrics else default_metrics(a.model)
+    for m in metrics:
+        try:
+            get_metric(m)
+        except (KeyError, ValueError) as e:
+            raise UsageError(f"--metrics: {e}".rstrip("."), "choose from validity, entropy, gen_ppl, mauve.") from None
+    return samplers, seeds, metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a grid, write sweep.parquet, return_on_compute.parquet and report.html."""
+    import numpy as np
+    import pandas as pd
+
+    from explorer.metrics.registry import higher_is_better
+    from explorer.sweep import parse_steps, rank, return_on_compute, summary, sweep, write_parquet_atomic
+    from explorer.viz.sweep_report import report_html
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = parser().parse_args(argv)
+    out = output_dir(a.out)
+    samplers, seeds, metrics = plan(a)
+    model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
+    steps = parse_steps(a.steps, model.seq_len)
+    out.mkdir(exist_ok=True)
+    opts = {"judge": a.judge} if a.judge else {}
+    if a.mauve_references == "heldout":
+        from explorer.tasks import stories
+        opts["references"] = stories.heldout_texts(a.num_samples)
+    elif a.mauve_references and a.mauve_references.endswith(".npy"):
+        opts["references"] = np.load(a.mauve_references)
+    elif a.mauve_references:
+        opts["references"] = [t for t in Path(a.mauve_references).read_text().splitlines() if t.strip()]
+    df = sweep(model, samplers, steps, num_samples=a.num_samples, seeds=seeds, metrics=metrics,
+               cache_dir=a.cache_dir or out / "cache", device=a.device, batch_size=a.batch_size,
+               progress=not a.no_progress, metric_options=opts)
+    if rank() != 0:
+        return 0
+    write_parquet_atomic(df, out / "sweep.parquet")
+    command = "explorer sweep " + " ".join(argv)
+    if a.baseline in set(df["sampler"]):
+        rocs = [return_on_compute(df, baseline=a.baseline, metric=m) for m in dict.fromkeys(df["metric"])
+                if higher_is_better(m) is not None]
+        if rocs:
+            write_parquet_atomic(pd.concat(rocs, ignore_index=True), out / "return_on_compute.parquet")
+        for m in dict.fromkeys(df["metric"]):
+            if higher_is_better(m) is not None and not m.startswith("violation:"):
+                print(summary(df, baseline=a.baseline, metric=m))
+    report = report_html(df, out / "report.html", baseline=a.baseline,
+                         title=f"Sweep: {a.model}", command=command)
+    print(f"wrote {out / 'sweep.parquet'} and {report}")
+    return 0
