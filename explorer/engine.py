@@ -1,34 +1,36 @@
 """The generation engine: one loop for every sampler, on the model's device, recording everything.
 
-The loop (reference §1.3-§1.8, §2.1):
+The loop (reference §1.3-§1.8, §2.1; the step protocol is :mod:`explorer.samplers.step`):
 
-1. the sampler gives this step's rates: unmask probability at masked positions, remask
-   probability sigma at unmasked ones (selective remasking: positions outside ``remaskable``
-   behave as in MDLM);
-2. the engine draws those decisions first, from counter-based float64 uniforms
-   (:mod:`explorer.rng`), so sample ``i`` depends only on ``(seed, i)``;
-3. only where a token unmasks does it need p(x0): it runs the model body once for the current
-   state (or reuses it: the exact p(x0) cache of §1.7 -- the network is time-independent, so
-   an unchanged state has an unchanged output), then the output head, SUBS, nucleus and the
-   float64 draw *only at those rows*;
-4. after the last step, masked tokens left are filled by argmax (§1.8).
+1. the engine moves the batch's read-only context to the next step of the sampler's grid;
+2. the sampler's ``step(ctx)`` decides which decoded positions go back to [MASK] and which masked
+   ones are written, with which tokens and why.  It asks the context for counter-based float64
+   uniforms (:mod:`explorer.rng`: sample ``i`` depends only on ``(seed, i)``), for the model's
+   p(x0) at the rows it draws at, and for re-scored probabilities of decoded tokens;
+3. the engine computes p(x0) only where asked: the model body once per distinct state (the exact
+   p(x0) cache of §1.7 -- the network is time-independent, so an unchanged state has an
+   unchanged output), then the output head *only at those rows*, in chunks, so no ``[B, L, V]``
+   float64 tensor is ever built; every pass is counted (``model_calls``, and ``nfe`` per sample);
+4. it applies the decision -- remasks first, then writes -- records every change as an event,
+   tells the ``on_step`` hook, and after the last step fills what is still masked by argmax (§1.8).
 
-Two more kinds of sampler share this loop.  *Ordering* baselines (``ConfidenceOrdered``) commit
-the most confident draws of a block.  *Ranked* samplers (:mod:`explorer.samplers.ranked`: LLaDA's
-own sampler, ReMDM-LLaDA, Dream's algorithms; llada-dream reference §4.1-§4.3) replace steps 1-3:
-the sampler plans the step (block window, counts), the engine remasks the lowest confidences cached
-at decode time, draws at the masked positions of the window with the sampler's own rule (float64,
-on those rows only, in chunks) and commits the positions the sampler selects.
+There is no branch per kind of sampler here: the ReMDM family draws by rates
+(:meth:`Sampler.step <explorer.samplers.base.Sampler.step>`), the confidence-ordered baselines and
+the LLaDA / Dream samplers rank (:mod:`explorer.samplers.ranked`), the correctors re-score
+(:mod:`explorer.samplers.rescore`); all are one ``step(ctx)`` each.
 
 Models without a fixed length (LLaDA, Dream: ``seq_len is None``) sample on a canvas of prompt +
 ``gen_length`` masks built by :mod:`explorer.prompts` (left padding passed to the model as
 ``pad=``); random numbers are counted from the first generated position, so a padded prompt draws
 what the unpadded one draws.
 
-Drawing the decision before the token is the same law as upstream's single categorical over
-``V + 1`` classes (see :mod:`explorer.samplers.base`), and it never builds a ``[B, L, V]``
-float64 tensor.  ``fast=False`` evaluates the full logits every time the state changes (the
-straightforward path) with the same random streams, so both paths give identical samples.
+Host synchronisation (GPU): finding the rows that draw is a ``nonzero`` -- one synchronisation per
+step that draws, inherent in drawing only where tokens unmask.  Recording adds one more per step
+that remasks (to list the remasked positions) and none when ``record=False``: the counters of
+the steps table stay on the device until the run ends, and events are copied to the host once.
+
+``fast=False`` evaluates the full logits every time the state changes (the straightforward path)
+with the same random streams, so both paths give identical samples.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ import platform
 import time
 import uuid
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -46,10 +48,11 @@ import torch
 
 from . import prompts, rng
 from .protocol import check_denoiser, has_split, model_device, model_identity
-from .samplers.base import Sampler, SamplerState, StepTimes, check_steps
-from .samplers.categorical import nucleus, sample_rows, subs_probs
-from .samplers.ranked import RACE, top_n
-from .trace import STEP_COLUMNS, Trace
+from .samplers.base import Sampler, StepTimes, _at, check_steps
+from .samplers.categorical import subs_probs, top_candidates
+from .samplers.ranked import RACE
+from .samplers.step import FINAL_ARGMAX, Decision, Write
+from .trace import REASONS, STEP_COLUMNS, Trace
 
 __all__ = ["generate", "resume", "StepUpdate", "StopGeneration"]
 
@@ -136,388 +139,392 @@ def _check_common(model, sampler, steps, num_samples, seed, batch_size, topk):
 
 
 # ---------------------------------------------------------------------------- recording
-@dataclass
-class _Recorder:
-    record: bool
-    topk: int
-    parts: dict = field(default_factory=lambda: {k: [] for k in (
-        "sample", "step", "position", "kind", "token_id", "prob", "p_transition", "sigma", "reason",
-        "cand_row", "cand_ids", "cand_probs")})
-    n_cands: int = 0
+_REASON_CODES = {name: i for i, name in enumerate(REASONS)}
 
-    def add(self, sample_ids, step, b, pos, kind, token, prob, p_tr, sigma, reason, cand_ids=None, cand_probs=None):
-        if not self.record or b.numel() == 0:
-            return
+
+class _Recorder:
+    """Events as a few tensors per step, kept on the model's device and converted once at the end
+    (no host copy per step: on a GPU, recording costs no synchronisation beyond finding the rows)."""
+
+    def __init__(self, record: bool, topk: int):
+        self.record, self.topk = record, topk
+        self.blocks: list[tuple[int, int, int, int]] = []     # (step, kind, reason, n) per add
+        self.ids: list[torch.Tensor] = []                      # [3, n]: sample, position, token
+        self.floats: list[tuple] = []                          # (prob, p_transition, sigma)
+        self.cands: list[tuple | None] = []
+
+    def add(self, sample_ids, step, b, pos, kind, token, prob, p_tr, sigma, reason: str, cand_ids=None,
+            cand_probs=None):
         n = b.numel()
-        P = self.parts
-        P["sample"].append(sample_ids[b].cpu().numpy().astype(np.int32))
-        P["step"].append(np.full(n, step, np.int32))
-        P["position"].append(pos.cpu().numpy().astype(np.int32))
-        P["kind"].append(np.full(n, kind, np.int8))
-        P["token_id"].append(token.cpu().numpy().astype(np.int32))
-        P["prob"].append(prob.float().cpu().numpy())
-        P["p_transition"].append(p_tr.float().cpu().numpy())
-        P["sigma"].append(sigma.float().cpu().numpy())
-        P["reason"].append(np.full(n, reason, np.int8))
-        # top-k candidates are kept only for unmask events (remasks have none): saves memory
-        if cand_ids is None or self.topk == 0:
-            P["cand_row"].append(np.full(n, -1, np.int32))
-        else:
-            P["cand_row"].append(np.arange(self.n_cands, self.n_cands + n, dtype=np.int32))
-            self.n_cands += n
-            P["cand_ids"].append(cand_ids.cpu().numpy().astype(np.int32).reshape(n, self.topk))
-            P["cand_probs"].append(cand_probs.float().cpu().numpy().reshape(n, self.topk))
+        if not self.record or n == 0:
+            return
+        self.blocks.append((step, kind, _REASON_CODES[reason], n))
+        self.ids.append(torch.stack((sample_ids[b], pos, token)))
+        self.floats.append((prob, p_tr, sigma))
+        self.cands.append(None if cand_ids is None or not self.topk else (cand_ids, cand_probs))
 
     def arrays(self) -> dict[str, np.ndarray]:
+        def column(parts, n_of):
+            return np.concatenate([v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor) and v.dim()
+                                   else np.full(n, float(v), np.float32) for v, n in zip(parts, n_of)]
+                                  ).astype(np.float32) if parts else np.zeros(0, np.float32)
+        n_of = [blk[3] for blk in self.blocks]
         out = {}
-        for k, v in self.parts.items():
-            if v:
-                out[k] = np.concatenate(v)
-            elif k in ("cand_ids", "cand_probs"):
-                out[k] = np.zeros((0, self.topk), np.int32 if k == "cand_ids" else np.float32)
+        if self.blocks:
+            ids = torch.cat(self.ids, dim=1).cpu().numpy().astype(np.int32)
+            out["sample"], out["position"], out["token_id"] = ids[0], ids[1], ids[2]
+        else:
+            out["sample"] = out["position"] = out["token_id"] = np.zeros(0, np.int32)
+        out["step"] = np.repeat(np.array([blk[0] for blk in self.blocks], np.int32), n_of)
+        out["kind"] = np.repeat(np.array([blk[1] for blk in self.blocks], np.int8), n_of)
+        out["reason"] = np.repeat(np.array([blk[2] for blk in self.blocks], np.int8), n_of)
+        for j, name in enumerate(("prob", "p_transition", "sigma")):
+            out[name] = column([f[j] for f in self.floats], n_of)
+        rows, ids, probs, nxt = [], [], [], 0
+        for c, n in zip(self.cands, n_of):
+            if c is None:
+                rows.append(np.full(n, -1, np.int32))
             else:
-                out[k] = np.zeros(0, {"sample": np.int32, "step": np.int32, "position": np.int32, "cand_row": np.int32,
-                                      "kind": np.int8, "token_id": np.int32, "reason": np.int8}.get(k, np.float32))
+                rows.append(np.arange(nxt, nxt + n, dtype=np.int32))
+                nxt += n
+                ids.append(c[0].cpu().numpy().astype(np.int32).reshape(n, self.topk))
+                probs.append(c[1].float().cpu().numpy().reshape(n, self.topk))
+        out["cand_row"] = np.concatenate(rows) if rows else np.zeros(0, np.int32)
+        out["cand_ids"] = np.concatenate(ids) if ids else np.zeros((0, self.topk), np.int32)
+        out["cand_probs"] = np.concatenate(probs) if probs else np.zeros((0, self.topk), np.float32)
         return out
 
 
-# ---------------------------------------------------------------------------- p(x0) at selected rows
-class _Px0:
-    """The model's output for the current state, computed at most once per distinct state.
-
-    ``pad`` (BoolTensor[B, L], left padding of prompts of different lengths) is passed to the model
-    only when some row is padded, so every fixed-length model is called exactly as before.
-    ``cfg = (scale, prompt)``: classifier-free guidance (LLaDA §4.1 item 1), a second pass with the
-    prompt positions masked, combined as un + (scale + 1)(cond - un) at the selected rows only.
-    """
-
-    def __init__(self, model, fast: bool, batch: int = 0, device=None, pad=None, cfg=None):
-        self.model, self.fast = model, fast and has_split(model)
-        self.pad = pad if pad is not None and bool(pad.any()) else None
-        self.cfg = cfg if cfg is not None and cfg[0] > 0 else None
-        self.passes = 2 if self.cfg else 1     # model calls per evaluated state
-        self.cache = None
-        self.calls = 0
-        # the calls each sample would need alone (batch size 1, the paper's NFE): one per step in
-        # which it draws tokens, since every draw changes its state (§1.7)
-        self.nfe = torch.zeros(batch, dtype=torch.long, device=device)
-
-    def invalidate(self):
-        self.cache = None
-
-    def _forward(self, z):
-        kw = {} if self.pad is None else {"pad": self.pad}
-        return self.model.body(z, **kw) if self.fast else self.model.logits(z, **kw)
-
-    def logits_at(self, x: torch.Tensor, b: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        called = False
-        with torch.no_grad():
-            if self.cache is None:
-                cond = self._forward(x)
-                un = None
-                if self.cfg:
-                    un = self._forward(torch.where(self.cfg[1], torch.full_like(x, self.model.mask_id), x))
-                self.cache = (cond, un)
-                self.calls += self.passes
-                called = True
-            cond, un = self.cache
-            rows = self.model.head(cond[b, pos]) if self.fast else cond[b, pos]
-            if un is not None:
-                un_rows = self.model.head(un[b, pos]) if self.fast else un[b, pos]
-                rows = un_rows + (self.cfg[0] + 1) * (rows - un_rows)
-            return rows, called
-
-
+# ---------------------------------------------------------------------------- the model's outputs
 # rows x vocabulary entries handled at once: bounds the float64 work of a step, so no [B, L, V]
 # float64 tensor is ever built (at L = 1024 on LLaDA that tensor alone is about 1 GB)
 _ROW_BUDGET = 1 << 23
 
 
-def _by_row_chunks(px0: _Px0, x, b, pos, draw) -> tuple[list, bool]:
-    """``draw(logits, rows)`` on the logits at rows ``(b, pos)``, a chunk of rows at a time.
+class _Px0:
+    """The model's output for a state, computed at most once per distinct state (§1.7).
 
-    ``rows`` is the chunk's slice of ``b``/``pos``; ``draw`` returns a tuple of per-row tensors
-    (or None), concatenated over the chunks.  Every draw is per row, so chunking never changes a sample.
+    The network is time-independent, so an unchanged state has an unchanged output: the engine
+    calls :meth:`invalidate` whenever it changes the state in place, and a sampler asking about
+    another state (remask-then-draw) gets a fresh forward.  ``pad`` (BoolTensor[B, L], left
+    padding) is passed only when some row is padded, so fixed-length models are called as always.
+    ``cfg = (scale, prompt)``: classifier-free guidance (LLaDA §4.1 item 1), a second pass with the
+    prompt masked, combined as un + (scale + 1)(cond - un) at the selected rows only.
     """
-    outs, called, lo = [], False, 0
-    chunk = max(1, _ROW_BUDGET // px0.model.vocab_size)    # vocab_size is the logits' width (protocol)
-    while lo < b.numel():
-        rows = slice(lo, lo + chunk)
-        logits, c = px0.logits_at(x, b[rows], pos[rows])
-        called |= c
-        outs.append(draw(logits, rows))
-        lo = rows.stop
-    return [None if parts[0] is None else torch.cat(parts) for parts in zip(*outs)], called
+
+    def __init__(self, model, fast: bool, pad=None, cfg=None):
+        self.model, self.fast = model, fast and has_split(model)
+        self.pad = pad if pad is not None and bool(pad.any()) else None
+        self.cfg = cfg if cfg is not None and cfg[0] > 0 else None
+        self.passes = 2 if self.cfg else 1     # model calls per evaluated state
+        self.cache, self.cache_for = None, None
+        self.calls = 0          # batched forward calls
+        self.called = False     # whether this step ran the model (reset by the engine)
+
+    def invalidate(self):
+        self.cache, self.cache_for = None, None
+
+    def forward(self, z, rows=None):
+        """Body (fast path) or logits of ``z``; ``rows`` selects the padding rows for a sub-batch."""
+        pad = self.pad if self.pad is None or rows is None else self.pad[rows]
+        kw = {} if pad is None else {"pad": pad}
+        return self.model.body(z, **kw) if self.fast else self.model.logits(z, **kw)
+
+    def head(self, h):
+        return self.model.head(h) if self.fast else h
+
+    def logits_at(self, z: torch.Tensor, b: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if self.cache is None or self.cache_for is not z:
+                cond = self.forward(z)
+                un = None
+                if self.cfg:
+                    un = self.forward(torch.where(self.cfg[1], torch.full_like(z, self.model.mask_id), z))
+                self.cache, self.cache_for = (cond, un), z
+                self.calls += self.passes
+                self.called = True
+            cond, un = self.cache
+            rows = self.head(cond[b, pos])
+            if un is not None:
+                un_rows = self.head(un[b, pos])
+                rows = un_rows + (self.cfg[0] + 1) * (rows - un_rows)
+            return rows
 
 
-def _draw_tokens(logits, mask_id, nucleus_p, u, topk, temperature=1.0):
-    """Draw a token per row: SUBS, nucleus, float64 inverse CDF.  Returns token, its prob, top-k."""
-    p = subs_probs(logits, mask_id)
-    q = nucleus(p if temperature == 1.0 else subs_probs(logits, mask_id, temperature), nucleus_p)
-    token = sample_rows(q, u)
-    # the prob recorded (and used by ReMDM-conf) is the post-nucleus p(x0), as upstream
-    pq = nucleus(p, nucleus_p) if temperature != 1.0 else q
-    prob = pq.gather(-1, token[:, None]).squeeze(-1)
-    if topk:
-        cp, ci = torch.topk(p, min(topk, p.shape[-1]), dim=-1)
-    else:
-        cp, ci = p.new_zeros((p.shape[0], 0)), torch.zeros((p.shape[0], 0), dtype=torch.long, device=p.device)
-    return token, prob, ci, cp
-
-
-# ---------------------------------------------------------------------------- ranked samplers
 class _RowUniforms:
-    """Counter-based uniforms at the N rows ``(b, position)`` a ranked sampler draws at."""
+    """Counter-based uniforms at the N rows ``(b, counter)`` a ranked sampler draws at.
 
-    def __init__(self, seed, sample_list, step, b, counter):
+    ``keys(purpose)`` (optional) gives the batch's stream keys of this step, cached by the context.
+    """
+
+    def __init__(self, seed, sample_list, step, b, counter, keys=None):
         self.seed, self.samples, self.step, self.b, self.counter = seed, sample_list, step, b, counter
+        self.keys = keys or (lambda purpose: rng.stream_keys(seed, sample_list, step, purpose, device=b.device))
+
+    def __getitem__(self, rows: slice) -> "_RowUniforms":
+        return _RowUniforms(self.seed, self.samples, self.step, self.b[rows], self.counter[rows], self.keys)
 
     def one(self, purpose: int) -> torch.Tensor:
         """One float64 uniform per row."""
-        return rng.uniforms_at(self.seed, self.samples, self.step, purpose, self.b, self.counter)
+        return rng.uniforms_from(self.keys(purpose)[self.b], rng.counter_term(self.counter))
 
     def race(self, width: int) -> torch.Tensor:
         """``[N, width]`` float64 uniforms, one per (row, vocabulary entry): the exponential race."""
-        v = torch.arange(width, device=self.b.device)
-        flat = (self.counter[:, None] * width + v).reshape(-1)
-        u = rng.uniforms_at(self.seed, self.samples, self.step, RACE, self.b.repeat_interleave(width), flat)
-        return u.view(-1, width)
+        flat = self.counter[:, None] * width + torch.arange(width, device=self.b.device)
+        return rng.uniforms_from(self.keys(RACE)[self.b][:, None], rng.counter_term(flat))
 
 
-def _draw_ranked(sampler, px0: _Px0, x, b, pos, counters, seed, sample_list, step, mask_id, topk):
-    """The sampler's token and confidence at rows (b, pos); top-k of p(x0) for the record."""
-    def draw(logits, rows):
-        tok, conf = sampler.draw(logits, mask_id, _RowUniforms(seed, sample_list, step, b[rows], counters[pos[rows]]))
-        if not topk:
-            return tok, conf.double(), None, None
-        cp, ci = torch.topk(subs_probs(logits, mask_id), min(topk, logits.shape[-1]), dim=-1)
-        return tok, conf.double(), ci, cp
+class _Context:
+    """The read-only view a sampler's ``step(ctx)`` gets (protocol: :mod:`explorer.samplers.step`).
 
-    (tok, conf, ci, cp), called = _by_row_chunks(px0, x, b, pos, draw)
-    return tok, conf, ci, cp, called
+    One per batch; :meth:`begin` moves it to the next step.  It also serves as the ``state``
+    argument of ``rates(st, state)`` and of ``remaskable`` functions (same attribute names).
+    """
 
+    def __init__(self, model, x, fixed, token_prob, sample_ids, rng_list, seed, gen_start, num_steps, topk,
+                 px0: _Px0):
+        self.x, self.fixed, self.token_prob = x, fixed, token_prob
+        self.mask_id, self.vocab_size = model.mask_id, model.vocab_size
+        B, L = x.shape
+        self.positions = torch.arange(L, device=x.device)
+        self.counters = self.positions - gen_start
+        self.gen_start, self.gen_length = gen_start, L - gen_start
+        self.num_steps, self.topk, self.px0 = num_steps, topk, px0
+        self.sample_ids, self.rng_list, self.seed = sample_ids, rng_list, seed
+        self.nfe = torch.zeros(B, dtype=torch.long, device=x.device)
+        self._prefixes = [rng.sample_prefix(seed, s) for s in rng_list]
+        self._term = rng.counter_term(self.counters)
+        self._rescored = None      # (state, ask, groups, scores) of the last rescore
+        self.st, self.masked = None, None
 
-def _ranked_step(model, sampler, st, x, fixed, token_prob, sample_ids, sample_list, seed, rec, px0,
-                 num_steps, gen_start, counters) -> tuple[int, int, bool, str]:
-    """One step of a ranked sampler (:mod:`explorer.samplers.ranked`): remask, draw, select, commit.
+    # --- per step ---------------------------------------------------------------------------------
+    def begin(self, st: StepTimes) -> None:
+        self.st = st
+        self.masked = self.x == self.mask_id
+        self.px0.called = False
+        self._step_prefixes = [rng.step_prefix(k, st.step) for k in self._prefixes]
+        self._key_cache: dict[int, torch.Tensor] = {}
 
-    Returns (tokens decoded, tokens remasked, whether the model was called, the step's phase:
-    ``"remask"`` in a remasking window, the grid's label otherwise)."""
-    mask_id = model.mask_id
-    B, L = x.shape
-    device = x.device
-    positions = counters + gen_start
-    masked = x == mask_id
-    plan = sampler.plan(st, masked, gen_start, L - gen_start, num_steps)
-    window = (positions >= plan.start) & (positions < plan.end)
-    n_re = n_un = 0
-    called = False
-    if plan.n_remask:   # §4.3 step 3a: lowest confidence cached at decode time, decoded in this block
-        pool = ~masked & ~fixed & window & ~token_prob.isnan()
-        # ranked on the float32 values the trace keeps, so a resumed branch replays the same choice
-        chosen = top_n(token_prob, pool, torch.full((B,), plan.n_remask, device=device), largest=False)
-        rb, rpos = chosen.nonzero(as_tuple=True)
-        if rb.numel():
-            cached = token_prob[rb, rpos]
-            one = torch.ones_like(cached)
-            rec.add(sample_ids, st.step, rb, rpos, 1, x[rb, rpos], cached, one, one * float("nan"), 1)
-            x[chosen] = mask_id
-            token_prob[chosen] = float("nan")
-            n_re = int(rb.numel())
-            masked = x == mask_id
-            px0.invalidate()
-    eligible = masked & window
+    @property
+    def step(self) -> StepTimes:
+        return self.st
 
-    def uniforms(purpose):
-        return rng.uniforms(seed, sample_list, st.step, purpose, counters)
+    def _keys(self, purpose: int) -> torch.Tensor:
+        k = self._key_cache.get(purpose)
+        if k is None:
+            k = self._key_cache[purpose] = rng.purpose_keys(self._step_prefixes, purpose, device=self.x.device)
+        return k
 
-    if not sampler.needs_confidence:           # decided by coins: draw tokens only where they land
-        eligible = sampler.select(None, eligible, plan, st, uniforms)
-    b, pos = eligible.nonzero(as_tuple=True)
-    if b.numel():
-        tok, conf, ci, cp, called = _draw_ranked(sampler, px0, x, b, pos, counters, seed, sample_list,
-                                                 st.step, mask_id, rec.topk)
-        px0.nfe += eligible.any(1) * px0.passes
-        if sampler.needs_confidence:
-            score = torch.full((B, L), -torch.inf, dtype=torch.float64, device=device)
-            score[b, pos] = conf
-            keep = sampler.select(score, eligible, plan, st, uniforms)[b, pos]
-            b, pos, tok, conf = b[keep], pos[keep], tok[keep], conf[keep]
-            if ci is not None:
-                ci, cp = ci[keep], cp[keep]
-            p_tr, reason = torch.ones_like(conf), 1
-        else:
-            p_tr, reason = torch.full_like(conf, plan.p_unmask), 0
-        prob = sampler.recorded_prob(conf)
-        rec.add(sample_ids, st.step, b, pos, 0, tok, prob, p_tr, torch.zeros_like(conf), reason, ci, cp)
-        x[b, pos] = tok
-        token_prob[b, pos] = prob.to(token_prob.dtype)
-        n_un = int(b.numel())
-    return n_un, n_re, called, ("remask" if plan.n_remask else st.phase)
+    def uniforms(self, purpose: int) -> torch.Tensor:
+        return rng.uniforms_from(self._keys(purpose)[:, None], self._term[None, :])
+
+    def uniforms_at(self, purpose: int, b: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return rng.uniforms_from(self._keys(purpose)[b], self._term[pos])
+
+    def row_uniforms(self, b: torch.Tensor, pos: torch.Tensor) -> _RowUniforms:
+        return _RowUniforms(self.seed, self.rng_list, self.st.step, b, self.counters[pos], self._keys)
+
+    # --- the model ----------------------------------------------------------------------------------
+    def draw(self, b: torch.Tensor, pos: torch.Tensor, fn, remasked: torch.Tensor | None = None) -> list:
+        """``fn(logits, rows)`` at rows ``(b, pos)`` a chunk at a time; the outputs concatenated.
+
+        Every draw is per row, so chunking never changes a sample.  Each row's sample is charged
+        one evaluation (its ``nfe``, the paper's NFE): a draw always changes its state (§1.7).
+        """
+        z = self.x
+        if remasked is not None and bool(remasked.any()):
+            z = self.x.masked_fill(remasked, self.mask_id)
+        self.nfe += torch.bincount(b, minlength=self.nfe.numel()).clamp_(max=1) * self.px0.passes
+        chunk = max(1, _ROW_BUDGET // self.vocab_size)     # vocab_size is the logits' width (protocol)
+        outs = [fn(self.px0.logits_at(z, b[lo:lo + chunk], pos[lo:lo + chunk]), slice(lo, lo + chunk))
+                for lo in range(0, b.numel(), chunk)]
+        if len(outs) == 1:
+            return list(outs[0])
+        return [None if parts[0] is None else torch.cat(parts) for parts in zip(*outs)]
+
+    def rescore(self, ask: torch.Tensor, groups: int) -> torch.Tensor:
+        """p(current token | the rest, its group masked) at the decoded positions ``ask``; nan elsewhere.
+
+        Positions are split into ``groups`` strided groups (position - gen_start mod groups); one
+        pass per (row, group) masks the asked positions of that group and reads, at each of them,
+        the SUBS probability of the token that was there.  Passes are batched up to the batch's
+        size.  A row whose state and ``ask`` are unchanged since the last re-scoring reuses it (the
+        network is deterministic: the same inputs give the same scores) and costs nothing.
+        """
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"groups must be a positive integer (the number of leave-group-out passes), "
+                             f"got {groups!r}.")
+        x, B = self.x, self.x.shape[0]
+        ask = ask & ~self.masked
+        out = torch.full(x.shape, math.nan, dtype=torch.float64, device=x.device)
+        fresh = ask.any(1)
+        last = self._rescored
+        if last is not None and last[2] == groups:
+            same = fresh & (x == last[0]).all(1) & (ask == last[1]).all(1)
+            out[same] = last[3][same]
+            fresh &= ~same
+        rows = fresh.nonzero().flatten()
+        if rows.numel():
+            group = torch.remainder(self.counters, groups)
+            present = torch.zeros(rows.numel(), groups, dtype=torch.bool, device=x.device)
+            r, p = ask[rows].nonzero(as_tuple=True)
+            present[r, group[p]] = True
+            pr, pg = present.nonzero(as_tuple=True)
+            with torch.no_grad():
+                for lo in range(0, pr.numel(), B):
+                    src, g = rows[pr[lo:lo + B]], pg[lo:lo + B]
+                    sel = ask[src] & (group[None, :] == g[:, None])
+                    h = self.px0.forward(x[src].masked_fill(sel, self.mask_id), rows=src)
+                    self.px0.calls += 1
+                    rr, pp = sel.nonzero(as_tuple=True)
+                    chunk = max(1, _ROW_BUDGET // self.vocab_size)
+                    for c in range(0, rr.numel(), chunk):
+                        a, q = rr[c:c + chunk], pp[c:c + chunk]
+                        prob = subs_probs(self.px0.head(h[a, q]), self.mask_id)
+                        out[src[a], q] = prob.gather(-1, x[src[a], q][:, None]).squeeze(-1).double()
+            self.nfe.index_add_(0, rows[pr], torch.ones_like(pr))
+            self.px0.called = True
+        self._rescored = (x.clone(), ask.clone(), groups, out.clone())
+        return out
 
 
 # ---------------------------------------------------------------------------- the loop
 class _Live:
-    """Calls the ``on_step`` hook with copies of what changed (nothing when there is no hook)."""
+    """Calls the ``on_step`` hook with CPU copies of what changed (nothing when there is no hook)."""
 
     def __init__(self, hook, steps_total: int):
         self.hook, self.steps_total, self.done, self.calls = hook, steps_total, 0, 0
         self.t0 = time.perf_counter()
 
-    def __call__(self, st_step: int, phase: str, sample_ids, before, x, mask_id, calls: int, grid_step=True):
+    def __call__(self, step: int, phase: str, sample_ids, x, unmasked, remasked, calls: int, grid_step=True):
         self.done += grid_step
         if self.hook is None:
             return
-        x_cpu = x.detach().cpu().clone()
-        prev = before.cpu()
-        changed = x_cpu != prev
-        self.hook(StepUpdate(step=st_step, phase=phase, samples=sample_ids.detach().cpu().clone(), x=x_cpu,
-                             unmasked=(changed & (x_cpu != mask_id)).nonzero(),
-                             remasked=(changed & (x_cpu == mask_id)).nonzero(),
+        self.hook(StepUpdate(step=step, phase=phase, samples=sample_ids.detach().cpu().clone(),
+                             x=x.detach().cpu().clone(), unmasked=unmasked.cpu(), remasked=remasked.cpu(),
                              steps_done=self.done, steps_total=self.steps_total, model_calls=self.calls + calls,
                              elapsed=time.perf_counter() - self.t0))
 
 
-def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], x, fixed, token_prob, sample_ids,
-               seed, rec: _Recorder, step_rows: dict, px0: _Px0, bar, num_steps: int,
-               gen_start: int = 0, rng_ids=None, live=None) -> None:
-    """Run ``grid`` on one batch.  Mutates x / token_prob in place; px0 counts model calls.
+def _new_row(step: int, t: float, s: float, alpha_t: float, alpha_s: float, sigma: float, phase: str) -> dict:
+    return {"step": step, "t": t, "s": s, "alpha_t": alpha_t, "alpha_s": alpha_s, "sigma": sigma,
+            "phase": phase, "model_called": False, "n_masked": [], "n_unmasked": 0, "n_remasked": [],
+            "seconds": 0.0}
 
-    ``sample_ids`` are the rows' sample numbers in the trace; ``rng_ids`` the sample indices of
-    their random streams (default: the same).  The generated part starts at ``gen_start``; random
-    numbers are counted from there, so a left-padded prompt draws what the unpadded one draws.
+
+def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
+    """Apply a step's decision to the state (remasks first, then writes) and record it.
+
+    Returns (tokens written, remask count (int or 0-d tensor), (row, position) of the writes and of
+    the remasks for the live hook, whether the state changed).
     """
-    mask_id = model.mask_id
-    B, L = x.shape
-    device = x.device
-    positions = torch.arange(L, device=device)
-    counters = positions - gen_start
-    ordering = sampler.kind == "ordering"
-    ranked = sampler.kind == "ranked"
-    sample_list = (sample_ids if rng_ids is None else rng_ids).tolist()
+    x, tp, fixed, mask_id = ctx.x, ctx.token_prob, ctx.fixed, ctx.mask_id
+    n_re, changed = 0, False
+    none = torch.zeros(0, 2, dtype=torch.long)
+    re_rows, un_rows = none, none
+    remask = d.remask
+    if remask is not None:
+        if remask.dtype != torch.bool or remask.shape != x.shape:
+            raise ValueError(f"a sampler's remask must be a BoolTensor{list(x.shape)}, got {remask.dtype} "
+                             f"{list(remask.shape)}.")
+        if rec.record or live or x.device.type == "cpu":
+            rb, rpos = (remask & ~ctx.masked & ~fixed).nonzero(as_tuple=True)
+            if rb.numel() != int(remask.sum()):
+                raise ValueError("a sampler tried to remask a masked, prompt or pinned position; remask only "
+                                 "decoded positions outside the fixed ones.")
+            if rb.numel():
+                score = tp[rb, rpos] if d.remask_score is None else d.remask_score[rb, rpos]
+                rec.add(ctx.sample_ids, step, rb, rpos, 1, x[rb, rpos], score, _at(d.remask_p, rb, rpos),
+                        _at(d.remask_sigma, rb, rpos), d.remask_reason)
+                x[rb, rpos] = mask_id
+                tp[rb, rpos] = math.nan
+                n_re, changed = rb.numel(), True
+                if live:
+                    re_rows = torch.stack((rb, rpos), 1)
+        else:     # on a GPU with nothing to record: no host synchronisation for the remasks
+            remask = remask & ~ctx.masked & ~fixed
+            x.masked_fill_(remask, mask_id)
+            tp.masked_fill_(remask, math.nan)
+            n_re, changed = remask.sum(), True
+    w = d.write
+    n_un = 0
+    if w is not None and w.b.numel():
+        if not bool((x[w.b, w.pos] == mask_id).all()):
+            raise ValueError("a sampler tried to write at a position that is not masked; write only masked "
+                             "positions (remask first in the same decision).")
+        rec.add(ctx.sample_ids, step, w.b, w.pos, 0, w.token, w.prob, w.p_transition, w.sigma, w.reason,
+                w.cand_ids, w.cand_probs)
+        x[w.b, w.pos] = w.token
+        tp[w.b, w.pos] = w.prob.to(tp.dtype)
+        n_un, changed = w.b.numel(), True
+        if live:
+            un_rows = torch.stack((w.b, w.pos), 1)
+    return n_un, n_re, un_rows, re_rows, changed
 
+
+def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], ctx: _Context, rec: _Recorder, step_rows: dict,
+               bar, live: _Live) -> None:
+    """Run ``grid`` on one batch: ask the sampler, apply its decision, record, report.  Mutates the
+    context's state in place; ``ctx.px0`` counts the model calls and ``ctx.nfe`` each sample's."""
+    px0, hook = ctx.px0, live.hook is not None
+    mask_id = ctx.mask_id
     for st in grid:
         t0 = time.perf_counter()
-        before = x.clone() if live is not None and live.hook is not None else x
-        phase = st.phase
-        masked = x == mask_id
-        state = SamplerState(x=x, masked=masked, token_prob=token_prob, fixed=fixed, step=st)
-        called = False
-        n_un = n_re = 0
-
-        if ordering:
-            start, end, left = sampler.block_of_step(st.step, num_steps, L - gen_start)
-            start, end = start + gen_start, end + gen_start
-            in_block = (positions >= start) & (positions < end)
-            eligible = masked & in_block
-            b, pos = eligible.nonzero(as_tuple=True)
-            if b.numel():
-                px0.nfe += eligible.any(1) * px0.passes
-                u = rng.uniforms_at(seed, sample_list, st.step, rng.ORDER, b, pos - gen_start)
-                (tok, prob, ci, cp), called = _by_row_chunks(px0, x, b, pos, lambda lg, rows: _draw_tokens(
-                    lg, mask_id, sampler.nucleus_p, u[rows], rec.topk, temperature=sampler.temperature))
-                conf = torch.zeros(B, L, dtype=torch.float64, device=device)
-                cand = torch.full((B, L), -1, dtype=torch.long, device=device)
-                score = prob.double() if sampler.order == "confidence" else \
-                    rng.uniforms_at(seed, sample_list, st.step, rng.RANK, b, pos - gen_start)
-                conf[b, pos], cand[b, pos] = score, tok
-                commit = sampler.commit(conf, eligible, left)
-                keep = commit[b, pos]
-                b, pos, tok, prob, ci, cp = b[keep], pos[keep], tok[keep], prob[keep], ci[keep], cp[keep]
-                x[b, pos] = tok
-                token_prob[b, pos] = prob.float()
-                one = torch.ones_like(prob)
-                rec.add(sample_ids, st.step, b, pos, 0, tok, prob, one, torch.zeros_like(prob), 1, ci, cp)
-                n_un = int(b.numel())
-            sigma_rec = float("nan")
-        elif ranked:
-            n_un, n_re, called, phase = _ranked_step(model, sampler, st, x, fixed, token_prob, sample_ids, sample_list,
-                                              seed, rec, px0, num_steps, gen_start, counters)
-            sigma_rec = float("nan")
-        else:
-            r = sampler.rates(st, state)
-            unmask_p = r.unmask if isinstance(r.unmask, torch.Tensor) else torch.full((B, L), float(r.unmask), dtype=torch.float64, device=device)
-            remask_p = r.remask if isinstance(r.remask, torch.Tensor) else torch.full((B, L), float(r.remask), dtype=torch.float64, device=device)
-            unmask_p, remask_p = unmask_p.to(device, torch.float64), remask_p.to(device, torch.float64)
-            allowed = sampler.remaskable_mask(state)
-            if allowed is not None:   # selective remasking: elsewhere plain MDLM on the same schedule
-                mdlm_u = min(1.0, max(0.0, (st.alpha_s - st.alpha_t) / (1.0 - st.alpha_t)))
-                unmask_p = torch.where(allowed, unmask_p, torch.full_like(unmask_p, mdlm_u))
-                remask_p = torch.where(allowed, remask_p, torch.zeros_like(remask_p))
-            remask_p = torch.where(fixed, torch.zeros_like(remask_p), remask_p)
-            u_un = rng.uniforms(seed, sample_list, st.step, rng.UNMASK, counters)
-            u_re = rng.uniforms(seed, sample_list, st.step, rng.REMASK, counters)
-            unmask = masked & (u_un < unmask_p)
-            remask = ~masked & ~fixed & (u_re < remask_p)
-
-            # compute everything first, then change the state and record it together, so an
-            # interrupt (Ctrl-C) can never leave events that the state does not show
-            if unmask.any():
-                b, pos = unmask.nonzero(as_tuple=True)
-                px0.nfe += unmask.any(1) * px0.passes
-                u = rng.uniforms_at(seed, sample_list, st.step, rng.TOKEN, b, pos - gen_start)
-                (tok, prob, ci, cp), called = _by_row_chunks(px0, x, b, pos, lambda lg, rows: _draw_tokens(
-                    lg, mask_id, sampler.nucleus_p, u[rows], rec.topk))
-                n_un = int(b.numel())
-            if remask.any():
-                rb, rpos = remask.nonzero(as_tuple=True)
-                rec.add(sample_ids, st.step, rb, rpos, 1, x[rb, rpos], token_prob[rb, rpos],
-                        remask_p[rb, rpos], remask_p[rb, rpos], 0)
-                n_re = int(rb.numel())
-                x[remask] = mask_id
-                token_prob[remask] = float("nan")
-            if n_un:
-                rec.add(sample_ids, st.step, b, pos, 0, tok, prob, unmask_p[b, pos], remask_p[b, pos], 0, ci, cp)
-                x[b, pos] = tok
-                token_prob[b, pos] = prob.float()
-            sigma_rec = r.sigma
-        if n_un or n_re:
+        ctx.begin(st)
+        d = sampler.step(ctx)
+        n_un, n_re, un_rows, re_rows, changed = _apply(ctx, d, rec, st.step, hook)
+        if changed:
             px0.invalidate()
-
-        row = step_rows.setdefault(st.step, {
-            "step": st.step, "t": st.t, "s": st.s, "alpha_t": st.alpha_t, "alpha_s": st.alpha_s,
-            "sigma": sigma_rec, "phase": phase, "model_called": False, "n_masked": 0,
-            "n_unmasked": 0, "n_remasked": 0, "seconds": 0.0})
-        row["model_called"] |= called
-        row["n_masked"] += int((x == mask_id).sum()) if bar is not None or rec.record else 0
+        row = step_rows.get(st.step)
+        if row is None:
+            row = step_rows[st.step] = _new_row(st.step, st.t, st.s, st.alpha_t, st.alpha_s, d.sigma,
+                                                d.phase or st.phase)
+        row["model_called"] |= px0.called
+        row["n_masked"].append((ctx.x == mask_id).sum())
         row["n_unmasked"] += n_un
-        row["n_remasked"] += n_re
+        row["n_remasked"].append(n_re)
         row["seconds"] += time.perf_counter() - t0
         if bar is not None:
             bar.update(1)
-        if live is not None:
-            live(st.step, phase, sample_ids, before, x, mask_id, px0.calls)
+        live(st.step, d.phase or st.phase, ctx.sample_ids, ctx.x, un_rows, re_rows, px0.calls)
 
     # §1.8: fill what is still masked greedily (argmax of p(x0); the mask can never win)
     t0 = time.perf_counter()
-    masked = x == mask_id
-    if masked.any():
-        before = x.clone() if live is not None and live.hook is not None else x
-        b, pos = masked.nonzero(as_tuple=True)
-        px0.nfe += masked.any(1) * px0.passes
-
+    last = grid[-1]
+    ctx.begin(StepTimes(last.step + 1, last.s, 0.0, last.alpha_s, 1.0, "final_argmax"))
+    b, pos = ctx.masked.nonzero(as_tuple=True)
+    if b.numel():
         def greedy(logits, rows):
             p = subs_probs(logits, mask_id)
             prob, tok = p.max(-1)
-            if not rec.topk:
-                return prob, tok, None, None
-            cp, ci = torch.topk(p, min(rec.topk, p.shape[-1]), dim=-1)
-            return prob, tok, ci, cp
-
-        (prob, tok, ci, cp), called = _by_row_chunks(px0, x, b, pos, greedy)
-        last = grid[-1]
-        rec.add(sample_ids, last.step + 1, b, pos, 0, tok, prob, torch.ones_like(prob), torch.zeros_like(prob), 2, ci, cp)
-        x[b, pos] = tok
-        token_prob[b, pos] = prob.float()
-        row = step_rows.setdefault(last.step + 1, {
-            "step": last.step + 1, "t": last.s, "s": 0.0, "alpha_t": last.alpha_s, "alpha_s": 1.0,
-            "sigma": 0.0, "phase": "final_argmax", "model_called": False, "n_masked": 0,
-            "n_unmasked": 0, "n_remasked": 0, "seconds": 0.0})
-        row["model_called"] |= called
-        row["n_unmasked"] += int(b.numel())
+            cp, ci = top_candidates(p, ctx.topk)
+            return tok, prob, ci, cp
+        tok, prob, ci, cp = ctx.draw(b, pos, greedy)
+        d = Decision(write=Write(b, pos, tok, prob, 1.0, 0.0, FINAL_ARGMAX, ci if ctx.topk else None, cp),
+                     sigma=0.0, phase="final_argmax")
+        n_un, _, un_rows, _, _ = _apply(ctx, d, rec, ctx.st.step, hook)
+        px0.invalidate()
+        row = step_rows.get(ctx.st.step)
+        if row is None:
+            row = step_rows[ctx.st.step] = _new_row(ctx.st.step, last.s, 0.0, last.alpha_s, 1.0, 0.0,
+                                                    "final_argmax")
+        row["model_called"] |= px0.called
+        row["n_masked"].append((ctx.x == mask_id).sum())
+        row["n_unmasked"] += n_un
         row["seconds"] += time.perf_counter() - t0
-        if live is not None:
-            live(last.step + 1, "final_argmax", sample_ids, before, x, mask_id, px0.calls, grid_step=False)
+        live(ctx.st.step, "final_argmax", ctx.sample_ids, ctx.x, un_rows, torch.zeros(0, 2, dtype=torch.long),
+             px0.calls, grid_step=False)
+
+
+def _steps_table(step_rows: dict) -> pd.DataFrame:
+    """The steps table; the counters kept as tensors during the run are read out here, at once."""
+    rows = [dict(step_rows[k]) for k in sorted(step_rows)]
+    for col in ("n_masked", "n_remasked"):
+        tensors = [v for r in rows for v in r[col] if isinstance(v, torch.Tensor)]
+        values = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
+        for r in rows:
+            r[col] = int(sum(next(values) if isinstance(v, torch.Tensor) else v for v in r[col]))
+    return pd.DataFrame(rows, columns=list(STEP_COLUMNS))
 
 
 def _versions() -> dict:
@@ -559,20 +566,20 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
     try:
         for lo in range(0, N, batch_size):
             hi = min(N, lo + batch_size)
-            x = x0[lo:hi].to(device).clone()
-            tp = token_prob0[lo:hi].to(device).clone()
             fx = fixed[lo:hi].to(device)
+            px0 = _Px0(model, fast, pad=None if pad is None else pad[lo:hi].to(device),
+                       cfg=(getattr(sampler, "cfg_scale", 0.0), fx))
             ids = torch.arange(sample_offset + lo, sample_offset + hi, device=device)
-            pd_ = None if pad is None else pad[lo:hi].to(device)
-            px0 = _Px0(model, fast, hi - lo, device, pad=pd_, cfg=(getattr(sampler, "cfg_scale", 0.0), fx))
+            rng_list = (ids if rng_ids is None else rng_ids[lo:hi]).tolist()
+            ctx = _Context(model, x0[lo:hi].to(device).clone(), fx, token_prob0[lo:hi].to(device).clone(), ids,
+                           rng_list, seed, gen_start, steps, topk, px0)
             try:
-                _run_chunk(model, sampler, grid, x, fx, tp, ids, seed, rec, step_rows, px0, bar, steps,
-                           gen_start=gen_start, rng_ids=None if rng_ids is None else rng_ids[lo:hi], live=live)
+                _run_chunk(model, sampler, grid, ctx, rec, step_rows, bar, live)
             finally:
-                final[lo:hi] = x.cpu()
+                final[lo:hi] = ctx.x.cpu()
                 calls += px0.calls
                 live.calls = calls
-                nfe[lo:hi] = px0.nfe.cpu()
+                nfe[lo:hi] = ctx.nfe.cpu()
             done = hi
     except (KeyboardInterrupt, StopGeneration):
         complete = False
@@ -581,7 +588,7 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
     finally:
         if bar is not None:
             bar.close()
-    steps_df = pd.DataFrame([step_rows[k] for k in sorted(step_rows)], columns=list(STEP_COLUMNS))
+    steps_df = _steps_table(step_rows)
     events = rec.arrays()
     last_step = max([first_step] + ([int(steps_df["step"].max())] if len(steps_df) else [])
                     + ([int(events["step"].max())] if len(events["step"]) else []))
@@ -644,8 +651,7 @@ def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: in
                          f"writes seq_len={model.seq_len} tokens: drop gen_length=.")
     device = _device(model, device)
     L = model.seq_len
-    if sampler.kind in ("ordering", "ranked"):     # a ranked sampler's blocks then span the whole canvas
-        sampler.check_shape(L, steps)
+    sampler.check_shape(L, steps)      # e.g. a ranked sampler's blocks, which then span the whole canvas
     tokens, fixed = _resolve_prompt(model, prompt, L, model.mask_id)
     x0 = tokens.expand(num_samples, L).clone()
     fixed = fixed.expand(num_samples, L).clone()
@@ -659,8 +665,7 @@ def _generate_prompted(model, sampler, steps, num_samples, seed, prompt, device,
                        progress, topk, fast, gen_length, on_step=None) -> Trace:
     """generate() for a variable-length model: prompts + gen_length masks, left-padded (reference §3, §4)."""
     canvas = prompts.build_canvas(model, prompt, gen_length)
-    if sampler.kind in ("ordering", "ranked"):
-        sampler.check_shape(canvas.gen_length, steps)
+    sampler.check_shape(canvas.gen_length, steps)
     device = _device(model, device)
     P, L = canvas.tokens.shape
     rows = torch.arange(P).repeat_interleave(num_samples)

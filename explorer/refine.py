@@ -106,8 +106,7 @@ def refine(model, x, sampler: Sampler | None = None, steps: int | None = None, s
         allowed = _positions_mask(remaskable, (N, L), "remaskable")
         allowed = allowed[0] if bool((allowed == allowed[:1]).all()) else allowed
         sampler = dataclasses.replace(sampler, remaskable=allowed)   # raises if it never remasks
-    if sampler.kind == "ordering":
-        sampler.check_shape(L, steps)
+    sampler.check_shape(L, steps)
     device = _device(model, device)
     fixed = fixed1.expand(N, L).clone()
     token_prob = torch.full((N, L), float("nan"))   # given tokens: their p(x0) is unknown

@@ -69,6 +69,34 @@ def uniforms(seed: int, samples: torch.Tensor | list[int], step: int, purpose: i
     return (_shr(z, 11).to(torch.float64) + 0.5) * (2.0 ** -53)
 
 
+def sample_prefix(seed: int, sample: int) -> int:
+    """The step-independent half of :func:`stream_key` for one sample (computed once per run)."""
+    return mix64(mix64(seed * _GOLDEN + 0x632BE59BD9B4E019) ^ (sample * _GOLDEN + 1))
+
+
+def step_prefix(prefix: int, step: int) -> int:
+    """:func:`sample_prefix` advanced to ``step`` (shared by every purpose of the step)."""
+    return mix64(prefix ^ (step * _GOLDEN + 2))
+
+
+def purpose_keys(step_prefixes: list[int], purpose: int, device=None) -> torch.Tensor:
+    """int64 stream keys from :func:`step_prefix` values; equal to :func:`stream_keys`."""
+    return torch.tensor([_signed(mix64(k ^ (purpose * _GOLDEN + 3))) for k in step_prefixes],
+                        dtype=torch.int64, device=device)
+
+
+def counter_term(counters: torch.Tensor) -> torch.Tensor:
+    """(counter + 1) * golden in wrapping int64: the per-position half of every uniform."""
+    return (counters.to(torch.int64) + 1) * _signed(_GOLDEN)
+
+
+def uniforms_from(keys: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
+    """Float64 uniforms of ``keys + term`` (broadcast), bit-identical to :func:`uniforms` /
+    :func:`uniforms_at` for the same stream keys and counters (``term = counter_term(counters)``)."""
+    z = mix64_tensor(keys + term)
+    return (_shr(z, 11).to(torch.float64) + 0.5) * (2.0 ** -53)
+
+
 def stream_keys(seed: int, samples, step: int, purpose: int, device=None) -> torch.Tensor:
     """int64 keys of the (seed, sample, step, purpose) streams, one per sample."""
     return torch.tensor([_signed(stream_key(seed, int(s), step, purpose)) for s in samples],

@@ -28,7 +28,7 @@ def exponential_race(weights: torch.Tensor, generator: torch.Generator | None = 
 def upstream_generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: int = 0,
                       device=None) -> tuple[torch.Tensor, dict]:
     """Sample like upstream; returns the final tokens [N, L] and counters (model calls, head rows)."""
-    if sampler.kind != "rates":
+    if not sampler.draws_by_rates:
         raise ValueError("the upstream-style loop covers rate samplers only.")
     device = torch.device(device or "cpu")
     mask_id, L = model.mask_id, model.seq_len

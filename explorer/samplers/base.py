@@ -1,7 +1,10 @@
-"""What every sampler shares: settings that serialize, the time grid, and the step's rates.
+"""What every sampler shares: settings that serialize, the time grid, and -- for the ReMDM family --
+the step's rates.
 
-A sampler never calls the model (diffusers-scheduler style).  For each step it answers one
-question: *with what probability does each position change?*
+A sampler never calls the model (diffusers-scheduler style): ``step(ctx)`` returns a
+:class:`~explorer.samplers.step.Decision` (the one step protocol, :mod:`explorer.samplers.step`).
+The samplers of the ReMDM family (MDLM, ReMDM-*, forward-backward, DFM) answer it through one
+question, :meth:`Sampler.rates`: *with what probability does each position change?*
 
 * a masked position unmasks with probability ``unmask`` and then draws its token from p(x0)
   (post-nucleus);
@@ -20,6 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Union
 
 import torch
+
+from .. import rng
+from .categorical import draw_tokens
+from .step import POSTERIOR, Decision, Write
 
 EPS_S = 1e-5  # the sampler's final time, reference §1.3
 
@@ -57,6 +64,11 @@ class Rates:
     unmask: float | torch.Tensor
     remask: float | torch.Tensor
     sigma: float            # the step's sigma_t for the record (nan where it has no meaning)
+
+
+def _at(v, b: torch.Tensor, pos: torch.Tensor):
+    """``v[b, pos]`` for a [B, L] tensor; a number stays a number."""
+    return v[b, pos] if isinstance(v, torch.Tensor) and v.dim() == 2 else float(v)
 
 
 def linear_grid(steps: int, eps: float = EPS_S) -> list[tuple[int, float, float]]:
@@ -111,8 +123,8 @@ class Sampler:
     remaskable: Remaskable = dataclasses.field(default=None, repr=False, kw_only=True)
 
     name: ClassVar[str] = "base"
-    kind: ClassVar[str] = "rates"       # "rates" or "ordering" (confidence-ordered baselines)
-    remasks: ClassVar[bool] = False
+    remasks: ClassVar[bool] = False     # may put decoded tokens back to [MASK]
+    needs_prompt: ClassVar[bool] = False   # only for prompted (variable-length) models
 
     def __post_init__(self):
         if isinstance(self.nucleus_p, bool) or not isinstance(self.nucleus_p, (int, float)) \
@@ -137,9 +149,49 @@ class Sampler:
     def grid(self, steps: int) -> list[StepTimes]:
         return [StepTimes(i, t, s, 1.0 - t, 1.0 - s) for i, t, s in linear_grid(steps)]
 
+    @property
+    def draws_by_rates(self) -> bool:
+        """True for the ReMDM family: its step is :meth:`step` from :meth:`rates` (§2.1)."""
+        return type(self).rates is not Sampler.rates and type(self).step is Sampler.step
+
+    def check_shape(self, gen_length: int, steps: int) -> None:
+        """Raise a clear error when the canvas / step count do not fit the sampler (blocks...)."""
+
     # --- one step ------------------------------------------------------------------------------
     def rates(self, st: StepTimes, state: SamplerState) -> Rates:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define step(ctx) or rates(st, state).")
+
+    def step(self, ctx) -> Decision:
+        """§2.1 from the step's rates: decide remask / unmask per position by a coin, then draw the
+        tokens of the positions that unmask (SUBS, nucleus, float64 inverse CDF; §1.5-§1.6).
+
+        Positions outside ``remaskable`` behave as in MDLM on the same schedule (never remasked,
+        unmask with (alpha_s - alpha_t) / (1 - alpha_t)).
+        """
+        st = ctx.st
+        r = self.rates(st, ctx)
+        unmask_p, remask_p = r.unmask, r.remask
+        allowed = self.remaskable_mask(ctx)
+        if allowed is not None:
+            unmask_p = torch.where(allowed, torch.as_tensor(unmask_p, dtype=torch.float64, device=ctx.x.device),
+                                   mdlm_unmask(st.alpha_t, st.alpha_s))
+            remask_p = torch.where(allowed, torch.as_tensor(remask_p, dtype=torch.float64, device=ctx.x.device), 0.0)
+        if isinstance(remask_p, torch.Tensor):
+            remask_p = remask_p.to(torch.float64).masked_fill(ctx.fixed, 0.0)
+        masked = ctx.masked
+        unmask = masked & (ctx.uniforms(rng.UNMASK) < unmask_p)
+        remask = None
+        if not (isinstance(remask_p, float) and remask_p <= 0.0):
+            remask = ~masked & ~ctx.fixed & (ctx.uniforms(rng.REMASK) < remask_p)
+        write = None
+        b, pos = unmask.nonzero(as_tuple=True)
+        if b.numel():
+            u = ctx.uniforms_at(rng.TOKEN, b, pos)
+            tok, prob, ci, cp = ctx.draw(b, pos, lambda logits, rows: draw_tokens(
+                logits, ctx.mask_id, self.nucleus_p, u[rows], ctx.topk))
+            write = Write(b, pos, tok, prob, _at(unmask_p, b, pos), _at(remask_p, b, pos), POSTERIOR, ci, cp)
+        return Decision(remask=remask, remask_p=remask_p, remask_sigma=remask_p, remask_reason=POSTERIOR,
+                        write=write, sigma=r.sigma)
 
     # --- serialization -------------------------------------------------------------------------
     @property

@@ -47,3 +47,27 @@ def sample_rows(p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     target = (u.double() * cdf[..., -1]).unsqueeze(-1)
     idx = torch.searchsorted(cdf, target, right=True).squeeze(-1)
     return idx.clamp_(max=p.shape[-1] - 1)
+
+
+def draw_tokens(logits: torch.Tensor, mask_id: int, nucleus_p: float, u: torch.Tensor, topk: int,
+                temperature: float = 1.0):
+    """Draw a token per row: SUBS, nucleus, float64 inverse CDF.  Returns (token, its prob, top-k ids,
+    top-k probs).
+
+    The prob returned (recorded, and ReMDM-conf's psi) is the post-nucleus p(x0), as upstream; with a
+    temperature the draw uses p^(1/T) but the prob is still read from the untempered p(x0).
+    """
+    p = subs_probs(logits, mask_id)
+    q = nucleus(p if temperature == 1.0 else subs_probs(logits, mask_id, temperature), nucleus_p)
+    token = sample_rows(q, u)
+    pq = nucleus(p, nucleus_p) if temperature != 1.0 else q
+    prob = pq.gather(-1, token[:, None]).squeeze(-1)
+    cp, ci = top_candidates(p, topk)
+    return token, prob, ci, cp
+
+
+def top_candidates(p: torch.Tensor, topk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs, ids) of the ``topk`` most probable entries of each row (empty when ``topk`` is 0)."""
+    if topk:
+        return torch.topk(p, min(topk, p.shape[-1]), dim=-1)
+    return p.new_zeros((p.shape[0], 0)), torch.zeros((p.shape[0], 0), dtype=torch.long, device=p.device)

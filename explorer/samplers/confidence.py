@@ -23,7 +23,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import rng
 from .base import Rates, Sampler, SamplerState, StepTimes, _check_unit, linear_grid
+from .categorical import draw_tokens
+from .step import CONFIDENCE, Decision, Write
 
 
 @dataclass
@@ -32,7 +35,6 @@ class ConfidenceOrdered(Sampler):
     temperature: float = 1.0
     order: str = "confidence"
     name = "confidence"
-    kind = "ordering"
 
     def validate(self):
         if self.order not in ("confidence", "random"):
@@ -74,5 +76,19 @@ class ConfidenceOrdered(Sampler):
         rank = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
         return eligible & (rank < k.unsqueeze(-1))
 
-    def rates(self, st: StepTimes, state: SamplerState) -> Rates:  # pragma: no cover - not a rate sampler
-        raise TypeError("ConfidenceOrdered decides from p(x0) itself; the engine calls commit().")
+    def step(self, ctx) -> Decision:
+        """Draw a candidate at every masked position of the block, commit the most confident."""
+        start, end, left = self.block_of_step(ctx.st.step, ctx.num_steps, ctx.gen_length)
+        start, end = start + ctx.gen_start, end + ctx.gen_start
+        eligible = ctx.masked & (ctx.positions >= start) & (ctx.positions < end)
+        b, pos = eligible.nonzero(as_tuple=True)
+        if not b.numel():
+            return Decision()
+        u = ctx.uniforms_at(rng.ORDER, b, pos)
+        tok, prob, ci, cp = ctx.draw(b, pos, lambda logits, rows: draw_tokens(
+            logits, ctx.mask_id, self.nucleus_p, u[rows], ctx.topk, temperature=self.temperature))
+        score = prob.double() if self.order == "confidence" else ctx.uniforms_at(rng.RANK, b, pos)
+        conf = torch.zeros(ctx.x.shape, dtype=torch.float64, device=ctx.x.device)
+        conf[b, pos] = score
+        keep = self.commit(conf, eligible, left)[b, pos]
+        return Decision(write=Write(b, pos, tok, prob, 1.0, 0.0, CONFIDENCE, ci, cp).keep(keep))

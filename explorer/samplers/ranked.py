@@ -1,17 +1,18 @@
 """Ranked samplers: decode the most confident masked tokens of a window, maybe remask the least confident.
 
 LLaDA's own sampler (reference §4.1), ReMDM-LLaDA (§4.3) and Dream's ``diffusion_generate``
-(§4.2) all have this shape.  A ranked sampler never calls the model; each step the engine
-(``explorer.engine._ranked_step``, one branch of the loop in ``_run_chunk``) asks it four things:
+(§4.2) all have this shape.  A ranked sampler never calls the model; its ``step(ctx)``
+(:class:`RankedSampler.step`, on the one step protocol of :mod:`explorer.samplers.step`) asks
+four things of the subclass:
 
 1. ``plan(st, masked, gen_start, gen_length, steps)``: the window of positions that may be
    decoded (the current block), how many tokens each row decodes, and how many decoded tokens of
    the window it first puts back to [MASK];
-2. the engine remasks, per row, the ``n_remask`` tokens of the window with the *lowest*
-   confidence cached when they were decoded (the trace's ``prob``; §4.3 step 3a);
-3. ``draw(logits, mask_id, uniforms)`` at every masked position of the window: a token and the
-   confidence the sampler ranks by (the trace records it as ``prob``, through ``recorded_prob``
-   when the confidence is not a probability);
+2. it remasks, per row, the ``n_remask`` tokens of the window (inside ``remaskable``) with the
+   *lowest* confidence cached when they were decoded (the trace's ``prob``; §4.3 step 3a);
+3. ``draw(logits, mask_id, uniforms)`` at every masked position of the window, on the state after
+   those remasks: a token and the confidence the sampler ranks by (the trace records it as
+   ``prob``, through ``recorded_prob`` when the confidence is not a probability);
 4. ``select(score, eligible, plan, st, uniforms)``: the positions that take their drawn token.
 
 Random numbers come from the engine's counter-based streams (:mod:`explorer.rng`), so a sample
@@ -22,9 +23,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 
 from .base import Sampler, StepTimes
+from .categorical import subs_probs, top_candidates
+from .step import CONFIDENCE, POSTERIOR, Decision, Write
 
 # the purpose code of the per-(position, vocabulary entry) uniforms of the exponential race;
 # explorer.rng numbers its purposes 1..5
@@ -78,7 +83,6 @@ def gumbel_argmax(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> 
 
 class RankedSampler(Sampler):
     """Base class of the ranked samplers (see the module docstring)."""
-    kind = "ranked"
     cfg_scale = 0.0          # classifier-free guidance (LLaDA §4.1 item 1); 0 = off
     # False: select() decides from coins alone, so the engine draws tokens only where it selected
     needs_confidence = True
@@ -106,8 +110,42 @@ class RankedSampler(Sampler):
         """The positions that take their drawn token: by default the ``n_decode`` most confident."""
         return top_n(score, eligible, plan.n_decode)
 
-    def rates(self, st, state):  # pragma: no cover - not a rate sampler
-        raise TypeError(f"{self.name} ranks positions by confidence; the engine calls plan/draw/select.")
+    def step(self, ctx) -> Decision:
+        st = ctx.st
+        plan = self.plan(st, ctx.masked, ctx.gen_start, ctx.gen_length, ctx.num_steps)
+        window = (ctx.positions >= plan.start) & (ctx.positions < plan.end)
+        masked, remask = ctx.masked, None
+        if plan.n_remask:    # §4.3 step 3a: lowest confidence cached at decode time, decoded in this block
+            pool = ~masked & ~ctx.fixed & window & ~ctx.token_prob.isnan()
+            allowed = self.remaskable_mask(ctx)
+            if allowed is not None:
+                pool &= allowed
+            # ranked on the float32 values the trace keeps, so a resumed branch replays the same choice
+            n = torch.full((ctx.x.shape[0],), plan.n_remask, device=ctx.x.device)
+            remask = top_n(ctx.token_prob, pool, n, largest=False)
+            masked = masked | remask
+        eligible = masked & window
+        if not self.needs_confidence:          # decided by coins: draw tokens only where they land
+            eligible = self.select(None, eligible, plan, st, ctx.uniforms)
+        write = None
+        b, pos = eligible.nonzero(as_tuple=True)
+        if b.numel():
+            ru = ctx.row_uniforms(b, pos)
+
+            def draw(logits, rows):
+                tok, conf = self.draw(logits, ctx.mask_id, ru[rows])
+                cp, ci = top_candidates(subs_probs(logits, ctx.mask_id), ctx.topk) if ctx.topk else (None, None)
+                return tok, conf.double(), ci, cp
+            tok, conf, ci, cp = ctx.draw(b, pos, draw, remasked=remask)
+            if self.needs_confidence:
+                score = torch.full(ctx.x.shape, -torch.inf, dtype=torch.float64, device=ctx.x.device)
+                score[b, pos] = conf
+                keep = self.select(score, eligible, plan, st, ctx.uniforms)[b, pos]
+                write = Write(b, pos, tok, self.recorded_prob(conf), 1.0, 0.0, CONFIDENCE, ci, cp).keep(keep)
+            else:
+                write = Write(b, pos, tok, self.recorded_prob(conf), plan.p_unmask, 0.0, POSTERIOR, ci, cp)
+        return Decision(remask=remask, remask_p=1.0, remask_sigma=math.nan, remask_reason=CONFIDENCE,
+                        write=write, phase="remask" if plan.n_remask else None)
 
 
 def block_plan(step: int, steps: int, gen_start: int, gen_length: int, block_length: int | None,
