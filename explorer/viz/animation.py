@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ._index import index_for
-from .grid import _legend_traces, grid_arrays, grid_title
+from .grid import _legend_traces, grid_arrays, grid_title, position_origin
 from .palette import discrete_colorscale
 
 
@@ -55,7 +55,7 @@ def grid_animation(traces, labels=None, sample: int = 0, start: int = 0, length:
         out, titles = [], []
         for i, ix in enumerate(idx):
             k = min(max(step, ix.first_step), ix.last_step)
-            a = grid_arrays(ix, k, start, length, columns)
+            a = grid_arrays(ix, k, start, length, columns, 8, position_origin(ix.trace))
             out.append(go.Heatmap(
                 z=a["z"], text=a["text"], customdata=a["hover"], texttemplate="%{text}",
                 hovertemplate="%{customdata}<extra></extra>", colorscale=discrete_colorscale(),

@@ -1,6 +1,7 @@
 """The token grid: every visible position at one step, coloured by its state."""
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -23,14 +24,67 @@ def _legend_traces(codes=(MASKED, UNMASKED, REMASKED, 3, FIXED)):
     ]
 
 
+# end-of-text / end-of-turn tokens read as a break in the text, not as markup
+END_TOKENS = frozenset({"<|endoftext|>", "<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "</s>", "<eos>",
+                        "<|eos|>", "<|end|>"})
+END_MARK = "¶"
+
+
+def cell_text(text, max_chars: int = 12) -> str:
+    """A token as a cell shows it: an end-of-text token as a visible break mark, whitespace shown,
+    HTML escaped once (see ``display_token``)."""
+    if isinstance(text, str) and text.strip() in END_TOKENS:
+        return END_MARK + "end"
+    return display_token(text, max_chars)
+
+
+def position_origin(trace) -> int:
+    """The position numbered 0 in the views: the first answer token of a prompted canvas (LLaDA /
+    Dream, ``meta["gen_start"]``), else 0. One numbering everywhere: grid rows, tooltips, details,
+    lifelines and tables count from here; the absolute position is in the small print."""
+    meta = getattr(trace, "meta", None) or {}
+    return int(meta.get("gen_start") or 0)
+
+
+def position_name(position: int, origin: int = 0) -> str:
+    """How a position reads: "position 3", or "prompt position -5" before the answer."""
+    rel = int(position) - int(origin)
+    return f"position {rel}" if rel >= 0 else f"prompt position {rel}"
+
+
+def absolute_note(position: int, origin: int = 0) -> str:
+    return f"<br><small>absolute position {int(position)}</small>" if origin else ""
+
+
+def cell_hover(index: TraceIndex, position: int, event: int, code: int, origin: int = 0) -> str:
+    """Tooltip of one cell: the index's record of the position under this views' numbering."""
+    full = index.hover(position, event, code)
+    cut = full.find("<br>")
+    body = full[cut:] if cut >= 0 else ""
+    return (f"<b>{position_name(position, origin)}</b> · {STATE_NAMES[int(code)]}{body}"
+            + absolute_note(position, origin))
+
+
+def longest_cell(index: TraceIndex, start: int = 0, length: int | None = None, max_chars: int = 12) -> int:
+    """Characters of the widest cell any step of ``[start, start+length)`` shows (at most
+    ``max_chars``): a grid sized by it never truncates within the run and keeps its width while
+    scrubbing, and grids side by side sized by their common maximum line up row by row."""
+    stop = index.seq_len if length is None else min(index.seq_len, start + int(length))
+    sel = (index.pos >= start) & (index.pos < stop)
+    ids = set(np.unique(index.tok[sel]).tolist()) | set(np.unique(index.initial[start:stop]).tolist())
+    ids.discard(index.mask_id)
+    widths = [len(html.unescape(cell_text(index.text(t), max_chars))) for t in ids]
+    return max([1] + widths)
+
+
 def grid_arrays(index: TraceIndex, step: int, start: int = 0, length: int = 256, columns: int = 32,
-                max_chars: int = 8) -> dict:
+                max_chars: int = 12, origin: int = 0) -> dict:
     """z (state codes), text and hover strings for the grid of one step, shaped [rows, columns].
 
     This is the whole per-step cost of the scrubber: one cached index lookup over the visible
     positions plus string formatting for them.
     """
-    key = ("grid", step, start, length, columns, max_chars)
+    key = ("grid", step, start, length, columns, max_chars, origin)
     hit = index._frames.get(key)
     if hit is not None:  # shares the frame cache (and its size limit) of the index
         return hit
@@ -46,15 +100,15 @@ def grid_arrays(index: TraceIndex, step: int, start: int = 0, length: int = 256,
     for i in range(w):
         tid = int(fr.shown[i])
         code = int(fr.codes[i])
-        text[i] = "·" if (tid == mask_id) else display_token(index.text(tid), max_chars)
-        hover[i] = index.hover(int(fr.positions[i]), int(fr.event[i]), code)
+        text[i] = "·" if (tid == mask_id) else cell_text(index.text(tid), max_chars)
+        hover[i] = cell_hover(index, int(fr.positions[i]), int(fr.event[i]), code, origin)
     counts = {c: int((fr.codes == c).sum()) for c in (MASKED, UNMASKED, REMASKED)}
     out = {
         "z": z.reshape(rows, columns),
         "text": text.reshape(rows, columns),
         "hover": hover.reshape(rows, columns),
         "rows": rows,
-        "row_labels": [str(int(fr.positions[0]) + r * columns) for r in range(rows)],
+        "row_labels": [str(int(fr.positions[0]) - origin + r * columns) for r in range(rows)],
         "counts": counts,
         "frame": fr,
     }
@@ -83,7 +137,7 @@ def token_grid(trace, step: int | None = None, sample: int = 0, start: int = 0, 
     """
     index = index_for(trace, sample)
     step = index.last_step if step is None else index.check_step(step)
-    a = grid_arrays(index, step, start, length, columns, max_chars)
+    a = grid_arrays(index, step, start, length, columns, max_chars, position_origin(trace))
     fig = go.Figure()
     fig.add_trace(go.Heatmap(
         z=a["z"], text=a["text"], customdata=a["hover"], texttemplate="%{text}",

@@ -5,6 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ._index import display_token, index_for
+from .grid import cell_hover, position_origin
 from .palette import EVENT_COLORS, STATE_COLORS, FIXED, MASKED
 
 
@@ -35,6 +36,7 @@ def lifelines(trace, positions=None, sample: int = 0, step: int | None = None,
         if not 0 <= p < index.seq_len:
             raise IndexError(f"position {p} is outside 0..{index.seq_len - 1}.")
     end = index.last_step
+    origin = position_origin(trace)  # prompted runs count from the first answer token
     seg = {"masked": ([], [], []), "token": ([], [], []), "fixed": ([], [], [])}
     marks = {"unmask": ([], [], [], []), "remask": ([], [], [], [])}
     for row, p in enumerate(positions):
@@ -54,7 +56,7 @@ def lifelines(trace, positions=None, sample: int = 0, step: int | None = None,
             mx.append(int(index.step[i]))
             my.append(row)
             mt.append(display_token(index.text(int(index.tok[i])), 10) if kind == "unmask" else "")
-            mh.append(index.hover(p, i, 1 if kind == "unmask" else 2))
+            mh.append(cell_hover(index, p, i, 1 if kind == "unmask" else 2, origin))
             cur_step = int(index.step[i])
             cur = "token" if kind == "unmask" else "masked"
     fig = go.Figure()
@@ -80,7 +82,7 @@ def lifelines(trace, positions=None, sample: int = 0, step: int | None = None,
         xaxis_title="step", hoverlabel=dict(align="left"),
     )
     fig.update_xaxes(range=[-0.5, end + 0.5], showgrid=True, gridcolor="#EEEEEE")
-    fig.update_yaxes(tickvals=list(range(len(positions))), ticktext=[f"pos {p}" for p in positions],
+    fig.update_yaxes(tickvals=list(range(len(positions))), ticktext=[f"pos {p - origin}" for p in positions],
                      showgrid=False, range=[len(positions) - 0.5, -0.8])
     if step is not None:
         fig.add_vline(x=step, line=dict(color="#000000", width=1, dash="dot"), name="step-marker")

@@ -29,7 +29,7 @@ class CompareViewer(W.VBox):
     sample box when the traces have several samples.
     """
 
-    def __init__(self, traces, labels=None, sample: int = 0, step: int | None = None, start: int = 0,
+    def __init__(self, traces, labels=None, sample: int = 0, step: int | None = None, start: int | None = None,
                  length: int = 128, columns: int = 16, curves: bool = False):
         self.traces = list(traces)
         if len(self.traces) < 2:
@@ -42,12 +42,18 @@ class CompareViewer(W.VBox):
         self.viewers = [TraceViewer(t, sample=sample, start=start, length=length, columns=columns,
                                     label=lab, curves=curves, lifeline=True)
                         for t, lab in zip(self.traces, self.labels)]
+        # one cell width for every grid (the longest token any of them shows), so rows line up
+        chars = max(v.grid.cell_chars for v in self.viewers)
+        for v in self.viewers:
+            v.grid.cell_chars = chars
         lo = min(v.index.first_step for v in self.viewers)
         hi = max(v.index.last_step for v in self.viewers)
         step = hi if step is None else int(step)
         self.slider = W.IntSlider(value=step, min=lo, max=hi, description="step", continuous_update=True,
-                                  layout=W.Layout(width="60%"))
+                                  readout=False, layout=W.Layout(width="50%"))
         self.slider.add_class("remdm-step-slider")
+        self.step_label = W.HTML(layout=W.Layout(min_width="220px"))
+        self.step_label.add_class("remdm-step-label")
         self.play = W.Play(value=step, min=lo, max=hi, interval=200, show_repeat=False)
         W.jslink((self.play, "value"), (self.slider, "value"))
         self.speed = W.Dropdown(options=list(SPEEDS), value=default_speed(hi - lo), description="speed",
@@ -55,7 +61,7 @@ class CompareViewer(W.VBox):
         self.speed.observe(lambda ch: set_speed(self.play, ch["new"]), "value")
         set_speed(self.play, self.speed.value)
         self.slider.observe(lambda ch: self.render(int(ch["new"])), "value")
-        controls = [self.play, self.slider, self.speed]
+        controls = [self.play, self.slider, self.step_label, self.speed]
         n_samples = min(t.num_samples for t in self.traces)
         self.sample_box = None
         if n_samples > 1:
@@ -79,7 +85,7 @@ class CompareViewer(W.VBox):
             # a column per trace: they share the row when each gets its grid's narrowest width
             # (30 px a cell, the grid widget's CSS minimum, plus row labels) and wrap otherwise
             v.layout.flex = "1 1 0%"
-            v.layout.min_width = f"{32 * v.columns + 60}px"
+            v.layout.min_width = f"{max(32, 7 * chars + 10) * v.columns + 60}px"
             v.layout.margin = "0 12px 0 0"
         self.render(step)
         top = [W.HBox(controls)] + ([self.window] if self.window is not None else [])
@@ -101,6 +107,7 @@ class CompareViewer(W.VBox):
             return
         for v in self.viewers:
             v.show_window(min(start, max(0, v.index.seq_len - 1)))
+        self.mark_differences()
 
     def show_sample(self, sample: int) -> None:
         """Switch every grid to another sample."""
@@ -110,6 +117,7 @@ class CompareViewer(W.VBox):
             return
         for v in self.viewers:
             v.show_sample(self.sample)
+        self.mark_differences()
 
     @property
     def step(self) -> int:
@@ -124,8 +132,28 @@ class CompareViewer(W.VBox):
         for v in self.viewers:
             k = int(np.clip(step, v.index.first_step, v.index.last_step))
             v.slider.value = k  # renders that grid (no-op when unchanged)
+        self.step_label.value = self.viewers[-1].index.step_label(
+            int(np.clip(step, self.viewers[-1].index.first_step, self.viewers[-1].index.last_step)))
+        self.mark_differences()
         self.last_render_s = time.perf_counter() - t0
         return self.last_render_s
+
+    def differences(self) -> list[int]:
+        """Positions of the shown window where the grids hold different tokens at the shown step
+        (each grid at its own nearest state), masked vs written included."""
+        shown = []
+        for v in self.viewers:
+            fr = v.index.frame(v.step, v.start, v.length)
+            shown.append(dict(zip(fr.positions.tolist(), fr.tokens.tolist())))
+        common = set(shown[0]).intersection(*shown[1:])
+        return sorted(p for p in common if len({d[p] for d in shown}) > 1)
+
+    def mark_differences(self) -> list[int]:
+        """Underline, in every grid, the cells where the runs differ (see :meth:`differences`)."""
+        diff = self.differences()
+        for v in self.viewers:
+            v.grid.differs = diff
+        return diff
 
     def figure(self, max_frames: int = 60):
         v = self.viewers[0]

@@ -15,7 +15,7 @@ from ..viz import export
 from ..viz._index import index_for
 from ..viz.animation import grid_animation
 from ..viz.curves import step_curves
-from ..viz.grid import grid_arrays, grid_title
+from ..viz.grid import absolute_note, grid_arrays, grid_title, longest_cell, position_name, position_origin
 from ..viz.lifeline import lifelines
 from .token_grid import TokenGridWidget
 
@@ -62,11 +62,34 @@ def figure_output(fig: go.Figure) -> W.Output:
     return out
 
 
+def move_step_marker(out: W.Output, step: int) -> None:
+    """Move the dotted step marker of a figure shown by :func:`figure_output` to ``step``.
+
+    A fresh dict goes into ``outputs`` (an edited copy of the same dict would compare equal and
+    never be sent), so the browser redraws the small figure with the marker in its new place.
+    """
+    if not out.outputs:
+        return
+    (shown,) = out.outputs
+    fig = shown["data"]["application/vnd.plotly.v1+json"]
+    shapes = fig.get("layout", {}).get("shapes") or []
+    if not any(sh.get("name") == "step-marker" for sh in shapes):
+        return
+    shapes = [dict(sh, x0=step, x1=step) if sh.get("name") == "step-marker" else sh for sh in shapes]
+    fig = dict(fig, layout=dict(fig["layout"], shapes=shapes))
+    out.outputs = ({**shown, "data": {**shown["data"], "application/vnd.plotly.v1+json": fig}},)
+
+
 _CELL = "style='padding:1px 10px 1px 0;text-align:left;vertical-align:top'"
 
 
-def position_history_html(index, position: int, upto: int | None = None) -> str:
-    """The full record of one position as a small HTML table: step, change, token, p, top-k."""
+def position_history_html(index, position: int, upto: int | None = None, origin: int | None = None) -> str:
+    """The full record of one position as a small HTML table: step, change, token, p, top-k.
+
+    ``origin`` is the position numbered 0 (default: the first answer token of a prompted run)."""
+    origin = position_origin(index.trace) if origin is None else int(origin)
+    name = f"<b>{position_name(position, origin)}</b>"
+    note = absolute_note(position, origin)
     hist = index.history(position)
     a = index.pos_start[position]
     rows = []
@@ -85,13 +108,13 @@ def position_history_html(index, position: int, upto: int | None = None) -> str:
             rows.append(f"<tr><td {_CELL}>{when}</td><td {_CELL}><span style='color:#D55E00'>remasked</span></td>"
                         f"<td {_CELL}><code>{tok}</code></td><td {_CELL}></td><td {_CELL}></td></tr>")
     if index.fixed[position]:
-        return (f"<b>position {position}</b> · sample {index.sample}: prompt / pinned token "
-                f"<code>{html.escape(index.text(int(index.initial[position])))}</code>")
+        return (f"{name} · sample {index.sample}: prompt / pinned token "
+                f"<code>{html.escape(index.text(int(index.initial[position])))}</code>{note}")
     if not rows:
-        return f"<b>position {position}</b> · sample {index.sample}: no change yet"
+        return f"{name} · sample {index.sample}: no change yet{note}"
     head = "".join(f"<th {_CELL}>{h}</th>" for h in ("step", "change", "token", "p", "top-k then"))
-    return (f"<b>position {position}</b> · sample {index.sample}" +
-            (f" · up to {index.step_label(upto)}" if upto is not None else "") +
+    return (f"{name} · sample {index.sample}" +
+            (f" · up to {index.step_label(upto)}" if upto is not None else "") + note +
             "<table class='remdm-history' style='font-size:12px;border-collapse:separate;border-spacing:0'>"
             f"<tr>{head}</tr>" + "".join(rows) + "</table>")
 
@@ -106,28 +129,34 @@ class TraceViewer(W.VBox):
     each is drawn from its widget's synced state, so a browser reload shows the same view.
     """
 
-    PLACEHOLDER = "<i>hover a token for its p, top-k and history; click it for its lifeline</i>"
+    PLACEHOLDER = "<i>hover a token for its p, top-k and history; click it to keep it here with its lifeline</i>"
 
-    def __init__(self, trace, sample: int = 0, step: int | None = None, start: int = 0,
+    def __init__(self, trace, sample: int = 0, step: int | None = None, start: int | None = None,
                  length: int = 256, columns: int = 32, label: str | None = None, curves: bool = True,
-                 lifeline: bool = True):
+                 lifeline: bool = True, cell_chars: int | None = None):
         self.trace = trace
         self.sample = sample
         self.index = index_for(trace, sample)
         ix = self.index
+        self.origin = position_origin(trace)
         self.columns = int(columns)
         self.length = int(min(length, ix.seq_len))
-        self.start = int(start)
+        self.start = self.origin if start is None else int(start)
         self.label = label
         step = ix.last_step if step is None else ix.check_step(step)
         self.last_render_s = 0.0
-        self.selected: int | None = None
+        self.selected: int | None = None   # the clicked position: kept in the details until another click
 
-        self.grid = TokenGridWidget()
+        self.grid = TokenGridWidget(origin=self.origin)
+        self.grid.cell_chars = longest_cell(ix, self.start, self.length) if cell_chars is None else int(cell_chars)
         self.grid.on_click(self._on_click)
         self.grid.on_hover(self._on_hover)
+        # no numeric readout: the final pass is step T + 1, which a bare number would show as
+        # "129" on a run "of 128"; the label beside the slider says what the step is
         self.slider = W.IntSlider(value=step, min=ix.first_step, max=ix.last_step, description="step",
-                                  continuous_update=True, layout=W.Layout(width="60%"))
+                                  continuous_update=True, readout=False, layout=W.Layout(width="50%"))
+        self.step_label = W.HTML(layout=W.Layout(min_width="220px"))
+        self.step_label.add_class("remdm-step-label")
         self.play = W.Play(value=step, min=ix.first_step, max=ix.last_step, interval=200,
                            description="play", show_repeat=False)
         W.jslink((self.play, "value"), (self.slider, "value"))
@@ -139,7 +168,8 @@ class TraceViewer(W.VBox):
         self.next_button = W.Button(description="▶", layout=W.Layout(width="36px"), tooltip="next step")
         self.prev_button.on_click(lambda _: self._nudge(-1))
         self.next_button.on_click(lambda _: self._nudge(+1))
-        self.controls = W.HBox([self.play, self.prev_button, self.slider, self.next_button, self.speed])
+        self.controls = W.HBox([self.play, self.prev_button, self.slider, self.next_button, self.step_label,
+                                self.speed])
         self.sample_box = None
         if trace.num_samples > 1:
             self.sample_box = W.Dropdown(options=list(range(trace.num_samples)), value=sample,
@@ -226,13 +256,16 @@ class TraceViewer(W.VBox):
         """Redraw the grid, the details and the curves' step marker for ``step``; returns the
         seconds it took."""
         t0 = time.perf_counter()
-        a = grid_arrays(self.index, step, self.start, self.length, self.columns)
+        a = grid_arrays(self.index, step, self.start, self.length, self.columns, origin=self.origin)
         self.grid.show(a, grid_title(self.index, step, a["counts"], self.label), self.start, self.columns)
+        self.step_label.value = self.index.step_label(step)
         if self.selected is not None:
-            self.details.value = position_history_html(self.index, self.selected, upto=step)
+            self.details.value = position_history_html(self.index, self.selected, upto=step, origin=self.origin)
         if self.curves is not None and self._markers:
             self.curves.plotly_relayout({f"shapes[{i}].{k}": step for i in self._markers for k in ("x0", "x1")})
             sync_figure_state(self.curves)
+        if self.lifeline_box is not None and self.lifeline_box.children:
+            move_step_marker(self.lifeline_box.children[0], step)
         self.last_render_s = time.perf_counter() - t0
         return self.last_render_s
 
@@ -241,12 +274,16 @@ class TraceViewer(W.VBox):
         self.show_position(position, lifeline=True)
 
     def _on_hover(self, position: int) -> None:
-        self.show_position(position, lifeline=False)
+        # the tooltip shows the hovered cell; the details keep a clicked cell until another click
+        if self.selected is None:
+            self.details.value = position_history_html(self.index, position, upto=self.step, origin=self.origin)
 
     def show_position(self, position: int, lifeline: bool = True) -> None:
-        """Fill the details panel with the position's history up to this step; draw its lifeline."""
+        """Select ``position`` (outlined in the grid), fill the details panel with its history up
+        to this step and draw its lifeline, whose marker then follows the step."""
         self.selected = int(position)
-        self.details.value = position_history_html(self.index, position, upto=self.step)
+        self.grid.selected = [self.selected]
+        self.details.value = position_history_html(self.index, position, upto=self.step, origin=self.origin)
         if lifeline and self.lifeline_box is not None:
             self.lifeline_box.children = [figure_output(
                 lifelines(self.trace, [position], self.sample, step=self.step))]

@@ -23,19 +23,43 @@ from ipywidgets import CallbackDispatcher
 from ..viz.palette import STATE_COLORS, STATE_NAMES, TEXT_COLORS
 
 _ESM = r"""
-function draw(model, el) {
+function positionName(p, origin) {
+  // prompted runs count from the first answer token; the absolute position is in the small print
+  return p - origin;
+}
+
+function placeTip(tip, cell) {
+  // drawn in <body> with position: fixed, so no scroll box or output area clips it; it goes
+  // below the cell when there is room, else above, and is held inside the viewport
+  const r = cell.getBoundingClientRect();
+  const vw = document.documentElement.clientWidth || window.innerWidth;
+  const vh = document.documentElement.clientHeight || window.innerHeight;
+  tip.style.left = "0px"; tip.style.top = "0px"; tip.style.display = "block";
+  const w = tip.offsetWidth, h = tip.offsetHeight;
+  let top = r.bottom + 4;
+  if (top + h > vh - 2) top = r.top - h - 4;
+  top = Math.max(2, Math.min(top, vh - h - 2));
+  let left = Math.max(2, Math.min(r.left, vw - w - 2));
+  tip.style.left = `${left}px`; tip.style.top = `${top}px`;
+}
+
+function draw(model, el, tip) {
   const columns = Math.max(1, model.get("columns"));
   const start = model.get("start");
+  const origin = model.get("origin");
   const texts = model.get("texts");
   const codes = model.get("codes");
   const hovers = model.get("hovers");
   const legend = model.get("legend");
+  const chars = model.get("cell_chars");
   const selected = new Set(model.get("selected"));
+  const differs = new Set(model.get("differs"));
   const root = document.createElement("div");
   root.className = "remdm-grid";
   const title = document.createElement("div");
   title.className = "remdm-grid-title";
   title.textContent = model.get("title");
+  title.title = model.get("title");
   root.appendChild(title);
   const key = document.createElement("div");
   key.className = "remdm-grid-legend";
@@ -44,15 +68,21 @@ function draw(model, el) {
     s.style.background = bg; s.style.color = fg; s.textContent = name;
     key.appendChild(s);
   });
+  if (differs.size) {
+    const s = document.createElement("span");
+    s.className = "remdm-differs-key"; s.textContent = "differs between the runs";
+    key.appendChild(s);
+  }
   root.appendChild(key);
   const grid = document.createElement("div");
   grid.className = "remdm-grid-cells";
   grid.style.setProperty("--remdm-columns", columns);
+  if (chars > 0) grid.style.setProperty("--remdm-cell", `calc(${chars}ch + 8px)`);
   for (let i = 0; i < texts.length; i++) {
     if (i % columns === 0) {
       const lab = document.createElement("div");
       lab.className = "remdm-row-label";
-      lab.textContent = String(start + i);
+      lab.textContent = String(positionName(start + i, origin));
       grid.appendChild(lab);
     }
     const [name, bg, fg] = legend[codes[i]] || ["?", "#FFFFFF", "#000000"];
@@ -63,22 +93,17 @@ function draw(model, el) {
     cell.style.background = bg; cell.style.color = fg;
     cell.innerHTML = texts[i];  // HTML-escaped once in Python (display_token)
     if (selected.has(start + i)) cell.classList.add("remdm-selected");
+    if (differs.has(start + i)) cell.classList.add("remdm-differs");
     grid.appendChild(cell);
   }
   root.appendChild(grid);
-  const tip = document.createElement("div");
-  tip.className = "remdm-grid-tip";
-  root.appendChild(tip);
   let last = -1;
   grid.addEventListener("mouseover", (e) => {
     const cell = e.target.closest(".remdm-cell");
     if (!cell) return;
     const i = Number(cell.dataset.pos) - start;
     tip.innerHTML = hovers[i] || "";
-    tip.style.display = "block";
-    const r = cell.getBoundingClientRect(), g = root.getBoundingClientRect();
-    tip.style.left = `${Math.max(0, r.left - g.left)}px`;
-    tip.style.top = `${r.bottom - g.top + 4}px`;
+    placeTip(tip, cell);
     if (Number(cell.dataset.pos) !== last) {
       last = Number(cell.dataset.pos);
       model.send({ event: "hover", position: last });
@@ -95,32 +120,40 @@ function draw(model, el) {
 export default {
   render({ model, el }) {
     el.classList.add("remdm-grid-view");
-    const redraw = () => draw(model, el);
+    const tip = document.createElement("div");
+    tip.className = "remdm-grid-tip";
+    document.body.appendChild(tip);
+    const redraw = () => { tip.style.display = "none"; draw(model, el, tip); };
     redraw();
     // one "change" event per state message, however many traits it carries
     model.on("change", redraw);
-    return () => model.off("change", redraw);
+    return () => { model.off("change", redraw); tip.remove(); };
   },
 };
 """
 
 _CSS = """
 .remdm-grid { position: relative; font-family: ui-sans-serif, system-ui, sans-serif; }
-.remdm-grid-title { font-size: 13px; font-weight: 600; margin: 2px 0 4px 0; }
+.remdm-grid-title { font-size: 13px; font-weight: 600; margin: 2px 0 4px 0; white-space: nowrap;
+  overflow: hidden; text-overflow: ellipsis; }
 .remdm-grid-legend { font-size: 11px; margin-bottom: 4px; display: flex; flex-wrap: wrap; gap: 4px; }
 .remdm-grid-legend span { padding: 0 5px; border-radius: 3px; border: 1px solid #BBBBBB; }
+.remdm-grid-legend .remdm-differs-key { box-shadow: inset 0 -3px 0 #CC79A7; }
 .remdm-grid-cells { display: grid; gap: 2px;
-  grid-template-columns: 3.2em repeat(var(--remdm-columns), minmax(30px, 5em)); }
+  grid-template-columns: 3.2em repeat(var(--remdm-columns), var(--remdm-cell, minmax(30px, 5em))); }
 .remdm-row-label { font-size: 11px; color: #666666; text-align: right; padding-right: 4px;
   line-height: 22px; }
 .remdm-cell { height: 22px; line-height: 22px; font: 11px ui-monospace, monospace; text-align: center;
   overflow: hidden; text-overflow: ellipsis; white-space: nowrap; cursor: pointer; border-radius: 2px;
   padding: 0 2px; }
 .remdm-cell:hover { outline: 2px solid #0072B2; }
+.remdm-cell.remdm-differs { box-shadow: inset 0 -4px 0 #CC79A7; }
 .remdm-cell.remdm-selected { outline: 3px solid #000000; outline-offset: -3px; }
-.remdm-grid-tip { display: none; position: absolute; z-index: 10; max-width: 480px; font-size: 12px;
+.remdm-grid-tip { display: none; position: fixed; z-index: 100000; max-width: 480px; font-size: 12px;
+  font-family: ui-sans-serif, system-ui, sans-serif; color: #222222;
   background: #FFFFFF; border: 1px solid #888888; border-radius: 3px; padding: 4px 6px;
   pointer-events: none; box-shadow: 0 1px 4px rgba(0,0,0,0.2); }
+.remdm-grid-tip small { color: #666666; }
 """
 
 
@@ -142,6 +175,9 @@ class TokenGridWidget(anywidget.AnyWidget):
     codes = T.List(T.Int()).tag(sync=True)          # state codes (explorer.viz.palette)
     hovers = T.List(T.Unicode()).tag(sync=True)     # tooltip HTML per cell
     selected = T.List(T.Int()).tag(sync=True)       # positions drawn with a black outline
+    differs = T.List(T.Int()).tag(sync=True)        # positions that differ from another run shown beside
+    origin = T.Int(0).tag(sync=True)                # position shown as 0 (a prompted run: the first answer token)
+    cell_chars = T.Int(0).tag(sync=True)            # cell width in characters (0: the CSS default)
     legend = T.List(T.List()).tag(sync=True)        # [name, background, text colour] per code
 
     def __init__(self, **kwargs):

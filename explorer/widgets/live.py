@@ -1,0 +1,461 @@
+"""Watch a run while it generates: the token grid and step curves drawn from the engine's
+``on_step`` hook, a Stop button, and the ordinary scrubber on the finished trace.
+
+``generate`` runs in a worker thread, so the notebook stays usable (the Stop button's click is
+handled by the idle kernel). The hook does a few array operations per step and draws at most
+``fps`` times a second; a draw shows every cell written since the last draw in sky blue and every
+cell taken back (and still masked) in vermillion with the token it lost, so a remask flashes even
+when many steps pass between two draws. When the run ends -- finished, stopped, or refused --
+the same widget shows the finished (or partial) trace in a :class:`TraceViewer`: the trace is the
+one ``generate`` returned, nothing is recorded twice.
+"""
+from __future__ import annotations
+
+import html
+import threading
+import time
+import traceback
+import warnings
+
+import ipywidgets as W
+import numpy as np
+
+from ..viz.grid import absolute_note, cell_text, position_name
+from ..viz.palette import FIXED, MASKED, REMASKED, STABLE, STATE_COLORS, STATE_NAMES, UNMASKED
+from .scrubber import TraceViewer
+from .token_grid import TokenGridWidget
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message: what a status line shows (the traceback is opt-in)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _fmt_seconds(s: float) -> str:
+    if not np.isfinite(s):
+        return "?"
+    if s < 60:
+        return f"{s:.1f} s"
+    m, s = divmod(int(round(s)), 60)
+    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
+
+
+class TokenTexts:
+    """Token id -> cell text, cached; raw ids only where the model has no tokenizer."""
+
+    def __init__(self, model):
+        self.tokenizer = getattr(model, "tokenizer", None)
+        self.mask_id = int(model.mask_id)
+        self._cache: dict[int, str] = {}
+
+    def text(self, token_id: int) -> str:
+        t = self._cache.get(token_id)
+        if t is None:
+            if token_id == self.mask_id:
+                t = "[MASK]"
+            elif self.tokenizer is not None:
+                try:
+                    t = self.tokenizer.decode([token_id])
+                except Exception:  # an id the tokenizer does not know still shows
+                    t = f"#{token_id}"
+            else:
+                t = f"#{token_id}"
+            self._cache[token_id] = t
+        return t
+
+    def cell(self, token_id: int) -> str:
+        return cell_text(self.text(token_id))
+
+
+def curves_svg(steps, masked, remasks, x_max: int, y_max: int, width: int = 420, height: int = 96,
+               sample: int = 0) -> str:
+    """Masked tokens after each step (grey line) and remasks per step (vermillion bars), as a small
+    inline SVG: cheap enough to redraw on every live frame, no JavaScript."""
+    x_max, y_max = max(1, int(x_max)), max(1, int(y_max))
+    left, top, w, h = 34, 6, width - 40, height - 24
+    sx = lambda s: left + w * s / x_max  # noqa: E731
+    sy = lambda v: top + h * (1 - v / y_max)  # noqa: E731
+    pts = " ".join(f"{sx(s):.1f},{sy(m):.1f}" for s, m in zip(steps, masked))
+    bars = "".join(f'<line x1="{sx(s):.1f}" x2="{sx(s):.1f}" y1="{sy(0):.1f}" y2="{sy(r):.1f}" '
+                   f'stroke="{STATE_COLORS[REMASKED]}" stroke-width="2"/>' for s, r in zip(steps, remasks) if r)
+    return (f'<svg class="remdm-live-curves" width="{width}" height="{height}" '
+            f'style="font:10px ui-sans-serif,system-ui,sans-serif">'
+            f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#FFFFFF" stroke="#DDDDDD"/>'
+            f'{bars}<polyline points="{pts}" fill="none" stroke="#555555" stroke-width="1.5"/>'
+            f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">{y_max}</text>'
+            f'<text x="{left - 4}" y="{top + h}" text-anchor="end">0</text>'
+            f'<text x="{left}" y="{height - 4}">step 0</text>'
+            f'<text x="{left + w}" y="{height - 4}" text-anchor="end">{x_max}</text>'
+            f'<text x="{left + w / 2}" y="{height - 4}" text-anchor="middle">'
+            f'<tspan fill="#555555">masked</tspan> · <tspan fill="{STATE_COLORS[REMASKED]}">remasked per step'
+            f'</tspan> (sample {sample})</text></svg>')
+
+
+class LiveViewer(W.VBox):
+    """``LiveViewer(model, sampler, steps, num_samples=1, seed=0, prompt=None, ...)``: the
+    arguments of :func:`explorer.generate`, run in a worker thread and drawn as it goes.
+
+    While it runs: the token grid of one sample (``sample``; a box switches it when there are
+    several), masked / remasked-per-step curves, and a status line with steps done, model calls,
+    tokens per second and ETA. **Stop** ends the run cleanly: the partial trace is kept
+    (``trace.complete is False``), as Ctrl-C does. Afterwards the widget is a
+    :class:`TraceViewer` of the trace (``.viewer``); ``.trace`` holds it.
+
+    ``fps`` bounds the drawing rate. A run ``generate`` refuses shows its one-line error in the
+    status line (``debug=True`` adds the traceback below it). ``wait()`` blocks until the run ends
+    and returns the trace; a kernel interrupt while waiting stops the run and keeps the partial
+    trace. ``start=False`` builds the widget without running (call ``start()``).
+    """
+
+    def __init__(self, model, sampler, steps: int, num_samples: int = 1, seed: int = 0, prompt=None, *,
+                 sample: int = 0, columns: int = 32, length: int = 256, fps: float = 6.0,
+                 start: bool = True, debug: bool = False, label: str | None = None, text: bool = False,
+                 on_done=None, **generate_kwargs):
+        if generate_kwargs.pop("on_step", None) is not None:
+            raise ValueError("LiveViewer sets on_step itself; use explorer.generate(on_step=...) for your own hook.")
+        generate_kwargs.pop("progress", None)  # the live view is the progress display
+        self.model, self.sampler, self.steps = model, sampler, steps
+        self.kwargs = dict(num_samples=num_samples, seed=seed, prompt=prompt, **generate_kwargs)
+        self.columns, self.length, self.fps = int(columns), int(length), float(fps)
+        self.debug, self.label, self.on_done = debug, label, on_done
+        self.sample = int(sample)
+        self.trace = None
+        self.error: BaseException | None = None
+        self.viewer: TraceViewer | None = None
+        self.frames = 0                 # grid frames drawn while running
+        self.draw_seconds = 0.0         # time spent drawing them (the live view's own cost)
+        self.states: list[tuple] = []   # (step, codes) of each drawn frame, for tests and scripts
+        self._texts = TokenTexts(model)
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._latest: dict[int, tuple] = {}   # sample -> (x of its batch, row)
+        self._reset_tracking()
+        self._progress = None
+        self._last_draw = 0.0
+        self.stopped_by_user = False
+
+        self.status = W.HTML("<i>ready</i>")
+        self.status.add_class("remdm-live-status")
+        self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger",
+                                    tooltip="end the run now and keep the partial trace",
+                                    layout=W.Layout(width="90px"))
+        self.stop_button.add_class("remdm-stop")
+        self.stop_button.on_click(lambda _: self.stop())
+        self.sample_box = None
+        head = [self.stop_button, self.status]
+        if int(num_samples) > 1:
+            self.sample_box = W.Dropdown(options=list(range(int(num_samples))), value=self.sample,
+                                         description="sample", layout=W.Layout(width="150px"))
+            self.sample_box.observe(lambda ch: self.watch(int(ch["new"])), "value")
+            head.insert(1, self.sample_box)
+        self.header = W.HBox(head, layout=W.Layout(align_items="center"))
+        self.grid = TokenGridWidget()
+        self.grid_box = W.Box([self.grid])
+        self.grid_box.add_class("remdm-token-grid")
+        self.grid_box.add_class("remdm-live-grid")
+        self.curves = W.HTML("")
+        self.debug_out = W.Output()
+        self.text = W.HTML("") if text else None   # the answer as text, masks as ▯
+        if self.text is not None:
+            self.text.add_class("remdm-live-text")
+        body = [self.text] if self.text is not None else []
+        super().__init__([self.header] + body + [self.grid_box, self.curves, self.debug_out])
+        self.add_class("remdm-live-viewer")
+        if start:
+            self.start()
+
+    # -- running --------------------------------------------------------------------------
+    def start(self) -> "LiveViewer":
+        """Start the run in a worker thread (once)."""
+        if self._thread is not None:
+            raise RuntimeError("this LiveViewer has already run; build a new one for another run.")
+        self.status.value = "<i>starting …</i>"
+        self._thread = threading.Thread(target=self._run, name="remdm-live", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """End the run after the step in progress; the partial trace is kept."""
+        if self._done.is_set():
+            return
+        self.stopped_by_user = True
+        self._stop.set()
+        self.stop_button.disabled = True
+        self.status.value = "<i>stopping after this step …</i>"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._done.is_set()
+
+    def wait(self, timeout: float | None = None):
+        """Block until the run ends; return the trace (None if it was refused). A kernel interrupt
+        (Ctrl-C) while waiting stops the run and keeps the partial trace."""
+        if self._thread is None:
+            self.start()
+        try:
+            self._done.wait(timeout)
+        except KeyboardInterrupt:
+            self.stop()
+            self._done.wait()
+        return self.trace
+
+    def _run(self) -> None:
+        import explorer
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                trace = explorer.generate(self.model, self.sampler, self.steps, on_step=self._on_step,
+                                          progress=False, **self.kwargs)
+            for w in caught:  # anything but the expected "interrupted" note is shown as usual
+                if not str(w.message).startswith("generation interrupted"):
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        except Exception as exc:  # refused by generate: one line in the status, traceback on request
+            self.error = exc
+            self.status.value = (f"<span style='color:#D55E00'><b>could not run:</b> "
+                                 f"{html.escape(one_line(exc))}</span>")
+            if self.debug:
+                self.debug_out.append_stderr(traceback.format_exc())
+            self.stop_button.disabled = True
+            self._call_done()
+            self._done.set()
+            return
+        try:
+            self.trace = trace
+            self._finish(trace)
+        except Exception as exc:  # the trace is kept even if the scrubber cannot be built
+            self.error = exc
+            self.status.value += (f"<br><span style='color:#D55E00'>could not open the viewer: "
+                                  f"{html.escape(one_line(exc))}</span>")
+            if self.debug:
+                self.debug_out.append_stderr(traceback.format_exc())
+        finally:
+            self._call_done()   # before wait() returns: whoever waits sees what on_done drew
+            self._done.set()
+
+    def _call_done(self) -> None:
+        if self.on_done is not None:
+            try:
+                self.on_done(self)
+            except Exception as exc:
+                self.status.value += f"<br><span style='color:#D55E00'>{html.escape(one_line(exc))}</span>"
+                if self.debug:
+                    self.debug_out.append_stderr(traceback.format_exc())
+
+    # -- the hook (worker thread) ---------------------------------------------------------
+    def _reset_tracking(self) -> None:
+        self._cur = None          # tokens of the watched sample now
+        self._fixed = None        # prompt / fixed positions (never change)
+        self._removed = None      # the token each position lost at its last remask
+        self._un_tick = None      # draw tick at which a position was last written
+        self._rem_tick = None     # draw tick at which a position was last remasked
+        self._tick = 0
+        self._gen = 0             # positions the run writes (for tokens/s and the curves' scale)
+        self._curve = ([], [], [])
+        self._start_pos = None
+
+    def _track(self, x: np.ndarray, unmasked: np.ndarray, remasked: np.ndarray, step: int) -> None:
+        mask_id = self._texts.mask_id
+        if self._cur is None:
+            L = len(x)
+            self._fixed = (x != mask_id)
+            self._fixed[unmasked] = False       # written by this step, so not fixed
+            self._fixed[remasked] = False
+            self._removed = np.full(L, mask_id, np.int64)
+            self._un_tick = np.full(L, -1, np.int64)
+            self._rem_tick = np.full(L, -1, np.int64)
+            self._gen = int((~self._fixed).sum())
+            gen_length = self.kwargs.get("gen_length")
+            if self._start_pos is None:
+                # a prompted canvas (LLaDA / Dream) is prompt + gen_length: show the answer
+                if getattr(self.model, "seq_len", 0) is None and gen_length:
+                    self._start_pos = max(0, L - int(gen_length))
+                else:
+                    self._start_pos = 0
+            prev = x.copy()
+            prev[unmasked] = mask_id
+        else:
+            prev = self._cur
+        self._removed[remasked] = prev[remasked]
+        self._rem_tick[remasked] = self._tick
+        self._un_tick[unmasked] = self._tick
+        self._cur = x
+        s, m, r = self._curve
+        s.append(int(step))
+        m.append(int((x[~self._fixed] == mask_id).sum()))
+        r.append(int(len(remasked)))
+
+    def _on_step(self, u) -> None:
+        from explorer import StopGeneration
+        try:
+            rows = u.samples.tolist()
+            x = u.x.numpy()
+            with self._lock:
+                for r, s in enumerate(rows):
+                    self._latest[s] = (x, r)
+                if self.sample in rows:
+                    r = rows.index(self.sample)
+                    un = u.unmasked.numpy()
+                    rem = u.remasked.numpy()
+                    self._track(x[r], un[un[:, 0] == r, 1], rem[rem[:, 0] == r, 1], u.step)
+                self._progress = u
+            now = time.perf_counter()
+            if now - self._last_draw >= 1.0 / self.fps:
+                self._last_draw = now
+                self._draw()
+        except Exception as exc:  # a drawing problem must never end the run
+            if self.error is None:
+                self.error = exc
+                if self.debug:
+                    self.debug_out.append_stderr(traceback.format_exc())
+        if self._stop.is_set():
+            raise StopGeneration("stopped from the live view")
+
+    def watch(self, sample: int) -> None:
+        """Show another sample of the run (live: from its latest state on)."""
+        self.sample = int(sample)
+        if self.sample_box is not None and self.sample_box.value != self.sample:
+            self.sample_box.value = self.sample
+            return
+        if self.viewer is not None:
+            self.viewer.show_sample(self.sample)
+            return
+        with self._lock:
+            start_pos = self._start_pos
+            self._reset_tracking()
+            self._start_pos = start_pos
+            hit = self._latest.get(self.sample)
+            if hit is not None:
+                x, r = hit
+                self._track(x[r], np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+                self._curve = ([], [], [])
+        self._draw()
+
+    # -- drawing --------------------------------------------------------------------------
+    def _draw(self) -> None:
+        t0 = time.perf_counter()
+        with self._lock:
+            u = self._progress
+            cur = None if self._cur is None else self._cur.copy()
+            if cur is not None:
+                fixed, removed = self._fixed, self._removed
+                new = self._un_tick == self._tick
+                gone = self._rem_tick == self._tick
+                curve = tuple(list(c) for c in self._curve)
+                self._tick += 1
+        if u is not None:
+            self.status.value = self.progress_html(u)
+        if cur is None:
+            return
+        mask_id = self._texts.mask_id
+        a = self._start_pos or 0
+        b = min(len(cur), a + self.length)
+        codes = np.full(len(cur), STABLE, np.int64)
+        is_masked = cur == mask_id
+        codes[is_masked] = MASKED
+        codes[new & ~is_masked] = UNMASKED
+        codes[gone & is_masked] = REMASKED
+        codes[fixed] = FIXED
+        shown = np.where(codes == REMASKED, removed, cur)
+        texts, hovers = [], []
+        for p in range(a, b):
+            c, tid = int(codes[p]), int(shown[p])
+            texts.append("·" if tid == mask_id else self._texts.cell(tid))
+            what = ("not decoded yet" if c == MASKED else
+                    f"remasked: it held {html.escape(self._texts.text(tid))}" if c == REMASKED else
+                    f"token {html.escape(self._texts.text(tid))}")
+            hovers.append(f"<b>{position_name(p, a)}</b> · {STATE_NAMES[c]}<br>{what}{absolute_note(p, a)}")
+        step = getattr(u, "step", 0)
+        n_masked = int((codes[a:b] == MASKED).sum() + (codes[a:b] == REMASKED).sum())
+        title = (f"{self.label + ' · ' if self.label else ''}live · step {step} · masked {n_masked} · "
+                 f"written since last frame {int((codes[a:b] == UNMASKED).sum())} · "
+                 f"remasked since last frame {int((codes[a:b] == REMASKED).sum())}")
+        with self.grid.hold_sync():
+            self.grid.title = title
+            self.grid.columns = self.columns
+            self.grid.start = a
+            self.grid.origin = a
+            self.grid.texts = texts
+            self.grid.codes = [int(c) for c in codes[a:b]]
+            self.grid.hovers = hovers
+        s, m, r = curve
+        x_max = max([int(self.steps)] + s)
+        self.curves.value = curves_svg(s, m, r, x_max, max([self._gen] + m), sample=self.sample)
+        if self.text is not None:
+            self.text.value = self.text_html(cur[a:b], codes[a:b])
+        self.frames += 1
+        self.states.append((step, tuple(self.grid.codes)))
+        self.draw_seconds += time.perf_counter() - t0
+
+    def text_html(self, ids, codes) -> str:
+        """The answer so far as text: written runs decoded together, each mask a ▯, tokens that
+        just went back to [MASK] as a vermillion ▯."""
+        mask_id = self._texts.mask_id
+        tk = self._texts.tokenizer
+        out, run = [], []
+
+        def flush():
+            if run:
+                t = tk.decode(run) if tk is not None else " ".join(self._texts.text(i) for i in run)
+                out.append(html.escape(t).replace("&lt;|endoftext|&gt;", " ¶<br>"))
+                run.clear()
+        for tid, c in zip(ids.tolist(), codes.tolist()):
+            if c == FIXED:
+                continue
+            if tid == mask_id:
+                flush()
+                out.append(f"<span style='color:{STATE_COLORS[REMASKED]}'>▯</span>" if c == REMASKED
+                           else "<span style='color:#999999'>▯</span>")
+            else:
+                run.append(tid)
+        flush()
+        return ("<div style='white-space:pre-wrap;font-size:13px;line-height:1.5;max-width:70em'>"
+                + "".join(out) + "</div>")
+
+    def progress_html(self, u) -> str:
+        """Steps done, model calls, tokens per second and ETA of a StepUpdate, as one line."""
+        done, total = int(u.steps_done), max(1, int(u.steps_total))
+        elapsed = float(u.elapsed)
+        n = int(self.kwargs.get("num_samples") or 1)
+        per_sample = self._gen or int(self.kwargs.get("gen_length") or getattr(self.model, "seq_len", 0) or 0)
+        tokens = n * per_sample * done / total
+        rate = tokens / elapsed if elapsed > 0 else float("nan")
+        eta = elapsed * (total - done) / done if done else float("nan")
+        final = " (final pass)" if u.phase == "final_argmax" else ""
+        return (f"<b>step {min(done, total)} of {total}</b>{final} · {u.model_calls} model calls · "
+                f"{rate:,.0f} tokens/s · {_fmt_seconds(elapsed)} elapsed · ETA {_fmt_seconds(eta)}")
+
+    def final_text_html(self, trace) -> str:
+        text = trace.texts[self.sample]
+        return ("<div style='white-space:pre-wrap;font-size:13px;line-height:1.5;max-width:70em'>"
+                + html.escape(text).replace("&lt;|endoftext|&gt;", " ¶<br>") + "</div>")
+
+    # -- the end --------------------------------------------------------------------------
+    def _finish(self, trace) -> None:
+        self.stop_button.disabled = True
+        self._draw()  # the last state the hook saw, in case the scrubber cannot be built
+        steps_done = int(self._progress.steps_done) if self._progress is not None else 0
+        total = int(self._progress.steps_total) if self._progress is not None else 0
+        secs = float(trace.meta.get("wall_seconds", 0.0))
+        if trace.complete:
+            head = (f"<b>done</b>: {trace.num_steps} steps · {trace.model_calls} model calls · "
+                    f"{_fmt_seconds(secs)}")
+        else:
+            head = (f"<b style='color:#D55E00'>stopped</b> after {steps_done} of {total} steps · "
+                    f"{trace.model_calls} model calls · {_fmt_seconds(secs)}: the partial trace is kept "
+                    "(<code>trace.complete</code> is False)")
+        if not getattr(trace, "recorded", True) or trace.meta.get("record") is False:
+            self.status.value = head + " · generated with record=False: only the final state is kept."
+            return
+        # the scrubber opens where the live view stood: the same sample and window
+        self.viewer = TraceViewer(trace, sample=self.sample, columns=self.columns, length=self.length,
+                                  label=self.label)
+        self.status.value = head
+        body = [self.text] if self.text is not None else []
+        if self.text is not None:
+            self.text.value = self.final_text_html(trace)
+        self.children = [self.header] + body + [self.viewer, self.debug_out]
+        if self.sample_box is not None:
+            self.header.children = tuple(c for c in self.header.children if c is not self.sample_box)
