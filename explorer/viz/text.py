@@ -5,6 +5,7 @@ import html
 
 from ._index import index_for
 from .export import HTMLView
+from .grid import END_TOKENS
 from .palette import MASKED, REMASKED, STATE_COLORS, STATE_NAMES, TEXT_COLORS
 
 
@@ -31,6 +32,9 @@ def token_text(trace, step: int | None = None, sample: int = 0, start: int = 0,
             style += "text-decoration:line-through;"
         if code == MASKED:
             style += "font-size:0.8em;"
+        if txt.strip() in END_TOKENS:  # the end of one text: a visible break, not markup
+            spans.append(f'<span title="{html.escape(tip)} · end of text" style="{style}">¶</span><br>')
+            continue
         spans.append(f'<span title="{html.escape(tip)}" style="{style}">'
                      f'{html.escape(txt).replace(chr(10), "⏎<br>")}</span>')
     legend = " ".join(f'<span style="background:{STATE_COLORS[c]};color:{TEXT_COLORS[c]};'
