@@ -59,12 +59,13 @@ def main(argv=None):
     print(f"viewer built (index over all events + first draw) in {time.perf_counter() - t0:.2f} s")
 
     rng = np.random.default_rng(0)
-    cold = []
+    cold, seen = [], set()
     for k in rng.integers(1, trace.last_step, size=args.moves):
         viewer.step = int(k)
         cold.append(viewer.last_render_s)
+        seen.add(int(k))
     warm = []
-    visited = sorted({key[0] for key in viewer.index._frames if not isinstance(key[0], str)})
+    visited = sorted(seen)
     for k in rng.choice(visited, size=args.moves):
         viewer.render(int(k))
         warm.append(viewer.last_render_s)

@@ -84,7 +84,7 @@ def grid_codes(fig):
 
 
 def test_index_matches_trace_state_at(hand):
-    idx = viz.index_for(hand)
+    idx = hand.index()
     for k in range(len(STATES)):
         fr = idx.frame(k)
         assert fr.tokens.tolist() == hand.state_at(k)[0].tolist() == STATES[k]
@@ -131,9 +131,6 @@ def test_grid_text_and_hover(hand):
 def test_grid_escapes_token_text():
     t = trace_from_states([[M, M], [0, 1]])
     t._texts_cache.update({0: "<b>x", 1: "a&b"})
-    idx = viz.TraceIndex(t)
-    idx._texts.update({0: "<b>x", 1: "a&b"})
-    t._viz_indexes = {0: idx}
     text = np.asarray(viz.token_grid(t, step=1, columns=2).data[0].text).ravel().tolist()
     assert text == ["&lt;b&gt;x", "a&amp;b"]
 
@@ -217,7 +214,7 @@ def test_index_agrees_with_generated_trace():
                           prompt={0: 3, 1: 4})
     assert (t.events["kind"] == "remask").any()
     for s in range(2):
-        idx = viz.index_for(t, s)
+        idx = t.index(s)
         for k in range(t.last_step + 1):
             fr = idx.frame(k)
             assert fr.tokens.tolist() == t.state_at(k)[s].tolist()
@@ -231,7 +228,7 @@ def test_index_agrees_with_generated_trace():
     np.testing.assert_array_equal(totals.set_index("step").loc[steps.index, "n_masked"], steps["n_masked"])
     # a branch starts at its parent's step and is drawn from there
     b = explorer.resume(model, t, 5, remask=[5], progress=False)
-    assert viz.index_for(b).first_step == 5
+    assert b.index().first_step == 5
     assert "branch start" in viz.token_grid(b, step=5).layout.title.text
 
 
@@ -278,7 +275,7 @@ def test_token_text_is_escaped_once_in_grids_and_pages(tmp_path):
     only <, > and & escaped (plotly shows "&quot;" literally)."""
     import explorer
     from explorer import samplers, widgets
-    from explorer.viz._index import display_token
+    from explorer.viz.cells import display_token
 
     vocab = ['"Hi"', "<b>", "a&b", "it's", "x", "y", "z", "w", "[MASK]"]
 

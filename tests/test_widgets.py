@@ -33,7 +33,7 @@ def test_scrubber_moves_the_grid(pair):
     assert len(z0) == b.seq_len and set(z0) == {0}  # everything masked before step 1
     v.step = 6
     assert v.grid.codes != z0
-    assert v.grid.codes == viz.index_for(b).frame(6).codes.tolist()
+    assert v.grid.codes == b.index().frame(6).codes.tolist()
     assert "step 6 of 12" in v.grid.title
     assert v.last_render_s < 0.5
     assert set(s.x0 for s in v.curves.layout.shapes if s.name == "step-marker") == {6}
@@ -132,7 +132,7 @@ def test_sample_switch(model):
     z0 = list(v.grid.codes)
     v.sample_box.value = 1
     assert v.index.sample == 1
-    assert v.grid.codes == viz.index_for(t, 1).frame(4).codes.tolist()
+    assert v.grid.codes == t.index(1).frame(4).codes.tolist()
     assert v.grid.codes != z0
 
 
@@ -226,11 +226,11 @@ def test_every_panel_follows_the_sample(model):
     assert "sample 0" in v.details.value and "(sample 0)" in v.curves.layout.title.text
     v.sample_box.value = 2
     assert "sample 2" in v.details.value and "position 4" in v.details.value
-    assert v.details.value == widgets.scrubber.position_history_html(viz.index_for(t, 2), 4, upto=5)
+    assert v.details.value == widgets.scrubber.position_history_html(t.index(2), 4, upto=5)
     assert "(sample 2)" in v.curves.layout.title.text
     assert v.curves.get_state()["_widget_layout"]["title"]["text"].endswith("(sample 2)")
     assert v.lifeline_box.children[0].figure.layout.meta["sample"] == 2
-    assert v.grid.codes == viz.index_for(t, 2).frame(5).codes.tolist()
+    assert v.grid.codes == t.index(2).frame(5).codes.tolist()
 
 
 def test_details_columns_are_separated(pair):
@@ -285,14 +285,14 @@ def test_branch_opens_at_the_edited_region(model):
 
 def test_final_argmax_pass_is_labelled(model):
     loop = explorer.generate(model, samplers.ReMDMLoop(), steps=16, seed=0, progress=False)
-    ix = viz.index_for(loop)
+    ix = loop.index()
     assert ix.final_step == loop.last_step == 17
     v = widgets.TraceViewer(loop, columns=16)
     assert "final argmax pass (after step 16)" in v.grid.title and "of 16" not in v.grid.title
     v.step = 16
     assert "step 16 of 16" in v.grid.title
     dfm = explorer.generate(model, samplers.DFMCorrector(), steps=16, seed=0, progress=False)
-    ixd = viz.index_for(dfm)
+    ixd = dfm.index()
     # DFM's corrector steps run past T: they are real steps, not the final pass
     assert ixd.step_label(20) == f"step 20 of {ixd.final_step - 1}"
     assert ixd.step_label(ixd.final_step).startswith("final argmax pass")
@@ -311,7 +311,7 @@ def test_cells_carry_the_positions_the_index_drew():
     assert v.start == 12 and list(v.grid.positions) == list(range(12, 20))
     c = widgets.CompareViewer([t, t], length=32, columns=4)  # no window slider: the window is all of L
     c.viewers[1].show_window(18)
-    fr = viz.index_for(t).frame(c.step, 18, 32)
+    fr = t.index().frame(c.step, 18, 32)
     assert list(c.viewers[1].grid.positions) == fr.positions.tolist() == [18, 19]
     assert c.viewers[1].grid.codes == fr.codes.tolist()
     c.viewers[1].show_window(40)  # past the end: the index clips to the last position
@@ -323,7 +323,7 @@ def test_compare_sample_box_switches_every_grid(model):
     b = explorer.generate(model, samplers.ReMDMCap(eta=0.3), steps=6, num_samples=2, seed=0, progress=False)
     c = widgets.CompareViewer([a, b], columns=16, step=3)
     c.sample_box.value = 1
-    assert [v.grid.codes for v in c.viewers] == [viz.index_for(t, 1).frame(3).codes.tolist() for t in (a, b)]
+    assert [v.grid.codes for v in c.viewers] == [t.index(1).frame(3).codes.tolist() for t in (a, b)]
     assert all(v.sample == 1 for v in c.viewers)
 
 

@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-from ._index import TraceIndex, index_for
 from .animation import changing_steps, grid_animation
 from .curves import by_step_figure, step_counts, step_curves
 from .fixes import fix_story
@@ -31,7 +30,7 @@ from .scaling import scaling_figure
 from .text import token_text
 
 __all__ = [
-    "TraceIndex", "index_for", "token_grid", "grid_animation", "changing_steps", "token_text", "step_heatmap", "lifelines",
+    "token_grid", "grid_animation", "changing_steps", "token_text", "step_heatmap", "lifelines",
     "busiest_positions", "step_curves", "step_counts", "by_step_figure", "broken_rules", "find_fixes",
     "fix_story", "suggest_revisit", "to_html", "write_html", "page_html",
     "HTMLView", "Report", "STATE_COLORS", "STATE_NAMES", "repair_strip", "repair_rate_figure", "error_causes_figure",

@@ -10,7 +10,6 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._index import index_for
 from .grid import _legend_traces, grid_arrays, grid_title, position_origin
 from .palette import discrete_colorscale
 
@@ -18,7 +17,7 @@ from .palette import discrete_colorscale
 def changing_steps(traces, sample: int = 0, max_frames: int = 60) -> list[int]:
     """Steps worth a frame: the first state, every step where some trace changed (evenly
     thinned to ``max_frames``), and the last state."""
-    idx = [index_for(t, sample) for t in traces]
+    idx = [t.index(sample) for t in traces]
     first = min(i.first_step for i in idx)
     last = max(i.last_step for i in idx)
     changed = np.unique(np.concatenate([i.step for i in idx] + [np.array([first, last])]))
@@ -45,7 +44,7 @@ def grid_animation(traces, labels=None, sample: int = 0, start: int = 0, length:
         traces = [traces]
     labels = list(labels) if labels is not None else (
         [None] if len(traces) == 1 else [f"run {i + 1}" for i in range(len(traces))])
-    idx = [index_for(t, sample) for t in traces]
+    idx = [t.index(sample) for t in traces]
     steps = changing_steps(traces, sample, max_frames) if steps is None else [int(s) for s in steps]
     n = len(traces)
     fig = make_subplots(rows=1, cols=n, horizontal_spacing=0.04,

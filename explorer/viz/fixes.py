@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 
 from ..tasks.orders import RECORD_LEN
-from ._index import index_for
 from .export import HTMLView, Report
 from .grid import token_grid
 from .lifeline import lifelines
@@ -26,7 +25,7 @@ def fix_story(trace, fix, columns: int = 16, record_len: int = RECORD_LEN):
     """
     rec_len = record_len
     s, rec = int(fix["sample"]), int(fix["record"])
-    index = index_for(trace, s)
+    index = trace.index(s)
     lo = rec * rec_len
     before = max(index.first_step, int(fix["remask_step"]) - 1)
 

@@ -3,14 +3,20 @@ from __future__ import annotations
 
 import html
 import math
+import weakref
+from collections import OrderedDict
 
 import numpy as np
 import plotly.graph_objects as go
 
-from ._index import TraceIndex, display_token, index_for
+from ..trace import SampleIndex
+from .cells import display_token, hover_text
 from .palette import FIXED, MASKED, REMASKED, STATE_COLORS, STATE_NAMES, UNMASKED, discrete_colorscale
 
 GRID_UIREVISION = "token-grid"
+# the drawn grids of each index, least recently used first: scrubbing back redraws nothing
+GRID_CACHE_SIZE = 256
+_GRIDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _legend_traces(codes=(MASKED, UNMASKED, REMASKED, 3, FIXED)):
@@ -56,16 +62,16 @@ def absolute_note(position: int, origin: int = 0) -> str:
     return f"<br><small>absolute position {int(position)}</small>" if origin else ""
 
 
-def cell_hover(index: TraceIndex, position: int, event: int, code: int, origin: int = 0) -> str:
+def cell_hover(index: SampleIndex, position: int, event: int, code: int, origin: int = 0) -> str:
     """Tooltip of one cell: the index's record of the position under this views' numbering."""
-    full = index.hover(position, event, code)
+    full = hover_text(index, position, event, code)
     cut = full.find("<br>")
     body = full[cut:] if cut >= 0 else ""
     return (f"<b>{position_name(position, origin)}</b> · {STATE_NAMES[int(code)]}{body}"
             + absolute_note(position, origin))
 
 
-def longest_cell(index: TraceIndex, start: int = 0, length: int | None = None, max_chars: int = 12) -> int:
+def longest_cell(index: SampleIndex, start: int = 0, length: int | None = None, max_chars: int = 12) -> int:
     """Characters of the widest cell any step of ``[start, start+length)`` shows (at most
     ``max_chars``): a grid sized by it never truncates within the run and keeps its width while
     scrubbing, and grids side by side sized by their common maximum line up row by row."""
@@ -77,7 +83,7 @@ def longest_cell(index: TraceIndex, start: int = 0, length: int | None = None, m
     return max([1] + widths)
 
 
-def grid_arrays(index: TraceIndex, step: int, start: int = 0, length: int = 256, columns: int = 32,
+def grid_arrays(index: SampleIndex, step: int, start: int = 0, length: int = 256, columns: int = 32,
                 max_chars: int = 12, origin: int = 0) -> dict:
     """z (state codes), text and hover strings for the grid of one step, shaped [rows, columns].
 
@@ -85,8 +91,9 @@ def grid_arrays(index: TraceIndex, step: int, start: int = 0, length: int = 256,
     positions plus string formatting for them.
     """
     key = ("grid", step, start, length, columns, max_chars, origin)
-    hit = index._frames.get(key)
-    if hit is not None:  # shares the frame cache (and its size limit) of the index
+    cache = _GRIDS.setdefault(index, OrderedDict())
+    hit = cache.get(key)
+    if hit is not None:
         return hit
     fr = index.frame(step, start, length)
     w = len(fr.positions)
@@ -112,13 +119,13 @@ def grid_arrays(index: TraceIndex, step: int, start: int = 0, length: int = 256,
         "counts": counts,
         "frame": fr,
     }
-    index._frames[key] = out
-    if len(index._frames) > index._cache_size:
-        index._frames.popitem(last=False)
+    cache[key] = out
+    if len(cache) > GRID_CACHE_SIZE:
+        cache.popitem(last=False)
     return out
 
 
-def grid_title(index: TraceIndex, step: int, counts: dict, label: str | None = None) -> str:
+def grid_title(index: SampleIndex, step: int, counts: dict, label: str | None = None) -> str:
     what = index.step_label(step)
     head = f"{label} · " if label else ""
     return (f"{head}{what} · masked {counts[MASKED]} · unmasked now {counts[UNMASKED]}"
@@ -135,7 +142,7 @@ def token_grid(trace, step: int | None = None, sample: int = 0, start: int = 0, 
     its history. ``step`` defaults to the last step; 0 is the state before the first step.
     Only the window is drawn, so long sequences stay fast; move ``start`` to page through.
     """
-    index = index_for(trace, sample)
+    index = trace.index(sample)
     step = index.last_step if step is None else index.check_step(step)
     a = grid_arrays(index, step, start, length, columns, max_chars, position_origin(trace))
     fig = go.Figure()

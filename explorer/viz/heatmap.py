@@ -6,7 +6,6 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from ._index import index_for
 from .grid import _legend_traces
 from .palette import PROB_COLORSCALE, discrete_colorscale
 
@@ -30,7 +29,7 @@ def step_heatmap(trace, sample: int = 0, value: str = "state", positions=None, s
     ``max_positions`` x ``max_steps`` are drawn every n-th row/column (the state at the end of that
     step), so an L=1024, T=4096 run stays responsive. ``step`` draws a marker line there.
     """
-    index = index_for(trace, sample)
+    index = trace.index(sample)
     pos, pstride = _window(positions, index.seq_len, max_positions)
     stp, sstride = _window(steps, index.last_step + 1, max_steps, index.first_step)
     mat = index.matrix(pos, stp, "prob" if value == "prob" else "state")

@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ._index import display_token, index_for
+from .cells import display_token
 from .grid import cell_hover, position_origin
 from .palette import EVENT_COLORS, STATE_COLORS, FIXED, MASKED
 
 
 def busiest_positions(trace, sample: int = 0, limit: int = 20) -> list[int]:
     """Positions with the most remasks (then the most events), the interesting ones to look at."""
-    index = index_for(trace, sample)
+    index = trace.index(sample)
     n_events = index.pos_end - index.pos_start
     remasks = np.bincount(index.pos[~index.is_unmask], minlength=index.seq_len)
     order = np.lexsort((np.arange(index.seq_len), -n_events, -remasks))
@@ -26,7 +26,7 @@ def lifelines(trace, positions=None, sample: int = 0, step: int | None = None,
     token, hover for p and top-k), a cross each remask. ``positions`` defaults to the positions
     that were remasked most. ``step`` draws a marker line there.
     """
-    index = index_for(trace, sample)
+    index = trace.index(sample)
     if positions is None:
         positions = busiest_positions(trace, sample, max_positions)
     elif np.isscalar(positions):

@@ -6,7 +6,7 @@ forms of colour blindness and also by lightness (grey / white / sky blue / vermi
 """
 from __future__ import annotations
 
-MASKED, UNMASKED, REMASKED, STABLE, FIXED = 0, 1, 2, 3, 4
+from ..trace import FIXED, MASKED, REMASKED, STABLE, UNMASKED  # noqa: F401 -- the state codes the trace's index gives
 
 STATE_NAMES = {
     MASKED: "masked",

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 
 from ..studies.repair import record_status, repair_story, rule_text
 from ..tasks import orders
-from ._index import display_token
+from .cells import display_token
 from .export import HTMLView
 from .palette import FIXED, LINE_COLORS, MASKED, STATE_COLORS, UNMASKED
 from .scaling import steps_fraction

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import html
 
-from ._index import index_for
 from .export import HTMLView
 from .grid import END_TOKENS
 from .palette import MASKED, REMASKED, STATE_COLORS, STATE_NAMES, TEXT_COLORS
@@ -16,7 +15,7 @@ def token_text(trace, step: int | None = None, sample: int = 0, start: int = 0,
     Hovering a token shows its position, state and p (a plain ``title`` tooltip). Masked tokens
     show as ``[M]``, a token remasked at this step is struck through.
     """
-    index = index_for(trace, sample)
+    index = trace.index(sample)
     step = index.last_step if step is None else index.check_step(step)
     fr = index.frame(step, start, length)
     # word-level vocabularies carry no spaces in their token texts: put one between tokens then

@@ -12,7 +12,6 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..viz import export
-from ..viz._index import index_for
 from ..viz.animation import grid_animation
 from ..viz.curves import step_curves
 from ..viz.grid import absolute_note, grid_arrays, grid_title, longest_cell, position_name, position_origin
@@ -136,7 +135,7 @@ class TraceViewer(W.VBox):
                  lifeline: bool = True, cell_chars: int | None = None):
         self.trace = trace
         self.sample = sample
-        self.index = index_for(trace, sample)
+        self.index = trace.index(sample)
         ix = self.index
         self.origin = position_origin(trace)
         self.columns = int(columns)
@@ -237,7 +236,7 @@ class TraceViewer(W.VBox):
     def show_sample(self, sample: int) -> None:
         """Switch every panel to another sample of the trace (same step, same position)."""
         self.sample = int(sample)
-        self.index = index_for(self.trace, self.sample)
+        self.index = self.trace.index(self.sample)
         if self.sample_box is not None and self.sample_box.value != self.sample:
             self.sample_box.value = self.sample  # observed: comes back here once
             return
