@@ -175,6 +175,18 @@ def test_scaling_figure_and_its_takeaway():
     assert t.startswith("At T = 512 (4L): mdlm 76 ± 3") and f"{abs(z):.1f} SE below mdlm (better)" in t
     assert "mdlm goes from 88 at T = 128 to 76" in t
     assert {d.name for d in fig.data} == {"mdlm", "remdm-loop"} and len(fig.data) == 4   # quality + NFE
+    # the title says it in words, the subtitle the numbers; the axis says which way is better
+    meta = fig.layout.meta
+    assert fig.layout.title.text == meta["headline"] + "." and meta["takeaway"] in fig.layout.title.subtitle.text
+    assert meta["headline"] == ("More steps keep paying only with remdm-loop (still improving at T = 512, the most "
+                                "measured); mdlm is still improving at T = 512, the most measured")
+    assert meta["crossover"] == ("at few steps remdm-loop is worse: at T = 128 90.0 vs mdlm's 88.0 (0.5 SE, within "
+                                 "noise); it is better from T = 512")
+    assert fig.layout.yaxis.title.text == "judge Gen PPL (lower is better)"
+    flat = _sweep_rows({("mdlm", 128): (80, 3), ("mdlm", 512): (79, 3),
+                        ("remdm-loop", 128): (70, 3), ("remdm-loop", 512): (50, 3)})
+    words = scaling_figure(flat).layout.meta
+    assert words["headline"].endswith("mdlm levels off after T = 128") and words["crossover"] == ""
     close = _sweep_rows({("mdlm", 128): (80, 3), ("remdm-loop", 128): (78, 3)})
     assert "within noise of mdlm" in scaling_figure(close).layout.meta["takeaway"]
     assert steps_label(32, 128) == "T = 32 (L/4)" and steps_label(128, 128) == "T = 128 (L)"

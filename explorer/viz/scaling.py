@@ -1,8 +1,9 @@
 """Inference-time scaling: quality and cost against the number of steps T (reference §4.2).
 
 :func:`scaling_figure` draws a sweep's judge Gen PPL (or any metric) against T for each sampler,
-with one-standard-error bars, beside the model calls each sample needed (NFE, §1.7). Its title is
-a takeaway computed from the numbers drawn (:func:`scaling_takeaway`), never a fixed claim.
+with one-standard-error bars, beside the model calls each sample needed (NFE, §1.7). Its title says
+the takeaway in plain words and its subtitle the numbers, both computed from the numbers drawn
+(:func:`scaling_headline`, :func:`scaling_takeaway`), never a fixed claim.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from plotly.subplots import make_subplots
 from ..metrics.registry import higher_is_better
 from .sweep import _colors, _log_ticks, _seed_mean
 
-__all__ = ["scaling_figure", "scaling_takeaway", "steps_label", "steps_fraction"]
+__all__ = ["scaling_figure", "scaling_takeaway", "scaling_headline", "steps_label", "steps_fraction"]
 
 
 def steps_fraction(steps: int, seq_len: int) -> str:
@@ -70,17 +71,83 @@ def scaling_takeaway(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = 
     return f"At {steps_label(T, seq_len)}: " + "; ".join([f"{baseline} {b:.3g} ± {sb:.2g}", *parts]) + moved + "."
 
 
+def _z(a: pd.Series, b: pd.Series) -> float:
+    se = math.sqrt(float(a["stderr"]) ** 2 + float(b["stderr"]) ** 2)
+    return (float(a["value"]) - float(b["value"])) / se if se > 0 else float("nan")
+
+
+def _levels_off(g: pd.DataFrame, sign: float) -> int:
+    """The smallest T after which no larger T of the same sampler is better by more than 2 SE."""
+    g = g.sort_values("steps").reset_index(drop=True)
+    for k in range(len(g)):
+        if not any(sign * _z(g.loc[j], g.loc[k]) > 2 for j in range(k + 1, len(g))):
+            return int(g.loc[k, "steps"])
+    return int(g["steps"].iloc[-1])
+
+
+def scaling_headline(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = "mdlm") -> dict:
+    """The takeaway in plain words, computed from the numbers: ``{"headline", "crossover"}``.
+
+    ``headline``: whether more steps keep paying for the best other sampler and where ``baseline``
+    levels off (the smallest T that no larger T beats by more than 2 SE); "still improving at the
+    largest T measured" is said as that, never as a plateau. ``crossover``: at which steps the
+    other sampler is *worse* than ``baseline`` and from which T it is better ("" if never worse).
+    """
+    agg = _agg(df, metric)
+    sign = -1.0 if higher_is_better(metric) is False else 1.0
+    common = set.intersection(*(set(g["steps"]) for _, g in agg.groupby("sampler")))
+    T = max(common)
+    base = agg[agg["sampler"] == baseline].set_index("steps")
+    others = [s for s in dict.fromkeys(agg["sampler"]) if s != baseline]
+    if not others:
+        return {"headline": f"{baseline} levels off after T = {_levels_off(base.reset_index(), sign)}",
+                "crossover": ""}
+    at = agg[agg["steps"] == T].set_index("sampler")
+    other = max(others, key=lambda s: sign * float(at.loc[s, "value"]))
+    z = sign * _z(at.loc[other], at.loc[baseline])
+    g = agg[agg["sampler"] == other].set_index("steps")
+    knee_o, knee_b = _levels_off(g.reset_index(), sign), _levels_off(base.reset_index(), sign)
+    b_text = (f"{baseline} levels off after T = {knee_b}" if knee_b < T
+              else f"{baseline} is still improving at T = {T}, the most measured")
+    if z > 2 and knee_o == T:
+        headline = (f"More steps keep paying only with {other} (still improving at T = {T}, the most measured); "
+                    f"{b_text}")
+    elif z > 2:
+        headline = f"{other} beats {baseline} at T = {T}; {other} levels off after T = {knee_o}"
+    elif z < -2:
+        headline = f"{other} is worse than {baseline} at T = {T}"
+    else:
+        headline = f"{other} and {baseline} are within noise of each other at T = {T}"
+    shared = sorted(set(g.index) & set(base.index))
+    worse = [t for t in shared if sign * _z(g.loc[t], base.loc[t]) < 0]
+    crossover = ""
+    if worse:
+        t0 = worse[0]
+        zt = abs(_z(g.loc[t0], base.loc[t0]))
+        noise = "within noise" if zt < 2 else "a clear difference"
+        crossover = (f"at few steps {other} is worse: at T = {t0} {float(g.loc[t0, 'value']):.1f} vs "
+                     f"{baseline}'s {float(base.loc[t0, 'value']):.1f} ({zt:.1f} SE, {noise})")
+        better = [t for t in shared if t > max(worse) and sign * _z(g.loc[t], base.loc[t]) > 0]
+        if better:
+            crossover += f"; it is better from T = {better[0]}"
+    return {"headline": headline, "crossover": crossover, "worse_at": worse, "other": other}
+
+
 def scaling_figure(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = "mdlm",
                    seq_len: int | None = None, metric_label: str | None = None) -> go.Figure:
-    """Left: ``metric`` against T (log axis), mean ± 1 s.e. per sampler. Right: model calls per
-    sample (NFE) against T. The title is :func:`scaling_takeaway`; ``fig.layout.meta`` holds it too.
+    """Left: ``metric`` against T (log axis), mean ± 1 s.e. per sampler, the axis saying which way
+    is better. Right: model calls per sample against T. The title states the takeaway in plain
+    words (:func:`scaling_headline`), the subtitle the numbers (:func:`scaling_takeaway`) and the
+    crossover; ``fig.layout.meta`` holds ``takeaway``, ``headline`` and ``crossover``.
     ``df`` is the tidy result of :func:`explorer.sweep.sweep` (several seeds are averaged)."""
     agg = _agg(df, metric)
     samplers = list(dict.fromkeys(agg["sampler"]))
     colors = _colors(samplers)
     label = metric_label or {"gen_ppl": "judge Gen PPL", "entropy": "entropy"}.get(metric, metric)
+    better = {True: "higher is better", False: "lower is better"}.get(higher_is_better(metric))
+    axis = f"{label} ({better})" if better else label
     fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.1,
-                        subplot_titles=(f"{label} (mean ± 1 s.e.)", "model calls per sample (NFE)"))
+                        subplot_titles=(f"{label} (mean ± 1 s.e.)", "model calls per sample"))
     for s in samplers:
         g = agg[agg["sampler"] == s].sort_values("steps")
         fig.add_trace(go.Scatter(
@@ -91,14 +158,27 @@ def scaling_figure(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = "m
         fig.add_trace(go.Scatter(
             x=g["steps"], y=g["nfe"], mode="lines+markers", name=s, legendgroup=s, showlegend=False,
             line=dict(color=colors[s], dash="dot"),
-            hovertemplate=f"<b>{s}</b><br>T=%{{x}}<br>NFE %{{y:.1f}}<extra></extra>"), row=1, col=2)
+            hovertemplate=f"<b>{s}</b><br>T=%{{x}}<br>model calls per sample %{{y:.1f}}<extra></extra>"),
+            row=1, col=2)
     ticks = sorted(set(agg["steps"]))
     text = [f"{t}<br>{steps_fraction(t, seq_len)}" if seq_len else str(t) for t in ticks]
     for c in (1, 2):
         fig.update_xaxes(type="log", tickvals=ticks, ticktext=text, title_text="steps T", row=1, col=c)
-    fig.update_yaxes(title_text=label, row=1, col=1)
-    fig.update_yaxes(title_text="NFE", type="log", tickvals=_log_ticks(agg["nfe"]), row=1, col=2)
+    fig.update_yaxes(title_text=axis, row=1, col=1)
+    fig.update_yaxes(title_text="model calls (fewer is cheaper)", type="log", tickvals=_log_ticks(agg["nfe"]),
+                     row=1, col=2)
     takeaway = scaling_takeaway(df, metric, baseline, seq_len)
-    fig.update_layout(title=dict(text=takeaway, font=dict(size=13)), template="plotly_white", height=420,
-                      legend=dict(title="sampler"), meta={"takeaway": takeaway})
+    words = scaling_headline(df, metric, baseline)
+    subtitle = takeaway + (f"<br>{words['crossover'][0].upper()}{words['crossover'][1:]}." if words["crossover"] else "")
+    if words.get("worse_at"):
+        t0, other = words["worse_at"][0], words["other"]
+        y0 = float(agg[(agg["sampler"] == other) & (agg["steps"] == t0)]["value"].iloc[0])
+        fig.add_annotation(x=math.log10(t0), y=y0, xref="x", yref="y", text=f"{other} worse at T = {t0}",
+                           showarrow=True, arrowhead=2, ax=60, ay=-10, xanchor="left",
+                           font=dict(size=11, color=colors[other]))
+    fig.update_layout(title=dict(text=words["headline"] + ".", font=dict(size=15), x=0.01, xanchor="left",
+                                 subtitle=dict(text=subtitle, font=dict(size=11, color="#444"))),
+                      template="plotly_white", height=480, margin=dict(t=135),
+                      legend=dict(title="sampler"),
+                      meta={"takeaway": takeaway, "headline": words["headline"], "crossover": words["crossover"]})
     return fig
