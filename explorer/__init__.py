@@ -5,7 +5,9 @@ from . import samplers
 from .engine import StepUpdate, StopGeneration, generate, resume
 from .refine import refine
 from .protocol import Denoiser, StubDenoiser
-from .trace import Trace, TraceFileError, TraceFileWarning
+from .trace import Trace
+from .trace_files import TraceFileError, TraceFileWarning, TraceSidecarMissing, Verification
+from .trace_schema import RunRecord
 
 __version__ = "0.1.0"
 
@@ -21,5 +23,6 @@ def load_model(*args, **kwargs):
 from .sweep import sweep  # noqa: E402
 
 
-__all__ = ["generate", "resume", "StepUpdate", "StopGeneration", "refine", "Trace", "TraceFileError", "TraceFileWarning", "samplers",
+__all__ = ["generate", "resume", "StepUpdate", "StopGeneration", "refine", "Trace", "RunRecord", "TraceFileError", "TraceFileWarning",
+           "TraceSidecarMissing", "Verification", "samplers",
            "load_model", "sweep", "Denoiser", "StubDenoiser"]
