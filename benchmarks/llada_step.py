@@ -33,7 +33,7 @@ from _common import print_ratio  # noqa: E402
 from dit_step import peak_memory_mib, sync, time_call  # noqa: E402
 
 import explorer  # noqa: E402
-from explorer.models.dllm import DiffusionLMDenoiser  # noqa: E402
+from explorer.models.denoiser import DiffusionLMDenoiser  # noqa: E402
 from explorer.models.llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
 from explorer.models.random_checkpoint import tiny_config  # noqa: E402
 

@@ -57,19 +57,10 @@ CACHE_VERSION = 1
 
 def model_sha256(model: Any) -> str:
     """The model's weights digest: ``model.identity["sha256"]`` or, failing that, a hash of its
-    parameters (so two different models never share cache cells)."""
-    sha = model_identity(model).get("sha256")
-    if sha:
-        return str(sha)
-    h = hashlib.sha256()
-    params = getattr(model, "state_dict", None)
-    if callable(params):
-        for name, t in sorted(params().items()):
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
-    raise ValueError(f"{type(model).__name__} has no identity['sha256'] and no state_dict(); "
-                     "give it an identity so sweep results can be cached safely, or pass cache_dir=None.")
+    parameters (so two different models never share cache cells); the one digest of
+    :func:`explorer.models.checkpoint.model_sha256`."""
+    from .models.checkpoint import model_sha256 as weights_digest
+    return weights_digest(model)
 
 
 def _cell_key(sampler_config: dict, steps: int, seed: int, num_samples: int, sha: str) -> str:
@@ -84,12 +75,13 @@ def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
     atomic_write(Path(path), lambda tmp: df.to_parquet(tmp, index=False))
 
 
-def _dist():
+def process_group():
     """``(torch.distributed, owned)`` when this process is one rank of several, else ``(None, False)``.
 
     Under ``torchrun`` (``RANK`` and ``WORLD_SIZE`` > 1 in the environment) the process group is
     initialised here if the caller has not done it (NCCL with GPUs, gloo on CPU); ``owned`` is then
-    True and the sweep destroys the group when it is done, so the process exits cleanly."""
+    True and the caller destroys the group when it is done (``dist.destroy_process_group()``), so
+    the process exits cleanly. The sweep and ``benchmarks/reproduce_llada.py`` share it."""
     d = torch.distributed
     if not d.is_available():
         return None, False
@@ -230,7 +222,7 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
     seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
-    d, owned = _dist()
+    d, owned = process_group()
     if d is not None and device is None and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', d.get_rank() % torch.cuda.device_count()))}"
         torch.cuda.set_device(torch.device(device))

@@ -338,7 +338,7 @@ class TrainConfig:
 
 def _init_from(model: MDLM, directory: Path) -> None:
     """Copy the weights of the exported model in ``directory`` into ``model`` (a fine-tune)."""
-    from explorer.models.dit import check_state_dict, load_state_dict_file, weights_file
+    from explorer.models.checkpoint import check_state_dict, load_state_dict_file, weights_file
 
     try:
         weights = weights_file(directory)

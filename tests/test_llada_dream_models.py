@@ -271,7 +271,7 @@ def test_each_model_rotates_in_its_own_precision(llada_dir, dream_dir, monkeypat
 
 def test_rmsnorm_normalises_in_fp32_then_weights_in_the_input_dtype():
     """§1.3 item 4, §2.3 item 6: x / rms(x) in fp32, cast back, then weight * x in bf16 (not in fp32)."""
-    from explorer.models.dllm import RMSNorm
+    from explorer.models.layers import RMSNorm
 
     g = torch.Generator().manual_seed(0)
     norm = RMSNorm(64, eps=1e-5).to(torch.bfloat16)

@@ -1,7 +1,6 @@
 """Models: the native MDLM DiT, native LLaDA and Dream, the Hugging Face masked-LM adapter, and ``load_model``."""
-from .denoiser import MDLMDenoiser
+from .denoiser import DiffusionLMDenoiser, MDLMDenoiser
 from .dit import MDLM, DITBackbone, MDLMConfig
-from .dllm import DiffusionLMDenoiser
 from .dream import DreamConfig, DreamModel
 from .hf_adapter import HFMaskedLMDenoiser
 from .llada import LLaDAConfig, LLaDAModelLM

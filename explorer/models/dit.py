@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,10 +30,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..io import atomic_write, write_text_atomic
-
-WEIGHTS_NAME = "model.safetensors"
-LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
-CONFIG_NAME = "config.json"
+from .checkpoint import (CONFIG_NAME, WEIGHTS_NAME, check_state_dict, config_fields, load_state_dict_file, read_json,
+                         weights_file)
+from .layers import LayerNorm, apply_rope, rope_cos_sin, rope_inv_freq
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,17 +68,11 @@ class MDLMConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "MDLMConfig":
         """Build from a config.json dict, ignoring keys we do not use (auto_map, architectures...)."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**config_fields(cls, d))
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "MDLMConfig":
-        try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_dict(json.load(f))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is damaged: not valid JSON ({e}). Restore it from the model's "
-                             "source, or export the model again.") from e
+        return cls.from_dict(read_json(path))
 
     def to_dict(self) -> dict:
         """The mdlm-owt config.json layout (§5.1), minus ``auto_map``: we ship no remote code."""
@@ -105,20 +98,6 @@ class MDLMConfig:
 # --------------------------------------------------------------------------------------------
 # Building blocks
 # --------------------------------------------------------------------------------------------
-
-class LayerNorm(nn.Module):
-    """Weight-only LayerNorm (no bias), computed in fp32 whatever the autocast state."""
-
-    def __init__(self, dim: int, eps: float = 1e-5):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            y = F.layer_norm(x.float(), (x.shape[-1],), eps=self.eps) * self.weight.float()
-        return y.to(x.dtype) if x.dtype != torch.float32 else y
-
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
@@ -171,19 +150,11 @@ class Rotary(nn.Module):
 
     @staticmethod
     def compute_inv_freq(head_dim: int, base: float = 10000.0) -> torch.Tensor:
-        return 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device="cpu") / head_dim))
+        return rope_inv_freq(head_dim, base, device="cpu")
 
     def forward(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin of shape [L, head_dim] (angles duplicated for the two halves), fp32."""
-        t = torch.arange(seq_len, device=device, dtype=torch.float32)
-        freqs = torch.outer(t, self.inv_freq.to(device=device, dtype=torch.float32))
-        emb = torch.cat([freqs, freqs], dim=-1)
-        return emb.cos(), emb.sin()
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
+        return rope_cos_sin(torch.arange(seq_len, device=device), self.inv_freq)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -192,8 +163,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     Like the flash-attn kernel upstream: cos/sin rounded to x's dtype, arithmetic in fp32.
     """
     cos, sin = cos.to(x.dtype).float(), sin.to(x.dtype).float()
-    xf = x.float()
-    return (xf * cos + rotate_half(xf) * sin).to(x.dtype)
+    return apply_rope(x.float(), cos, sin).to(x.dtype)
 
 
 class DDiTBlock(nn.Module):
@@ -372,55 +342,6 @@ class MDLM(nn.Module):
         model.to(device=device or "cpu", dtype=dtype)
         model.backbone.rotary_emb.inv_freq = model.backbone.rotary_emb.inv_freq.float()
         return model.eval()
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoint helpers
-# --------------------------------------------------------------------------------------------
-
-def weights_file(directory: str | os.PathLike) -> Path:
-    directory = Path(directory)
-    for name in (WEIGHTS_NAME, LEGACY_WEIGHTS_NAME):
-        if (directory / name).is_file():
-            return directory / name
-    raise FileNotFoundError(f"{directory} has neither {WEIGHTS_NAME} nor {LEGACY_WEIGHTS_NAME}.")
-
-
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a ``.safetensors`` file or a ``torch.save``d state dict; a truncated or
-    otherwise damaged file is a ValueError that names it."""
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (FileNotFoundError, PermissionError):
-        raise
-    except Exception as e:  # SafetensorError, UnpicklingError, EOFError, RuntimeError: all "damaged"
-        reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
-        raise ValueError(f"{path} is damaged or incomplete ({reason}). Replace it with a complete copy "
-                         "(download or export the model again).") from e
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    return dict(obj)
-
-
-def check_state_dict(state_dict: dict, expected_shapes: dict[str, tuple], source: object = "checkpoint",
-                     architecture: str = "MDLM") -> None:
-    """Raise one ValueError naming every missing, unexpected and mis-shaped tensor."""
-    missing = sorted(k for k in expected_shapes if k not in state_dict)
-    unexpected = sorted(k for k in state_dict if k not in expected_shapes)
-    misshaped = sorted(
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {expected_shapes[k]}"
-        for k in expected_shapes if k in state_dict and tuple(state_dict[k].shape) != expected_shapes[k]
-    )
-    if missing or unexpected or misshaped:
-        lines = [f"{source} does not match the {architecture} architecture of its config.json:"]
-        for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
-        raise ValueError("\n".join(lines))
 
 
 def _fresh_fp32(t: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dllm import PublishedConfig, PublishedModel, RMSNorm, apply_rope, require_settings, rope_cos_sin
+from .checkpoint import PublishedConfig, PublishedModel, require_settings
+from .layers import RMSNorm, apply_rope, rope_cos_sin, rope_inv_freq
 
 MODEL_TYPE = "Dream"
 ARCHITECTURE = "DreamModel"
@@ -209,7 +210,7 @@ class DreamModel(PublishedModel):
             positions, mask = torch.arange(L, device=ids.device), None
         else:
             positions, mask = padded_positions_and_mask(pad)
-        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta)
+        cos, sin = rope_cos_sin(positions, rope_inv_freq(self.config.head_dim, self.config.rope_theta, ids.device))
         cos, sin = cos.to(h.dtype), sin.to(h.dtype)          # Dream rotates in the hidden dtype
         if cos.dim() == 3:                                   # per-row positions: [B, 1, L, hd] for the heads
             cos, sin = cos[:, None], sin[:, None]

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .denoiser import sha256_file, sha256_tensors
+from .checkpoint import weights_sha256
 
 DEFAULT_MAX_SEQ_LEN = 512
 NEG_INF = -1e6  # the reference's "neg_infinity" (§1.2): exp() underflows to exactly 0 in fp32
@@ -40,19 +40,6 @@ def usable_positions(config: Any) -> int | None:
     if n is None:
         return None
     return int(n) - _POSITION_OFFSET.get(getattr(config, "model_type", ""), 0)
-
-
-def weights_sha256(directory: str | os.PathLike) -> str | None:
-    """sha256 of the weights file; for sharded checkpoints, of the shards' digests in name order."""
-    directory = Path(directory)
-    for pattern in ("model.safetensors", "pytorch_model.bin", "model-*.safetensors", "pytorch_model-*.bin"):
-        files = sorted(directory.glob(pattern))
-        if len(files) == 1:
-            return sha256_file(files[0])
-        if files:
-            import hashlib
-            return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
-    return None
 
 
 def damaged_file(directory: str | os.PathLike) -> tuple[Path, str] | None:
@@ -125,7 +112,7 @@ class HFMaskedLMDenoiser:
         self._bias = None
 
         if sha256 is None:
-            sha256 = sha256_tensors(model.state_dict())
+            sha256 = weights_sha256(model)
         self.identity = {"name": name or getattr(model.config, "_name_or_path", None) or type(model).__name__,
                          "sha256": sha256}
 
@@ -148,8 +135,11 @@ class HFMaskedLMDenoiser:
                              "(download the model again).") from e
         if device is not None:
             model.to(device)
-        return cls(model, tokenizer, seq_len=seq_len, name=name or Path(path).name,
-                   sha256=weights_sha256(path))
+        try:
+            sha256 = weights_sha256(path)
+        except FileNotFoundError:   # weights under a name we do not look for: digest the tensors
+            sha256 = None
+        return cls(model, tokenizer, seq_len=seq_len, name=name or Path(path).name, sha256=sha256)
 
     @property
     def device(self) -> torch.device:

@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dllm import PublishedConfig, PublishedModel, RMSNorm, apply_rope, require_settings, rope_cos_sin
+from .checkpoint import PublishedConfig, PublishedModel, require_settings
+from .layers import RMSNorm, apply_rope, rope_cos_sin, rope_inv_freq
 
 MODEL_TYPE = "llada"
 ARCHITECTURE = "LLaDAModelLM"
@@ -174,7 +175,7 @@ class LLaDAModelLM(PublishedModel):
         t = self.model.transformer
         x = t.wte(ids)
         positions = torch.arange(ids.shape[1], device=ids.device)     # never shifted for padding
-        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta)
+        cos, sin = rope_cos_sin(positions, rope_inv_freq(self.config.head_dim, self.config.rope_theta, ids.device))
         key_bias = None
         if pad is not None and pad.any():  # additive key mask [B, 1, 1, L]: finfo.min at padding (§1.3 item 2)
             key_bias = torch.zeros(pad.shape, dtype=x.dtype, device=x.device)

@@ -14,7 +14,7 @@ A directory is dispatched on its config.json ``model_type`` / ``architectures``:
 * ``"mdlm"``: the native DiT (:class:`~explorer.models.denoiser.MDLMDenoiser`);
 * ``"llada"`` / ``LLaDAModelLM`` and ``"Dream"`` / ``DreamModel``: the native masked diffusion LLMs
   (:mod:`explorer.models.llada`, :mod:`explorer.models.dream`; reference llada-dream §1-§3) behind
-  the variable-length protocol (:class:`~explorer.models.dllm.DiffusionLMDenoiser`), never remote code;
+  the variable-length protocol (:class:`~explorer.models.denoiser.DiffusionLMDenoiser`), never remote code;
 * a model type transformers knows as a masked LM (bert, roberta, modernbert, ...), or any with
   ``trust_remote_code=True``: the masked-LM adapter (:class:`~explorer.models.hf_adapter.HFMaskedLMDenoiser`);
 * anything else: an error listing what is supported.
@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from .denoiser import MDLMDenoiser
-from .dit import CONFIG_NAME, MDLM, weights_file
-from .dllm import DiffusionLMDenoiser, default_device_dtype, read_json
+from .checkpoint import CONFIG_NAME, default_device_dtype, read_json, weights_file
+from .denoiser import DiffusionLMDenoiser, MDLMDenoiser
+from .dit import MDLM
 from .dream import ARCHITECTURE as DREAM_ARCHITECTURE
 from .dream import MODEL_TYPE as DREAM_MODEL_TYPE
 from .dream import DreamModel

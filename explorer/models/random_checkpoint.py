@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from ..io import atomic_write_many
-from .dllm import CONFIG_NAME, INDEX_NAME, SINGLE_WEIGHTS_NAME
+from .checkpoint import CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME
 from .dream import DreamConfig, DreamModel
 from .llada import LLaDAConfig, LLaDAModelLM
 
@@ -126,7 +126,7 @@ def _weight_writers(directory: Path, tensors: dict[str, torch.Tensor], num_shard
 
     names = list(tensors)
     if num_shards == 1:
-        return [(directory / SINGLE_WEIGHTS_NAME,
+        return [(directory / WEIGHTS_NAME,
                  lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))]
     bounds = [round(i * len(names) / num_shards) for i in range(num_shards + 1)]
     writers, weight_map = [], {}
