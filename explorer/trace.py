@@ -24,7 +24,7 @@ Tie rule: at one position and step, a remask sorts before an unmask.  A sampler 
 token and decodes the position again in the same step (LLaDA-style remasking windows) leaves it
 decoded, and ``trace.events`` lists the two rows in that order.
 
-State codes of a position at the end of a step (one rule, :meth:`SampleIndex.matrix`):
+State codes of a position at the end of a step (one rule, for :meth:`SampleIndex.frame` and ``matrix``):
 ``FIXED`` (prompt / pinned) over ``UNMASKED`` / ``REMASKED`` (its last change happened in this
 step) over ``MASKED`` / ``STABLE``.
 """
@@ -44,7 +44,7 @@ from .trace_files import (TraceFileError, TraceFileWarning, TraceSidecarMissing,
 from .trace_schema import EVENT_COLUMNS, KINDS, REASONS, STEP_COLUMNS, RunRecord  # noqa: F401
 
 MASKED, UNMASKED, REMASKED, STABLE, FIXED = range(5)
-UNMASK, REMASK = KINDS.index("unmask"), KINDS.index("remask")
+UNMASK = KINDS.index("unmask")
 
 
 @dataclass(frozen=True)
