@@ -125,6 +125,7 @@ class LiveViewer(W.VBox):
         self.viewer: TraceViewer | None = None
         self.frames = 0                 # grid frames drawn while running
         self.draw_seconds = 0.0         # time spent drawing them (the live view's own cost)
+        self.run_seconds = None         # wall time of the generate call (hook and drawing included)
         self.states: list[tuple] = []   # (step, codes) of each drawn frame, for tests and scripts
         self._texts = TokenTexts(model)
         self._stop = threading.Event()
@@ -205,10 +206,12 @@ class LiveViewer(W.VBox):
     def _run(self) -> None:
         import explorer
         try:
+            t0 = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 trace = explorer.generate(self.model, self.sampler, self.steps, on_step=self._on_step,
                                           progress=False, **self.kwargs)
+            self.run_seconds = time.perf_counter() - t0   # generate with the hook and the drawing
             for w in caught:  # anything but the expected "interrupted" note is shown as usual
                 if not str(w.message).startswith("generation interrupted"):
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
