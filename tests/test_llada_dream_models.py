@@ -419,6 +419,29 @@ def test_strict_loading_names_missing_unexpected_and_misshaped_tensors(tmp_path)
     assert "model.transformer.ln_f.weight: file (5,) vs model (32,)" in msg
 
 
+def test_one_weights_digest_for_files_shards_and_unsaved_models(llada_dir, dream_dir):
+    """explorer.models.checkpoint.weights_sha256 is the digest recorded everywhere: the weights file's
+    own sha256 (a shipped model's is in data/sweeps), the digest of the shards' digests in name order,
+    or, for weights never saved, one over name, dtype, shape and bytes; sweeps use the same one."""
+    import hashlib
+
+    from explorer.models.checkpoint import model_sha256, weights_sha256
+    from explorer.sweep import model_sha256 as sweep_sha256
+
+    shards = sorted(llada_dir.glob("model-*.safetensors"))
+    by_shard = "".join(hashlib.sha256(f.read_bytes()).hexdigest() for f in shards)
+    den = load_model(llada_dir)
+    assert den.identity["sha256"] == weights_sha256(llada_dir) == hashlib.sha256(by_shard.encode()).hexdigest()
+    assert model_sha256(den) == sweep_sha256(den) == den.identity["sha256"]
+    weights = load_model(dream_dir).model
+    sd = weights.state_dict()
+    assert weights_sha256(weights) == weights_sha256(sd)
+    assert weights_sha256({k: v.to(torch.bfloat16) for k, v in sd.items()}) != weights_sha256(sd)
+    assert model_sha256(weights) == weights_sha256(sd)   # no identity: the tensors are hashed
+    with pytest.raises(ValueError, match="no identity"):
+        model_sha256(object())
+
+
 def test_mismatched_shards_name_the_file(tmp_path):
     d = write_random_checkpoint(tmp_path / "a", "dream", num_shards=2)
     shard = d / "model-00002-of-00002.safetensors"

@@ -122,6 +122,16 @@ def test_load_model_knows_the_oracle_by_name():
         oracle.logits(z[:, :16])
 
 
+def test_the_oracle_is_a_built_in_model_listed_with_the_shipped_ones():
+    from explorer.models import BUILTIN_MODELS, known_models, load_model, shipped_models
+
+    assert set(known_models()) == {*shipped_models(), *BUILTIN_MODELS} and "orders-oracle" in known_models()
+    assert "orders" in shipped_models() and "orders-oracle" not in shipped_models()  # no folder, no weights
+    with pytest.raises(FileNotFoundError, match="orders-oracle") as caught:
+        load_model("no-such-model")
+    assert all(name in str(caught.value) for name in known_models())   # the error lists every name
+
+
 def test_ceiling_counts_valid_records_at_any_length():
     from explorer.samplers import MDLM, ConfidenceOrdered
     from explorer.metrics.validity import validity_ceiling as ceiling
