@@ -1,7 +1,9 @@
 """Imports run one way. The contracts are declared in ``.importlinter`` at the repository root (the
 layers, no circle in any package, who may import the package facade, task definitions import no
 other explorer module) and checked here by import-linter, exactly as ``lint-imports`` checks them:
-every import statement counts, function-local ones included."""
+every import statement counts, function-local ones included. One more check reads the same grimp
+graph module by module: no module is in a circle, including one through its own package's
+``__init__``, which import-linter's sibling contract cannot see."""
 from __future__ import annotations
 
 import os
@@ -10,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import grimp
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / ".importlinter"
@@ -60,3 +64,34 @@ def test_a_planted_upward_import_or_circle_breaks_the_contracts(tmp_path):
     assert "explorer.tasks.orders -> explorer.viz.palette" in broken, broken
     assert "explorer.models" in broken and ".dit -> .loading" in broken, broken
     assert "explorer.engine -> explorer" in broken, broken
+
+
+def import_circles(graph: grimp.ImportGraph) -> list[str]:
+    """The imports ``a -> b`` (function-local ones included) from which a chain of imports leads back
+    to ``a``, each circle once, written as the closed path ``a -> b -> ... -> a``."""
+    circles, seen = [], set()
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back and frozenset(back) not in seen:   # each circle once, from its first module
+                seen.add(frozenset(back))
+                circles.append(" -> ".join((module, *back)))
+    return circles
+
+
+def test_no_module_is_in_an_import_circle():
+    # acyclic_siblings sees circles between the children of a package, each child package taken
+    # whole; a package's __init__ that imports one of its modules, which imports the package back
+    # (``from . import from_config`` inside a function), is a circle only the module graph shows
+    graph = grimp.build_graph("explorer", cache_dir=None)
+    assert len(graph.modules) > 50
+    circles = import_circles(graph)
+    assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+def test_a_planted_import_of_the_own_package_is_a_circle():
+    graph = grimp.build_graph("explorer", cache_dir=None)
+    assert graph.direct_import_exists(importer="explorer.metrics", imported="explorer.metrics.entropy")
+    graph.add_import(importer="explorer.metrics.entropy", imported="explorer.metrics", line_number=1,
+                     line_contents="from explorer import metrics")
+    assert "explorer.metrics -> explorer.metrics.entropy -> explorer.metrics" in import_circles(graph)
