@@ -117,7 +117,7 @@ def test_tiny_real_run(real_run, tmp_path):
     story = repair.repair_story(trace, plants)
     assert story["valid_end"] and 0 < story["remasked_at"] < story["rewritten_at"]
     assert story["rewritten_to"] != story["planted"]
-    df = repair.main(["--sequences", "1", "--steps", "4", "--out", str(tmp_path / "r.csv")])
+    df = repair.measure(model, [4], sequences=1, out=str(tmp_path / "r.csv"))
     back = pd.read_csv(tmp_path / "r.csv")
     assert list(back["sampler"]) == ["remdm-refine", "mdlm"] and len(df) == 2
     mdlm = back[back["sampler"] == "mdlm"].iloc[0]
@@ -128,19 +128,48 @@ def test_tiny_real_run(real_run, tmp_path):
 def test_repair_strip_flags_masks_and_rewrites(real_run):
     from explorer.viz.repair import repair_strip
     _, _, plants, trace = real_run
-    fig = repair_strip(trace, plants)
-    meta = fig.layout.meta
+    table = repair.strip_table(trace, plants)
     story = repair.repair_story(trace, plants)
+    assert table.attrs["story"] == story
+    assert set(table["kind"]) <= {k for k, _ in repair.STRIP_KINDS}
+    rows = table.drop_duplicates("step")
+    assert len(table) == len(rows) * orders.RECORD_LEN
+    kind = table.pivot(index="step", columns="column", values="kind")
+    col = orders.FIELD_POS[story["field"]]
+    k1, k2 = story["remasked_at"], story["rewritten_at"]
+    assert (kind.iloc[0, col], kind.loc[k1, col], kind.loc[k2, col]) == ("wrong", "masked", "repaired")
+    assert (kind[0] == "anchor").all()                               # 'order' is fixed: the yellow column
+    # every other cell says what happened to it: untouched, or revisited (masked / redrawn / rewritten)
+    lo = story["record"] * orders.RECORD_LEN
+    for k in kind.index:
+        state = trace.state_at(int(k))[story["sample"], lo:lo + orders.RECORD_LEN]
+        given = trace.state_at(0)[story["sample"], lo:lo + orders.RECORD_LEN]
+        for c in range(1, orders.RECORD_LEN):
+            if c == col:
+                continue
+            want = ("revisit" if int(state[c]) == trace.mask_id else "changed" if state[c] != given[c]
+                    else ("same", "given"))
+            assert kind.loc[k, c] in (want if isinstance(want, tuple) else (want,)), (k, c)
+    revisited = table[table["kind"] == "revisit"]
+    for r in revisited.drop_duplicates("step").itertuples():
+        assert "random revisit" in table.loc[table["step"] == r.step, "note"].iloc[0] or r.step == rows["step"].iloc[0]
+
+    fig = repair_strip(table)
+    meta = fig.layout.meta
     assert (meta["sample"], meta["record"]) == (story["sample"], story["record"])
     assert meta["status"][0] == "breaks: " + repair.rule_text(story["rule"])
-    k1, k2 = meta["steps"].index(story["remasked_at"]), meta["steps"].index(story["rewritten_at"])
-    assert meta["status"][k1].startswith(f"{story['field']} put back to [MASK]")
+    assert meta["status"][meta["steps"].index(k1)].startswith(f"{story['field']} put back to [MASK]")
     assert meta["status"][-1] == "keeps every rule"
-    col = orders.FIELD_POS[story["field"]]
     z = np.array(fig.data[0].z)
-    assert z[0, col] == 1 and z[k1, col] == 2 and z[k2, col] == 3      # wrong -> [MASK] -> rewritten
+    names = [k for k, _ in repair.STRIP_KINDS]
+    assert [names[int(v)] for v in z[:, col][[0, meta["steps"].index(k1), meta["steps"].index(k2)]]] == \
+        ["wrong", "masked", "repaired"]
+    assert fig.layout.title.text.startswith(f"A wrong {story['field']} is taken back and rewritten right")
     assert f"planted {story['field']} {story['planted']}" in meta["takeaway"]
-    assert f"rewritten as {story['rewritten_to']} at step {story['rewritten_at']}" in meta["takeaway"]
+    assert f"rewritten as {story['rewritten_to']} at step {k2}" in fig.layout.title.subtitle.text
+    legend = {d.name for d in fig.data[1:]}
+    assert dict(repair.STRIP_KINDS)["anchor"] in legend                # the yellow column has its entry
+    assert legend == {dict(repair.STRIP_KINDS)[k] for k in set(table["kind"])}
 
 
 def test_repair_rate_figure_takeaway_from_its_numbers():

@@ -37,8 +37,8 @@ from ..refine import refine
 from ..samplers import MDLM, ReMDMRefine
 from ..tasks import orders
 
-__all__ = ["PLANT_FIELDS", "plant", "planted_refine", "outcomes", "summarise", "measure", "rule_text", "record_status",
-           "repair_story"]
+__all__ = ["PLANT_FIELDS", "STRIP_KINDS", "plant", "planted_refine", "outcomes", "summarise", "measure", "rule_text",
+           "record_status", "repair_story", "strip_table"]
 
 # the planted field -> the rule it breaks (the field is the dependent side of that rule)
 PLANT_FIELDS: dict[str, str] = {"currency": "currency", "total": "total"}
@@ -189,6 +189,111 @@ def repair_story(trace, plants: pd.DataFrame, sample: int | None = None, record:
     if not good:
         raise ValueError("no planted record was rewritten into a valid one in this trace: refine with more steps.")
     return min(good, key=lambda c: (c["rewritten_at"], c["sample"], c["record"]))
+
+
+# what each cell of the repair strip shows, in drawing order: (kind, legend text)
+STRIP_KINDS: tuple[tuple[str, str], ...] = (
+    ("wrong", "planted wrong value"),
+    ("masked", "planted field put back to [MASK]"),
+    ("repaired", "planted field rewritten"),
+    ("revisit", "another field put back to [MASK]: a random revisit"),
+    ("same", "random revisit, unchanged (the same token drawn again)"),
+    ("changed", "another field rewritten to a new value"),
+    ("given", "as given, never touched"),
+    ("anchor", "fixed anchor ('order' starts every record; never remasked)"),
+)
+
+
+def _strip_steps(trace, story: dict, max_rows: int) -> list[int]:
+    """Step 0, the steps that changed the record up to its repair, and the final state."""
+    lo = story["record"] * orders.RECORD_LEN
+    ev = trace.events
+    ev = ev[(ev["sample"] == story["sample"]) & (ev["position"] >= lo) & (ev["position"] < lo + orders.RECORD_LEN)]
+    k1, k2 = story["remasked_at"], story["rewritten_at"]
+    upto = k2 if k2 >= 0 else trace.last_step
+    changed = sorted(set(int(s) for s in ev["step"] if s <= upto))
+    must = {0, trace.last_step} | ({k1 - 1, k1, k2} if k1 >= 0 else set())
+    must = {k for k in must if 0 <= k <= trace.last_step}
+    room = max(0, max_rows - len(must))
+    others = [k for k in changed if k not in must]
+    near = sorted(others, key=lambda k: abs(k - k1))[:room]   # the changes closest to the repair
+    return sorted(must | set(near))
+
+
+def _listed(items: list[str], most: int = 4) -> str:
+    return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def strip_table(trace, plants: pd.DataFrame, sample: int | None = None, record: int | None = None,
+                field: str | None = None, max_rows: int = 10) -> pd.DataFrame:
+    """One planted record's 16 cells at the steps that matter, as a tidy table for
+    :func:`explorer.viz.repair_strip`: one row per (step, column) with ``step, label`` ("given",
+    "step k", "final"), ``column, slot, token``, ``kind`` (one of :data:`STRIP_KINDS`: the planted
+    value, its remask and rewrite, and every *other* field that was revisited -- masked, redrawn the
+    same, or rewritten), ``status`` (the record's state at that step, :func:`record_status`) and
+    ``note`` (what else changed in the record since the row above, in words: "random revisit:
+    ship_day put back to [MASK]", "random revisit, unchanged: qty", "rewritten, still valid:
+    ship_day 14 → 15").
+
+    Without ``sample``/``record`` the earliest repair (of ``field``, if given) is shown
+    (:func:`repair_story`); ``attrs["story"]`` holds that story.
+    """
+    story = repair_story(trace, plants, sample, record, field)
+    i, r = story["sample"], story["record"]
+    lo, R = r * orders.RECORD_LEN, orders.RECORD_LEN
+    steps = _strip_steps(trace, story, max_rows)
+    given = trace.state_at(0)[i, lo:lo + R].tolist()
+    fixed = trace.fixed[i, lo:lo + R].tolist()
+    ev = trace.events
+    ev = ev[(ev["sample"] == i) & (ev["kind"] == "remask") & (ev["position"] >= lo) & (ev["position"] < lo + R)]
+    first_remask = ev.groupby("position")["step"].min().to_dict()
+    slots = [t.strip("<>") for t in orders.TEMPLATE]
+    names = [t[1:-1] if t.startswith("<") else f'"{t}"' for t in orders.TEMPLATE]   # keywords quoted
+    rows, prev_kinds, prev_words = [], None, None
+    for k in steps:
+        ids = trace.state_at(k)[i, lo:lo + R].tolist()
+        words = [trace.token_text(t) for t in ids]
+        status = record_status(words, story["field"])
+        kinds = []
+        for c, (t, g) in enumerate(zip(ids, given)):
+            planted = lo + c == story["position"]
+            if fixed[c]:
+                kinds.append("anchor")
+            elif t == trace.mask_id:
+                kinds.append("masked" if planted else "revisit")
+            elif planted:
+                kinds.append("wrong" if words[c] == story["planted"] else "repaired")
+            elif t != g:
+                kinds.append("changed")
+            else:
+                kinds.append("same" if first_remask.get(lo + c, k + 1) <= k else "given")
+        notes = []
+        if prev_kinds is not None:
+            masked, same, changed = [], [], []
+            for c, (a, b) in enumerate(zip(prev_kinds, kinds)):
+                if lo + c == story["position"] or (a == b and words[c] == prev_words[c]):
+                    continue
+                if b == "revisit":
+                    masked.append(names[c])
+                elif b == "same":
+                    same.append(names[c])
+                elif b == "changed":
+                    changed.append(f"{names[c]} {trace.token_text(given[c])} → {words[c]}")
+            if masked:
+                notes.append(f"random revisit: {_listed(masked)} put back to [MASK]")
+            if same:
+                notes.append(f"random revisit, unchanged: {_listed(same)}")
+            if changed:
+                notes.append(("rewritten, still valid: " if status == "keeps every rule" else "rewritten: ")
+                             + _listed(changed))
+        label = "given" if k == 0 else ("final" if k == trace.last_step else f"step {k}")
+        for c in range(R):
+            rows.append({"step": k, "label": label, "column": c, "slot": slots[c], "token": words[c],
+                         "kind": kinds[c], "status": status, "note": "; ".join(notes)})
+        prev_kinds, prev_words = kinds, words
+    out = pd.DataFrame(rows, columns=["step", "label", "column", "slot", "token", "kind", "status", "note"])
+    out.attrs["story"] = story
+    return out
 
 
 def planted_refine(model, sequences: int = 2, steps: int | None = None, seed: int = 0, data_seed: int = 0,

@@ -1,15 +1,17 @@
 """Remasking as repair, in pictures (``explorer.studies.repair``).
 
-* :func:`repair_strip` -- one planted record, step by step: the wrong value flagged with the rule it
-  breaks, the field put back to [MASK], rewritten right;
+* :func:`repair_strip` -- one planted record, step by step (from
+  :func:`explorer.studies.repair.strip_table`): the wrong value flagged with the rule it breaks, the
+  field put back to [MASK], rewritten right, and every random revisit of another field labelled;
 * :func:`repair_rate_figure` -- the share of planted records repaired against the number of refine
   steps, with the share of untouched records still valid, and MDLM at zero;
 * :func:`error_causes_figure` -- when remasking does not help: broken rules whose fields were
   written in the same step (schedule clashes) against the rest;
 * :func:`revised_text` -- a story before and after its loop phase, the rewritten words marked.
 
-Both are pure (trace / DataFrame in, plotly figure out); each title is a takeaway computed from the
-numbers drawn, also kept in ``fig.layout.meta["takeaway"]``.
+All are pure (DataFrame / trace in, figure or HTML out, no analysis: the tables come from
+``explorer.studies``); each title is a takeaway computed from the numbers drawn, also kept in
+``fig.layout.meta["takeaway"]``.
 """
 from __future__ import annotations
 
@@ -19,105 +21,85 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..studies.repair import record_status, repair_story, rule_text
+from ..studies.repair import STRIP_KINDS, rule_text
 from ..tasks import orders
 from .cells import display_token
 from .export import HTMLView
 from .palette import FIXED, LINE_COLORS, MASKED, STATE_COLORS, UNMASKED
 from .scaling import steps_fraction
 
-__all__ = ["repair_strip", "repair_rate_figure", "repair_takeaway", "error_causes_figure", "revised_text"]
+__all__ = ["repair_strip", "repair_rate_figure", "repair_takeaway", "repair_headline", "error_causes_figure",
+           "revised_text"]
 
-# cell kinds of the strip: kept as given, the planted wrong value, masked, rewritten, fixed anchor
-_KEPT, _WRONG, _MASKED, _NEW, _FIXED = 0, 1, 2, 3, 4
-_KIND_COLORS = {_KEPT: "#F4F4F4", _WRONG: "#D55E00", _MASKED: STATE_COLORS[MASKED], _NEW: STATE_COLORS[UNMASKED],
-                _FIXED: STATE_COLORS[FIXED]}
-_KIND_NAMES = {_KEPT: "as given", _WRONG: "planted wrong value", _MASKED: "[MASK]",
-               _NEW: "rewritten", _FIXED: "fixed anchor"}
-
-
-def _strip_steps(trace, story: dict, max_rows: int) -> list[int]:
-    """Step 0, the steps that changed the record up to its repair, and the final state."""
-    lo = story["record"] * orders.RECORD_LEN
-    ev = trace.events
-    ev = ev[(ev["sample"] == story["sample"]) & (ev["position"] >= lo) & (ev["position"] < lo + orders.RECORD_LEN)]
-    k1, k2 = story["remasked_at"], story["rewritten_at"]
-    upto = k2 if k2 >= 0 else trace.last_step
-    changed = sorted(set(int(s) for s in ev["step"] if s <= upto))
-    must = {0, trace.last_step} | ({k1 - 1, k1, k2} if k1 >= 0 else set())
-    must = {k for k in must if 0 <= k <= trace.last_step}
-    room = max(0, max_rows - len(must))
-    others = [k for k in changed if k not in must]
-    near = sorted(others, key=lambda k: abs(k - k1))[:room]   # the changes closest to the repair
-    return sorted(must | set(near))
+# the colour of each kind of cell in the strip (explorer.studies.repair.STRIP_KINDS)
+_KIND_COLORS = {"wrong": "#D55E00", "masked": STATE_COLORS[MASKED], "repaired": STATE_COLORS[UNMASKED],
+                "revisit": "#E3E3E3", "same": "#DCEFFA", "changed": "#9FD3F2", "given": "#F4F4F4",
+                "anchor": STATE_COLORS[FIXED]}
 
 
-def repair_strip(trace, plants: pd.DataFrame, sample: int | None = None, record: int | None = None,
-                 field: str | None = None, max_rows: int = 10) -> go.Figure:
-    """One planted record's 16 tokens at the steps that matter (rows), coloured by what happened:
-    the planted wrong value (vermillion), [MASK] (grey), rewritten (sky blue), as given (white).
-    Each row says the record's state: ``breaks: currency ≠ country``, ``currency put back to
-    [MASK]``, ``keeps every rule``. Without ``sample``/``record`` the earliest repair (of ``field``,
-    if given) is shown (:func:`explorer.studies.repair.repair_story`)."""
-    story = repair_story(trace, plants, sample, record, field)
-    i, r, field = story["sample"], story["record"], story["field"]
-    lo = r * orders.RECORD_LEN
-    steps = _strip_steps(trace, story, max_rows)
-    given = trace.state_at(0)[i, lo:lo + orders.RECORD_LEN]
-    fixed = trace.fixed[i, lo:lo + orders.RECORD_LEN]
-    z, text, labels, status = [], [], [], []
-    for k in steps:
-        row = trace.state_at(k)[i, lo:lo + orders.RECORD_LEN]
-        words = [trace.token_text(int(t)) for t in row]
-        kinds = []
-        for c, (t, g) in enumerate(zip(row.tolist(), given.tolist())):
-            if fixed[c]:
-                kinds.append(_FIXED)
-            elif t == trace.mask_id:
-                kinds.append(_MASKED)
-            elif lo + c == story["position"] and words[c] == story["planted"]:
-                kinds.append(_WRONG)
-            elif t != g:
-                kinds.append(_NEW)
-            else:
-                kinds.append(_KEPT)
-        z.append(kinds)
-        text.append([display_token(w) for w in words])
-        labels.append("given" if k == 0 else ("final" if k == trace.last_step else f"step {k}"))
-        status.append(record_status(words, field))
-    z = np.array(z)
+def repair_strip(table: pd.DataFrame) -> go.Figure:
+    """One planted record at the steps that matter, drawn from
+    :func:`explorer.studies.repair.strip_table`: a row per step, a cell per token, coloured by kind
+    (the legend names every kind drawn: the planted wrong value, its remask and rewrite, random
+    revisits of other fields and what they became, the fixed anchor). Beside each row, the record's
+    state ("breaks: currency ≠ country", "keeps every rule") and what else changed since the row
+    above ("ship_day put back to [MASK]: random revisit", "qty: random revisit, unchanged").
+
+    The title says what happened in plain words; the subtitle the steps and values. ``meta``:
+    ``takeaway, headline, sample, record, position, steps, status, notes``."""
+    story = table.attrs.get("story") or {}
+    names = [k for k, _ in STRIP_KINDS]
+    legend = dict(STRIP_KINDS)
+    rows = table.drop_duplicates("step").sort_values("step")
+    labels, steps = rows["label"].tolist(), rows["step"].astype(int).tolist()
+    status, notes = rows["status"].tolist(), rows["note"].tolist()
+    grid = table.pivot(index="step", columns="column", values="kind").loc[steps]
+    words = table.pivot(index="step", columns="column", values="token").loc[steps]
+    z = grid.map(names.index).to_numpy()
     scale = []
-    for code in range(5):   # flat bands for the 5 integer codes
-        scale += [[code / 5, _KIND_COLORS[code]], [(code + 1) / 5, _KIND_COLORS[code]]]
-    cols = [f"{c}:{orders.TEMPLATE[c].strip('<>')}" for c in range(orders.RECORD_LEN)]
-    fig = go.Figure(go.Heatmap(z=z, x=cols, y=labels, text=text, texttemplate="%{text}", zmin=-0.5, zmax=4.5,
-                               colorscale=scale, showscale=False, xgap=2, ygap=2,
-                               customdata=np.array([[s] * orders.RECORD_LEN for s in status]),
+    for code, name in enumerate(names):   # flat bands, one per kind
+        scale += [[code / len(names), _KIND_COLORS[name]], [(code + 1) / len(names), _KIND_COLORS[name]]]
+    slots = table.drop_duplicates("column").sort_values("column")["slot"].tolist()
+    cols = [f"{c}:{s}" for c, s in enumerate(slots)]
+    hover = np.array([[f"{legend[k]}<br>{s}" for k in grid.loc[st]] for st, s in zip(steps, status)])
+    fig = go.Figure(go.Heatmap(z=z, x=cols, y=labels, text=[[display_token(w) for w in r] for r in words.to_numpy()],
+                               texttemplate="%{text}", zmin=-0.5, zmax=len(names) - 0.5, colorscale=scale,
+                               showscale=False, xgap=2, ygap=2, customdata=hover,
                                hovertemplate="%{y}, %{x}: <b>%{text}</b><br>%{customdata}<extra></extra>"))
-    for y, s in zip(labels, status):
+    for y, s, n in zip(labels, status, notes):
         flagged = s.startswith("breaks")
-        fig.add_annotation(x=1.01, xref="paper", y=y, yref="y", text=("⚑ " if flagged else "") + s,
-                           showarrow=False, xanchor="left", align="left",
-                           font=dict(size=12, color="#D55E00" if flagged else "#222"))
-    for code in (_WRONG, _MASKED, _NEW, _KEPT):   # a legend for the cell colours
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=_KIND_NAMES[code],
-                                 marker=dict(size=12, symbol="square", color=_KIND_COLORS[code],
-                                             line=dict(color="#999", width=1))))
-    if story["rewritten_at"] >= 0:
-        how = (f"put back to [MASK] at step {story['remasked_at']}, rewritten as {story['rewritten_to']} "
-               f"at step {story['rewritten_at']}")
+        lines = "".join(f"<br><span style='font-size:10px;color:#555'>{part}</span>" for part in n.split("; ") if part)
+        text = ("⚑ " if flagged else "") + s + lines
+        fig.add_annotation(x=1.01, xref="paper", y=y, yref="y", text=text, showarrow=False, xanchor="left",
+                           align="left", font=dict(size=12, color="#D55E00" if flagged else "#222"))
+    drawn = set(grid.to_numpy().ravel())
+    for name in names:   # a legend entry for every kind of cell drawn
+        if name in drawn:
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=legend[name],
+                                     marker=dict(size=12, symbol="square", color=_KIND_COLORS[name],
+                                                 line=dict(color="#999", width=1))))
+    field, k1, k2 = story.get("field", "field"), story.get("remasked_at", -1), story.get("rewritten_at", -1)
+    if k2 >= 0 and story.get("valid_end"):
+        headline = f"A wrong {field} is taken back and rewritten right; the record ends valid"
+        how = f"put back to [MASK] at step {k1}, rewritten as {story['rewritten_to']} at step {k2}"
+    elif k2 >= 0:
+        headline = f"A wrong {field} is taken back and rewritten, but the record still breaks a rule"
+        how = f"put back to [MASK] at step {k1}, rewritten as {story['rewritten_to']} at step {k2}"
     else:
+        headline = f"The wrong {field} was never revisited"
         how = "never remasked"
-    end = "keeps every rule at the end" if story["valid_end"] else "still breaks a rule at the end"
-    takeaway = (f"Sample {i}, record {r}: planted {field} {story['planted']} breaks {rule_text(story['rule'])}; "
-                f"{how}; the record {end}.")
+    end = "keeps every rule at the end" if story.get("valid_end") else "still breaks a rule at the end"
+    takeaway = (f"Sample {story.get('sample')}, record {story.get('record')}: planted {field} {story.get('planted')} "
+                f"breaks {rule_text(story['rule']) if 'rule' in story else 'a rule'}; {how}; the record {end}.")
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(side="top", tickangle=-45, tickfont=dict(size=10))
-    fig.update_layout(title=dict(text=takeaway, font=dict(size=13), y=0.98), template="plotly_white",
-                      height=140 + 36 * len(steps), margin=dict(l=70, r=260, t=130, b=20),
+    fig.update_layout(title=dict(text=headline + ".", font=dict(size=15), x=0.01, xanchor="left", y=0.985,
+                                 subtitle=dict(text=takeaway, font=dict(size=11, color="#444"))),
+                      template="plotly_white", height=200 + 56 * len(steps), margin=dict(l=70, r=400, t=150, b=20),
                       legend=dict(orientation="h", y=-0.02, yanchor="top"), plot_bgcolor="white",
-                      meta={"takeaway": takeaway, "sample": i, "record": r, "position": story["position"],
-                            "steps": steps, "status": status})
+                      meta={"takeaway": takeaway, "headline": headline, "sample": story.get("sample"),
+                            "record": story.get("record"), "position": story.get("position"), "steps": steps,
+                            "status": status, "notes": notes})
     return fig
 
 
@@ -169,11 +151,28 @@ def repair_rate_figure(df: pd.DataFrame, sampler: str = "remdm-refine", baseline
     ticks = sorted(set(df["steps"]))
     fig.update_xaxes(type="log", tickvals=ticks,
                      ticktext=[f"{t}<br>{steps_fraction(t, seq_len)}" for t in ticks], title_text="refine steps T")
-    fig.update_yaxes(tickformat=".0%", range=[-0.05, 1.05], title_text="share of records")
+    fig.update_yaxes(tickformat=".0%", range=[-0.05, 1.05], title_text="share of records (higher is better)")
     takeaway = repair_takeaway(df, sampler=sampler, baseline=baseline)
-    fig.update_layout(title=dict(text=takeaway, font=dict(size=13)), template="plotly_white", height=420,
-                      legend=dict(orientation="h", y=-0.25), meta={"takeaway": takeaway})
+    headline = repair_headline(df, sampler=sampler)
+    fig.update_layout(title=dict(text=headline + ".", font=dict(size=15), x=0.01, xanchor="left",
+                                 subtitle=dict(text=takeaway, font=dict(size=11, color="#444"))),
+                      template="plotly_white", height=460, margin=dict(t=110),
+                      legend=dict(orientation="h", y=-0.25), meta={"takeaway": takeaway, "headline": headline})
     return fig
+
+
+def repair_headline(df: pd.DataFrame, sampler: str = "remdm-refine") -> str:
+    """The repair table's takeaway in plain words, from its numbers: whether more refine steps
+    repair more planted mistakes (more than 2 SE between the fewest and the most steps) and
+    whether untouched records stay valid (at least 95 % at every T)."""
+    g = df[df["sampler"] == sampler].sort_values("steps")
+    lo, hi = g.iloc[0], g.iloc[-1]
+    se = float(np.hypot(lo["repaired_se"], hi["repaired_se"]))
+    more = hi["repaired"] - lo["repaired"] > 2 * se
+    first = (f"More refine steps repair more planted mistakes: {hi['repaired']:.0%} at T = {int(hi['steps'])}"
+             if more else f"More refine steps do not repair clearly more: {hi['repaired']:.0%} at T = {int(hi['steps'])}")
+    kept = "untouched records stay valid" if (g["kept"] >= 0.95).all() else "but some untouched records break"
+    return f"{first}; {kept}"
 
 
 def error_causes_figure(causes: dict) -> go.Figure:
@@ -193,9 +192,15 @@ def error_causes_figure(causes: dict) -> go.Figure:
     ])
     share = "; ".join(f"{k}: {t} of {n}" + (f" ({t / n:.0%})" if n else "") for k, t, n in zip(labels, together, total))
     takeaway = f"Broken rules whose fields were written in the same step -- {share}."
-    fig.update_layout(barmode="stack", title=dict(text=takeaway, font=dict(size=13)), template="plotly_white",
-                      height=380, yaxis_title="broken rules", legend=dict(orientation="h", y=-0.15),
-                      meta={"takeaway": takeaway, "together": together, "total": total})
+    frac = sum(together) / sum(total) if sum(total) else float("nan")
+    most = "Most" if frac > 0.5 else "Some" if frac > 0 else "None of the"
+    headline = (f"{most} broken rules are schedule clashes (both fields written in the same step), which "
+                "remasking can only re-roll" if sum(total) else "No broken rules in these runs")
+    fig.update_layout(barmode="stack", title=dict(text=headline + ".", font=dict(size=15), x=0.01, xanchor="left",
+                                                  subtitle=dict(text=takeaway, font=dict(size=11, color="#444"))),
+                      template="plotly_white", height=420, margin=dict(t=110),
+                      yaxis_title="broken rules (fewer is better)", legend=dict(orientation="h", y=-0.15),
+                      meta={"takeaway": takeaway, "headline": headline, "together": together, "total": total})
     return fig
 
 
