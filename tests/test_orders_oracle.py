@@ -134,12 +134,12 @@ def test_the_oracle_is_a_built_in_model_listed_with_the_shipped_ones():
 
 def test_ceiling_counts_valid_records_at_any_length():
     from explorer.samplers import MDLM, ConfidenceOrdered
-    from explorer.metrics.validity import validity_ceiling as ceiling
+    from explorer.metrics.validity import validity_ceiling
 
-    one_by_one = ceiling(ConfidenceOrdered(order="random"), 32, num_samples=3, records_per_seq=2)
+    one_by_one = validity_ceiling(ConfidenceOrdered(order="random"), 32, num_samples=3, records_per_seq=2)
     assert one_by_one["records"] == 6 and one_by_one["valid"] == 1.0
     # one step decodes every field of a record at once, independently from the prior marginals:
     # the country group alone then agrees with probability 0.027, so almost no record survives
-    one_step = ceiling(MDLM(), 1, num_samples=8, records_per_seq=4)
+    one_step = validity_ceiling(MDLM(), 1, num_samples=8, records_per_seq=4)
     assert one_step["records"] == 32 and one_step["valid"] < 0.2
     assert orders.record_valid(orders.parse(orders.decode(orders.eval_tensor(1)[0]))[3])
