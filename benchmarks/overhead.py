@@ -15,10 +15,21 @@ spin while they wait for a core, which inflates every time and ratio here.
 
     python benchmarks/overhead.py [--repeats 3] [--steps 32] [--batch 8] [--length 128]
     python benchmarks/overhead.py --quick        # tiny sizes, the same measurements, ~15 s
+    python benchmarks/overhead.py --against HEAD~1   # this checkout's engine vs another commit's
+
+``--against REV`` times ``generate`` (trace on and off) on the stub and the small DiT with this
+checkout's engine and with REV's (``git archive``), alternately in fresh subprocesses, and prints
+the engine's own time per step of each and their ratio (issue 18: at most 0.5 on the stub,
+batch 8, L = 128, trace on).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
 
 import torch
 
@@ -26,6 +37,9 @@ import explorer
 from explorer.samplers import ReMDMLoop
 
 from _common import alternate, dit_model, print_ratio, stub_model
+from _trees import run_with_tree, tree_at
+
+HERE = Path(__file__).resolve()
 
 
 def measure(name, model, steps, batch, repeats):
@@ -53,6 +67,48 @@ def measure(name, model, steps, batch, repeats):
     print_ratio(name, "trace-on", "trace-off", t["traced"] / t["untraced"])
 
 
+def worker(spec: dict) -> dict:
+    """Median seconds of ``generate`` (ReMDM-loop) and of the same number of bare model calls."""
+    torch.set_num_threads(1)
+    model = stub_model(L=spec["length"]) if spec["model"] == "stub" else dit_model(L=spec["length"])
+    sampler = ReMDMLoop()
+    run = lambda record: explorer.generate(model, sampler, spec["steps"], num_samples=spec["batch"],  # noqa: E731
+                                           progress=False, record=record)
+    probe = run(True)
+    z = probe.state_at(spec["steps"] // 2)
+    out = {"model_calls": probe.model_calls}
+    for name, fn in (("traced", lambda: run(True)), ("untraced", lambda: run(False)),
+                     ("bare", lambda: [model.logits(z) for _ in range(probe.model_calls)])):
+        times = []
+        for _ in range(spec["repeats"]):
+            t = time.perf_counter()
+            with torch.no_grad():
+                fn()
+            times.append(time.perf_counter() - t)
+        out[name] = statistics.median(times)
+    return out
+
+
+def against(rev: str, steps: int, batch: int, length: int, repeats: int) -> None:
+    tree = tree_at(rev)
+    for model in ("stub", "dit-small"):
+        spec = {"model": model, "steps": steps, "batch": batch, "length": length, "repeats": repeats}
+        res = {"this": [], rev: []}
+        for _ in range(2):                       # alternate: this, REV, this, REV
+            res["this"].append(run_with_tree(HERE, spec, None))
+            res[rev].append(run_with_tree(HERE, spec, tree))
+        per_step = {}
+        for k, rs in res.items():
+            med = {m: statistics.median(r[m] for r in rs) for m in ("traced", "untraced", "bare")}
+            per_step[k] = {m: 1e3 * (med[m] - med["bare"]) / steps for m in ("traced", "untraced")}
+            print(f"{model:10s} {k:>10s}: engine {per_step[k]['traced']:.3f} ms/step traced, "
+                  f"{per_step[k]['untraced']:.3f} untraced (T={steps}, B={batch}, L={length}, "
+                  f"model calls {rs[0]['model_calls']})", flush=True)
+        for m in ("traced", "untraced"):
+            print_ratio(f"{model} engine time per step, trace {'on' if m == 'traced' else 'off'}",
+                        "this checkout", rev, per_step["this"][m] / max(1e-9, per_step[rev][m]))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  epilog="--quick: steps 8, batch 2, length 32, 2 repeats (explicit options win)")
@@ -61,11 +117,22 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=None, help="samples per run (default 8; quick 2)")
     ap.add_argument("--length", type=int, default=None, help="sequence length L (default 128; quick 32)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (~15 s)")
+    ap.add_argument("--against", metavar="REV", default=None,
+                    help="compare this checkout's engine with commit REV's, side by side (e.g. HEAD~1)")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.worker:
+        print(json.dumps(worker(json.loads(a.worker))))
+        return
     repeats = a.repeats or (2 if a.quick else 3)
     steps = a.steps or (8 if a.quick else 32)
     batch = a.batch or (2 if a.quick else 8)
     length = a.length or (32 if a.quick else 128)
+    if a.against:
+        print(f"torch {torch.__version__}, one thread per worker, ReMDM-loop, median of {repeats} runs per "
+              f"worker, 2 alternated workers per tree")
+        against(a.against, steps, batch, length, repeats)
+        return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, ReMDM-loop, "
           f"median of {repeats} alternated runs{' (quick)' if a.quick else ''}")
     measure("stub", stub_model(L=length), steps, batch, repeats)

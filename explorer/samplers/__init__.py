@@ -33,6 +33,7 @@ from .remdm_loop import ReMDMLoop
 from .remdm_rescale import ReMDMRescale
 from .remdm_switch import ReMDMSwitch
 from .refine import ReMDMRefine
+from .rescore import Rescore
 
 REGISTRY: dict[str, type[Sampler]] = {
     cls.name: cls for cls in (MDLM, ReMDMCap, ReMDMRescale, ReMDMConf, ReMDMLoop, ReMDMSwitch, ReMDMRefine,
@@ -40,6 +41,8 @@ REGISTRY: dict[str, type[Sampler]] = {
 }
 # the ranked samplers of LLaDA / Dream (explorer.samplers.ranked), for prompted variable-length models
 REGISTRY.update({cls.name: cls for cls in (LLaDALowConfidence, ReMDMLLaDA, DreamSampler)})
+# strategies that choose which decoded tokens to remask (``explorer.studies.strategies`` compares them)
+REGISTRY.update({cls.name: cls for cls in (Rescore,)})
 
 
 def by_name(name: str, **settings) -> Sampler:
@@ -68,4 +71,4 @@ def from_config(config: dict) -> Sampler:
 __all__ = ["Sampler", "SamplerState", "StepTimes", "Rates", "linear_grid", "sigma_max", "by_name",
            "from_config", "REGISTRY", "MDLM", "ReMDMCap", "ReMDMRescale", "ReMDMConf", "ReMDMLoop",
            "ReMDMSwitch", "ReMDMRefine", "ForwardBackward", "DFMCorrector", "ConfidenceOrdered"]
-__all__ += ["LLaDALowConfidence", "ReMDMLLaDA", "DreamSampler"]
+__all__ += ["LLaDALowConfidence", "ReMDMLLaDA", "DreamSampler", "Rescore"]

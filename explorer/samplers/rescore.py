@@ -1,0 +1,185 @@
+"""Rescore: a draft, then rounds that re-score every decoded token and rewrite the worst ones.
+
+Random remasking (ReMDM's sigma_t) does not know which tokens are wrong.  This corrector asks the
+model.  One correction round, on the state x after the draft:
+
+1. **score** every decoded token x_l by s_l = p_theta(x_l | x with l's group masked): the
+   probability the model gives the token that is there when that position is hidden
+   (leave-group-out: the positions are split into ``groups`` strided groups, l mod G, and each
+   pass masks one group -- ``ctx.rescore``).  MDLM and LLaDA are trained only at masked
+   positions, so the logits at a decoded position are no opinion of its token: the position must
+   be masked to be judged;
+2. **aim**: in every window of ``window`` consecutive positions, the decoded token with the lowest
+   score is put back to [MASK] if s_l < ``threshold`` -- at most one per window, so two coupled
+   tokens of one record or phrase (which both score low when they clash) are not redrawn
+   independently again;
+3. **rewrite** the remasked tokens (and any left masked by the draft) in one pass from
+   p_theta(x0 | the state with them masked), nucleus-filtered as the draft.
+
+A round costs G passes to score (a row whose state has not changed since it was last scored
+reuses its scores: the network is deterministic) and one to rewrite.  With the defaults --
+``rounds=4``, G = gen_length / 16, ``window=16``, ``threshold=0.1`` -- a T-step MDLM draft plus
+its corrections costs about T_calls + 4 (L/16 + 1) model calls per sequence: ~100 on ``orders``
+(L = 256, T = 32), ~120 on ``stories`` (L = 128, T = 128).  ``every=k`` also runs a round after
+every k draft steps (a corrector phase inside the run; it rewrites only what it remasked and
+leaves the draft's masks to the draft).
+
+Trace: a correction round is one step with phase ``"rescore"``; each remask event carries the
+score that chose it as its ``prob`` and the reason ``"rescore"``, and the rewrite is an unmask
+event at the same step.  ``trace.nfe`` counts every pass, scoring included.
+
+The rule is the leave-one-out verification of WINO (arXiv 2507.18578) and the re-scoring of
+Tolerator / FiRe, with groups instead of one position per pass and a window instead of a global
+top-k; see ``../shared/docs/anchors.md`` ("Update").
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .. import rng
+from .base import Sampler, StepTimes, _check_unit, check_steps
+from .categorical import draw_tokens
+from .step import RESCORE, Decision, Write
+
+
+def _positive_int(name: str, v, allow_none=False, allow_zero=False) -> None:
+    if v is None and allow_none:
+        return
+    lo = 0 if allow_zero else 1
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}" + (" or None" if allow_none else "") + f", got {v!r}.")
+
+
+def lowest_per_window(score: torch.Tensor, candidates: torch.Tensor, start: int, window: int) -> torch.Tensor:
+    """BoolTensor[B, L]: in each window of ``window`` positions from ``start`` on, the candidate with
+    the lowest score (ties: the first).  Windows without a candidate choose nothing."""
+    B, L = score.shape
+    n = L - start
+    n_win = math.ceil(n / window)
+    s = torch.full((B, n_win * window), math.inf, dtype=torch.float64, device=score.device)
+    s[:, :n] = torch.where(candidates[:, start:], score[:, start:].double(), math.inf)
+    v, i = s.view(B, n_win, window).min(-1)
+    flat = torch.zeros(B, n_win * window, dtype=torch.bool, device=score.device)
+    flat.view(B, n_win, window).scatter_(-1, i[..., None], torch.isfinite(v)[..., None])
+    out = torch.zeros(B, L, dtype=torch.bool, device=score.device)
+    out[:, start:] = flat[:, :n]
+    return out
+
+
+@dataclass
+class Rescore(Sampler):
+    """A T-step draft (MDLM unless ``draft=`` another sampler), then ``rounds`` correction rounds
+    (module docstring).  ``groups=None`` uses gen_length / 16 (at least 1)."""
+    draft: Sampler | dict | None = None
+    rounds: int = 4
+    groups: int | None = None
+    window: int = 16
+    threshold: float = 0.1
+    every: int | None = None
+    name = "rescore"
+    remasks = True
+    _grids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def validate(self):
+        if isinstance(self.draft, dict):
+            from . import from_config
+            self.draft = from_config(self.draft)
+        if self.draft is None:
+            from .mdlm import MDLM
+            self.draft = MDLM(nucleus_p=self.nucleus_p)
+        if not isinstance(self.draft, Sampler):
+            raise ValueError(f"draft must be a sampler (e.g. MDLM() or ReMDMLoop()), got {type(self.draft).__name__}; "
+                             "build one by name with explorer.samplers.by_name().")
+        if isinstance(self.draft, Rescore):
+            raise ValueError("draft must not itself be Rescore: raise rounds= instead.")
+        _positive_int("rounds", self.rounds, allow_zero=True)
+        _positive_int("groups", self.groups, allow_none=True)
+        _positive_int("window", self.window)
+        _positive_int("every", self.every, allow_none=True)
+        _check_unit("threshold", self.threshold, low_open=True)
+        if self.threshold >= 1.0:
+            raise ValueError(f"threshold={self.threshold} must be in (0, 1): a token is rewritten only when the "
+                             "model gives it less than this probability (0.1 is the default).")
+
+    @property
+    def config(self) -> dict:
+        cfg = super().config
+        cfg.pop("_grids", None)
+        cfg["draft"] = self.draft.config
+        return cfg
+
+    def groups_for(self, gen_length: int) -> int:
+        return self.groups if self.groups is not None else max(1, gen_length // 16)
+
+    def check_shape(self, gen_length: int, steps: int) -> None:
+        self.draft.check_shape(gen_length, steps)
+        if self.groups is not None and self.groups > gen_length:
+            raise ValueError(f"groups={self.groups} is more than the {gen_length} positions there are to score; "
+                             f"use groups <= {gen_length} (None picks gen_length / 16).")
+
+    # --- the grid: draft steps, with correction rounds inside (every=) and after ------------------
+    def _plan(self, steps: int) -> list[tuple[StepTimes, StepTimes | None]]:
+        """(grid step, the draft's own step or None for a correction round), memoised per T."""
+        if steps not in self._grids:
+            check_steps(steps)
+            draft = self.draft.grid(steps)
+            plan, i = [], 1
+            for k, st in enumerate(draft, 1):
+                plan.append((StepTimes(i, st.t, st.s, st.alpha_t, st.alpha_s, st.phase), st))
+                i += 1
+                if self.every and k % self.every == 0 and k < len(draft):
+                    plan.append((StepTimes(i, st.s, st.s, st.alpha_s, st.alpha_s, "rescore"), None))
+                    i += 1
+            for _ in range(self.rounds):
+                plan.append((StepTimes(i, 0.0, 0.0, 1.0, 1.0, "rescore"), None))
+                i += 1
+            self._grids = {steps: plan}
+        return self._grids[steps]
+
+    def grid(self, steps: int) -> list[StepTimes]:
+        return [g for g, _ in self._plan(steps)]
+
+    # --- one step -----------------------------------------------------------------------------------
+    def step(self, ctx) -> Decision:
+        plan = self._plan(ctx.num_steps)
+        own = plan[ctx.st.step - 1][1]
+        if own is not None:
+            return self.draft.step(_AsStep(ctx, own))
+        after_draft = ctx.st.step > len(plan) - self.rounds
+        return self.correct(ctx, rewrite_masked=after_draft)
+
+    def correct(self, ctx, rewrite_masked: bool = True) -> Decision:
+        """One correction round: score, aim, rewrite (module docstring)."""
+        decoded = ~ctx.masked & ~ctx.fixed
+        allowed = self.remaskable_mask(ctx)
+        if allowed is not None:
+            decoded &= allowed
+        score = ctx.rescore(decoded, self.groups_for(ctx.gen_length))
+        remask = lowest_per_window(score, decoded & (score < self.threshold), ctx.gen_start, self.window)
+        redraw = remask | ctx.masked if rewrite_masked else remask
+        write = None
+        b, pos = redraw.nonzero(as_tuple=True)
+        if b.numel():
+            u = ctx.uniforms_at(rng.TOKEN, b, pos)
+            tok, prob, ci, cp = ctx.draw(b, pos, lambda logits, rows: draw_tokens(
+                logits, ctx.mask_id, self.nucleus_p, u[rows], ctx.topk), remasked=remask)
+            write = Write(b, pos, tok, prob, 1.0, 0.0, RESCORE, ci, cp)
+        return Decision(remask=remask, remask_p=1.0, remask_sigma=math.nan, remask_score=score,
+                        remask_reason=RESCORE, write=write, phase="rescore")
+
+
+class _AsStep:
+    """The context as the draft sees it: its own step of its own grid (random streams stay the run's)."""
+
+    def __init__(self, ctx, st: StepTimes):
+        self._ctx, self.st = ctx, st
+
+    @property
+    def step(self) -> StepTimes:
+        return self.st
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)

@@ -1,0 +1,219 @@
+"""Strategies that choose which decoded tokens to remask, on the one step protocol.
+
+The rules are tested on small models whose right answers are known: ``PairModel`` wants the two
+tokens of each pair (2k, 2k + 1) to be equal, so a token's leave-group-out probability is
+exactly computable and a "broken" pair is known.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import explorer
+from explorer.samplers import MDLM, Rescore, ReMDMLoop, Sampler
+from explorer.samplers.rescore import lowest_per_window
+from explorer.samplers.step import Decision
+from explorer.samplers.categorical import subs_probs
+
+
+class PairModel:
+    """p(x_l = v | rest) = AGREE if v equals the decoded partner of l, shared evenly otherwise;
+    uniform over the V - 1 tokens when the partner is masked.  Fixed length, no body/head split."""
+    AGREE = 0.97
+
+    def __init__(self, L=16, V=6):
+        self.mask_id, self.vocab_size, self.seq_len, self.tokenizer = V - 1, V, L, None
+        self.calls = 0
+
+    def logits(self, z):
+        self.calls += 1
+        B, L = z.shape
+        V = self.vocab_size
+        partner = z[:, torch.arange(L) ^ 1]
+        p = torch.full((B, L, V), 1.0 / (V - 1))
+        known = partner != self.mask_id
+        other = (1 - self.AGREE) / (V - 2)
+        q = torch.full((B, L, V), other)
+        q.scatter_(-1, partner.clamp(max=V - 2)[..., None], self.AGREE)
+        p = torch.where(known[..., None], q, p)
+        p[..., self.mask_id] = 1e-30
+        return p.log()
+
+
+def broken_pairs(x):
+    return x[:, 0::2] != x[:, 1::2]
+
+
+class ContextModel:
+    """A context-dependent denoiser with the body/head split (as in test_engine)."""
+
+    def __init__(self, L=12, V=7, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.mask_id, self.vocab_size, self.seq_len, self.tokenizer = V - 1, V, L, None
+        self.emb = torch.randn(V, 16, generator=g)
+        self.pos = torch.randn(L, 16, generator=g)
+        self.mix = torch.randn(16, 16, generator=g) / 4
+        self.out = torch.randn(16, V, generator=g)
+
+    def body(self, z):
+        h = self.emb[z] + self.pos
+        return torch.tanh(h + h.mean(1, keepdim=True) @ self.mix)
+
+    def head(self, h):
+        return h @ self.out
+
+    def logits(self, z):
+        return self.head(self.body(z))
+
+
+@dataclass
+class Probe(Sampler):
+    """MDLM, plus one probe step that re-scores every decoded token and keeps what it saw."""
+    groups: int = 3
+    name = "probe-test"
+    seen = []
+
+    def grid(self, steps):
+        return MDLM().grid(steps)
+
+    def step(self, ctx):
+        if ctx.st.step < ctx.num_steps:
+            return MDLM().step(ctx)
+        decoded = ~ctx.masked & ~ctx.fixed
+        Probe.seen.append((ctx.x.clone(), decoded.clone(), ctx.rescore(decoded, self.groups),
+                           ctx.rescore(decoded, self.groups), ctx.nfe.clone()))
+        return MDLM().step(ctx)
+
+
+def test_rescore_is_the_leave_group_out_probability_of_the_current_token():
+    m = ContextModel()
+    Probe.seen.clear()
+    tr = explorer.generate(m, Probe(groups=3), 6, num_samples=4, seed=1, progress=False)
+    x, decoded, score, again, _ = Probe.seen[0]
+    assert decoded.any()
+    assert torch.equal(score.isnan(), ~decoded)
+    assert torch.equal(score.nan_to_num(-1), again.nan_to_num(-1))     # cached: same state, same ask
+    for b in range(x.shape[0]):
+        for g in range(3):
+            z = x[b:b + 1].clone()
+            group = decoded[b] & (torch.arange(x.shape[1]) % 3 == g)
+            z[0, group] = m.mask_id
+            p = subs_probs(m.logits(z)[0], m.mask_id)
+            for pos in group.nonzero().flatten().tolist():
+                assert score[b, pos].item() == pytest.approx(p[pos, x[b, pos]].item(), rel=1e-5)
+    assert tr.complete
+
+
+def test_rescore_passes_are_counted_once_per_row_and_group():
+    m = ContextModel()
+    Probe.seen.clear()
+    tr = explorer.generate(m, Probe(groups=3), 6, num_samples=4, seed=1, progress=False)
+    plain = explorer.generate(m, MDLM(), 6, num_samples=4, seed=1, progress=False)
+    x, decoded, *_ = Probe.seen[0]
+    groups_hit = torch.stack([(decoded & (torch.arange(x.shape[1]) % 3 == g)).any(1) for g in range(3)], 1).sum(1)
+    # the second, cached re-scoring costs nothing; the MDLM draws are the same as MDLM alone
+    assert torch.equal(tr.nfe - plain.nfe, groups_hit)
+    assert torch.equal(tr.final, plain.final)
+
+
+def test_lowest_per_window_picks_one_candidate_per_window():
+    score = torch.tensor([[0.5, 0.1, 0.3, 0.2, 0.9, 0.05, 0.7]], dtype=torch.float64)
+    cand = torch.tensor([[True, True, True, True, False, True, True]])
+    got = lowest_per_window(score, cand, start=1, window=3)
+    # windows from position 1: [1, 2, 3] -> 1; [4, 5, 6] -> 5 (4 is no candidate); position 0 is before start
+    assert got.tolist() == [[False, True, False, False, False, True, False]]
+    assert not lowest_per_window(score, torch.zeros_like(cand), 0, 3).any()
+
+
+def test_rescore_finds_and_fixes_every_broken_pair():
+    """An MDLM draft in one step draws every token blind (uniform): about 80 % of the pairs break.
+    Re-scoring flags exactly the broken pairs (a broken token scores (1 - AGREE) / (V - 2) = 0.0075,
+    an intact one 0.97), one token per pair (window 2), and its rewrite agrees with the partner."""
+    m = PairModel(L=16, V=6)
+    sampler = Rescore(draft=MDLM(), rounds=4, groups=2, window=2, threshold=0.1)
+    tr = explorer.generate(m, sampler, 1, num_samples=64, seed=0, progress=False)
+    draft = tr.state_at(1)
+    assert broken_pairs(draft).float().mean() > 0.6
+    ev = tr.events
+    rem = ev[ev.kind == "remask"]
+    assert (rem.reason == "rescore").all() and len(rem)
+    # every remask hit a broken pair (its state just before the round) and carried its exact score
+    for step, grp in rem.groupby("step"):
+        before = tr.state_at(int(step) - 1)
+        s, p = torch.tensor(grp["sample"].to_numpy()), torch.tensor(grp["position"].to_numpy())
+        assert broken_pairs(before)[s, p // 2].all()
+        assert grp.prob.to_numpy() == pytest.approx((1 - PairModel.AGREE) / (m.vocab_size - 2), rel=1e-4)
+        # one remask per broken pair in this round (recall 1, at most one per window)
+        assert len(grp) == int(broken_pairs(before).sum())
+    # P(a pair is still broken after 4 rounds) = 0.03^4 per pair: none of 512
+    assert not broken_pairs(tr.final).any()
+    calls = tr.steps.set_index("step")
+    assert list(calls.phase.iloc[-4:]) == ["rescore"] * 4
+    # cost: 1 draft call + per round, per row still changing: 2 scoring passes + 1 rewrite
+    assert (tr.nfe <= 1 + 4 * 3).all() and (tr.nfe >= 1 + 3).all()
+
+
+def test_rescore_draft_steps_are_the_draft_itself():
+    m = ContextModel()
+    a = explorer.generate(m, Rescore(rounds=2, groups=2), 8, num_samples=3, seed=4, progress=False)
+    b = explorer.generate(m, MDLM(), 8, num_samples=3, seed=4, progress=False)
+    assert torch.equal(a.state_at(8), b.state_at(8))
+    assert a.num_steps == 8 and len(a.steps) >= 10
+
+
+def test_rescore_corrector_inside_the_run_and_remaskable():
+    m = PairModel(L=16, V=6)
+    only_odd = torch.arange(16) % 2 == 1
+    tr = explorer.generate(m, Rescore(draft=MDLM(), rounds=3, groups=2, window=2, every=2, remaskable=only_odd),
+                           8, num_samples=16, seed=2, progress=False)
+    rem = tr.events.query("kind == 'remask'")
+    assert len(rem) and (rem.position % 2 == 1).all()
+    phases = tr.steps.phase.tolist()
+    assert phases[:3] == ["mdlm", "mdlm", "rescore"] and phases.count("rescore") == 3 + 3
+    assert not broken_pairs(tr.final).any()
+
+
+def test_rescore_config_round_trips_with_its_draft():
+    s = Rescore(draft=ReMDMLoop(eta=0.01), rounds=2, threshold=0.2, nucleus_p=0.9)
+    again = explorer.samplers.from_config(s.config)
+    assert again.config == s.config and isinstance(again.draft, ReMDMLoop) and again.draft.eta == 0.01
+    assert explorer.samplers.by_name("rescore").draft.name == "mdlm"
+    assert explorer.samplers.by_name("rescore", nucleus_p=0.9).draft.nucleus_p == 0.9
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"draft": "mdlm"}, "draft must be a sampler"),
+    ({"draft": 3}, "draft must be a sampler"),
+    ({"rounds": -1}, "rounds must be an integer"),
+    ({"groups": 0}, "groups must be an integer"),
+    ({"window": 0}, "window must be an integer"),
+    ({"threshold": 0.0}, "threshold"),
+    ({"threshold": 1.0}, "threshold"),
+    ({"threshold": 1.5}, "threshold"),
+])
+def test_rescore_bad_settings_name_the_fix(kw, match):
+    with pytest.raises(ValueError, match=match):
+        Rescore(**kw)
+
+
+def test_rescore_groups_beyond_the_length_is_refused_before_any_work():
+    m = PairModel(L=16)
+    with pytest.raises(ValueError, match="groups=17"):
+        explorer.generate(m, Rescore(groups=17), 4, progress=False)
+
+
+def test_a_sampler_cannot_remask_fixed_or_write_decoded_positions():
+    m = ContextModel()
+
+    @dataclass
+    class Rogue(Sampler):
+        name = "rogue-test"
+
+        def step(self, ctx):
+            return Decision(remask=ctx.masked.clone())       # masked positions: not decoded
+
+    with pytest.raises(ValueError, match="remask only decoded positions"):
+        explorer.generate(m, Rogue(), 2, progress=False)
