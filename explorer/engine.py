@@ -295,6 +295,7 @@ class _Context:
         self._prefixes = [rng.sample_prefix(seed, s) for s in rng_list]
         self._term = rng.counter_term(self.counters)
         self._rescored = None      # (state, ask, groups, scores) of the last rescore
+        self.memory: dict = {}     # the sampler's scratch across the steps of this batch (see samplers.step)
         self.st, self.masked = None, None
 
     # --- per step ---------------------------------------------------------------------------------

@@ -29,6 +29,10 @@ What the context offers (``ctx.``):
                                      decoded positions ``ask`` with that position masked
                                      (leave-group-out: ``groups`` strided groups, batched); nan
                                      elsewhere.  Every pass is counted in ``nfe``
+``memory``                           a dict kept across the steps of one batch, for a rule
+                                     that counts something over time (e.g. FiRe's locks); fill
+                                     it only from the context, so a run stays a function of
+                                     (seed, sample)
 ==================================== ==========================================================
 
 MDLM and LLaDA are trained only at masked positions, so the raw logits at a decoded position
@@ -95,6 +99,7 @@ class StepContext(Protocol):
     mask_id: int
     vocab_size: int
     topk: int
+    memory: dict
 
     @property
     def st(self): ...
