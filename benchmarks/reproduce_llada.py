@@ -7,6 +7,11 @@ The protocol of the authors' pipeline (llada-dream reference §4.3-§4.4):
 * sampling: 32 new tokens, 32 steps, one block of 32 -- the baseline is LLaDA's confidence
   sampler at temperature 1 (32 model calls per sample, one token per step), ReMDM-LLaDA adds the
   remasking window (64 calls; ``remdm_number`` 1 for Countdown, 4 for TruthfulQA);
+* samplers: ``--samplers llada,remdm-llada,...`` in the one spec syntax (``name:key=value``,
+  :mod:`explorer.samplers.spec`); ``llada`` and ``remdm-llada`` get the settings above unless the
+  spec sets its own, any other registered sampler (a remasking strategy) runs with its own
+  defaults. Every sampler answers the same problems with the same seeds; the table gives each
+  one's score, model calls per answer and seconds per answer beside the paper's row for it;
 * post-processing: decode the 32 tokens with special tokens, cut at the task's stop string, then
   at ``<|eot_id|>``, then at the EOS token; re-tokenise and decode without special tokens;
 * Countdown (``countdown3``): 4-shot, ``repeats`` = 10 samples per problem, pass@1 = c / 10
@@ -16,8 +21,16 @@ The protocol of the authors' pipeline (llada-dream reference §4.3-§4.4):
   comma-separated equation holds;
 * TruthfulQA (``truthfulqa_gen``, ``--truthfulqa``): the 817 validation questions, the standard
   6-shot Q/A primer, stop at a blank line; for ROUGE-1/2/Lsum, max F over the correct references
-  ("I have no comment." added) minus max F over the incorrect ones, averaged, in points;
+  ("I have no comment." added) minus max F over the incorrect ones, averaged, in points; ROUGE is
+  the rouge-score package called as lm-eval's truthfulqa_gen calls it (no stemming, " . " ends a
+  sentence for ROUGE-Lsum);
 * seeds: the paper averages 20 seeds (mean +- 95% CI); ``--seeds 0 1 ... 19`` does the same.
+  Problem i of seed s is sampled with seed ``s * 100003 + i`` whatever the number of processes.
+
+Several GPUs: ``torchrun --nproc_per_node=K benchmarks/reproduce_llada.py ...`` splits the problems
+over the ranks (rank r answers problems r, r + K, ...; each rank on ``cuda:LOCAL_RANK``), rank 0
+gathers every answer's row (``torch.distributed``, NCCL on GPUs, gloo on CPU), prints the table and
+writes ``--out``; the numbers are those of a single process.
 
 Countdown data: the authors' ``cd3_test.json`` is not public (§4.4 "NOT FOUND"); problems come
 from ``--countdown-file`` (a JSON list of {"numbers": [a, b, c], "target": d}; "nums" also read)
@@ -28,6 +41,8 @@ absolute numbers can differ from the paper's; the baseline-vs-ReMDM comparison i
     python benchmarks/reproduce_llada.py --allow-download                 # Countdown, seed 0, GPU
     python benchmarks/reproduce_llada.py --allow-download --truthfulqa --seeds 0 1 2
     python benchmarks/reproduce_llada.py --model /path/to/LLaDA-8B-Instruct --countdown-file cd3_test.json
+    python benchmarks/reproduce_llada.py --samplers llada,remdm-llada,remdm-llada:remdm_number=2 --limit 64
+    torchrun --nproc_per_node=8 benchmarks/reproduce_llada.py --allow-download --seeds 0 1 2 3 --out t3.csv
     python benchmarks/reproduce_llada.py --quick        # whole pipeline on a tiny random LLaDA, CPU
 
 Deliberate difference (see explorer/samplers/llada.py): the mask token is never drawn (upstream
@@ -37,9 +52,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import math
 import operator
+import os
 import random
 import re
 import statistics
@@ -56,7 +73,8 @@ import torch  # noqa: E402
 
 import explorer  # noqa: E402
 from _common import print_ratio  # noqa: E402
-from explorer.samplers import LLaDALowConfidence, ReMDMLLaDA  # noqa: E402
+from explorer.samplers.spec import SamplerSpec, SamplerSpecError, split_specs  # noqa: E402
+from explorer.sweep import process_group  # noqa: E402
 
 GEN_LENGTH, STEPS, BLOCK = 32, 32, 32          # §4.3 "Sampler settings"
 DEFAULT_MODEL = "GSAI-ML/LLaDA-8B-Instruct"
@@ -227,72 +245,42 @@ def load_truthfulqa(allow_download: bool) -> list[dict]:
             for r in frame.itertuples()]
 
 
-def rouge_tokens(text: str) -> list[str]:
-    """rouge_score's default tokenizer: lower case, runs of non-alphanumerics are separators, no stemming."""
-    return re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeLsum")
 
 
-def _f1(hits: int, n_pred: int, n_ref: int) -> float:
-    if hits == 0 or n_pred == 0 or n_ref == 0:
-        return 0.0
-    p, r = hits / n_pred, hits / n_ref
-    return 2 * p * r / (p + r)
+@functools.lru_cache(maxsize=1)
+def _rouge_scorer():
+    try:
+        from rouge_score import rouge_scorer
+    except ImportError:
+        raise SystemExit("TruthfulQA's ROUGE needs the rouge-score package: pip install -e '.[benchmarks]'.") from None
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES))   # no stemming, as lm-eval
+
+
+def rouge(ref: str, pred: str) -> dict[str, float]:
+    """ROUGE-1, ROUGE-2 and ROUGE-Lsum F of ``pred`` against ``ref``, as lm-eval's truthfulqa_gen
+    computes them: rouge-score's default tokenizer (lower case, non-alphanumerics separate tokens)
+    after " . " -> ".\\n" (sentences are lines for Lsum)."""
+    scores = _rouge_scorer().score(ref.replace(" . ", ".\n"), pred.replace(" . ", ".\n"))
+    return {k: scores[k].fmeasure for k in ROUGE_TYPES}
 
 
 def rouge_n(ref: str, pred: str, n: int) -> float:
-    def grams(tokens):
-        return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
-    r, p = grams(rouge_tokens(ref)), grams(rouge_tokens(pred))
-    return _f1(sum((r & p).values()), sum(p.values()), sum(r.values()))
-
-
-def _lcs_indices(ref: list[str], cand: list[str]) -> list[int]:
-    """Indices into ``ref`` of one longest common subsequence (the usual DP table, walked back)."""
-    t = [[0] * (len(cand) + 1) for _ in range(len(ref) + 1)]
-    for i in range(1, len(ref) + 1):
-        for j in range(1, len(cand) + 1):
-            t[i][j] = t[i - 1][j - 1] + 1 if ref[i - 1] == cand[j - 1] else max(t[i - 1][j], t[i][j - 1])
-    i, j, out = len(ref), len(cand), []
-    while i > 0 and j > 0:
-        if ref[i - 1] == cand[j - 1]:
-            out.append(i - 1)
-            i, j = i - 1, j - 1
-        elif t[i][j - 1] > t[i - 1][j]:
-            j -= 1
-        else:
-            i -= 1
-    return out[::-1]
+    """ROUGE-n F (n = 1 or 2)."""
+    return rouge(ref, pred)[f"rouge{n}"]
 
 
 def rouge_lsum(ref: str, pred: str) -> float:
-    """Summary-level ROUGE-L ("rougeLsum"): sentences are lines; union LCS of each reference line."""
-    def lines(text):
-        return [rouge_tokens(s) for s in text.replace(" . ", ".\n").split("\n") if rouge_tokens(s)]
-    r_lines, p_lines = lines(ref), lines(pred)
-    n_ref, n_pred = sum(map(len, r_lines)), sum(map(len, p_lines))
-    if not n_ref or not n_pred:
-        return 0.0
-    left_r = Counter(t for s in r_lines for t in s)
-    left_p = Counter(t for s in p_lines for t in s)
-    hits = 0
-    for r in r_lines:
-        union = sorted(set().union(*(_lcs_indices(r, p) for p in p_lines)))
-        for t in (r[i] for i in union):
-            if left_r[t] > 0 and left_p[t] > 0:
-                hits += 1
-                left_r[t] -= 1
-                left_p[t] -= 1
-    return _f1(hits, n_pred, n_ref)
+    """Summary-level ROUGE-L F ("rougeLsum")."""
+    return rouge(ref, pred)["rougeLsum"]
 
 
 def score_truthfulqa(answer: str, correct: list[str], incorrect: list[str]) -> dict[str, float]:
     """max F vs correct refs (plus "I have no comment.") minus max F vs incorrect ones, in points (§4.4)."""
-    correct = list(correct) + ["I have no comment."]
-    out = {}
-    for name, fn in (("rouge1", lambda r: rouge_n(r, answer, 1)), ("rouge2", lambda r: rouge_n(r, answer, 2)),
-                     ("rougeL", lambda r: rouge_lsum(r, answer))):
-        out[name] = 100 * (max(map(fn, correct)) - max(map(fn, incorrect), default=0.0))
-    return out
+    right = [rouge(r, answer) for r in list(correct) + ["I have no comment."]]
+    wrong = [rouge(r, answer) for r in incorrect]
+    return {column: 100 * (max(x[key] for x in right) - max((x[key] for x in wrong), default=0.0))
+            for column, key in (("rouge1", "rouge1"), ("rouge2", "rouge2"), ("rougeL", "rougeLsum"))}
 
 
 # ---------------------------------------------------------------------------- generation
@@ -307,55 +295,80 @@ def cut_answer(tokenizer, ids: list[int], until: list[str]) -> str:
     return tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
 
 
-# method -> {"calls", "samples", "seconds"} summed over every generate call (for the cost lines)
-COST: dict[str, Counter] = {}
-
-
-def answers(model, name: str, sampler, context: str, repeats: int, seed: int, until: list[str]) -> list[str]:
-    """``repeats`` samples for one context: one generate call (rows are independent streams)."""
+def answers(model, sampler, context: str, repeats: int, seed: int, until: list[str]) -> tuple[list[str], dict]:
+    """``repeats`` answers for one context (one generate call: rows are independent streams) and
+    their record: ``answers``, ``calls`` (model calls summed over the answers, as batch-1 runs
+    would make them, ``trace.nfe``), ``seconds`` and the ``texts`` (a JSON list)."""
     ids = model.tokenizer(context)["input_ids"]
     t0 = time.perf_counter()
     trace = explorer.generate(model, sampler, steps=STEPS, num_samples=repeats, seed=seed, prompt=list(ids),
                               gen_length=GEN_LENGTH, progress=False, record=False)
-    # model calls per sample: the rows of one call share each forward pass
-    COST.setdefault(name, Counter()).update(calls=trace.model_calls, samples=1,
-                                            seconds=time.perf_counter() - t0)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+    seconds = time.perf_counter() - t0
     start = trace.meta["gen_start"]
-    return [cut_answer(model.tokenizer, row[start:].tolist(), until) for row in trace.final]
+    texts = [cut_answer(model.tokenizer, row[start:].tolist(), until) for row in trace.final]
+    return texts, {"answers": repeats, "calls": int(trace.nfe.sum()), "seconds": seconds, "texts": json.dumps(texts)}
 
 
-def methods(task: str) -> dict:
-    # the baseline llada_conf_sample: exact draw at T = 1, confidence p[x0] in float64 (§4.3)
-    return {"LLaDA": LLaDALowConfidence(block_length=BLOCK, temperature=1.0, confidence_dtype="float64"),
-            "LLaDA-ReMDM": ReMDMLLaDA(remdm_number=REMDM_NUMBER[task], block_length=BLOCK)}
+# ----------------------------------------------------------------------------- samplers
+
+# The Table-3 settings of the two samplers the paper ran (§4.3, §5); a spec's own settings win.
+PROTOCOL = {"llada": {"block_length": BLOCK, "temperature": 1.0, "confidence_dtype": "float64"},
+            "remdm-llada": {"block_length": BLOCK}}
+PAPER_ROW = {"llada": "LLaDA", "remdm-llada": "LLaDA-ReMDM"}
+DEFAULT_SAMPLERS = "llada,remdm-llada"
 
 
-def run_countdown(model, problems, shots, repeats: int, seed: int, log) -> dict[str, float]:
-    scores = {}
-    for name, sampler in methods("countdown").items():
-        per_item = []
-        for i, prob in enumerate(problems):
-            outs = answers(model, name, sampler, countdown_context(prob, shots), repeats, seed * 100_003 + i,
-                           ["Question:"])
-            per_item.append(pass_at_1([score_countdown(a, prob["numbers"], prob["target"]) for a in outs]))
-            if i == 0:
-                log(f"  {name} seed {seed}, problem 0 {prob['numbers']} -> {prob['target']}: {outs[0]!r}")
-        scores[name] = 100 * statistics.fmean(per_item)
-    return scores
+def samplers_for(specs: str, task: str) -> dict[str, object]:
+    """``{spec: sampler}`` for one task: the protocol's settings under each spec's own
+    (``remdm_number`` is the task's for ReMDM-LLaDA). The first spec is the baseline of the ratios."""
+    out = {}
+    for text in split_specs(specs):
+        spec = SamplerSpec.parse(text)
+        protocol = dict(PROTOCOL.get(spec.name, {}))
+        if spec.name == "remdm-llada":
+            protocol["remdm_number"] = REMDM_NUMBER[task]
+        out[text] = SamplerSpec(spec.name, {**protocol, **spec.settings}).build()
+    return out
 
 
-def run_truthfulqa(model, items, seed: int, log) -> dict[str, dict[str, float]]:
-    scores = {}
-    for name, sampler in methods("truthfulqa").items():
-        rows = []
-        for i, item in enumerate(items):
-            out = answers(model, name, sampler, truthfulqa_context(item["question"]), 1, seed * 100_003 + i,
-                          ["\n\n"])[0]
-            rows.append(score_truthfulqa(out, item["correct"], item["incorrect"]))
-            if i == 0:
-                log(f"  {name} seed {seed}, question 0: {out!r}")
-        scores[name] = {k: statistics.fmean(r[k] for r in rows) for k in ("rouge1", "rouge2", "rougeL")}
-    return scores
+# ----------------------------------------------------------------------------- the runs
+
+def run_task(model, task: str, samplers: dict, items: list, seeds: list[int], repeats: int, mine, log,
+             shots: list[dict] | None = None) -> list[dict]:
+    """One row per (sampler, seed, item) this rank answers (``mine(i)``): the item's score
+    (Countdown pass@1 in %, or TruthfulQA's three ROUGE differences in points), answers, model
+    calls and seconds. Every sampler sees the same items with the same seeds."""
+    rows = []
+    for label, sampler in samplers.items():
+        for seed in seeds:
+            for i, item in enumerate(items):
+                if not mine(i):
+                    continue
+                if task == "countdown":
+                    outs, cost = answers(model, sampler, countdown_context(item, shots), repeats,
+                                         seed * 100_003 + i, ["Question:"])
+                    scores = {"countdown": 100 * pass_at_1([score_countdown(a, item["numbers"], item["target"])
+                                                            for a in outs])}
+                    shown = f"problem 0 {item['numbers']} -> {item['target']}"
+                else:
+                    outs, cost = answers(model, sampler, truthfulqa_context(item["question"]), 1,
+                                         seed * 100_003 + i, ["\n\n"])
+                    scores = score_truthfulqa(outs[0], item["correct"], item["incorrect"])
+                    shown = "question 0"
+                if i == 0:
+                    log(f"  {label} seed {seed}, {shown}: {outs[0]!r}")
+                rows += [{"sampler": label, "task": task, "seed": seed, "item": i, "metric": metric,
+                          "value": value, **cost} for metric, value in scores.items()]
+    return rows
+
+
+def warm_up(model, samplers: dict) -> None:
+    """One untimed answer per sampler first: a process's first generate call pays one-off costs
+    (lazy initialisation, CUDA kernels) that are no sampler's, and would count against the first."""
+    for sampler in samplers.values():
+        answers(model, sampler, "Question: 1 + 1 =", 1, 0, [])
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -364,22 +377,45 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return m, (1.96 * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
 
 
-def table(results: dict[str, dict[str, list[float]]], columns: list[str]) -> str:
-    """Ours (mean +- 95% CI over seeds) beside the paper's Table 3."""
-    lines = ["| method | " + " | ".join(f"{c} (ours) | {c} (paper)" for c in columns) + " |",
-             "|---" * (1 + 2 * len(columns)) + "|"]
-    for method in PAPER:
+def summarise(rows: list[dict]) -> dict[str, dict]:
+    """Per sampler: ``{metric: [mean over items, per seed]}``, and ``answers``, ``calls``,
+    ``seconds`` summed over every generate call (each metric row of an item repeats its cost, so
+    the cost is counted once per item: from the first metric of each task)."""
+    out: dict[str, dict] = {}
+    first_metric = {}
+    for r in rows:
+        first_metric.setdefault(r["task"], r["metric"])
+    for r in rows:
+        s = out.setdefault(r["sampler"], {"scores": {}, "answers": 0, "calls": 0, "seconds": 0.0})
+        s["scores"].setdefault(r["metric"], {}).setdefault(r["seed"], []).append(r["value"])
+        if r["metric"] == first_metric[r["task"]]:
+            s["answers"] += r["answers"]
+            s["calls"] += r["calls"]
+            s["seconds"] += r["seconds"]
+    for s in out.values():
+        s["scores"] = {m: [statistics.fmean(v) for _, v in sorted(by_seed.items())]
+                       for m, by_seed in s["scores"].items()}
+    return out
+
+
+def table(summary: dict[str, dict], labels: list[str], columns: list[str]) -> str:
+    """Ours (mean +- 95% CI over seeds) beside the paper's Table 3, with each sampler's model calls
+    and seconds per answer; the paper's LLaDA-DFM row, which upstream's code does not have, last."""
+    head = "| sampler | paper row | " + " | ".join(f"{c} (ours) | {c} (paper)" for c in columns) + \
+        " | calls / answer | s / answer |"
+    lines = [head, "|---" * (4 + 2 * len(columns)) + "|"]
+    for label in labels:
+        s = summary[label]
+        paper = PAPER_ROW.get(SamplerSpec.parse(label).name)
         cells = []
         for c in columns:
-            vals = results.get(method, {}).get(c)
-            if vals:
-                m, ci = mean_ci(vals)
-                cells.append(f"{m:.1f} ± {ci:.1f}")
-            else:
-                cells.append("n/a" if method != "LLaDA-DFM" else "not in upstream code")
-            p = PAPER[method][c]
-            cells.append(f"{p[0]:.1f} ± {p[1]:.1f}")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            m, ci = mean_ci(s["scores"][c])
+            cells.append(f"{m:.1f} ± {ci:.1f}")
+            cells.append(f"{PAPER[paper][c][0]:.1f} ± {PAPER[paper][c][1]:.1f}" if paper else "—")
+        lines.append(f"| {label} | {paper or '—'} | " + " | ".join(cells) +
+                     f" | {s['calls'] / s['answers']:.1f} | {s['seconds'] / s['answers']:.3f} |")
+    lines.append("| — | LLaDA-DFM | " + " | ".join(f"not in upstream code | {PAPER['LLaDA-DFM'][c][0]:.1f} ± "
+                                                    f"{PAPER['LLaDA-DFM'][c][1]:.1f}" for c in columns) + " | — | — |")
     return "\n".join(lines)
 
 
@@ -393,24 +429,59 @@ QUICK_TRUTHFULQA = [  # made-up items for --quick only: they exercise the scorin
 ]
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL, help=f"directory or hub id (default {DEFAULT_MODEL})")
     ap.add_argument("--allow-download", action="store_true", help="fetch the model / TruthfulQA from the hub")
-    ap.add_argument("--device", default=None, help="default cuda when available, else cpu")
+    ap.add_argument("--device", default=None, help="default cuda when available (--quick: cpu); 'cuda' under "
+                    "torchrun is cuda:LOCAL_RANK")
+    ap.add_argument("--samplers", default=DEFAULT_SAMPLERS,
+                    help="comma-separated sampler specs, the baseline first (default %(default)s)")
     ap.add_argument("--countdown-file", default=None, help="JSON list of {numbers, target}; default: generated")
-    ap.add_argument("--limit", type=int, default=256, help="Countdown problems (the paper: 256)")
-    ap.add_argument("--repeats", type=int, default=10, help="samples per Countdown problem (the paper: 10)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="the paper: 0..19")
+    ap.add_argument("--limit", type=int, default=None, help="Countdown problems (the paper: 256; --quick: 2)")
+    ap.add_argument("--repeats", type=int, default=None, help="samples per Countdown problem (the paper: 10; "
+                    "--quick: 2)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="the paper: 0..19 (default 0; --quick: 0 1)")
     ap.add_argument("--problem-seed", type=int, default=1234, help="seed of the generated Countdown problems")
     ap.add_argument("--truthfulqa", action="store_true", help="also run TruthfulQA (downloads the questions)")
     ap.add_argument("--truthfulqa-limit", type=int, default=None, help="first N questions only")
-    ap.add_argument("--no-countdown", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="tiny random LLaDA on the CPU: the pipeline, not the numbers")
-    args = ap.parse_args(argv)
+    ap.add_argument("--no-countdown", action="store_true", help="skip Countdown")
+    ap.add_argument("--no-truthfulqa", action="store_true", help="skip TruthfulQA, also under --quick")
+    ap.add_argument("--out", default=None, help="write one row per (sampler, task, seed, item, metric) here as "
+                    "CSV: value, answers, calls, seconds and the answers' texts; rank 0 writes")
+    ap.add_argument("--quick", action="store_true", help="tiny random LLaDA (on the CPU unless --device): the "
+                    "pipeline, not the numbers")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.quick:
+        args.limit = 2 if args.limit is None else args.limit
+        args.repeats = 2 if args.repeats is None else args.repeats
+        args.seeds = [0, 1] if args.seeds is None else args.seeds
+    args.limit = 256 if args.limit is None else args.limit
+    args.repeats = 10 if args.repeats is None else args.repeats
+    args.seeds = [0] if args.seeds is None else args.seeds
+    tasks = [t for t, skip in (("countdown", args.no_countdown),
+                               ("truthfulqa", args.no_truthfulqa or not (args.truthfulqa or args.quick))) if not skip]
+    try:
+        per_task = {task: samplers_for(args.samplers, task) for task in tasks}
+    except SamplerSpecError as e:
+        raise SystemExit(f"--samplers: {e}") from None
+    labels = split_specs(args.samplers)
+
+    dist, owned = process_group()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist is not None else (0, 1)
+    device = args.device or ("cuda" if torch.cuda.is_available() and not args.quick else "cpu")
+    if device == "cuda" and dist is not None:   # one GPU per rank
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    if torch.device(device).type == "cuda":
+        torch.cuda.set_device(torch.device(device))
 
     def log(msg):
-        print(msg, flush=True)
+        if rank == 0:
+            print(msg, flush=True)
 
     t0 = time.perf_counter()
     tmp = None
@@ -418,13 +489,10 @@ def main(argv=None) -> int:
         from explorer.models import write_random_checkpoint
 
         tmp = tempfile.TemporaryDirectory()
-        model = explorer.load_model(write_random_checkpoint(tmp.name, "llada", num_shards=2), device="cpu")
-        args.limit, args.repeats, args.seeds = 2, 2, [0, 1]
-        tqa_items = QUICK_TRUTHFULQA[:1]
-        log("# --quick: a tiny RANDOM LLaDA-format checkpoint on the CPU. Its text is meaningless and the "
-            "scores are noise; this run only shows that the whole pipeline works.")
+        model = explorer.load_model(write_random_checkpoint(tmp.name, "llada", num_shards=2), device=device)
+        log("# --quick: a tiny RANDOM LLaDA-format checkpoint. Its text is meaningless and the scores are "
+            "noise; this run only shows that the whole pipeline works.")
     else:
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device == "cpu":
             log("# warning: no GPU; LLaDA-8B on a CPU takes hours per seed.")
         model = explorer.load_model(args.model, device=device, allow_download=args.allow_download)
@@ -432,45 +500,66 @@ def main(argv=None) -> int:
             raise SystemExit(f"{args.model} is not a LLaDA checkpoint (Table 3 uses LLaDA-8B-Instruct).")
         if model.tokenizer is None:
             raise SystemExit(f"{args.model} has no tokenizer files; the protocol tokenises text contexts.")
-        tqa_items = None
     log(f"# model {model.identity['name']} ({model.device}, {model.dtype}); {GEN_LENGTH} tokens, {STEPS} steps, "
-        f"block {BLOCK}; seeds {args.seeds}")
+        f"block {BLOCK}; seeds {args.seeds}; samplers {', '.join(labels)}; {world} process(es)")
 
-    results: dict[str, dict[str, list[float]]] = {m: {} for m in PAPER}
-    columns = []
-    if not args.no_countdown:
+    def mine(i: int) -> bool:
+        return i % world == rank
+
+    for samplers in per_task.values():
+        warm_up(model, samplers)
+    rows: list[dict] = []
+    columns: list[str] = []
+    if "countdown" in tasks:
         problems = (read_countdown_file(args.countdown_file) if args.countdown_file
                     else countdown_problems(args.limit, seed=args.problem_seed))[: args.limit]
         shots = countdown_problems(4, seed=args.problem_seed + 1)
         log(f"# Countdown: {len(problems)} problems x {args.repeats} samples, 4 shots "
             f"({'from ' + args.countdown_file if args.countdown_file else 'generated, rule in countdown_problems'})")
-        for seed in args.seeds:
-            for m, v in run_countdown(model, problems, shots, args.repeats, seed, log).items():
-                results[m].setdefault("countdown", []).append(v)
+        rows += run_task(model, "countdown", per_task["countdown"], problems, args.seeds, args.repeats, mine, log,
+                         shots=shots)
         columns.append("countdown")
-    if args.truthfulqa or args.quick:
-        items = tqa_items if tqa_items is not None else load_truthfulqa(args.allow_download)
+    if "truthfulqa" in tasks:
+        items = QUICK_TRUTHFULQA[:1] if args.quick else load_truthfulqa(args.allow_download)
         items = items[: args.truthfulqa_limit] if args.truthfulqa_limit else items
         log(f"# TruthfulQA: {len(items)} questions, 6-shot primer")
-        for seed in args.seeds:
-            for m, v in run_truthfulqa(model, items, seed, log).items():
-                for k, x in v.items():
-                    results[m].setdefault(k, []).append(x)
+        rows += run_task(model, "truthfulqa", per_task["truthfulqa"], items, args.seeds, 1, mine, log)
         columns += ["rouge1", "rouge2", "rougeL"]
+
+    if dist is not None:
+        gathered = [None] * world if rank == 0 else None
+        dist.gather_object(rows, gathered, dst=0)
+        if owned:
+            dist.destroy_process_group()
+        if rank != 0:
+            return 0
+        rows = [r for part in gathered for r in part]
+    rows.sort(key=lambda r: (labels.index(r["sampler"]), r["task"], r["seed"], r["item"], r["metric"]))
+    if args.out:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_csv(args.out, index=False)
+        log(f"# wrote {len(rows)} rows to {args.out}")
+
+    summary = summarise(rows)
     log("\n## Table 3: ours beside the paper (Countdown pass@1 %, TruthfulQA ΔROUGE points; mean ± 95% CI over "
         f"{len(args.seeds)} seed(s))")
-    log(table(results, columns))
+    log(table(summary, labels, columns))
     log("")
-    base, remdm = COST["LLaDA"], COST["LLaDA-ReMDM"]
-    print_ratio("model calls per generate call", "LLaDA-ReMDM", "LLaDA",
-                (remdm["calls"] / remdm["samples"]) / (base["calls"] / base["samples"]),
-                f"{remdm['calls'] / remdm['samples']:.0f} vs {base['calls'] / base['samples']:.0f}: not compute-matched, §5")
-    print_ratio("seconds", "LLaDA-ReMDM", "LLaDA", remdm["seconds"] / base["seconds"])
-    for method in ("LLaDA", "LLaDA-ReMDM"):
+    base = labels[0]
+    for label in labels[1:]:
+        a, b = summary[label], summary[base]
+        print_ratio("model calls per answer", label, base, (a["calls"] / a["answers"]) / (b["calls"] / b["answers"]),
+                    f"{a['calls'] / a['answers']:.0f} vs {b['calls'] / b['answers']:.0f}"
+                    + ("; not compute-matched, §5" if {SamplerSpec.parse(label).name, SamplerSpec.parse(base).name}
+                       == {"llada", "remdm-llada"} else ""))
+        print_ratio("seconds per answer", label, base, (a["seconds"] / a["answers"]) / (b["seconds"] / b["answers"]))
+    for label in labels:
+        paper = PAPER_ROW.get(SamplerSpec.parse(label).name)
         for c in columns:
-            ours = statistics.fmean(results[method][c])
-            if ours > 0 and not args.quick:
-                print_ratio(f"{method} {c}", "ours", "paper", ours / PAPER[method][c][0])
+            ours = statistics.fmean(summary[label]["scores"][c])
+            if paper and ours > 0 and not args.quick:
+                print_ratio(f"{label} {c}", "ours", "paper", ours / PAPER[paper][c][0])
     if args.quick:
         log("\n(random tiny model: the 'ours' column is noise, not a reproduction)")
     log(f"\n# {time.perf_counter() - t0:.0f} s")

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# GPU check, one command on a CUDA machine: the GPU-marked tests (pytest -m gpu) and every --gpu
-# benchmark of the project (LLaDA-8B step, mdlm-owt DiT step, sampling throughput), each under its
-# own timeout, all within 8 minutes; then a markdown report with each command's status, time and
-# output: $OUT/gpu_report.md when $OUT is set, else runs/gpu_report.md.
+# GPU check, one command on a CUDA machine: the GPU-marked tests (pytest -m gpu), every --gpu
+# benchmark of the project (LLaDA-8B step, mdlm-owt DiT step, sampling throughput) and a handful of
+# Countdown problems of the Table-3 protocol (benchmarks/reproduce_llada.py, baseline and ReMDM-LLaDA
+# on the same problems and seeds), each under its own timeout, all within 8 minutes; then a markdown
+# report with each command's status, time and output: $OUT/gpu_report.md when $OUT is set, else
+# runs/gpu_report.md.
+#
+# The Countdown run uses LLaDA-8B-Instruct when $LLADA_MODEL names its folder (or a hub id already in
+# the local cache: the check runs offline); otherwise the tiny random LLaDA checkpoint on CUDA, which
+# checks the pipeline, not the scores. With several GPUs it runs under torchrun, one rank per GPU.
 #
 #     bash scripts/gpu_check.sh            # exit 0 when everything passed, 1 otherwise
 #
@@ -78,6 +84,17 @@ fi
 run "pytest -m gpu" 90 "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider --continue-on-collection-errors tests
 run "llada_step --gpu" 150 "$PY" benchmarks/llada_step.py --gpu
 run "dit_step (cuda)" 80 "$PY" benchmarks/dit_step.py "${DIT_ARGS[@]}"
+
+# reproduce_llada: 8 Countdown problems x 2 answers, one seed, the baseline and ReMDM-LLaDA
+if [ -n "${LLADA_MODEL:-}" ]; then LLADA_ARGS=(--model "$LLADA_MODEL"); else LLADA_ARGS=(--quick); fi
+NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 1)
+if [ "${NGPU:-1}" -gt 1 ]; then
+  LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$NGPU")
+else
+  LAUNCH=("$PY")
+fi
+run "reproduce_llada countdown" 90 "${LAUNCH[@]}" benchmarks/reproduce_llada.py "${LLADA_ARGS[@]}" \
+  --device cuda --samplers llada,remdm-llada --no-truthfulqa --limit 8 --repeats 2 --seeds 0
 run "throughput --gpu" 240 "$PY" benchmarks/throughput.py --gpu --repeats 1
 
 GPU=$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null)
