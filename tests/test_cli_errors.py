@@ -4,6 +4,7 @@ process; one runs the real interpreter."""
 from __future__ import annotations
 
 import argparse
+import re
 import os
 import subprocess
 import sys
@@ -273,3 +274,62 @@ def test_chat_prompt_on_llada_writes_a_trace(capsys, tmp_path, tiny_llada):
     assert not (tr.final == tr.mask_id).any()
     printed = capsys.readouterr().out
     assert "--- sample 2 of 2 ---" in printed
+
+
+# ----------------------------------------------------------------------------- the one sampler-spec syntax
+
+def test_a_spec_reads_the_same_alone_and_in_a_list():
+    from explorer.samplers.spec import SamplerSpec, parse_sampler, parse_samplers, split_specs
+
+    assert split_specs("mdlm, remdm-loop:eta=0.05,nucleus_p=0.9 ,remdm-cap:eta=0.01") == \
+        ["mdlm", "remdm-loop:eta=0.05:nucleus_p=0.9", "remdm-cap:eta=0.01"]
+    assert split_specs(["mdlm", "remdm-cap:eta=0.02,nucleus_p=0.9"]) == ["mdlm", "remdm-cap:eta=0.02:nucleus_p=0.9"]
+    assert SamplerSpec.parse("ReMDM_Loop:eta=0.05,nucleus_p=0.9") == \
+        SamplerSpec("remdm-loop", {"eta": 0.05, "nucleus_p": 0.9})
+    # JSON values where they are JSON (brackets keep their commas), plain strings otherwise
+    assert SamplerSpec.parse("confidence:order=random:x=[1,2]:y=true").settings == \
+        {"order": "random", "x": [1, 2], "y": True}
+    one = parse_sampler("remdm-loop:eta=0.05,nucleus_p=0.9")
+    assert one.config == parse_sampler("remdm-loop:eta=0.05:nucleus_p=0.9").config
+    assert (one.eta, one.nucleus_p) == (0.05, 0.9)
+    # defaults apply unless the spec sets them; a sampler object passes through
+    got = parse_samplers("mdlm,remdm-cap:nucleus_p=0.5", nucleus_p=0.9)
+    assert list(got) == ["mdlm", "remdm-cap:nucleus_p=0.5"]
+    assert got["mdlm"].nucleus_p == 0.9 and got["remdm-cap:nucleus_p=0.5"].nucleus_p == 0.5
+    assert parse_sampler(one) is one and parse_samplers({"a": one, "b": "mdlm"})["a"] is one
+    assert str(SamplerSpec.parse("remdm-cap:eta=0.02")) == "remdm-cap:eta=0.02"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("remdm-magic", "unknown sampler 'remdm-magic'; choose one of mdlm"),
+    ("remdm-cap:0.02", "write key=value"),
+    ("remdm-cap:eta", "write key=value"),
+    ("remdm-cap:eta=5", "remdm-cap: eta=5 is outside"),
+    ("mdlm:eta=0.1", "bad settings for mdlm"),
+    ("mdlm,remdm-cap", "holds 2 samplers"),
+    ("", "empty sampler spec"),
+])
+def test_a_bad_spec_says_what_to_write(spec, message):
+    from explorer.samplers.spec import SamplerSpecError, parse_sampler
+
+    with pytest.raises(SamplerSpecError, match=re.escape(message)):
+        parse_sampler(spec)
+    assert issubclass(SamplerSpecError, ValueError)
+
+
+def test_a_list_refuses_the_same_label_twice():
+    from explorer.samplers.spec import SamplerSpecError, parse_samplers
+
+    with pytest.raises(SamplerSpecError, match="listed twice"):
+        parse_samplers("mdlm,mdlm")
+
+
+def test_generate_takes_a_spec_and_json_settings_over_it(capsys, tmp_path):
+    out = tmp_path / "t.csv"
+    assert cli.main([*GEN, "--sampler", "remdm-cap:eta=0.5", "--settings", '{"nucleus_p": 0.9}', "--out", str(out)]) == 0
+    assert explorer.Trace.read(out).meta["sampler"] == {"name": "remdm-cap", "eta": 0.5, "nucleus_p": 0.9}
+
+
+def test_repair_refuses_a_bad_setting_before_loading(capsys, tmp_path, no_model_loaded):
+    refused(capsys, ["repair", "--eta", "5", "--out", str(tmp_path / "r.csv")], "--alpha/--eta", tmp_path)
+    refused(capsys, ["repair", "--steps", "0"], "explorer repair --help", tmp_path)
