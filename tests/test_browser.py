@@ -102,13 +102,16 @@ KERNEL_IDLE = ("() => { const w = window.jupyterapp && window.jupyterapp.shell.c
                " return k && k.status === 'idle'; }")
 
 
-def _open_and_run_all(page, url, token, name):
-    """Open a notebook in Lab, wait for its kernel, run every cell, fail on a traceback."""
+def _open_and_run_all(page, url, token, name, before_run=None):
+    """Open a notebook in Lab, wait for its kernel, run every cell, fail on a traceback.
+    ``before_run(page)`` runs once the kernel is up, before the cells (e.g. to start watching)."""
     # a workspace of its own, reset: only this notebook open, whatever an earlier test left open
     page.goto(f"{url}/lab/workspaces/{Path(name).stem}/tree/{name}?token={token}&reset", timeout=90_000)
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=90_000)
     # the kernel must be up before "run all", or the first cells race the kernel start
     page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    if before_run is not None:
+        before_run(page)
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     # every code cell has run: no prompt left empty or busy
     page.wait_for_function(
@@ -127,6 +130,16 @@ def _type_into_readout(page, readout, value) -> None:
     page.keyboard.press("Enter")
 
 
+def _set_step(page, scope, value: int) -> None:
+    """Move a viewer's step slider (it has no numeric readout) the way a keyboard user does:
+    focus its handle, Home to the first state, then one arrow press per step."""
+    handle = scope.locator(".remdm-step-slider .noUi-handle").first
+    handle.click()
+    page.keyboard.press("Home")
+    for _ in range(int(value)):
+        page.keyboard.press("ArrowRight")
+
+
 def test_quickstart_in_jupyterlab(browser, lab):
     url, token, work = lab
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -141,8 +154,8 @@ def test_quickstart_in_jupyterlab(browser, lab):
         assert "step" in before and "masked" in before, before[:200]
         page.screenshot(path=str(SHOTS / "quickstart_before.png"))
 
-        _type_into_readout(page, page.locator(".remdm-step-slider .widget-readout").first, 3)
-        page.wait_for_function(f"(before) => ({GRID_TEXT})() !== before", arg=before, timeout=30_000)
+        _set_step(page, page.locator(".remdm-trace-viewer").first, 3)
+        page.wait_for_function(f"() => ({GRID_TEXT})().includes('step 3 of')", timeout=30_000)
         after = page.evaluate(GRID_TEXT)
         assert "step 3 of" in after, after[:200]
         page.screenshot(path=str(SHOTS / "quickstart_after.png"))
@@ -152,7 +165,7 @@ def test_quickstart_in_jupyterlab(browser, lab):
         page.wait_for_function(
             "() => [...document.querySelectorAll('.remdm-trace-viewer .gtitle')]"
             ".some(t => t.textContent.startsWith('lifelines of 1'))", timeout=30_000)
-        assert "position 0" in page.locator(".remdm-trace-viewer .widget-html").first.text_content()
+        assert "position 0" in page.locator(".remdm-trace-viewer .remdm-details").first.text_content()
         assert (work / "notebooks" / "build" / "quickstart.html").is_file()
     except Exception:
         page.screenshot(path=str(SHOTS / "quickstart_failure.png"))
@@ -192,7 +205,7 @@ def test_widgets_survive_reload_follow_the_sample_and_open_branches_at_the_edit(
         _open_and_run_all(page, url, token, "widgets_check.ipynb")
         viewer = page.locator(".remdm-trace-viewer").first
         viewer.locator(".remdm-cell").first.wait_for()
-        _type_into_readout(page, viewer.locator(".remdm-step-slider .widget-readout"), 3)
+        _set_step(page, viewer, 3)
         page.wait_for_function(f"(el) => ({TITLE_OF})(el).includes('step 3 of 12')", arg=viewer.element_handle())
         page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
         page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
@@ -206,12 +219,12 @@ def test_widgets_survive_reload_follow_the_sample_and_open_branches_at_the_edit(
         viewer.locator(".remdm-cell").first.wait_for()
         viewer.scroll_into_view_if_needed()
         assert "step 3 of 12" in viewer.locator(".remdm-grid-title").text_content()
-        assert viewer.locator(".remdm-step-slider .widget-readout").text_content().strip() == "3"
+        assert viewer.locator(".remdm-step-label").text_content().strip() == "step 3 of 12"
         markers = viewer.evaluate(
             "(el) => [...el.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.layout.shapes || [])"
             ".filter(s => s.name === 'step-marker').map(s => s.x0))")
         assert markers and set(markers) == {3}, markers  # the curves' step marker came back too
-        _type_into_readout(page, viewer.locator(".remdm-step-slider .widget-readout"), 7)
+        _set_step(page, viewer, 7)
         page.wait_for_function(f"(el) => ({TITLE_OF})(el).includes('step 7 of 12')", arg=viewer.element_handle())
         cell = viewer.locator(".remdm-cell[data-pos='37']")
         cell.click()
@@ -321,3 +334,142 @@ def test_static_grid_hover_shows_probability_and_candidates(browser, tmp_path):
         assert "position 0" in tip and "p=" in tip and "top-k" in tip and "history" in tip, tip
     finally:
         context.close()
+
+
+
+def _write_notebook(work, name, cells):
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, work / "notebooks" / name)
+
+
+LIVE_NOTEBOOK = [
+    "import explorer\nfrom explorer import samplers, widgets\nmodel = explorer.load_model('stories')",
+    "live = widgets.LiveViewer(model, samplers.ReMDMLoop(), 256, prompt='Once upon a time', columns=16, fps=8)\nlive",
+    # the second run starts when the first has ended, and runs long enough to be stopped
+    "live.wait()\nsecond = widgets.LiveViewer(model, samplers.ReMDMLoop(), 4096, prompt='Once upon a time',"
+    " columns=16, fps=8, start=False)\nsecond.start()\nsecond",
+    "panel = widgets.ChatPanel(model, steps=32)\npanel",
+]
+
+# every live grid state drawn in the first live view, recorded in the page as it changes
+WATCH_LIVE = """() => {
+  window.__live = [];
+  new MutationObserver(() => {
+    const v = document.querySelector('.remdm-live-viewer');
+    const g = v && v.querySelector('.remdm-live-grid');
+    if (!g) return;
+    const s = [...g.querySelectorAll('.remdm-cell')].map(c => c.dataset.state[0]).join('');
+    if (s && window.__live[window.__live.length - 1] !== s) window.__live.push(s);
+  }).observe(document.body, { subtree: true, childList: true, attributes: true });
+}"""
+
+
+def test_live_run_stop_and_a_chat_message(browser, lab):
+    """On the shipped stories model: a live run draws several grid states, one with a remask,
+    before it ends and becomes the scrubber; Stop on a second run leaves an incomplete trace in
+    the viewer; one message goes through the chat panel and opens in the viewer."""
+    url, token, work = lab
+    _write_notebook(work, "live_check.ipynb", LIVE_NOTEBOOK)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    try:
+        _open_and_run_all(page, url, token, "live_check.ipynb", before_run=lambda p: p.evaluate(WATCH_LIVE))
+        first = page.locator(".remdm-live-viewer").nth(0)
+        first.locator(".remdm-trace-viewer").wait_for(timeout=120_000)  # it became the scrubber
+        assert "done" in first.locator(".remdm-live-status").text_content()
+        states = page.evaluate("window.__live")
+        assert len(set(states)) >= 3, states
+        assert any("r" in s for s in states), "no remask was drawn while the run went"
+
+        second = page.locator(".remdm-live-viewer").nth(1)
+        second.scroll_into_view_if_needed()
+        page.wait_for_function("(el) => /step \\d+ of/.test(el.textContent)",
+                               arg=second.locator(".remdm-live-status").element_handle(), timeout=60_000)
+        page.screenshot(path=str(SHOTS / "live_running.png"))
+        second.locator(".remdm-stop").click()
+        second.locator(".remdm-trace-viewer").wait_for(timeout=60_000)
+        status = second.locator(".remdm-live-status").text_content()
+        assert "stopped" in status and "partial trace" in status, status
+        assert second.locator(".remdm-trace-viewer .remdm-cell").count() > 0
+
+        chat = page.locator(".remdm-chat-panel")
+        chat.scroll_into_view_if_needed()
+        chat.locator(".remdm-chat-message textarea").fill("Once upon a time")
+        chat.get_by_role("button", name="Generate").click()
+        chat.locator(".remdm-chat-history .remdm-chat-turn").wait_for(timeout=120_000)
+        chat.locator(".remdm-trace-viewer").wait_for(timeout=60_000)
+        assert "Once upon a time" in chat.locator(".remdm-chat-history").text_content()
+        page.screenshot(path=str(SHOTS / "chat_answered.png"))
+    except Exception:
+        page.screenshot(path=str(SHOTS / "live_failure.png"))
+        raise
+    finally:
+        page.close()
+
+
+VIEWER_NOTEBOOK = [
+    "import torch\nimport explorer\nfrom explorer import samplers, widgets",
+    "probs = torch.rand(128, 9, generator=torch.Generator().manual_seed(0)) ** 4\n"
+    "probs[:, -1] = 0\nmodel = explorer.StubDenoiser(probs)\n"
+    "trace = explorer.generate(model, samplers.ReMDMCap(eta=0.3), steps=24, seed=0, progress=False)",
+    "widgets.TraceViewer(trace, length=16, columns=16, curves=False)   # a one-row grid",
+    "widgets.TraceViewer(trace, length=128, columns=16, curves=False)",
+]
+
+SHOWN_TIP = ("() => [...document.querySelectorAll('.remdm-grid-tip')]"
+             ".find(t => getComputedStyle(t).display === 'block')")
+
+TIP_BOX = """() => { const t = [...document.querySelectorAll('.remdm-grid-tip')]
+    .find(t => getComputedStyle(t).display === 'block');
+  const r = t.getBoundingClientRect();
+  return {display: getComputedStyle(t).display, left: r.left, top: r.top, right: r.right, bottom: r.bottom,
+          width: document.documentElement.clientWidth, height: document.documentElement.clientHeight,
+          text: t.textContent}; }"""
+
+LIFELINE_MARKER = """(el) => { const p = el.querySelector('.remdm-lifeline .js-plotly-plot');
+  const s = p && (p.layout.shapes || []).find(s => s.name === 'step-marker');
+  return s ? s.x0 : null; }"""
+
+
+def test_tooltips_stay_in_the_viewport_and_the_lifeline_follows_play(browser, lab):
+    url, token, work = lab
+    _write_notebook(work, "viewer_check.ipynb", VIEWER_NOTEBOOK)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1300, "height": 800})
+    page.set_default_timeout(30_000)
+    try:
+        _open_and_run_all(page, url, token, "viewer_check.ipynb")
+        viewers = page.locator(".remdm-trace-viewer")
+        viewers.nth(1).locator(".remdm-cell").first.wait_for()
+        # the one-row grid and the bottom row of the long one, each at the bottom edge of the window
+        for viewer, pos in ((viewers.nth(0), 3), (viewers.nth(1), 125)):
+            cell = viewer.locator(f".remdm-cell[data-pos='{pos}']")
+            cell.evaluate("(c) => c.scrollIntoView({block: 'end'})")
+            page.mouse.move(0, 0)
+            cell.hover()
+            page.wait_for_function(f"() => !!({SHOWN_TIP})()")
+            box = page.evaluate(TIP_BOX)
+            assert f"position {pos}" in box["text"] and "history" in box["text"], box
+            assert 0 <= box["left"] and box["right"] <= box["width"], box
+            assert 0 <= box["top"] and box["bottom"] <= box["height"], box  # fully inside the viewport
+            page.screenshot(path=str(SHOTS / f"tooltip_{pos}.png"))
+
+        viewer = viewers.nth(1)
+        viewer.scroll_into_view_if_needed()
+        viewer.locator(".remdm-cell[data-pos='5']").click()
+        assert "remdm-selected" in viewer.locator(".remdm-cell[data-pos='5']").get_attribute("class")
+        page.wait_for_function(f"(el) => ({LIFELINE_MARKER})(el) === 24", arg=viewer.element_handle())
+        _set_step(page, viewer, 0)
+        page.wait_for_function(f"(el) => ({LIFELINE_MARKER})(el) === 0", arg=viewer.element_handle())
+        viewer.locator(".widget-play button").first.click()
+        page.wait_for_function(f"(el) => ({LIFELINE_MARKER})(el) >= 3", arg=viewer.element_handle())
+        viewer.locator(".remdm-cell[data-pos='9']").hover()  # a hover keeps the clicked cell in the details
+        assert "position 5" in viewer.locator(".remdm-details").text_content()
+    except Exception:
+        page.screenshot(path=str(SHOTS / "viewer_failure.png"))
+        raise
+    finally:
+        page.close()

@@ -258,6 +258,7 @@ class ChatPanel(W.VBox):
         self.live = LiveViewer(self.model, sampler, int(self.steps_box.value), columns=self.columns,
                                fps=self.fps, label=label, start=False, text=True,
                                on_done=lambda lv: self._done(lv, text, label, previous), **kwargs)
+        self.live.stop_button.layout.display = "none"   # the panel's own Stop button stops it
         self.output.children = [self.live]
         self.stop_button.disabled = False
         self.generate_button.disabled = self.again_button.disabled = True

@@ -222,6 +222,7 @@ class LiveViewer(W.VBox):
             if self.debug:
                 self.debug_out.append_stderr(traceback.format_exc())
             self.stop_button.disabled = True
+            self.stop_button.layout.display = "none"
             self._call_done()
             self._done.set()
             return
@@ -438,6 +439,7 @@ class LiveViewer(W.VBox):
     # -- the end --------------------------------------------------------------------------
     def _finish(self, trace) -> None:
         self.stop_button.disabled = True
+        self.stop_button.layout.display = "none"   # nothing left to stop
         self._draw()  # the last state the hook saw, in case the scrubber cannot be built
         steps_done = int(self._progress.steps_done) if self._progress is not None else 0
         total = int(self._progress.steps_total) if self._progress is not None else 0

@@ -190,6 +190,8 @@ class TraceViewer(W.VBox):
         self._markers = [i for i, sh in enumerate(self.curves.layout.shapes) if sh.name == "step-marker"] \
             if curves else []
         self.lifeline_box = W.VBox([]) if lifeline else None
+        if self.lifeline_box is not None:
+            self.lifeline_box.add_class("remdm-lifeline")
         children = [self.controls]
         if self.window is not None:
             children.append(self.window)
