@@ -212,6 +212,9 @@ def run(prog: str, command: Callable[[list[str]], Any], argv: Sequence[str] | No
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`explorer --help | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second complaint at exit
+        return 141
     except Exception as exc:  # noqa: BLE001 -- mapped below; anything unmapped is re-raised
         found = _message(exc)
         if found is None or _debug(argv):
