@@ -12,6 +12,7 @@ command             module                      library call
 ``judge``           :mod:`explorer.cli.judge`    :mod:`explorer.judge` ``train`` / ``heldout_report``
 ``evaluate-orders`` :mod:`explorer.cli.orders`   :func:`explorer.studies.orders.evaluate`
 ``repair``          :mod:`explorer.cli.orders`   :func:`explorer.studies.repair.measure`
+``corpus``          :mod:`explorer.cli.corpus`   :mod:`explorer.tasks.stories` tokenizer and sizes
 =================== =========================== ===========================================
 
 **Adding a command** (say ``explorer strategies``): write ``explorer/cli/strategies.py`` with
@@ -34,7 +35,7 @@ from __future__ import annotations
 import sys
 from typing import Callable, NamedTuple, Sequence
 
-from explorer.cli import generate, judge, orders, sweep, train
+from explorer.cli import corpus, generate, judge, orders, sweep, train
 from explorer.cli.common import ArgumentParser, UsageError, run
 
 
@@ -57,6 +58,7 @@ COMMANDS: dict[str, Command] = {
                                orders.evaluate_parser, orders.evaluate_main),
     "repair": Command("plant wrong fields in orders records, refine, report the share repaired (CSV)",
                       orders.repair_parser, orders.repair_main),
+    "corpus": Command("build the stories tokenizer and describe the corpus splits", corpus.parser, corpus.main),
 }
 
 

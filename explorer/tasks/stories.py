@@ -21,7 +21,6 @@ The task interface used by ``explorer.train``: :func:`build_tokenizer`, :data:`S
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from functools import lru_cache
@@ -310,10 +309,3 @@ def stats() -> dict:
         out[split] = {"stories": len(offsets) - 1, "tokens": int(len(flat)), "blocks": len(flat) // SEQ_LEN}
     return out
 
-
-if __name__ == "__main__":  # python -m explorer.tasks.stories [--retrain]: build and describe
-    import sys
-
-    tok = build_tokenizer(retrain="--retrain" in sys.argv)
-    print(json.dumps({"vocab_size": tok.get_vocab_size(), "tokenizer": str(TOKENIZER_PATH), **stats()}, indent=1))
-    print(repr(heldout_texts(1)[0]))
