@@ -129,14 +129,14 @@ def sampler_from_cli(spec: str, settings: str | dict | None = None, option: str 
     """A sampler from one spec (``remdm-cap`` or ``remdm-cap:eta=0.02``, :mod:`explorer.samplers.spec`)
     and optional JSON settings laid over it; a bad name, bad JSON or a setting out of its range is
     a :class:`UsageError` naming the option to change."""
-    from explorer.samplers.spec import SamplerSpec, SamplerSpecError, sampler_names
+    from explorer.samplers.spec import SamplerSpec, SamplerSpecError, UnknownSamplerError, sampler_names
 
     extra = _settings_from_json(settings, settings_option)
     try:
         parsed = SamplerSpec.parse(spec)
+    except UnknownSamplerError:
+        raise UsageError(f"unknown sampler {spec!r}.", f"choose one of {', '.join(sampler_names())}.") from None
     except SamplerSpecError as e:
-        if str(e).startswith("unknown sampler"):
-            raise UsageError(f"unknown sampler {spec!r}.", f"choose one of {', '.join(sampler_names())}.") from None
         raise UsageError(f"{option}: {e}", f"write e.g. {option} remdm-cap:eta=0.02.") from None
     try:
         return SamplerSpec(parsed.name, {**parsed.settings, **extra}).build()

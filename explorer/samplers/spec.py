@@ -24,11 +24,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-__all__ = ["SamplerSpec", "SamplerSpecError", "parse_sampler", "parse_samplers", "split_specs", "sampler_names"]
+__all__ = ["SamplerSpec", "SamplerSpecError", "UnknownSamplerError", "parse_sampler", "parse_samplers", "split_specs",
+           "sampler_names"]
 
 
 class SamplerSpecError(ValueError):
     """A sampler spec that cannot be read or built; the message says what to write instead."""
+
+
+class UnknownSamplerError(SamplerSpecError):
+    """The spec's name is not in the registry (the message lists the names)."""
 
 
 def sampler_names() -> list[str]:
@@ -111,7 +116,7 @@ class SamplerSpec:
         name, *pairs = [p.strip() for p in _split_top(specs[0], ":")]
         key = _normalise(name)
         if key not in sampler_names():
-            raise SamplerSpecError(f"unknown sampler {name!r}; choose one of {', '.join(sampler_names())}.")
+            raise UnknownSamplerError(f"unknown sampler {name!r}; choose one of {', '.join(sampler_names())}.")
         settings: dict[str, Any] = {}
         for pair in pairs:
             k, sep, v = pair.partition("=")
