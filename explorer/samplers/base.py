@@ -218,3 +218,23 @@ class Sampler:
         if m.dtype != torch.bool:
             raise ValueError("remaskable(state) must return a boolean tensor.")
         return m.expand_as(state.x)
+
+
+def sampler_from_config(config: dict) -> Sampler:
+    """A sampler from its ``.config``, found among :class:`Sampler`'s subclasses by ``name``.
+
+    For samplers that hold another sampler (``Rescore(draft=...)``): ``explorer.samplers`` imports
+    their modules, so they cannot import its registry back.
+    """
+    def subclasses(cls):
+        for c in cls.__subclasses__():
+            yield c
+            yield from subclasses(c)
+    if not isinstance(config, dict) or "name" not in config:
+        raise ValueError("a sampler config is a dict with a 'name' key, as written by sampler.config.")
+    cfg = dict(config)
+    name = cfg.pop("name")
+    cls = next((c for c in subclasses(Sampler) if c.name == name), None)
+    if cls is None:
+        raise ValueError(f"no sampler is named {name!r}; build it from the registry: explorer.samplers.by_name().")
+    return cls(**cfg)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import rng
-from .base import Sampler, StepTimes, _check_unit, check_steps
+from .base import Sampler, StepTimes, _check_unit, check_steps, sampler_from_config
 from .categorical import draw_tokens
 from .step import RESCORE, Decision, Write
 
@@ -85,8 +85,7 @@ class Rescore(Sampler):
 
     def validate(self):
         if isinstance(self.draft, dict):
-            from . import from_config
-            self.draft = from_config(self.draft)
+            self.draft = sampler_from_config(self.draft)
         if self.draft is None:
             from .mdlm import MDLM
             self.draft = MDLM(nucleus_p=self.nucleus_p)
