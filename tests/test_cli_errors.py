@@ -222,8 +222,13 @@ def _parsers():
     return out
 
 
+def test_the_package_docstring_names_every_command():
+    documented = set(re.findall(r"^``([a-z-]+)``\s+:mod:`explorer\.cli\.", cli.__doc__, re.MULTILINE))
+    assert documented == set(cli.COMMANDS)
+
+
 def test_the_table_holds_every_parser():
-    assert {"generate", "sweep", "train", "judge", "evaluate-orders", "repair", "judge train", "judge eval"} \
+    assert {"generate", "sweep", "train", "judge", "evaluate-orders", "repair", "corpus", "judge train", "judge eval"} \
         <= set(_parsers())
 
 

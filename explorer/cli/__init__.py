@@ -3,9 +3,9 @@
 Layout: one module per command group, each a parser function and a ``main(argv) -> int`` that checks
 every argument before any work and then calls the library with typed arguments:
 
-=================== =========================== ===========================================
-command             module                      library call
-=================== =========================== ===========================================
+=================== ============================ ====================================================
+command             module                       library call
+=================== ============================ ====================================================
 ``generate``        :mod:`explorer.cli.generate` :func:`explorer.generate`
 ``sweep``           :mod:`explorer.cli.sweep`    :func:`explorer.sweep.sweep`
 ``train``           :mod:`explorer.cli.train`    :func:`explorer.train.train` (a ``TrainConfig``)
@@ -13,7 +13,7 @@ command             module                      library call
 ``evaluate-orders`` :mod:`explorer.cli.orders`   :func:`explorer.studies.orders.evaluate`
 ``repair``          :mod:`explorer.cli.orders`   :func:`explorer.studies.repair.measure`
 ``corpus``          :mod:`explorer.cli.corpus`   :mod:`explorer.tasks.stories` tokenizer and sizes
-=================== =========================== ===========================================
+=================== ============================ ====================================================
 
 **Adding a command** (say ``explorer strategies``): write ``explorer/cli/strategies.py`` with
 ``parser() -> ArgumentParser`` (from :mod:`explorer.cli.common`, ``prog="explorer strategies"``,
