@@ -235,7 +235,7 @@ def test_error_causes_figure_counts_clashes_and_model_errors():
 
 def test_revised_text_marks_what_the_loop_changed():
     from explorer.samplers import ReMDMLoop
-    from explorer.viz.repair import revised_text
+    from explorer.viz.repair import _words, revised_text
     probs = torch.rand(24, 7, generator=torch.Generator().manual_seed(0)) + 0.1
     probs[:, -1] = 0
     trace = explorer.generate(explorer.StubDenoiser(probs), ReMDMLoop(eta=0.1, alpha_on=0.8), steps=40, seed=1,
@@ -246,12 +246,16 @@ def test_revised_text_marks_what_the_loop_changed():
     changed = int(((old != new) & ~masked).sum())
     assert changed > 0 and int(masked.sum()) > 0
     html = revised_text(trace)
-    assert (f"during the loop phase (steps {start + 1} to {trace.last_step}) {changed} of "
-            f"{24 - int(masked.sum())} written tokens were rewritten and {int(masked.sum())} blanks filled") in html
-    assert html.count("background:#D55E00;color:white") == changed + 1          # + the legend chip
+    written = 24 - int(masked.sum())
+    assert (f"the loop phase (steps {start + 1} to {trace.last_step}) rewrote {changed} of the {written} words "
+            f"already written ({changed / written:.0%}) and filled {int(masked.sum())} blanks") in html
+    assert html.count("<s style='color:#D55E00'>") == changed + 1           # + the legend
     with pytest.raises(ValueError, match="no loop phase"):
         revised_text(explorer.generate(explorer.StubDenoiser(probs), explorer.samplers.MDLM(), steps=4,
                                        progress=False))
+    # words of BPE-style text: a word starts at a space, a line break or an end-of-text token
+    words = _words([" the", " cat", "s", ".", "\n", "it", "<|endoftext|>", "once"])
+    assert words == [[0], [1, 2, 3], [4], [5], [6], [7]]
 
 
 # ------------------------------------------------------------------------------------ the remask ledger
@@ -386,3 +390,13 @@ def test_remask_ledger_refuses_a_trace_that_is_not_orders():
     t = explorer.generate(explorer.StubDenoiser(probs), explorer.samplers.MDLM(), steps=4, progress=False)
     with pytest.raises(ValueError, match="orders records"):
         remask_ledger(t)
+
+
+def test_knee_takeaway_is_true_at_the_edge_of_the_measured_range():
+    from explorer.viz.sweep import knee_takeaway
+    roc = pd.DataFrame({"sampler": ["mdlm"] * 3 + ["remdm-loop"] * 3, "steps": [8, 16, 32] * 2,
+                        "calls": [8, 16, 32, 8, 16, 32], "is_knee": [False, True, False, False, False, True]})
+    text = knee_takeaway(roc)
+    assert "mdlm stops paying beyond T = 16" in text
+    assert "remdm-loop is still improving at T = 32, the most steps measured" in text
+    assert "stops paying beyond T = 32" not in text

@@ -27,6 +27,7 @@ from .lifeline import busiest_positions, lifelines
 from .palette import STATE_COLORS, STATE_NAMES
 from .repair import error_causes_figure, repair_rate_figure, repair_strip, revised_text
 from .scaling import scaling_figure
+from .sweep import knee_takeaway, quality_vs_steps, return_on_compute_figure
 from .text import token_text
 
 __all__ = [
@@ -34,30 +35,6 @@ __all__ = [
     "busiest_positions", "step_curves", "step_counts", "by_step_figure", "broken_rules", "find_fixes",
     "fix_story", "suggest_revisit", "to_html", "write_html", "page_html",
     "HTMLView", "Report", "STATE_COLORS", "STATE_NAMES", "repair_strip", "repair_rate_figure", "error_causes_figure",
-    "revised_text", "scaling_figure",
+    "revised_text", "scaling_figure", "quality_vs_steps", "return_on_compute_figure", "knee_takeaway",
 ]
 
-
-def _sweep_module():
-    import importlib
-    import importlib.util
-    if importlib.util.find_spec(__name__ + ".sweep") is None:
-        return None
-    return importlib.import_module(__name__ + ".sweep")
-
-
-def __getattr__(name):
-    # The sweep figures live in explorer/viz/sweep.py (written alongside the metrics); import them
-    # on first use so this package works before and without that module.
-    if name.startswith("_") or name == "sweep":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    mod = _sweep_module()
-    if mod is not None and hasattr(mod, name):
-        return getattr(mod, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    mod = _sweep_module()
-    extra = [n for n in getattr(mod, "__all__", dir(mod)) if not n.startswith("_")] if mod else []
-    return sorted(set(__all__) | set(extra))

@@ -211,46 +211,76 @@ def _loop_start(trace) -> int:
     return int(loop.min()) - 1
 
 
+_EOT = ("<|endoftext|>", "</s>", "<eos>", "[SEP]")
+
+
+def _words(texts: list[str]) -> list[list[int]]:
+    """Token positions grouped into words: a word starts at a token that begins with a space or
+    a line break, after a line break, and at an end-of-text token (which stands alone)."""
+    words: list[list[int]] = []
+    for i, t in enumerate(texts):
+        starts = (not words or t[:1].isspace() or t in _EOT or texts[i - 1] in _EOT
+                  or texts[i - 1].endswith("\n"))
+        if starts:
+            words.append([i])
+        else:
+            words[-1].append(i)
+    return words
+
+
 def revised_text(trace, sample: int = 0, before: int | None = None) -> HTMLView:
-    """The same sample before and after its loop phase: the text at step ``before`` (default: just
-    before the first loop step, ``trace.state_at``) and the final text, with each token the loop
-    changed marked (vermillion, the old word in its tooltip) and each blank it filled in sky blue.
-    The first line is a takeaway computed from the counts."""
+    """One sample revised by its loop phase, word by word: the final text, and above each word the
+    loop rewrote, the word it replaced (struck through). Positions never move in masked diffusion,
+    so word i of the draft (the state at ``before``, default just before the first loop step) sits
+    above word i of the final text. Only real changes are marked: a word whose tokens were remasked
+    but came back the same, or whose new tokens spell the same text, is plain; a blank the loop
+    filled is underlined, not marked as a change. An end-of-text token is drawn as a visible break
+    ("end of story"), a line break as a new line. The first line is a takeaway from the counts."""
     before = _loop_start(trace) if before is None else int(before)
     old = trace.state_at(before)[sample].tolist()
     new = trace.final[sample].tolist()
-    texts_new = [trace.token_text(t) for t in new]
-    sep = "" if any(t[:1].isspace() or t[-1:].isspace() for t in texts_new[:64]) else " "
-    changed = [i for i, (a, b) in enumerate(zip(old, new)) if a != trace.mask_id and a != b]
-    filled = [i for i, a in enumerate(old) if a == trace.mask_id]
-    style = "border-radius:3px;padding:0 1px;"
+    mask = trace.mask_id
+    new_texts = [trace.token_text(t) for t in new]
+    old_texts = [trace.token_text(t) for t in old]
+    spaced = any(t[:1].isspace() for t in new_texts)     # BPE-style tokens carry their own spaces
+    chip = ("display:inline-block;border:1px solid #999;border-radius:3px;padding:0 4px;margin:0 2px;"
+            "font-size:0.75em;color:#555;background:#F4F4F4")
 
-    def span(txt, css="", tip=""):
-        t = html.escape(txt).replace("\n", "⏎<br>")
-        return f'<span style="{style}{css}" title="{html.escape(tip)}">{t}</span>' if css else t
+    def show(text: str) -> str:
+        if text in _EOT:
+            return f"<span style='{chip}'>end of story</span>"
+        return html.escape(text.replace("\n", " ").strip() if spaced else text)
 
-    before_spans, after_spans = [], []
-    for i, (a, b) in enumerate(zip(old, new)):
-        if a == trace.mask_id:
-            before_spans.append(span("░░", f"background:{STATE_COLORS[MASKED]};color:#555;", "masked"))
-            after_spans.append(span(texts_new[i], f"background:{STATE_COLORS[UNMASKED]};", "filled during the loop"))
-        elif i in changed:
-            before_spans.append(span(trace.token_text(a), "text-decoration:line-through;color:#D55E00;",
-                                     f"rewritten as {texts_new[i]!r}"))
-            after_spans.append(span(texts_new[i], "background:#D55E00;color:white;", f"was {trace.token_text(a)!r}"))
+    changed = filled = kept = 0
+    cells = []
+    for group in (_words(new_texts) if spaced else [[i] for i in range(len(new))]):
+        was_masked = all(old[i] == mask for i in group)
+        old_word = "".join("_" if old[i] == mask else old_texts[i] for i in group)
+        new_word = "".join(new_texts[i] for i in group)
+        top, bottom_css, tip = "&nbsp;", "", ""
+        if was_masked:
+            filled += 1
+            bottom_css, tip = f"border-bottom:2px dotted {STATE_COLORS[UNMASKED]};", "a blank the loop filled"
+        elif any(old[i] == mask for i in group) or old_word != new_word:
+            changed += 1
+            top = f"<s style='color:#D55E00'>{show(old_word)}</s>"
+            bottom_css, tip = "background:#FBE3D6;border-radius:3px;", f"was {old_word.strip()!r}"
         else:
-            before_spans.append(span(trace.token_text(a)))
-            after_spans.append(span(texts_new[i]))
-    n = len(new)
-    takeaway = (f"Sample {sample}: during the loop phase (steps {before + 1} to {trace.last_step}) {len(changed)} of "
-                f"{n - len(filled)} written tokens were rewritten and {len(filled)} blanks filled.")
-    box = "font-family:ui-monospace,monospace;white-space:pre-wrap;line-height:1.7;margin:4px 0 10px 0"
+            kept += 1
+        cells.append(f"<span style='display:inline-flex;flex-direction:column;margin:0 {3 if spaced else 2}px 6px 0;"
+                     f"vertical-align:top' title='{html.escape(tip)}'><span style='font-size:0.75em;line-height:1.1'>"
+                     f"{top}</span><span style='{bottom_css}'>{show(new_word)}</span></span>")
+        if new_word.endswith("\n") or new_word in _EOT:
+            cells.append("<br>")
+    written = changed + kept
+    share = f" ({changed / written:.0%})" if written else ""
+    takeaway = (f"Sample {sample}: the loop phase (steps {before + 1} to {trace.last_step}) rewrote {changed} of "
+                f"the {written} words already written{share} and filled {filled} blanks; the other {kept} "
+                "words stayed as they were.")
+    legend = (f"final text; above a word: the word it replaced, <s style='color:#D55E00'>struck through</s>; "
+              f"<span style='border-bottom:2px dotted {STATE_COLORS[UNMASKED]}'>dotted</span>: a blank filled "
+              "during the loop; hover a word for what it was")
     return HTMLView(
         f"<div class='remdm-revised'><div class='remdm-takeaway' style='font-weight:600'>{html.escape(takeaway)}</div>"
-        f"<div style='font-size:0.85em;color:#555'>before the loop (step {before}); "
-        "struck through: rewritten later</div>"
-        f"<div style='{box}'>{sep.join(before_spans)}</div>"
-        f"<div style='font-size:0.85em;color:#555'>after (final): "
-        f"<span style='background:#D55E00;color:white;{style}'>rewritten</span> "
-        f"<span style='background:{STATE_COLORS[UNMASKED]};{style}'>filled</span></div>"
-        f"<div style='{box}'>{sep.join(after_spans)}</div></div>")
+        f"<div style='font-size:0.85em;color:#555;margin:2px 0 6px 0'>{legend}</div>"
+        f"<div style='line-height:1.3'>{''.join(cells)}</div></div>")

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from .palette import LINE_COLORS
 
-__all__ = ["quality_vs_steps", "return_on_compute_figure"]
+__all__ = ["quality_vs_steps", "return_on_compute_figure", "knee_takeaway"]
 
 
 def _colors(names) -> dict:
@@ -88,6 +88,27 @@ def quality_vs_steps(df: pd.DataFrame, metric: str | Sequence[str]) -> go.Figure
     return fig
 
 
+def knee_takeaway(roc: pd.DataFrame) -> str:
+    """Where more steps stop paying, per sampler, true at the edge of the measured range: a knee
+    at the largest T measured is not a plateau (that T still beat the one before it by more than
+    noise), so it is said as "still improving at T = 32, the most steps measured"."""
+    parts = []
+    for s, g in roc.groupby("sampler", sort=False):
+        g = g.sort_values(["calls", "steps"])
+        k = g[g["is_knee"]]
+        if k.empty:
+            continue
+        T, most = int(k["steps"].iloc[0]), int(g["steps"].max())
+        if len(g) > 1 and T == most:
+            parts.append(f"{s} is still improving at T = {T}, the most steps measured (run more steps to find "
+                         "where it stops paying)")
+        elif len(g) == 1:
+            parts.append(f"{s} was measured at one T only ({T})")
+        else:
+            parts.append(f"{s} stops paying beyond T = {T} (no larger T measured is better by more than noise)")
+    return "; ".join(parts) + "."
+
+
 def return_on_compute_figure(roc: pd.DataFrame) -> go.Figure:
     """Quality against cost (model calls, and seconds), one line per sampler, knees starred.
 
@@ -118,7 +139,7 @@ def return_on_compute_figure(roc: pd.DataFrame) -> go.Figure:
                                "<br>gain per extra call: %{customdata[3]:.3g}"
                                "<br>marginal gain per added call: %{customdata[4]:.3g}<extra></extra>")),
                 row=1, col=col)
-            k = g[g["is_knee"]]
+            k = g[g["is_knee"] & ((g["steps"] < g["steps"].max()) | (len(g) == 1))]   # a knee at the edge is no knee
             if len(k):
                 fig.add_trace(go.Scatter(
                     x=k[xcol], y=k["value"], mode="markers", name=f"knee ({s})", legendgroup=s,
@@ -129,6 +150,10 @@ def return_on_compute_figure(roc: pd.DataFrame) -> go.Figure:
                     row=1, col=col)
         fig.update_xaxes(type="log", title_text=xname, tickvals=_log_ticks(roc[xcol]), row=1, col=col)
     fig.update_yaxes(title_text=metric, row=1, col=1)
-    fig.update_layout(title=f"{metric}: return on compute (stars: knee, where more compute stops paying)",
-                      template="plotly_white", height=420, legend=dict(title="sampler"))
+    takeaway = knee_takeaway(roc)
+    fig.update_layout(title=dict(text=f"{metric}: return on compute", x=0.01, xanchor="left",
+                                 subtitle=dict(text=f"Stars: the knee, where more compute stops paying. {takeaway}",
+                                               font=dict(size=11, color="#444"))),
+                      template="plotly_white", height=440, margin=dict(t=100), legend=dict(title="sampler"),
+                      meta={"takeaway": takeaway})
     return fig
