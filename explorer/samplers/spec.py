@@ -165,8 +165,7 @@ def parse_samplers(specs: Any, **defaults) -> dict[str, Any]:
     for item in specs:
         entries = split_specs(item) if isinstance(item, str) else [item]
         for entry in entries:
-            label = entry if isinstance(entry, str) else str(entry) if isinstance(entry, SamplerSpec) \
-                else entry.config["name"]
+            label = entry.config["name"] if hasattr(entry, "config") else str(entry)
             if label in out:
                 raise SamplerSpecError(f"sampler {label!r} is listed twice; give each one once "
                                        "(or label them with a dict).")
