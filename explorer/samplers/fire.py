@@ -1,0 +1,166 @@
+"""FiRe (fill, then refine): the Tolerator corrector (Rachum et al., "Tolerator" manuscript).
+
+Code: ``Rachum-thu/tolerator:eval/lm_eval/models/llada_denoise.py``
+(``create_llada_denoise_func``, ``apply_random_sample_denoise``; the same rule for Dream).
+
+First a T-step **fill** (the draft: MDLM unless ``draft=`` another sampler; upstream fills with
+LLaDA's low-confidence decoder), then ``rounds`` **refine** rounds.  Round k = 0..R-1:
+
+1. the remask ratio r_k anneals from ``start_ratio`` (0.8) to ``end_ratio`` (0.4) on a cosine:
+   r_k = r_end + (r_start - r_end) (1 + cos(pi k / (R - 1))) / 2;
+2. of the n *unlocked* generated positions, floor(n (1 - r_k)) chosen at random keep their token
+   and the other M are masked together (one random group, not a stride);
+3. one forward on that state scores each masked position's *original* token,
+   c_l = p_theta(x_l | x with the group masked) -- re-scoring, reason ``"rescore"``;
+4. the max(1, floor(M ``update_rate``)) lowest-c_l positions are resampled from the same pass at
+   temperature ``temperature`` (0.3); the other masked positions keep their original token
+   (with the default update_rate = 1 every masked position is resampled);
+5. a position whose resampled token came out the same ``lock_after`` (10) times in a row is
+   locked: never masked again.  A row whose positions are all locked calls nothing.
+
+The locks live in ``ctx.memory`` (per batch).  Upstream counts from a zero-filled "last token", so
+token id 0 is taken as a repeat at the first resample; here nothing is a repeat at the first.
+Upstream runs batch 1 and stops all rounds early when every position is locked; here each row
+stops on its own.  Positions outside ``remaskable`` are never masked.
+
+Cost per sequence: the draft's calls for T steps (T or fewer for MDLM), then one model call per
+round: about T + ``rounds`` (+ 1 final argmax pass if the draft leaves masks, rarely).  Every
+resample is a remask event carrying c_l; the rewrite is an unmask event at the same step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .. import rng
+from .base import Sampler, StepTimes, _check_unit, check_steps
+from .categorical import draw_tokens, subs_probs
+from .ranked import top_n
+from .rescore import _AsStep, _positive_int
+from .step import RESCORE, Decision, Write
+
+
+@dataclass
+class FiRe(Sampler):
+    """Fill with a T-step draft, then ``rounds`` refine rounds (module docstring)."""
+    draft: Sampler | dict | None = None
+    rounds: int = 16
+    start_ratio: float = 0.8
+    end_ratio: float = 0.4
+    update_rate: float = 1.0
+    temperature: float = 0.3
+    lock_after: int = 10
+    name = "fire"
+    remasks = True
+    _grids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def validate(self):
+        if isinstance(self.draft, dict):
+            from . import from_config
+            self.draft = from_config(self.draft)
+        if self.draft is None:
+            from .mdlm import MDLM
+            self.draft = MDLM(nucleus_p=self.nucleus_p)
+        if not isinstance(self.draft, Sampler):
+            raise ValueError(f"draft must be a sampler (e.g. MDLM() or LLaDALowConfidence()), got "
+                             f"{type(self.draft).__name__}; build one by name with explorer.samplers.by_name().")
+        if isinstance(self.draft, FiRe):
+            raise ValueError("draft must not itself be FiRe: raise rounds= instead.")
+        _positive_int("rounds", self.rounds, allow_zero=True)
+        _positive_int("lock_after", self.lock_after)
+        for name in ("start_ratio", "end_ratio", "update_rate"):
+            v = getattr(self, name)
+            _check_unit(name, v, low_open=True)
+            if name != "update_rate" and v >= 1.0:
+                raise ValueError(f"{name}={v} must be in (0, 1): it is the share of unlocked tokens masked in a "
+                                 "round (the paper anneals 0.8 -> 0.4).")
+        _check_unit("temperature", self.temperature, high=math.inf)
+
+    @property
+    def config(self) -> dict:
+        cfg = super().config
+        cfg.pop("_grids", None)
+        cfg["draft"] = self.draft.config
+        return cfg
+
+    def check_shape(self, gen_length: int, steps: int) -> None:
+        self.draft.check_shape(gen_length, steps)
+
+    def ratio(self, k: int) -> float:
+        """r_k, the cosine anneal from start_ratio (k = 0) to end_ratio (k = rounds - 1)."""
+        if self.rounds <= 1:
+            return self.end_ratio
+        t = k / (self.rounds - 1)
+        return self.end_ratio + (self.start_ratio - self.end_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    def _plan(self, steps: int) -> list[tuple[StepTimes, StepTimes | None]]:
+        if steps not in self._grids:
+            check_steps(steps)
+            plan = []
+            for st in self.draft.grid(steps):
+                plan.append((StepTimes(len(plan) + 1, st.t, st.s, st.alpha_t, st.alpha_s, st.phase), st))
+            for _ in range(self.rounds):
+                plan.append((StepTimes(len(plan) + 1, 0.0, 0.0, 1.0, 1.0, "refine"), None))
+            self._grids = {steps: plan}
+        return self._grids[steps]
+
+    def grid(self, steps: int) -> list[StepTimes]:
+        return [g for g, _ in self._plan(steps)]
+
+    def step(self, ctx) -> Decision:
+        plan = self._plan(ctx.num_steps)
+        own = plan[ctx.st.step - 1][1]
+        if own is not None:
+            return self.draft.step(_AsStep(ctx, own))
+        return self.refine(ctx, ctx.st.step - (len(plan) - self.rounds) - 1)
+
+    def refine(self, ctx, k: int) -> Decision:
+        """Refine round k (module docstring)."""
+        B, L = ctx.x.shape
+        mem = ctx.memory
+        if "fire_locked" not in mem:
+            mem["fire_locked"] = torch.zeros(B, L, dtype=torch.bool, device=ctx.x.device)
+            mem["fire_last"] = torch.full((B, L), -1, dtype=torch.long, device=ctx.x.device)
+            mem["fire_count"] = torch.zeros(B, L, dtype=torch.long, device=ctx.x.device)
+        locked = mem["fire_locked"]
+        avail = (ctx.positions >= ctx.gen_start) & ~ctx.fixed & ~locked & ~ctx.masked
+        allowed = self.remaskable_mask(ctx)
+        if allowed is not None:
+            avail &= allowed
+        n = avail.sum(-1)
+        n_keep = (n.double() * (1.0 - self.ratio(k))).floor().long()
+        # a random group: the n - n_keep available positions with the lowest uniforms are masked
+        group = top_n(ctx.uniforms(rng.ORDER), avail, n - n_keep, largest=False)
+        rows = group | ctx.masked & (ctx.positions >= ctx.gen_start)    # and anything the fill left masked
+        b, pos = rows.nonzero(as_tuple=True)
+        if not b.numel():
+            return Decision(phase="refine")
+        u = ctx.uniforms_at(rng.TOKEN, b, pos)
+        orig = ctx.x[b, pos]
+
+        def fn(logits, r):
+            tok, prob, ci, cp = draw_tokens(logits, ctx.mask_id, self.nucleus_p, u[r], ctx.topk,
+                                            temperature=self.temperature)
+            c = subs_probs(logits, ctx.mask_id).gather(-1, orig[r].clamp(max=ctx.vocab_size - 1)[:, None])
+            return tok, prob, ci, cp, c.squeeze(-1).double()
+        tok, prob, ci, cp, c = ctx.draw(b, pos, fn, remasked=group)
+        score = torch.full((B, L), math.inf, dtype=torch.float64, device=ctx.x.device)
+        score[b, pos] = c
+        M = group.sum(-1)
+        n_update = torch.where(M > 0, (M.double() * self.update_rate).floor().long().clamp(min=1), 0)
+        update = top_n(score, group, n_update, largest=False)
+        redraw = (update | ctx.masked)[b, pos]
+        write = Write(b, pos, tok, prob, 1.0, 0.0, RESCORE, ci, cp).keep(redraw)
+
+        # locks: count identical consecutive resamples at the updated positions
+        new = torch.full((B, L), -1, dtype=torch.long, device=ctx.x.device)
+        new[b, pos] = tok
+        same = update & (new == mem["fire_last"])
+        mem["fire_count"] = torch.where(update, torch.where(same, mem["fire_count"] + 1, 1), mem["fire_count"])
+        mem["fire_last"] = torch.where(update, new, mem["fire_last"])
+        mem["fire_locked"] = locked | (update & (mem["fire_count"] >= self.lock_after))
+        score = torch.where(ctx.masked, math.nan, score)
+        return Decision(remask=update, remask_p=1.0, remask_sigma=math.nan, remask_score=score,
+                        remask_reason=RESCORE, write=write, phase="refine")

@@ -1,0 +1,94 @@
+"""RCR: running confidence remasking (MDPO paper, Kirchenbauer et al., arXiv 2508.13148).
+
+Code: ``jwkirchenbauer/mdpo`` (``test_llada.py --rcr``); the copy run in the Tolerator comparison is
+``Rachum-thu/tolerator:eval/lm_eval/models/llada_rcr.py`` (``llada_rcr_generate``).
+
+LLaDA's low-confidence decoder commits a token for good.  RCR keeps, for every decoded token of the
+current block, the confidence c_l = p_theta(x_l | x_t) it had when it was written (the trace's
+cached ``prob``), and lets a later, more confident draw take its place.  Per block of B positions
+(semi-autoregressive, left to right; ``block_length=None``: one block over the generated part)
+with s = steps / blocks steps and M free positions, the schedule is MaskGIT's linear one:
+after step i (1..s) round(i / s * M) tokens of the block are decoded.  Each step:
+
+1. **fill**: draw x0_l ~ p_theta(. | x_t) at every masked position of the block, with its
+   confidence c_l = p_theta(x0_l | x_t) (nucleus / temperature as elsewhere; temperature 0 is the
+   argmax, upstream's default);
+2. **remask to the schedule**: of all the block's tokens -- the fresh ones and those decoded
+   earlier, each with its cached c_l -- the M - round(i / s * M) with the *lowest* c_l are masked
+   after the step: an old token among them goes back to [MASK] (reason ``"confidence"``, its
+   cached c_l the score), a fresh one is simply not written.
+
+Upstream writes every fresh token and then remasks; here the same end state is reached in one
+decision (the engine applies remasks before writes, and a remask may only touch a token decoded
+before the step).  Cached confidences are never refreshed while a token stays (that is the
+"running" confidence); a token written with an unknown confidence (nan, e.g. planted by
+``resume(replace=...)``) counts as 1 and is kept, as upstream's zero-means-unset.  Positions outside
+``remaskable`` are never remasked.
+
+Cost per sequence: exactly T model calls (one per step; the last step of each block decodes
+everything left, so the final argmax pass calls nothing).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .. import rng
+from . import ranked
+from .base import Sampler, StepTimes, _check_unit, linear_grid
+from .categorical import draw_tokens
+from .ranked import top_n
+from .step import CONFIDENCE, Decision, Write
+
+
+@dataclass
+class RCR(Sampler):
+    """Running confidence remasking (module docstring)."""
+    block_length: int | None = None
+    temperature: float = 1.0
+    name = "rcr"
+    remasks = True
+
+    def validate(self):
+        ranked.check_block_length(self.block_length)
+        _check_unit("temperature", self.temperature, high=math.inf)
+
+    def check_shape(self, gen_length: int, steps: int) -> None:
+        ranked.check_blocks(self.name, self.block_length, gen_length, steps)
+
+    def grid(self, steps: int) -> list[StepTimes]:
+        return [StepTimes(i, t, s, 1.0 - t, 1.0 - s, "rcr") for i, t, s in linear_grid(steps)]
+
+    def step(self, ctx) -> Decision:
+        blocks = ranked.check_blocks(self.name, self.block_length, ctx.gen_length, ctx.num_steps)
+        s = ctx.num_steps // blocks
+        start, end, i = ranked.block_plan(ctx.st.step, ctx.num_steps, ctx.gen_start, ctx.gen_length,
+                                          self.block_length, s)
+        window = (ctx.positions >= start) & (ctx.positions < end)
+        free = window & ~ctx.fixed
+        masked = ctx.masked & window
+        decoded = ~ctx.masked & free
+        allowed = self.remaskable_mask(ctx)
+        if allowed is not None:
+            decoded &= allowed
+        M = free.sum(-1)
+        ratio = torch.linspace(0, 1, s + 1, dtype=torch.float32)[i + 1].item()   # upstream: float32
+        stay_masked = M - (ratio * M.float()).round().long()
+
+        score = torch.where(decoded, ctx.token_prob.double().nan_to_num(1.0),
+                            torch.full(ctx.x.shape, math.inf, dtype=torch.float64, device=ctx.x.device))
+        b, pos = masked.nonzero(as_tuple=True)
+        write = None
+        if b.numel():
+            u = ctx.uniforms_at(rng.TOKEN, b, pos)
+            tok, conf, ci, cp = ctx.draw(b, pos, lambda logits, r: draw_tokens(
+                logits, ctx.mask_id, self.nucleus_p, u[r], ctx.topk, temperature=self.temperature))
+            score[b, pos] = conf.double()
+            write = Write(b, pos, tok, conf, 1.0, 0.0, CONFIDENCE, ci, cp)
+        to_mask = top_n(score, masked | decoded, stay_masked, largest=False)
+        if write is not None:
+            write = write.keep(~to_mask[b, pos])
+        return Decision(remask=to_mask & decoded, remask_p=1.0, remask_sigma=math.nan, remask_score=None,
+                        remask_reason=CONFIDENCE, write=write, phase="rcr")

@@ -1,0 +1,144 @@
+"""WINO: wide-in, narrow-out draft-and-verify decoding (Hong et al., arXiv 2507.18578).
+
+Code: ``Feng-Hong/WINO-DLLM:LLaDA/decoding.py`` (``decoding_wino``).
+
+Per block of the generated part (semi-autoregressive, left to right; ``block_length=None``: one
+block), every step does both, on the same state x_t:
+
+* **draft (wide in)**: draw x0_l ~ p_theta(. | x_t) at every masked position l of the block with
+  its confidence c_l = p_theta(x0_l | x_t); write those with c_l > ``threshold`` (tau_1 = 0.6), at
+  most K = min(max(floor(0.7 n_masked), 5), ``max_accept`` = 20) of them (the most confident), and
+  at least the single most confident one;
+* **verify (narrow out)**: when the draft accepted more than one token, re-score each token x_l
+  decoded earlier in the block by v_l = p_theta(x_l | x_t with l hidden) and put it back to
+  [MASK] if v_l < ``threshold_back`` (tau_2 = 0.9) -- at most A_prev - 1 of them, the lowest,
+  where A_prev is the number the previous step accepted (30 at a block's start), so every step
+  makes progress.
+
+**How the verify differs from upstream's shadow block.**  Upstream appends a *shadow copy* of the
+block to the sequence: all [MASK] tokens carrying the block's position ids, which attend to
+everything except the one original position they stand for (a custom 2-D attention mask), while
+nothing attends to them.  One forward then gives, at shadow position l, p(x_l | everything but
+x_l) for every l of the block at once: exact leave-one-out, free, in the draft's own pass.  The
+models here take only token ids and a padding mask (``model.logits(z, pad=)``), no attention mask
+or position ids, so the verify is ``ctx.rescore``: leave-*group*-out, ``groups`` strided groups,
+one extra forward per group.  A position is then judged with its group-mates hidden too (with
+``groups`` = block length it is exact leave-one-out), and the verify costs G passes per step
+instead of none.  Upstream also runs batch 1 with a global top-k; here every row plans alone.
+
+The step count is adaptive: a row whose canvas is full calls nothing more.  ``steps=T`` is a cap
+on the iterations; what is still masked after T steps is filled by the engine's final argmax pass.
+Cost per sequence: at most T (1 + G) + 1 model calls, G = ``groups`` (``None``: gen_length / 64,
+at least 1 -- 4 on ``orders``); a step whose draft accepts one token skips the verify.  Remasks
+carry v_l as their ``prob`` and the reason ``"rescore"``.  ``temperature=1`` draws (our
+unconditional tasks need it); upstream's default is 0, the argmax.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .. import rng
+from . import ranked
+from .base import Sampler, StepTimes, _check_unit, check_steps
+from .categorical import draw_tokens
+from .ranked import top_n
+from .rescore import _positive_int
+from .step import CONFIDENCE, RESCORE, Decision, Write
+
+FIRST_LAST_ACCEPT = 30     # upstream's A_prev at the start of a block
+
+
+@dataclass
+class WINO(Sampler):
+    """Draft-and-verify (module docstring)."""
+    threshold: float = 0.6
+    threshold_back: float = 0.9
+    max_accept: int = 20
+    block_length: int | None = None
+    groups: int | None = None
+    temperature: float = 1.0
+    name = "wino"
+    remasks = True
+
+    def validate(self):
+        for name in ("threshold", "threshold_back"):
+            v = getattr(self, name)
+            _check_unit(name, v, low_open=True)
+            if v >= 1.0:
+                raise ValueError(f"{name}={v} must be in (0, 1): the paper uses threshold=0.6 (accept a draft "
+                                 "token above it) and threshold_back=0.9 (keep a decoded token above it).")
+        _positive_int("max_accept", self.max_accept)
+        _positive_int("groups", self.groups, allow_none=True)
+        ranked.check_block_length(self.block_length)
+        _check_unit("temperature", self.temperature, high=math.inf)
+
+    def groups_for(self, gen_length: int) -> int:
+        return self.groups if self.groups is not None else max(1, gen_length // 64)
+
+    def check_shape(self, gen_length: int, steps: int) -> None:
+        bl = gen_length if self.block_length is None else self.block_length
+        if gen_length % bl:
+            raise ValueError(f"{self.name}: gen_length={gen_length} is not a multiple of block_length={bl}; use "
+                             f"a block_length that divides it.")
+        if self.groups is not None and self.groups > gen_length:
+            raise ValueError(f"groups={self.groups} is more than the {gen_length} positions there are to score; "
+                             f"use groups <= {gen_length} (None picks gen_length / 64).")
+
+    def grid(self, steps: int) -> list[StepTimes]:
+        check_steps(steps)
+        return [StepTimes(i, 1.0, 1.0, 0.0, 0.0, "wino") for i in range(1, steps + 1)]
+
+    def _window(self, ctx) -> tuple[torch.Tensor, torch.Tensor]:
+        """(BoolTensor[B, L] the row's current block -- its first with a masked position --, block index)."""
+        B, L = ctx.x.shape
+        bl = ctx.gen_length if self.block_length is None else self.block_length
+        nb = ctx.gen_length // bl
+        per_block = ctx.masked[:, ctx.gen_start:].reshape(B, nb, bl).any(-1)
+        block = torch.where(per_block.any(-1), per_block.long().argmax(-1), torch.full((B,), nb, device=ctx.x.device))
+        start = ctx.gen_start + block * bl
+        p = ctx.positions[None, :]
+        return (p >= start[:, None]) & (p < start[:, None] + bl), block
+
+    def step(self, ctx) -> Decision:
+        window, block = self._window(ctx)
+        masked = ctx.masked & window
+        b, pos = masked.nonzero(as_tuple=True)
+        if not b.numel():
+            return Decision(phase="wino")
+        mem = ctx.memory
+        if "wino_block" not in mem:
+            mem["wino_block"] = torch.full_like(block, -1)
+            mem["wino_last"] = torch.full_like(block, FIRST_LAST_ACCEPT)
+        mem["wino_last"] = torch.where(block != mem["wino_block"], FIRST_LAST_ACCEPT, mem["wino_last"])
+        mem["wino_block"] = block
+
+        # draft
+        u = ctx.uniforms_at(rng.TOKEN, b, pos)
+        tok, conf, ci, cp = ctx.draw(b, pos, lambda logits, r: draw_tokens(
+            logits, ctx.mask_id, self.nucleus_p, u[r], ctx.topk, temperature=self.temperature))
+        score = torch.full(ctx.x.shape, -math.inf, dtype=torch.float64, device=ctx.x.device)
+        score[b, pos] = conf.double()
+        n_masked = masked.sum(-1)
+        cap = (0.7 * n_masked.double()).floor().long().clamp(min=5).clamp(max=self.max_accept)
+        above = ((score > self.threshold) & masked).sum(-1)
+        n_take = torch.where(above > cap, cap, above.clamp(min=1)).clamp(max=n_masked)
+        take = top_n(score, masked, n_take)
+        write = Write(b, pos, tok, conf, 1.0, 0.0, CONFIDENCE, ci, cp).keep(take[b, pos])
+
+        # verify: tokens decoded before this step, in rows whose draft accepted more than one
+        decoded = ~ctx.masked & ~ctx.fixed & window & (n_take > 1)[:, None]
+        allowed = self.remaskable_mask(ctx)
+        if allowed is not None:
+            decoded &= allowed
+        remask, v = None, None
+        if bool(decoded.any()):
+            v = ctx.rescore(decoded, self.groups_for(ctx.gen_length))
+            low = decoded & (v < self.threshold_back)
+            limit = (mem["wino_last"] - 1).clamp(min=0)
+            remask = top_n(v, low, torch.minimum(low.sum(-1), limit), largest=False)
+        mem["wino_last"] = torch.where(n_masked > 0, n_take, mem["wino_last"])
+        return Decision(remask=remask, remask_p=1.0, remask_sigma=math.nan, remask_score=v,
+                        remask_reason=RESCORE, write=write, phase="wino")

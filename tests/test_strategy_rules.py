@@ -1,0 +1,292 @@
+"""The rules of the published remasking strategies (P2, RCR, WINO, FiRe), each on a small model whose
+right answer is known, plus: every registered sampler round-trips its config and runs.
+
+``PairModel`` wants the two tokens of each pair (2k, 2k + 1) to be equal: a token whose partner is
+decoded has probability AGREE if it equals the partner and (1 - AGREE) / (V - 2) otherwise; with the
+partner masked every token has 1 / (V - 1).  So every re-scored probability is known from the state.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import explorer
+import explorer.models
+from explorer.samplers import MDLM, P2, RCR, REGISTRY, WINO, FiRe, from_config
+
+
+class PairModel:
+    AGREE = 0.97
+
+    def __init__(self, L=16, V=6):
+        self.mask_id, self.vocab_size, self.seq_len, self.tokenizer = V - 1, V, L, None
+
+    def logits(self, z):
+        B, L = z.shape
+        V = self.vocab_size
+        partner = z[:, torch.arange(L) ^ 1]
+        p = torch.full((B, L, V), 1.0 / (V - 1))
+        known = partner != self.mask_id
+        q = torch.full((B, L, V), (1 - self.AGREE) / (V - 2))
+        q.scatter_(-1, partner.clamp(max=V - 2)[..., None], self.AGREE)
+        p = torch.where(known[..., None], q, p)
+        p[..., self.mask_id] = 1e-30
+        return p.log()
+
+
+class ContextModel:
+    """A context-dependent denoiser with the body/head split."""
+
+    def __init__(self, L=12, V=7, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.mask_id, self.vocab_size, self.seq_len, self.tokenizer = V - 1, V, L, None
+        self.emb = torch.randn(V, 16, generator=g)
+        self.pos = torch.randn(L, 16, generator=g)
+        self.mix = torch.randn(16, 16, generator=g) / 4
+        self.out = torch.randn(16, V, generator=g)
+
+    def body(self, z):
+        h = self.emb[z] + self.pos
+        return torch.tanh(h + h.mean(1, keepdim=True) @ self.mix)
+
+    def head(self, h):
+        return h @ self.out
+
+    def logits(self, z):
+        return self.head(self.body(z))
+
+
+class GrowingModel:
+    """Every position prefers token 0 with p = 0.3 + 0.6 f, f the decoded share of its row: a token
+    written early has a lower confidence than one written later, so RCR has something to take back."""
+
+    def __init__(self, L=16, V=6):
+        self.mask_id, self.vocab_size, self.seq_len, self.tokenizer = V - 1, V, L, None
+
+    def logits(self, z):
+        B, L = z.shape
+        f = (z != self.mask_id).double().mean(1, keepdim=True)
+        p = torch.zeros(B, L, self.vocab_size, dtype=torch.float64)
+        p[..., 0] = 0.3 + 0.6 * f
+        p[..., 1:-1] = ((0.7 - 0.6 * f) / (self.vocab_size - 2))[..., None]
+        p[..., -1] = 1e-30
+        return p.log().float()
+
+
+BROKEN = (1 - PairModel.AGREE) / 4      # V = 6
+BLIND = 1 / 5
+
+
+def expected_score(x, pos, mask_id, hidden):
+    """The PairModel probability of the token at ``pos`` (row-wise) with the positions ``hidden`` masked."""
+    partner = pos ^ 1
+    if hidden[partner] or x[partner] == mask_id:
+        return BLIND
+    return PairModel.AGREE if x[partner] == x[pos] else BROKEN
+
+
+def step_events(tr, step, kind):
+    ev = tr.events
+    return ev[(ev.step == step) & (ev.kind == kind)]
+
+
+# ------------------------------------------------------------------------------------------- P2
+def test_p2_remasks_the_decoded_tokens_the_model_rejects_first():
+    """T = 3 on 16 positions: step 1 decodes 6 blind tokens, step 2 keeps 5 masked.  Masked positions
+    score log 0.2 (their partner is masked), a broken decoded token log 0.0075, an intact one log 0.97:
+    the plan remasks exactly the broken decoded tokens (at most 5), each with its re-scored p."""
+    m = PairModel()
+    tr = explorer.generate(m, P2(groups=2), 3, num_samples=64, seed=0, progress=False)
+    before = tr.state_at(1)
+    rem = step_events(tr, 2, "remask")
+    assert len(rem) and (rem.reason == "rescore").all()
+    for s in range(64):
+        x = before[s]
+        dec = (x != m.mask_id).nonzero().flatten().tolist()
+        broken = [p for p in dec if x[p ^ 1] != m.mask_id and x[p ^ 1] != x[p]]
+        got = sorted(rem[rem["sample"] == s].position.tolist())
+        assert len(got) == min(len(broken), 5) and set(got) <= set(broken)
+    assert rem.prob.to_numpy() == pytest.approx(BROKEN, rel=1e-4)
+    assert (tr.final != m.mask_id).all() and tr.steps.n_masked.tolist()[:3] == [64 * 10, 64 * 5, 0]
+    # cost: 3 draws, plus 2 re-scoring passes at the steps that have decoded tokens
+    assert (tr.nfe <= 3 + 2 * 2).all()
+    # eta = 0: a decoded token scores 0 > log 0.2, so nothing is ever remasked
+    assert not (explorer.generate(m, P2(groups=2, eta=0.0), 3, num_samples=8, progress=False)
+                .events.kind == "remask").any()
+
+
+def test_p2_upstream_scoring_and_remaskable():
+    m = PairModel()
+    tr = explorer.generate(m, P2(decoded="draw"), 4, num_samples=8, progress=False)
+    assert tr.nfe.tolist() == [4] * 8          # no re-scoring pass: one forward per step
+    rem = tr.events.query("kind == 'remask'")
+    assert rem.empty or (rem.reason == "confidence").all()
+    odd = torch.arange(16) % 2 == 1
+    tr = explorer.generate(m, P2(groups=2, remaskable=odd), 3, num_samples=32, progress=False)
+    rem = tr.events.query("kind == 'remask'")
+    assert len(rem) and (rem.position % 2 == 1).all()
+
+
+# ------------------------------------------------------------------------------------------ RCR
+@pytest.mark.parametrize("block_length", [None, 8])
+def test_rcr_keeps_the_most_confident_tokens_on_the_schedule(block_length):
+    m = GrowingModel()
+    T = 4 if block_length is None else 8
+    s, L = T // (1 if block_length is None else 2), m.seq_len
+    bl = L if block_length is None else block_length
+    tr = explorer.generate(m, RCR(block_length=block_length), T, num_samples=16, seed=3, progress=False)
+    assert (tr.final != m.mask_id).all() and tr.nfe.tolist() == [T] * 16
+    ratio = torch.linspace(0, 1, s + 1)
+    remasks = 0
+    for step in range(1, T + 1):
+        x0, p0, x1 = tr.state_at(step - 1), tr.prob_at(step - 1), tr.state_at(step)
+        blk, i = divmod(step - 1, s)
+        window = slice(blk * bl, (blk + 1) * bl)
+        left = (x1[:, window] == m.mask_id).sum(-1)
+        assert (left == bl - (ratio[i + 1] * bl).round().long()).all()      # the MaskGIT linear schedule
+        rem, new = step_events(tr, step, "remask"), step_events(tr, step, "unmask")
+        remasks += len(rem)
+        assert (rem.reason == "confidence").all()
+        for smp in range(16):
+            r, n = rem[rem["sample"] == smp], new[new["sample"] == smp]
+            # each remask carries its cached confidence, the lowest among all the tokens kept
+            assert r.prob.to_numpy() == pytest.approx(p0[smp, r.position.tolist()].numpy())
+            kept_old = [p0[smp, q].item() for q in range(window.start, window.stop)
+                        if x0[smp, q] != m.mask_id and q not in set(r.position)]
+            if len(r):
+                assert r.prob.max() <= min(kept_old + n.prob.tolist()) + 1e-6
+    assert remasks > 0
+
+
+# ----------------------------------------------------------------------------------------- WINO
+def test_wino_draft_accepts_above_threshold_and_verify_remasks_below():
+    """Resume an MDLM run half way with WINO.  Draft: a masked position whose partner is decoded draws
+    the partner's token with confidence 0.97 > 0.6 (a blind one has 0.2), so those are written.
+    Verify (rows that accepted more than one): a decoded token is remasked iff its re-scored
+    probability is below 0.9 -- its pair is broken or its partner is masked."""
+    m = PairModel()
+    base = explorer.generate(m, MDLM(), 8, num_samples=64, seed=1, progress=False)
+    tr = explorer.resume(m, base, 4, sampler=WINO(groups=2), progress=False)
+    x = base.state_at(4)
+    new, rem = step_events(tr, 5, "unmask"), step_events(tr, 5, "remask")
+    assert len(rem) and (rem.reason == "rescore").all()
+    for s in range(64):
+        n, r = new[new["sample"] == s], rem[rem["sample"] == s]
+        assert len(n) >= 1
+        if len(n) > 1:
+            assert (n.prob > 0.6).all()
+            expect = {p for p in range(16) if x[s, p] != m.mask_id
+                      and expected_score(x[s], p, m.mask_id, torch.zeros(16, dtype=torch.bool)) < 0.9}
+            assert set(r.position) == expect
+            for p, prob in zip(r.position, r.prob):
+                assert prob == pytest.approx(expected_score(x[s], p, m.mask_id, torch.zeros(16, dtype=torch.bool)),
+                                             rel=1e-4)
+        else:
+            assert r.empty
+    assert (tr.final != m.mask_id).all()
+
+
+def test_wino_stops_calling_the_model_once_a_row_is_full():
+    m = PairModel()
+    tr = explorer.generate(m, WINO(groups=2, block_length=8), 40, num_samples=4, seed=0, progress=False)
+    assert (tr.nfe < 40).all() and (tr.final != m.mask_id).all()
+    assert not (tr.events.reason == "final_argmax").any()
+
+
+# ----------------------------------------------------------------------------------------- FiRe
+def test_fire_masks_a_random_share_and_rescores_the_original_tokens():
+    """With update_rate = 1 a round resamples its whole random group, so the group is the round's
+    remask set: its size is n - floor(n (1 - r_k)), and each remask carries p(original token | the
+    group masked), known from the state before the round."""
+    m = PairModel()
+    sampler = FiRe(draft=MDLM(), rounds=4, lock_after=100)
+    tr = explorer.generate(m, sampler, 1, num_samples=32, seed=0, progress=False)
+    assert [round(sampler.ratio(k), 6) for k in (0, 3)] == [0.8, 0.4]
+    for k in range(4):
+        step = 2 + k
+        before = tr.state_at(step - 1)
+        rem = step_events(tr, step, "remask")
+        assert (rem.reason == "rescore").all()
+        for s in range(32):
+            r = rem[rem["sample"] == s]
+            assert len(r) == 16 - math.floor(16 * (1 - sampler.ratio(k)))
+            hidden = torch.zeros(16, dtype=torch.bool)
+            hidden[r.position.tolist()] = True
+            for p, prob in zip(r.position, r.prob):
+                assert prob == pytest.approx(expected_score(before[s], p, m.mask_id, hidden), rel=1e-4)
+    assert tr.nfe.tolist() == [1 + 4] * 32
+
+
+def test_fire_locks_a_position_after_identical_resamples():
+    m = PairModel()
+    tr = explorer.generate(m, FiRe(draft=MDLM(), rounds=12, lock_after=2, temperature=0.0), 1,
+                           num_samples=16, seed=2, progress=False)
+    ev = tr.events
+    new = ev[(ev.kind == "unmask") & (ev.step >= 2)].sort_values("step")
+    rem = ev[ev.kind == "remask"]
+    locked_any = False
+    for (s, p), g in new.groupby(["sample", "position"]):
+        toks, steps = g.token_id.tolist(), g.step.tolist()
+        for j in range(1, len(toks)):
+            if toks[j] == toks[j - 1]:     # two identical resamples in a row: locked from then on
+                later = rem[(rem["sample"] == s) & (rem.position == p) & (rem.step > steps[j])]
+                assert later.empty
+                locked_any = True
+                break
+    assert locked_any
+    # fully locked rows stop calling the model
+    assert (tr.nfe < 1 + 12).any()
+
+
+# ------------------------------------------------------------------------------------ settings
+@pytest.mark.parametrize("cls, kw, match", [
+    (P2, {"eta": -1.0}, "eta"),
+    (P2, {"groups": 0}, "groups must be an integer"),
+    (P2, {"decoded": "fresh"}, "decoded must be 'rescore'"),
+    (RCR, {"block_length": 0}, "block_length must be a positive integer"),
+    (RCR, {"temperature": -0.5}, "temperature"),
+    (WINO, {"threshold": 1.0}, "threshold=1.0 must be in \\(0, 1\\)"),
+    (WINO, {"threshold_back": 0.0}, "threshold_back"),
+    (WINO, {"max_accept": 0}, "max_accept must be an integer"),
+    (FiRe, {"draft": "mdlm"}, "draft must be a sampler"),
+    (FiRe, {"start_ratio": 1.0}, "start_ratio=1.0 must be in \\(0, 1\\)"),
+    (FiRe, {"update_rate": 0.0}, "update_rate"),
+    (FiRe, {"lock_after": 0}, "lock_after must be an integer"),
+    (FiRe, {"rounds": -1}, "rounds must be an integer"),
+])
+def test_bad_settings_name_the_fix(cls, kw, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**kw)
+
+
+def test_shape_errors_before_any_work():
+    m = PairModel()
+    with pytest.raises(ValueError, match="groups=17"):
+        explorer.generate(m, P2(groups=17), 4, progress=False)
+    with pytest.raises(ValueError, match="block_length"):
+        explorer.generate(m, WINO(block_length=5), 4, progress=False)
+    with pytest.raises(ValueError, match="not divisible by the number of blocks"):
+        explorer.generate(m, RCR(block_length=8), 3, progress=False)
+
+
+# ------------------------------------------------------------------------------- every sampler
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_registered_sampler_round_trips_and_runs(name):
+    s = explorer.samplers.by_name(name)
+    again = from_config(s.config)
+    assert type(again) is type(s) and again.config == s.config
+    m = ContextModel()
+    tr = explorer.generate(m, again, 4, num_samples=2, seed=0, progress=False)
+    assert tr.complete and (tr.final != m.mask_id).all()
+    assert tr.meta["sampler"] == s.config
+
+
+def test_strategies_run_on_a_prompted_llada_checkpoint(tmp_path):
+    explorer.models.write_random_checkpoint(tmp_path, "llada")
+    m = explorer.load_model(tmp_path)
+    for s in (P2(), RCR(block_length=4), WINO(block_length=4), FiRe(rounds=2)):
+        tr = explorer.generate(m, s, 4, prompt="hi", gen_length=8, num_samples=2, progress=False)
+        assert tr.complete and (tr.final[:, -8:] != m.mask_id).all()
+        assert not (tr.events.query("kind == 'remask'").position < tr.meta["gen_start"]).any()
