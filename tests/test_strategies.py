@@ -217,3 +217,80 @@ def test_a_sampler_cannot_remask_fixed_or_write_decoded_positions():
 
     with pytest.raises(ValueError, match="remask only decoded positions"):
         explorer.generate(m, Rogue(), 2, progress=False)
+
+
+# ------------------------------------------------------------------------------ the lab
+from explorer.studies import strategies as lab_module  # noqa: E402
+from explorer.studies.strategies import compare, steps_for_budget  # noqa: E402
+from explorer.tasks import orders  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    return explorer.load_model("orders-oracle")
+
+
+@pytest.fixture(scope="module")
+def small_lab(oracle, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("lab")
+    strategies = {"mdlm": MDLM(nucleus_p=0.9), "rescore": Rescore(nucleus_p=0.9, rounds=1)}
+    return compare(oracle, strategies, budgets=[24], num_samples=2, seed=3, cache=cache, progress=False), \
+        strategies, cache
+
+
+def test_steps_for_budget_is_the_largest_affordable_step_count():
+    r = Rescore(rounds=2, groups=4)                     # cost T + 2 * (4 + 1)
+    assert steps_for_budget(r, 30, 64) == 20
+    assert steps_for_budget(MDLM(), 30, 64) == 30
+    assert steps_for_budget(ReMDMLoop(), 7, 64) == 7
+    with pytest.raises(ValueError, match="more than the budget of 10"):
+        steps_for_budget(r, 10, 64)
+    with pytest.raises(ValueError, match="budget must be a positive"):
+        steps_for_budget(MDLM(), 0, 64)
+
+
+def test_lab_table_and_ledger_agree_with_the_runs_themselves(oracle, small_lab):
+    lab, strategies, _ = small_lab
+    t = lab.table.set_index("strategy")
+    assert list(t.index) == ["mdlm", "rescore"] and (t.budget == 24).all()
+    for name, s in strategies.items():
+        steps = int(t.loc[name, "steps"])
+        assert steps == steps_for_budget(s, 24, orders.SEQ_LEN)
+        tr = explorer.generate(oracle, s, steps, num_samples=2, seed=3, progress=False)
+        assert t.loc[name, "model_calls"] == pytest.approx(tr.nfe.double().mean().item())
+        assert t.loc[name, "model_calls_max"] <= 24
+        valid = [v for x in tr.final for v in orders.record_validity(orders.decode(x))]
+        assert t.loc[name, "value"] == pytest.approx(sum(valid) / len(valid))
+    assert t.loc["mdlm", "remasks"] == 0 and (lab.ledger.strategy == "rescore").all()
+    # every remask of the correction round hit a record that was broken just before it
+    tr = explorer.generate(oracle, strategies["rescore"], int(t.loc["rescore", "steps"]), num_samples=2, seed=3,
+                           progress=False)
+    led = lab.ledger
+    assert len(led) == int(t.loc["rescore", "remasks"]) > 0
+    for row in led.itertuples():
+        before = orders.record_validity(orders.decode(tr.state_at(row.step - 1)[row.sample]))
+        assert row.hit == (not before[row.record])
+    assert t.loc["rescore", "precision"] == pytest.approx(led.hit.mean())
+    assert len(lab.texts) == 4 and set(lab.texts.strategy) == {"mdlm", "rescore"}
+
+
+def test_lab_cells_are_cached_and_resumed(oracle, small_lab, monkeypatch):
+    lab, strategies, cache = small_lab
+
+    def no_generation(*a, **k):
+        raise AssertionError("a cached cell was generated again")
+    monkeypatch.setattr(lab_module, "generate", no_generation)
+    again = compare(oracle, strategies, budgets=[24], num_samples=2, seed=3, cache=cache, progress=False)
+    pd_cols = ["strategy", "budget", "steps", "model_calls", "value", "precision"]
+    assert again.table[pd_cols].equals(lab.table[pd_cols])
+    assert len(again.ledger) == len(lab.ledger)
+
+
+def test_lab_refuses_what_it_cannot_compare_before_any_work(oracle, monkeypatch):
+    monkeypatch.setattr(lab_module, "generate", lambda *a, **k: pytest.fail("ran before checking"))
+    with pytest.raises(ValueError, match="more than the budget"):
+        compare(oracle, ["mdlm", "rescore"], budgets=[16], num_samples=1, progress=False)
+    with pytest.raises(ValueError, match="at least one strategy"):
+        compare(oracle, [], budgets=[16], progress=False)
+    with pytest.raises(TypeError, match="give a sampler or a spec"):
+        compare(oracle, {"x": 3}, budgets=[16], progress=False)

@@ -13,6 +13,7 @@ command             module                       library call
 ``evaluate-orders`` :mod:`explorer.cli.orders`   :func:`explorer.studies.orders.evaluate`
 ``repair``          :mod:`explorer.cli.orders`   :func:`explorer.studies.repair.measure`
 ``corpus``          :mod:`explorer.cli.corpus`   :mod:`explorer.tasks.stories` tokenizer and sizes
+``strategies``      :mod:`explorer.cli.strategies` :func:`explorer.studies.strategies.compare`
 =================== ============================ ====================================================
 
 **Adding a command** (say ``explorer strategies``): write ``explorer/cli/strategies.py`` with
@@ -35,7 +36,7 @@ from __future__ import annotations
 import sys
 from typing import Callable, NamedTuple, Sequence
 
-from explorer.cli import corpus, generate, judge, orders, sweep, train
+from explorer.cli import corpus, generate, judge, orders, strategies, sweep, train
 from explorer.cli.common import ArgumentParser, UsageError, run
 
 
@@ -59,6 +60,8 @@ COMMANDS: dict[str, Command] = {
     "repair": Command("plant wrong fields in orders records, refine, report the share repaired (CSV)",
                       orders.repair_parser, orders.repair_main),
     "corpus": Command("build the stories tokenizer and describe the corpus splits", corpus.parser, corpus.main),
+    "strategies": Command("which tokens to remask: strategies x budgets of model calls on one model and seed",
+                          strategies.parser, strategies.main),
 }
 
 

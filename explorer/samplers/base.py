@@ -149,6 +149,12 @@ class Sampler:
     def grid(self, steps: int) -> list[StepTimes]:
         return [StepTimes(i, t, s, 1.0 - t, 1.0 - s) for i, t, s in linear_grid(steps)]
 
+    def expected_calls(self, steps: int, gen_length: int) -> float:
+        """Model calls per sequence of a ``steps``-step run, at most (the lab's budget): one per grid
+        step (a step that draws calls the model once; one that draws nothing may not), two with
+        classifier-free guidance.  Samplers that also re-score say so by overriding this."""
+        return len(self.grid(steps)) * (2 if getattr(self, "cfg_scale", 0) else 1)
+
     @property
     def draws_by_rates(self) -> bool:
         """True for the ReMDM family: its step is :meth:`step` from :meth:`rates` (§2.1)."""

@@ -119,6 +119,11 @@ class Rescore(Sampler):
             raise ValueError(f"groups={self.groups} is more than the {gen_length} positions there are to score; "
                              f"use groups <= {gen_length} (None picks gen_length / 16).")
 
+    def expected_calls(self, steps: int, gen_length: int) -> float:
+        """The draft's calls plus, per round, G scoring passes and one rewrite (at most)."""
+        rounds = sum(1 for _, own in self._plan(steps) if own is None)
+        return self.draft.expected_calls(steps, gen_length) + rounds * (self.groups_for(gen_length) + 1)
+
     # --- the grid: draft steps, with correction rounds inside (every=) and after ------------------
     def _plan(self, steps: int) -> list[tuple[StepTimes, StepTimes | None]]:
         """(grid step, the draft's own step or None for a correction round), memoised per T."""

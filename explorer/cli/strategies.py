@@ -1,0 +1,79 @@
+"""``explorer strategies``: which tokens to remask -- strategies x budgets on one model, one seed.
+
+Writes ``table.parquet`` (quality, model calls, wall seconds, remask precision / recall / fixes /
+harms per strategy and budget), ``ledger.parquet`` (orders: one row per remask) and
+``texts.parquet`` to ``--out``; finished cells are cached in ``OUT/cache`` (run the same command
+again to resume).  :func:`explorer.studies.strategies.compare` is the library call.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, output_dir, positive_float,
+                                 positive_int, samplers_from_cli)
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="explorer strategies", description=(
+        "Compare remasking strategies on one model at the same budgets of model calls per sequence, the "
+        "same seed and prompts: quality, model calls, wall seconds and (orders) the remask ledger."))
+    p.add_argument("--model", required=True, help="shipped name (orders, orders-oracle, stories), model folder or hub id")
+    p.add_argument("--strategies", default="mdlm,remdm-loop,remdm-conf,rescore",
+                   help="comma-separated sampler specs, e.g. mdlm,remdm-loop,rescore:rounds=8")
+    p.add_argument("--budgets", default="64,128", help="comma-separated model calls per sequence")
+    p.add_argument("--num-samples", type=positive_int, default=32, help="sequences per cell")
+    p.add_argument("--seed", type=int, default=0, help="the one seed every strategy uses")
+    p.add_argument("--nucleus-p", type=positive_float, default=None,
+                   help="top-p for every strategy whose spec does not set it (the paper uses 0.9)")
+    p.add_argument("--prompt", default=None, help="prompt text, for models without a fixed length (LLaDA, Dream)")
+    p.add_argument("--gen-length", type=positive_int, default=None, help="tokens to generate after --prompt")
+    p.add_argument("--judge", default=None, help="judge causal LM for stories' gen_ppl (default: shipped stories-judge)")
+    p.add_argument("--out", required=True, help="output folder (created if its parent exists)")
+    p.add_argument("--device", default=None, help="torch device (default: the model's)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="sequences per model call")
+    p.add_argument("--allow-download", action="store_true", help="allow fetching a model from the Hugging Face hub")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from explorer.studies.strategies import compare, plan_cells
+    from explorer.sweep import write_parquet_atomic
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = parser().parse_args(argv)
+    out = output_dir(a.out)
+    defaults = {} if a.nucleus_p is None else {"nucleus_p": a.nucleus_p}
+    strategies = samplers_from_cli(a.strategies, "--strategies", "--strategies mdlm,rescore", **defaults)
+    try:
+        budgets = [int(b) for b in a.budgets.split(",")]
+        if not budgets or min(budgets) < 1:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--budgets {a.budgets!r} is not a list of positive numbers of model calls.",
+                         "write e.g. --budgets 64,128.") from None
+    if (a.prompt is None) != (a.gen_length is None):
+        raise UsageError("--prompt and --gen-length go together (a prompted model needs both).",
+                         "give both, or neither for a fixed-length model.")
+    model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
+    if getattr(model, "seq_len", None) is None and a.prompt is None:
+        raise UsageError(f"{a.model} has no fixed length: every strategy needs the same prompt.",
+                         "add --prompt TEXT --gen-length N.")
+    length = model.seq_len if getattr(model, "seq_len", None) is not None else a.gen_length
+    plan_cells(strategies, budgets, length)          # a budget no strategy can meet fails before any folder
+    out.mkdir(exist_ok=True)
+    lab = compare(model, strategies, budgets, num_samples=a.num_samples, seed=a.seed, prompt=a.prompt,
+                  gen_length=a.gen_length, cache=out / "cache", batch_size=a.batch_size, device=a.device,
+                  judge=a.judge, progress=not a.no_progress)
+    command = "explorer strategies " + " ".join(argv)
+    for name, df in (("table", lab.table), ("ledger", lab.ledger), ("texts", lab.texts)):
+        df = df.copy()
+        df.attrs = {}
+        df["command"] = command
+        write_parquet_atomic(df, out / f"{name}.parquet")
+    cols = [c for c in ("strategy", "budget", "steps", "model_calls", "value", "stderr", "entropy", "precision",
+                        "recall", "fixes", "harms") if c in lab.table]
+    print(lab.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"wrote {out / 'table.parquet'}, ledger.parquet, texts.parquet")
+    return 0

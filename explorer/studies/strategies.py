@@ -1,0 +1,231 @@
+"""The strategy lab: which tokens to remask, compared on one model, one seed, one budget.
+
+Every strategy runs on the same model, the same prompts (or none) and the same seed, and gets the
+same *budget in model calls per sequence*: its step count is the largest T whose cost bound
+(``sampler.expected_calls(T, L)``) fits the budget (:func:`steps_for_budget`); the calls it really
+spent (``trace.nfe``, scoring passes included) are reported beside it.
+
+    lab = compare(model, ["mdlm", "remdm-loop", "rescore"], budgets=[64, 128], num_samples=32,
+                  nucleus_p=0.9, cache="runs/lab")
+    lab.table      # one row per (strategy, budget): quality, model calls, wall seconds, ledger summary
+    lab.ledger     # orders: one row per remask -- hit or miss; its rewrite a fix, a harm or neutral
+    lab.texts      # one row per sample: the text (prompted LLaDA / Dream models: read them)
+
+Quality, by task: ``orders`` -- the share of valid records with a cluster standard error, and the
+remask ledger (:func:`explorer.studies.ledger.remask_ledger`): precision (hits / remasks), recall
+(broken records that got a hit), fixes and harms per 100 model calls; ``stories`` -- judge Gen PPL
+with its standard error and the unigram entropy beside it (a lower Gen PPL bought with a lower
+entropy is less diverse text, not better text); any other model -- the texts.
+
+Cells are cached (``cache=DIR``: one folder per cell, keyed by the sampler's config, steps, seed,
+sample count, prompts and the model's weights hash) and a rerun only computes what is missing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from explorer.engine import generate
+from explorer.metrics.registry import get_metric
+from explorer.metrics.validity import cluster_stderr
+from explorer.models.checkpoint import model_sha256
+from explorer.samplers import Sampler
+from explorer.samplers.spec import parse_sampler
+from explorer.studies.ledger import ledger_summary, remask_ledger
+from explorer.sweep import write_parquet_atomic
+from explorer.tasks import orders
+
+__all__ = ["compare", "plan_cells", "steps_for_budget", "LabResult", "TABLE_COLUMNS", "task_of"]
+
+TABLE_COLUMNS = ["strategy", "budget", "steps", "model_calls", "model_calls_max", "seconds", "num_samples",
+                 "quality", "value", "stderr", "entropy", "remasks", "precision", "recall", "fixes", "harms",
+                 "fixes_per_100_calls", "harms_per_100_calls", "sampler"]
+
+
+@dataclass
+class LabResult:
+    """The lab's three tidy tables (see the module docstring)."""
+    table: pd.DataFrame
+    ledger: pd.DataFrame
+    texts: pd.DataFrame
+
+
+def task_of(model) -> str:
+    """``"orders"``, ``"stories"`` or ``"text"`` (a model whose quality the lab reads as texts)."""
+    name = str((getattr(model, "identity", None) or {}).get("name", ""))
+    if name.startswith("orders") and getattr(model, "seq_len", None) == orders.SEQ_LEN:
+        return "orders"
+    if name.startswith("stories"):
+        return "stories"
+    return "text"
+
+
+def steps_for_budget(sampler: Sampler, budget: int, gen_length: int) -> int:
+    """The largest T with ``sampler.expected_calls(T, gen_length) <= budget``; a clear error when
+    even one step (or a draft's first step plus its corrections) costs more than the budget."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ValueError(f"budget must be a positive number of model calls per sequence, got {budget!r}.")
+    cost = lambda t: sampler.expected_calls(t, gen_length)   # noqa: E731
+    if cost(1) > budget:
+        raise ValueError(f"{sampler.name} needs {cost(1):g} model calls per sequence even at 1 step (its draft plus "
+                         f"its correction rounds), more than the budget of {budget}; raise the budget or lower "
+                         "its rounds / groups.")
+    lo, hi = 1, 2
+    while cost(hi) <= budget and hi < 1 << 16:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:                      # cost is non-decreasing in T
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cost(mid) <= budget else (lo, mid)
+    return lo
+
+
+def plan_cells(strategies: dict[str, Sampler], budgets: Sequence[int], length: int) -> list[tuple]:
+    """(label, sampler, budget, steps) of every cell, all checked before any work: a budget that a
+    strategy cannot meet, or a step count its blocks refuse, fails here with the fix."""
+    plan = []
+    for name, s in strategies.items():
+        for b in budgets:
+            steps = steps_for_budget(s, b, length)
+            s.check_shape(length, steps)
+            plan.append((name, s, b, steps))
+    return plan
+
+
+def _as_strategies(strategies, nucleus_p: float | None) -> dict[str, Sampler]:
+    if isinstance(strategies, Mapping):
+        items = list(strategies.items())
+    else:
+        items = [(s if isinstance(s, str) else s.name, s) for s in strategies]
+    if not items:
+        raise ValueError("give at least one strategy, e.g. ['mdlm', 'remdm-loop', 'rescore'].")
+    out = {}
+    for name, s in items:
+        if isinstance(s, str):
+            s = parse_sampler(s, **({} if nucleus_p is None else {"nucleus_p": nucleus_p}))
+        if not isinstance(s, Sampler):
+            raise TypeError(f"strategy {name!r} is a {type(s).__name__}; give a sampler or a spec like 'rescore'.")
+        out[str(name)] = s
+    return out
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _quality(task: str, trace, metrics: dict) -> dict:
+    ids, texts = trace.final, trace.texts
+    if task == "orders":
+        recs = orders.record_table([orders.decode(x) for x in ids])
+        by_seq = recs.groupby("sample")["valid"]
+        return {"quality": "valid_records", "value": float(recs["valid"].mean()),
+                "stderr": cluster_stderr(by_seq.sum().to_numpy(), by_seq.size().to_numpy())}
+    if task == "stories":
+        ppl = metrics["gen_ppl"](ids, texts).iloc[0]
+        ent = metrics["entropy"](ids, texts).iloc[0]
+        return {"quality": "gen_ppl", "value": float(ppl.value), "stderr": float(ppl.stderr),
+                "entropy": float(ent.value)}
+    return {"quality": "texts", "value": float("nan"), "stderr": float("nan")}
+
+
+def _cell(model, task, name, sampler, budget, steps, num_samples, seed, prompt, gen_length, batch_size, device,
+          metrics) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    t0 = time.perf_counter()
+    kw = {} if gen_length is None else {"gen_length": gen_length}
+    trace = generate(model, sampler, steps, num_samples=num_samples, seed=seed, prompt=prompt, device=device,
+                     batch_size=batch_size, record=task == "orders", progress=False, **kw)
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    if not trace.complete:
+        raise KeyboardInterrupt("the lab was interrupted; finished cells are cached and will not be recomputed.")
+    nfe = trace.nfe.double()
+    row = {"strategy": name, "budget": int(budget), "steps": int(steps), "model_calls": float(nfe.mean()),
+           "model_calls_max": int(nfe.max()), "seconds": seconds, "num_samples": int(trace.num_samples),
+           "sampler": json.dumps(sampler.config, sort_keys=True, default=str)}
+    row.update(_quality(task, trace, metrics))
+    ledger = pd.DataFrame()
+    if task == "orders":
+        ledger = remask_ledger(trace)
+        summ = ledger_summary(ledger)
+        row.update({k: summ[k] for k in ("remasks", "precision", "recall", "fixes", "harms",
+                                         "fixes_per_100_calls", "harms_per_100_calls")})
+        ledger = ledger.assign(strategy=name, budget=int(budget))
+    texts = pd.DataFrame({"strategy": name, "budget": int(budget), "sample": np.arange(trace.num_samples),
+                          "text": trace.texts, "model_calls": trace.nfe.numpy()})
+    return row, ledger, texts
+
+
+def compare(model, strategies, budgets: Sequence[int], num_samples: int = 32, seed: int = 0, *,
+            nucleus_p: float | None = None, prompt=None, gen_length: int | None = None,
+            cache: str | os.PathLike | None = None, batch_size: int | None = None, device=None,
+            judge=None, progress: bool = True) -> LabResult:
+    """Run every strategy at every budget on the same model, prompts and seed (module docstring).
+
+    ``strategies``: sampler specs (``"rescore:rounds=8"``), samplers, or ``{label: sampler}``;
+    ``nucleus_p`` is given to specs that do not set it.  ``budgets``: model calls per sequence.
+    ``prompt`` / ``gen_length``: for prompted models (LLaDA, Dream), as :func:`explorer.generate`.
+    """
+    strategies = _as_strategies(strategies, nucleus_p)
+    budgets = [int(b) for b in budgets]
+    if not budgets:
+        raise ValueError("give at least one budget (model calls per sequence), e.g. budgets=[64, 128].")
+    if getattr(model, "seq_len", None) is None:
+        if prompt is None or gen_length is None:
+            raise ValueError("this model has no fixed length (LLaDA, Dream): give prompt= and gen_length= so every "
+                             "strategy answers the same prompts.")
+        length = int(gen_length)
+    else:
+        length = int(model.seq_len)
+    task = task_of(model)
+    plan = plan_cells(strategies, budgets, length)
+    metrics = {}
+    if task == "stories":
+        metrics = {"gen_ppl": get_metric("gen_ppl", device=device, judge=judge), "entropy": get_metric("entropy")}
+    cache = Path(cache) if cache is not None else None
+    sha = model_sha256(model) if cache is not None else ""
+    rows, ledgers, texts = [], [], []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(plan), desc="strategies", unit="cell")
+    try:
+        for name, s, b, steps in plan:
+            if bar is not None:
+                bar.set_postfix_str(f"{name} budget={b} T={steps}")
+            folder = None
+            if cache is not None:
+                folder = cache / _key(s.config, steps, seed, num_samples, sha, prompt, gen_length, b, name,
+                                      metrics and {k: m.key for k, m in metrics.items()})
+            if folder is not None and (folder / "row.parquet").exists():
+                row = pd.read_parquet(folder / "row.parquet").iloc[0].to_dict()
+                led = pd.read_parquet(folder / "ledger.parquet")
+                txt = pd.read_parquet(folder / "texts.parquet")
+            else:
+                row, led, txt = _cell(model, task, name, s, b, steps, num_samples, seed, prompt, gen_length,
+                                      batch_size, device, metrics)
+                if folder is not None:       # row last: a cell is cached only when all three are written
+                    write_parquet_atomic(led, folder / "ledger.parquet")
+                    write_parquet_atomic(txt, folder / "texts.parquet")
+                    write_parquet_atomic(pd.DataFrame([row]), folder / "row.parquet")
+            rows.append(row)
+            ledgers.append(led)
+            texts.append(txt)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    table = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
+    ledger = pd.concat([x for x in ledgers if len(x)], ignore_index=True) if any(len(x) for x in ledgers) \
+        else pd.DataFrame()
+    table.attrs.update(task=task, seed=seed, model=(getattr(model, "identity", None) or {}))
+    return LabResult(table=table, ledger=ledger, texts=pd.concat(texts, ignore_index=True))
