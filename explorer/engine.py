@@ -54,7 +54,7 @@ from .samplers.ranked import RACE
 from .samplers.step import FINAL_ARGMAX, Decision, Write
 from .trace import REASONS, STEP_COLUMNS, Trace
 
-__all__ = ["generate", "resume", "StepUpdate", "StopGeneration"]
+__all__ = ["generate", "resume", "fill_masked", "StepUpdate", "StopGeneration"]
 
 
 class StopGeneration(Exception):
@@ -493,16 +493,9 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], ctx: _Context, re
     t0 = time.perf_counter()
     last = grid[-1]
     ctx.begin(StepTimes(last.step + 1, last.s, 0.0, last.alpha_s, 1.0, "final_argmax"))
-    b, pos = ctx.masked.nonzero(as_tuple=True)
-    if b.numel():
-        def greedy(logits, rows):
-            p = subs_probs(logits, mask_id)
-            prob, tok = p.max(-1)
-            cp, ci = top_candidates(p, ctx.topk)
-            return tok, prob, ci, cp
-        tok, prob, ci, cp = ctx.draw(b, pos, greedy)
-        d = Decision(write=Write(b, pos, tok, prob, 1.0, 0.0, FINAL_ARGMAX, ci if ctx.topk else None, cp),
-                     sigma=0.0, phase="final_argmax")
+    w = _greedy(ctx)
+    if w is not None:
+        d = Decision(write=w, sigma=0.0, phase="final_argmax")
         n_un, _, un_rows, _, _ = _apply(ctx, d, rec, ctx.st.step, hook)
         px0.invalidate()
         row = step_rows.get(ctx.st.step)
@@ -515,6 +508,39 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], ctx: _Context, re
         row["seconds"] += time.perf_counter() - t0
         live(ctx.st.step, "final_argmax", ctx.sample_ids, ctx.x, un_rows, torch.zeros(0, 2, dtype=torch.long),
              px0.calls, grid_step=False)
+
+
+def _greedy(ctx: _Context) -> Write | None:
+    """The final pass (§1.8): every masked position gets the argmax of its p(x0) (SUBS: never the mask)."""
+    b, pos = ctx.masked.nonzero(as_tuple=True)
+    if not b.numel():
+        return None
+
+    def argmax(logits, rows):
+        p = subs_probs(logits, ctx.mask_id)
+        prob, tok = p.max(-1)
+        cp, ci = top_candidates(p, ctx.topk)
+        return tok, prob, ci, cp
+    tok, prob, ci, cp = ctx.draw(b, pos, argmax)
+    return Write(b, pos, tok, prob, 1.0, 0.0, FINAL_ARGMAX, ci if ctx.topk else None, cp)
+
+
+def fill_masked(model, z: torch.Tensor, batch_size: int | None = None, pad: torch.Tensor | None = None) -> torch.Tensor:
+    """``z[N, L]`` with every masked position filled by argmax p(x0 | z): the engine's final pass
+    (§1.8) on its own, with the same fast path, row budget and padding rules (``pad``: left padding)."""
+    device = model_device(model)
+    out = z.clone()
+    bs = batch_size or max(1, z.shape[0])
+    for lo in range(0, z.shape[0], bs):
+        x = z[lo:lo + bs].to(device).clone()
+        px0 = _Px0(model, True, pad=None if pad is None else pad[lo:lo + bs].to(device))
+        ctx = _Context(model, x, torch.zeros_like(x, dtype=torch.bool), torch.full(x.shape, math.nan, device=device),
+                       torch.arange(x.shape[0], device=device), list(range(x.shape[0])), 0, 0, 0, 0, px0)
+        ctx.begin(StepTimes(1, 0.0, 0.0, 1.0, 1.0, "final_argmax"))
+        w = _greedy(ctx)
+        if w is not None:
+            out[lo + w.b.cpu(), w.pos.cpu()] = w.token.cpu()
+    return out
 
 
 def _steps_table(step_rows: dict) -> pd.DataFrame:

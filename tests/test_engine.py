@@ -353,3 +353,29 @@ def test_stop_generation_in_the_hook_returns_an_incomplete_trace():
     assert not tr.complete and tr.last_step == 4
     full = explorer.generate(m, MDLM(), 12, num_samples=2, progress=False)
     assert torch.equal(tr.state_at(4), full.state_at(4))
+
+
+def test_steps_table_counts_masks_whether_or_not_the_run_is_recorded():
+    """A sweep runs with record=False and no progress bar: its steps table used to say n_masked = 0."""
+    m = ContextModel()
+    on = explorer.generate(m, ReMDMLoop(), 12, num_samples=3, seed=1, progress=False, record=True)
+    off = explorer.generate(m, ReMDMLoop(), 12, num_samples=3, seed=1, progress=False, record=False)
+    cols = ["step", "n_masked", "n_unmasked", "n_remasked"]
+    assert on.steps[cols].equals(off.steps[cols])
+    for k in on.steps.step:
+        assert int(on.steps.set_index("step").loc[k, "n_masked"]) == int((on.state_at(k) == m.mask_id).sum())
+    assert off.steps.n_masked.iloc[0] > 0
+
+
+def test_fill_masked_is_the_final_pass():
+    from explorer.metrics import fill_argmax
+    m = ContextModel()
+    tr = explorer.generate(m, MDLM(), 4, num_samples=3, seed=2, progress=False)
+    z = tr.state_at(2)
+    filled = explorer.engine.fill_masked(m, z)
+    assert torch.equal(filled[z != m.mask_id], z[z != m.mask_id]) and not (filled == m.mask_id).any()
+    assert torch.equal(fill_argmax(m, z, batch_size=2), filled)
+    # the trace's own final pass: resuming at step 3 of a 4-step run with one step left, then argmax
+    last = tr.state_at(4)
+    final = tr.final
+    assert torch.equal(explorer.engine.fill_masked(m, last), final)

@@ -21,28 +21,10 @@ import torch
 
 @torch.no_grad()
 def fill_argmax(model: Any, z: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Masked positions of ``z[N, L]`` filled by argmax p(x0 | z) (SUBS: the mask never wins).
-
-    The same greedy fill as the engine's final pass (reference §1.8); uses the model's
-    ``body``/``head`` split when it has one, so only masked rows go through the output head.
-    """
-    from explorer.protocol import has_split, model_device
-    from explorer.samplers.categorical import subs_probs
-
-    mask_id = int(model.mask_id)
-    dev = model_device(model)
-    split = has_split(model)
-    out = z.clone()
-    bs = batch_size or z.shape[0]
-    for i in range(0, z.shape[0], bs):
-        chunk = z[i:i + bs].to(dev)
-        b, pos = (chunk == mask_id).nonzero(as_tuple=True)
-        if not b.numel():
-            continue
-        logits = model.head(model.body(chunk)[b, pos]) if split else model.logits(chunk)[b, pos]
-        best = subs_probs(logits, mask_id).argmax(-1)
-        out[i + b.cpu(), pos.cpu()] = best.cpu()
-    return out
+    """Masked positions of ``z[N, L]`` filled by argmax p(x0 | z) (SUBS: the mask never wins):
+    the engine's own final pass (reference §1.8), :func:`explorer.engine.fill_masked`."""
+    from explorer.engine import fill_masked
+    return fill_masked(model, z, batch_size)
 
 
 def _resolve_metric(metric_fn: Any, inputs: str | None):
