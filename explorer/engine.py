@@ -52,7 +52,7 @@ from .samplers.base import Sampler, StepTimes, _at, check_steps
 from .samplers.categorical import subs_probs, top_candidates
 from .samplers.ranked import RACE
 from .samplers.step import FINAL_ARGMAX, Decision, Write
-from .trace import REASONS, STEP_COLUMNS, Trace
+from .trace import REASONS, STEP_COLUMNS, RunRecord, Trace
 
 __all__ = ["generate", "resume", "fill_masked", "StepUpdate", "StopGeneration"]
 
@@ -619,17 +619,15 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
     events = rec.arrays()
     last_step = max([first_step] + ([int(steps_df["step"].max())] if len(steps_df) else [])
                     + ([int(events["step"].max())] if len(events["step"]) else []))
-    meta = {
-        "run_id": uuid.uuid4().hex, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-        "sampler": sampler.config, "steps": steps, "grid_steps": len(grid), "seed": seed,
-        "num_samples": N, "batch_size": batch_size, "seq_len": L, "vocab_size": model.vocab_size,
-        "mask_id": model.mask_id, "model": model_identity(model), "device": str(device),
-        "versions": _versions(), "record": record, "topk": topk, "fast": fast and has_split(model),
-        "first_step": first_step, "last_step": max(last_step, first_step), "model_calls": calls,
-        "nfe": nfe.tolist(),
-        "complete": complete, "wall_seconds": time.perf_counter() - t_start, "parent": None,
-    }
-    meta.update(meta_extra)
+    meta = RunRecord(
+        run_id=uuid.uuid4().hex, created=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+        sampler=sampler.config, steps=steps, grid_steps=len(grid), seed=seed,
+        num_samples=N, batch_size=batch_size, seq_len=L, vocab_size=model.vocab_size,
+        mask_id=model.mask_id, model=model_identity(model), device=str(device),
+        versions=_versions(), record=record, topk=topk, fast=fast and has_split(model),
+        first_step=first_step, last_step=max(last_step, first_step), model_calls=calls,
+        nfe=nfe.tolist(), complete=complete, wall_seconds=time.perf_counter() - t_start, parent=None,
+        **meta_extra)
     return Trace(initial=x0, fixed=fixed, events=events, steps=steps_df, meta=meta, final=final,
                  tokenizer=getattr(model, "tokenizer", None))
 
