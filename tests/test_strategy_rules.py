@@ -14,7 +14,7 @@ import torch
 
 import explorer
 import explorer.models
-from explorer.samplers import MDLM, P2, RCR, REGISTRY, WINO, FiRe, from_config
+from explorer.samplers import MDLM, P2, RCR, REGISTRY, WINO, FiRe, Saber, TokenSwap, from_config
 
 
 class PairModel:
@@ -240,6 +240,69 @@ def test_fire_locks_a_position_after_identical_resamples():
     assert (tr.nfe < 1 + 12).any()
 
 
+# ---------------------------------------------------------------------------------------- Saber
+def test_saber_unmasks_above_the_mean_confidence_and_takes_back_the_biggest_drops():
+    """Resume an MDLM run half way with Saber (n = 2).  Acceleration: every written token beats
+    tau, the mean cached confidence of the decoded tokens, unless only n were written.  Backtracking:
+    k = min(max(n // 2, ceil(A / 8)), A - 1) decoded tokens go back, those whose re-scored p fell most
+    below the confidence they were written with."""
+    m = PairModel()
+    base = explorer.generate(m, MDLM(), 8, num_samples=64, seed=5, progress=False)
+    tr = explorer.resume(m, base, 4, sampler=Saber(groups=2), progress=False)
+    x, cached = base.state_at(4), base.prob_at(4).double()
+    new, rem = step_events(tr, 5, "unmask"), step_events(tr, 5, "remask")
+    assert len(rem) and (rem.reason == "rescore").all()
+    none = torch.zeros(16, dtype=torch.bool)
+    for s in range(64):
+        n, r = new[new["sample"] == s], rem[rem["sample"] == s]
+        dec = [p for p in range(16) if x[s, p] != m.mask_id]
+        masked = 16 - len(dec)
+        tau = cached[s, dec].mean().item() if dec else 1.0
+        A = len(n)
+        assert A >= min(2, masked)
+        if A > 2:
+            assert (n.prob > tau - 1e-6).all()
+        k = max(0, min(max(1, (A + 7) // 8), A - 1)) if dec else 0
+        assert len(r) == min(k, len(dec))
+        delta = {p: expected_score(x[s], p, m.mask_id, none) - cached[s, p].item() for p in dec}
+        if len(r):
+            taken = set(r.position)
+            assert max(delta[p] for p in taken) <= min([delta[p] for p in dec if p not in taken] + [math.inf]) + 1e-5
+            for p, prob in zip(r.position, r.prob):
+                assert prob == pytest.approx(expected_score(x[s], p, m.mask_id, none), rel=1e-4)
+    full = explorer.generate(m, Saber(groups=2), 64, num_samples=4, seed=0, progress=False)
+    assert (full.nfe < 64).all() and (full.final != m.mask_id).all()
+
+
+# ----------------------------------------------------------------------------------- token swap
+def test_token_swap_replaces_confident_disagreements():
+    """PairModel predicts a decoded position from its partner too (as a model trained for editing
+    would): a broken pair's token draws the partner's token with p = 0.97 > 0.9 and is swapped; an
+    intact or lonely token never is.  Masked positions whose partner is decoded are committed above 0.95."""
+    m = PairModel()
+    base = explorer.generate(m, MDLM(), 8, num_samples=64, seed=1, progress=False)
+    tr = explorer.resume(m, base, 4, sampler=TokenSwap(), progress=False)
+    x = base.state_at(4)
+    ev = tr.events
+    rem = ev[(ev.step == 5) & (ev.kind == "remask")]
+    new = ev[(ev.step == 5) & (ev.kind == "unmask")]
+    assert len(rem) and (rem.reason == "confidence").all()
+    for (s, p), prob in zip(zip(rem["sample"], rem.position), rem.prob):
+        partner = x[s, p ^ 1]
+        assert partner != m.mask_id and partner != x[s, p] and prob > 0.9
+        w = new[(new["sample"] == s) & (new.position == p)]
+        assert len(w) == 1 and w.token_id.iloc[0] == partner
+    for s in range(64):
+        n = new[(new["sample"] == s) & ~new.position.isin(rem[rem["sample"] == s].position)]
+        masked = int((x[s] == m.mask_id).sum())
+        if len(n) > 16 // 8:            # more than the schedule's n_i (16 over 8 steps): all above 0.95
+            assert (n.prob > 0.95).all()
+        else:
+            assert len(n) == min(16 // 8, masked)
+    # one call per step (4 here), plus the final argmax pass where the schedule left masks
+    assert ((tr.nfe >= 4) & (tr.nfe <= 5)).all() and (tr.final != m.mask_id).all()
+
+
 # ------------------------------------------------------------------------------------ settings
 @pytest.mark.parametrize("cls, kw, match", [
     (P2, {"eta": -1.0}, "eta"),
@@ -255,6 +318,9 @@ def test_fire_locks_a_position_after_identical_resamples():
     (FiRe, {"update_rate": 0.0}, "update_rate"),
     (FiRe, {"lock_after": 0}, "lock_after must be an integer"),
     (FiRe, {"rounds": -1}, "rounds must be an integer"),
+    (Saber, {"n": 0}, "n must be an integer"),
+    (TokenSwap, {"editing_threshold": 1.5}, "editing_threshold"),
+    (TokenSwap, {"threshold": 0.0}, "threshold"),
 ])
 def test_bad_settings_name_the_fix(cls, kw, match):
     with pytest.raises(ValueError, match=match):
@@ -286,7 +352,8 @@ def test_every_registered_sampler_round_trips_and_runs(name):
 def test_strategies_run_on_a_prompted_llada_checkpoint(tmp_path):
     explorer.models.write_random_checkpoint(tmp_path, "llada")
     m = explorer.load_model(tmp_path)
-    for s in (P2(), RCR(block_length=4), WINO(block_length=4), FiRe(rounds=2)):
+    for s in (P2(), RCR(block_length=4), WINO(block_length=4), FiRe(rounds=2), Saber(block_length=4),
+              TokenSwap(block_length=4)):
         tr = explorer.generate(m, s, 4, prompt="hi", gen_length=8, num_samples=2, progress=False)
         assert tr.complete and (tr.final[:, -8:] != m.mask_id).all()
         assert not (tr.events.query("kind == 'remask'").position < tr.meta["gen_start"]).any()

@@ -38,6 +38,8 @@ from .p2 import P2
 from .rcr import RCR
 from .wino import WINO
 from .fire import FiRe
+from .saber import Saber
+from .swap import TokenSwap
 
 REGISTRY: dict[str, type[Sampler]] = {
     cls.name: cls for cls in (MDLM, ReMDMCap, ReMDMRescale, ReMDMConf, ReMDMLoop, ReMDMSwitch, ReMDMRefine,
@@ -47,7 +49,7 @@ REGISTRY: dict[str, type[Sampler]] = {
 REGISTRY.update({cls.name: cls for cls in (LLaDALowConfidence, ReMDMLLaDA, DreamSampler)})
 # strategies that choose which decoded tokens to remask (``explorer.studies.strategies`` compares them)
 REGISTRY.update({cls.name: cls for cls in (Rescore,)})
-REGISTRY.update({cls.name: cls for cls in (P2, RCR, WINO, FiRe)})
+REGISTRY.update({cls.name: cls for cls in (P2, RCR, WINO, FiRe, Saber, TokenSwap)})
 
 
 def by_name(name: str, **settings) -> Sampler:
@@ -77,4 +79,4 @@ __all__ = ["Sampler", "SamplerState", "StepTimes", "Rates", "linear_grid", "sigm
            "from_config", "REGISTRY", "MDLM", "ReMDMCap", "ReMDMRescale", "ReMDMConf", "ReMDMLoop",
            "ReMDMSwitch", "ReMDMRefine", "ForwardBackward", "DFMCorrector", "ConfidenceOrdered"]
 __all__ += ["LLaDALowConfidence", "ReMDMLLaDA", "DreamSampler", "Rescore"]
-__all__ += ["P2", "RCR", "WINO", "FiRe"]
+__all__ += ["P2", "RCR", "WINO", "FiRe", "Saber", "TokenSwap"]

@@ -88,6 +88,10 @@ class FiRe(Sampler):
     def check_shape(self, gen_length: int, steps: int) -> None:
         self.draft.check_shape(gen_length, steps)
 
+    def expected_calls(self, steps: int, gen_length: int) -> float:
+        """The draft's calls, one per refine round, and the final argmax pass if the draft leaves masks."""
+        return self.draft.expected_calls(steps, gen_length) + self.rounds + 1
+
     def ratio(self, k: int) -> float:
         """r_k, the cosine anneal from start_ratio (k = 0) to end_ratio (k = rounds - 1)."""
         if self.rounds <= 1:

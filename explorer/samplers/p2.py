@@ -76,6 +76,10 @@ class P2(Sampler):
             raise ValueError(f"groups={self.groups} is more than the {gen_length} positions there are to score; "
                              f"use groups <= {gen_length} (None picks gen_length / 64).")
 
+    def expected_calls(self, steps: int, gen_length: int) -> float:
+        """At most T draws plus G re-scoring passes per step (none with decoded='draw')."""
+        return steps * (1 + (0 if self.decoded == "draw" else self.groups_for(gen_length)))
+
     def grid(self, steps: int) -> list[StepTimes]:
         return [StepTimes(i, t, s, 1.0 - t, 1.0 - s, "p2") for i, t, s in linear_grid(steps)]
 

@@ -87,6 +87,10 @@ class WINO(Sampler):
             raise ValueError(f"groups={self.groups} is more than the {gen_length} positions there are to score; "
                              f"use groups <= {gen_length} (None picks gen_length / 64).")
 
+    def expected_calls(self, steps: int, gen_length: int) -> float:
+        """At most: a draft and G verify passes per step, and the final argmax pass."""
+        return steps * (1 + self.groups_for(gen_length)) + 1
+
     def grid(self, steps: int) -> list[StepTimes]:
         check_steps(steps)
         return [StepTimes(i, 1.0, 1.0, 0.0, 0.0, "wino") for i in range(1, steps + 1)]

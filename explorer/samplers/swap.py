@@ -1,0 +1,101 @@
+"""The LLaDA 2.1 token swap: commit by confidence, and edit a committed token the model now
+predicts differently with high confidence.
+
+Code: diffusers ``src/diffusers/schedulers/scheduling_block_refinement.py``
+(``BlockRefinementScheduler.step``, mask mode, used by ``LLaDA2Pipeline``); the same rule in
+``ZHZisZZ/dllm:dllm/pipelines/llada21/sampler.py``.
+
+**This rule assumes a model trained for it.**  LLaDA 2.1 is trained to predict tokens at unmasked
+positions too ("token editing"), so its logits at a decoded position are an opinion of that token.
+MDLM, LLaDA 1.x and Dream are trained only at masked positions: their logits there are no
+calibrated opinion (MDLM's SUBS parameterisation may even copy the input), so on those models the
+edit step below measures nothing useful -- run it to see that, not to compare strategies.
+
+Per block of the generated part (``block_length=None``: one block), with s = T / blocks steps per
+block and the block's B positions spread evenly over them (n_i = floor(B / s), one more in the
+first B mod s steps), each step, from one forward on x_t:
+
+1. draw x0_l ~ p_theta(. | x_t) with confidence c_l at *every* position l of the block, masked or
+   decoded (nucleus / temperature as elsewhere; upstream's default temperature is 0);
+2. **commit**: if at least n_i masked positions have c_l > ``threshold`` (0.95), write all of
+   them; otherwise write the n_i most confident masked positions;
+3. **edit (swap)**: every decoded, non-prompt position of the block whose draw differs from its token,
+   x0_l != x_l, with c_l > ``editing_threshold`` (0.9) takes x0_l: a remask and a write at the same
+   step, the remask carrying c_l (the confidence of the replacement that chose it) with the reason
+   ``"confidence"``.
+
+The pipeline's extra post-block editing steps (``max_post_steps``) are not offered: editing happens
+within the block's own s steps.  Cost per sequence: exactly T model calls (plus the final argmax
+pass if a block is left unfinished, which the schedule never does).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .. import rng
+from . import ranked
+from .base import Sampler, StepTimes, _check_unit, linear_grid
+from .categorical import draw_tokens
+from .ranked import top_n
+from .step import CONFIDENCE, Decision, Write
+
+
+@dataclass
+class TokenSwap(Sampler):
+    """Commit by confidence, swap confident disagreements (module docstring)."""
+    threshold: float = 0.95
+    editing_threshold: float = 0.9
+    block_length: int | None = None
+    temperature: float = 1.0
+    name = "llada21-swap"
+    remasks = True
+
+    def validate(self):
+        for name in ("threshold", "editing_threshold"):
+            v = getattr(self, name)
+            _check_unit(name, v, low_open=True)
+            if v >= 1.0:
+                raise ValueError(f"{name}={v} must be in (0, 1): diffusers uses threshold=0.95 (commit above it) "
+                                 "and LLaDA 2.1 editing_threshold=0.9 (swap above it).")
+        ranked.check_block_length(self.block_length)
+        _check_unit("temperature", self.temperature, high=math.inf)
+
+    def check_shape(self, gen_length: int, steps: int) -> None:
+        ranked.check_blocks(self.name, self.block_length, gen_length, steps)
+
+    def grid(self, steps: int) -> list[StepTimes]:
+        return [StepTimes(i, t, s, 1.0 - t, 1.0 - s, "swap") for i, t, s in linear_grid(steps)]
+
+    def step(self, ctx) -> Decision:
+        blocks = ranked.check_blocks(self.name, self.block_length, ctx.gen_length, ctx.num_steps)
+        s = ctx.num_steps // blocks
+        start, end, i = ranked.block_plan(ctx.st.step, ctx.num_steps, ctx.gen_start, ctx.gen_length,
+                                          self.block_length, s)
+        bl = end - start
+        n_i = bl // s + (1 if i < bl % s else 0)
+        window = (ctx.positions >= start) & (ctx.positions < end)
+        masked = ctx.masked & window
+        decoded = ~ctx.masked & ~ctx.fixed & window
+        allowed = self.remaskable_mask(ctx)
+        if allowed is not None:
+            decoded &= allowed
+        b, pos = (masked | decoded).nonzero(as_tuple=True)
+        if not b.numel():
+            return Decision(phase="swap")
+        u = ctx.uniforms_at(rng.TOKEN, b, pos)
+        tok, conf, ci, cp = ctx.draw(b, pos, lambda logits, r: draw_tokens(
+            logits, ctx.mask_id, self.nucleus_p, u[r], ctx.topk, temperature=self.temperature))
+        score = torch.full(ctx.x.shape, -math.inf, dtype=torch.float64, device=ctx.x.device)
+        score[b, pos] = conf.double()
+        drawn = ctx.x.clone()
+        drawn[b, pos] = tok
+        high = (score > self.threshold) & masked
+        n_high = high.sum(-1)
+        commit = torch.where((n_high >= n_i)[:, None], high, top_n(score, masked, torch.full_like(n_high, n_i)))
+        swap = decoded & (drawn != ctx.x) & (score > self.editing_threshold)
+        write = Write(b, pos, tok, conf, 1.0, 0.0, CONFIDENCE, ci, cp).keep((commit | swap)[b, pos])
+        return Decision(remask=swap, remask_p=1.0, remask_sigma=math.nan, remask_score=score.clamp(min=0),
+                        remask_reason=CONFIDENCE, write=write, phase="swap")
