@@ -5,7 +5,12 @@
 * widgets survive a page reload with the kernel running (grid, title, details and slider agree,
   clicks select the cell shown), every panel follows the sample, and a branch made from cells
   past the first window opens with the edited cells in view, parent and branch side by side;
-* a static HTML export opens with the network cut off and shows the grid.
+* a static HTML export opens with the network cut off and shows the grid;
+* a live run on the shipped stories model draws several grid states, a remask among them, before
+  it becomes the scrubber; Stop on a second run leaves an incomplete trace in the viewer; one
+  message goes through the chat panel;
+* the tooltips of a one-row grid and of a bottom-row cell stay inside the viewport, and the
+  lifeline's step marker moves with play.
 
 One JupyterLab server serves the whole module; each notebook opens in a reset workspace of its own.
 
@@ -14,28 +19,12 @@ to build/browser/ (git-ignored).
 """
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
-from browser_support import ARGS, CHROMIUM, MARKS, ROOT, SHOTS, offline_context, remote
+from browser_support import (ARGS, CHROMIUM, KERNEL_IDLE, MARKS, SHOTS, jupyter_lab, offline_context,
+                             open_and_run_all, remote, write_notebook)
 
 pytestmark = MARKS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,75 +40,11 @@ def browser():
 def lab(tmp_path_factory):
     """JupyterLab on a copy of notebooks/ (so autosave never rewrites the committed notebooks)."""
     work = tmp_path_factory.mktemp("lab")
-    shutil.copytree(ROOT / "notebooks", work / "notebooks",
-                    ignore=shutil.ignore_patterns("build", ".ipynb_checkpoints"))
-    # no "get notified about Jupyter news?" toast over the page (and no news fetch)
-    settings = work / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    # render every cell (no virtual scrolling), so outputs far up the page stay in the DOM
-    tracker = settings.parent / "notebook-extension"
-    tracker.mkdir()
-    (tracker / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-    port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
-               JUPYTER_CONFIG_DIR=str(work / "config"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    log = open(work / "lab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
-         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work / 'notebooks'}",
-         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--ServerApp.port_retries=0"],
-        cwd=work / "notebooks", env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("JupyterLab did not start:\n" + (work / "lab.log").read_text()[-3000:])
-            time.sleep(0.5)
+    with jupyter_lab(work) as (url, token):
         yield url, token, work
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 GRID_TEXT = "() => { const g = document.querySelector('.remdm-token-grid'); return g ? g.textContent : ''; }"
-
-
-KERNEL_IDLE = ("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-               " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-               " return k && k.status === 'idle'; }")
-
-
-def _open_and_run_all(page, url, token, name, before_run=None):
-    """Open a notebook in Lab, wait for its kernel, run every cell, fail on a traceback.
-    ``before_run(page)`` runs once the kernel is up, before the cells (e.g. to start watching)."""
-    # a workspace of its own, reset: only this notebook open, whatever an earlier test left open
-    page.goto(f"{url}/lab/workspaces/{Path(name).stem}/tree/{name}?token={token}&reset", timeout=90_000)
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=90_000)
-    # the kernel must be up before "run all", or the first cells race the kernel start
-    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-    if before_run is not None:
-        before_run(page)
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    # every code cell has run: no prompt left empty or busy
-    page.wait_for_function(
-        "() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];"
-        " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }", timeout=300_000)
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-    tracebacks = [t for t in errors.all_text_contents() if "Traceback" in t or "Error" in t]
-    assert not tracebacks, tracebacks[:1]
 
 
 def _type_into_readout(page, readout, value) -> None:
@@ -146,7 +71,7 @@ def test_quickstart_in_jupyterlab(browser, lab):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)
     try:
-        _open_and_run_all(page, url, token, "01_quickstart.ipynb")
+        open_and_run_all(page, url, token, "01_quickstart.ipynb")
         page.wait_for_selector(".remdm-trace-viewer .remdm-step-slider", state="attached", timeout=60_000)
         page.locator(".remdm-trace-viewer").first.scroll_into_view_if_needed()
         page.wait_for_selector(".remdm-token-grid .remdm-cell", timeout=60_000)
@@ -202,7 +127,7 @@ def test_widgets_survive_reload_follow_the_sample_and_open_branches_at_the_edit(
     console = []
     page.on("console", lambda m: console.append(m.text))
     try:
-        _open_and_run_all(page, url, token, "widgets_check.ipynb")
+        open_and_run_all(page, url, token, "widgets_check.ipynb")
         viewer = page.locator(".remdm-trace-viewer").first
         viewer.locator(".remdm-cell").first.wait_for()
         _set_step(page, viewer, 3)
@@ -337,13 +262,6 @@ def test_static_grid_hover_shows_probability_and_candidates(browser, tmp_path):
 
 
 
-def _write_notebook(work, name, cells):
-    import nbformat
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, work / "notebooks" / name)
-
-
 LIVE_NOTEBOOK = [
     "import explorer\nfrom explorer import samplers, widgets\nmodel = explorer.load_model('stories')",
     "live = widgets.LiveViewer(model, samplers.ReMDMLoop(), 256, prompt='Once upon a time', columns=16, fps=8)\nlive",
@@ -371,12 +289,12 @@ def test_live_run_stop_and_a_chat_message(browser, lab):
     before it ends and becomes the scrubber; Stop on a second run leaves an incomplete trace in
     the viewer; one message goes through the chat panel and opens in the viewer."""
     url, token, work = lab
-    _write_notebook(work, "live_check.ipynb", LIVE_NOTEBOOK)
+    write_notebook(work, "live_check.ipynb", LIVE_NOTEBOOK)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)
     try:
-        _open_and_run_all(page, url, token, "live_check.ipynb", before_run=lambda p: p.evaluate(WATCH_LIVE))
+        open_and_run_all(page, url, token, "live_check.ipynb", before_run=lambda p: p.evaluate(WATCH_LIVE))
         first = page.locator(".remdm-live-viewer").nth(0)
         first.locator(".remdm-trace-viewer").wait_for(timeout=120_000)  # it became the scrubber
         assert "done" in first.locator(".remdm-live-status").text_content()
@@ -436,12 +354,12 @@ LIFELINE_MARKER = """(el) => { const p = el.querySelector('.remdm-lifeline .js-p
 
 def test_tooltips_stay_in_the_viewport_and_the_lifeline_follows_play(browser, lab):
     url, token, work = lab
-    _write_notebook(work, "viewer_check.ipynb", VIEWER_NOTEBOOK)
+    write_notebook(work, "viewer_check.ipynb", VIEWER_NOTEBOOK)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1300, "height": 800})
     page.set_default_timeout(30_000)
     try:
-        _open_and_run_all(page, url, token, "viewer_check.ipynb")
+        open_and_run_all(page, url, token, "viewer_check.ipynb")
         viewers = page.locator(".remdm-trace-viewer")
         viewers.nth(1).locator(".remdm-cell").first.wait_for()
         # the one-row grid and the bottom row of the long one, each at the bottom edge of the window

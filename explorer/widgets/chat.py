@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import typing
 
 import ipywidgets as W
 
@@ -284,6 +283,8 @@ class ChatPanel(W.VBox):
             self.again_button.disabled = not self.runs
             return
         trace = live.trace
+        if live.text is not None:
+            live.text.layout.display = "none"   # the answer is in the history above now
         answer = trace.texts[live.sample]
         run = {"text": text, "label": label, "trace": trace, "answer": answer}
         self.runs.append(run)

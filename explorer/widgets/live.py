@@ -41,6 +41,11 @@ def _fmt_seconds(s: float) -> str:
     return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
+# a masked token in the live text: a small box (a font-independent glyph)
+_BOX = ("<span style='display:inline-block;width:0.9em;height:0.8em;margin:0 1px;vertical-align:-0.05em;"
+        "border-radius:2px;background:{}'></span>")
+
+
 class TokenTexts:
     """Token id -> cell text, cached; raw ids only where the model has no tokenizer."""
 
@@ -159,7 +164,7 @@ class LiveViewer(W.VBox):
         self.grid_box.add_class("remdm-live-grid")
         self.curves = W.HTML("")
         self.debug_out = W.Output()
-        self.text = W.HTML("") if text else None   # the answer as text, masks as ▯
+        self.text = W.HTML("") if text else None   # the answer as text, masks as boxes
         if self.text is not None:
             self.text.add_class("remdm-live-text")
         body = [self.text] if self.text is not None else []
@@ -394,8 +399,8 @@ class LiveViewer(W.VBox):
         self.draw_seconds += time.perf_counter() - t0
 
     def text_html(self, ids, codes) -> str:
-        """The answer so far as text: written runs decoded together, each mask a ▯, tokens that
-        just went back to [MASK] as a vermillion ▯."""
+        """The answer so far as text: written runs decoded together, each mask a grey box, a
+        token that just went back to [MASK] a vermillion one."""
         mask_id = self._texts.mask_id
         tk = self._texts.tokenizer
         out, run = [], []
@@ -406,12 +411,9 @@ class LiveViewer(W.VBox):
                 out.append(html.escape(t).replace("&lt;|endoftext|&gt;", " ¶<br>"))
                 run.clear()
         for tid, c in zip(ids.tolist(), codes.tolist()):
-            if c == FIXED:
-                continue
             if tid == mask_id:
                 flush()
-                out.append(f"<span style='color:{STATE_COLORS[REMASKED]}'>▯</span>" if c == REMASKED
-                           else "<span style='color:#999999'>▯</span>")
+                out.append(_BOX.format(STATE_COLORS[REMASKED] if c == REMASKED else STATE_COLORS[MASKED]))
             else:
                 run.append(tid)
         flush()

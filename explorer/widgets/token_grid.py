@@ -77,7 +77,8 @@ function draw(model, el, tip) {
   const grid = document.createElement("div");
   grid.className = "remdm-grid-cells";
   grid.style.setProperty("--remdm-columns", columns);
-  if (chars > 0) grid.style.setProperty("--remdm-cell", `calc(${chars}ch + 8px)`);
+  // as wide as the longest token where the width allows; narrower (truncated) where it does not
+  if (chars > 0) grid.style.setProperty("--remdm-cell", `minmax(30px, calc(${chars}ch + 8px))`);
   for (let i = 0; i < texts.length; i++) {
     if (i % columns === 0) {
       const lab = document.createElement("div");
