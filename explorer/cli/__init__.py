@@ -3,26 +3,23 @@
 Layout: one module per command group, each a parser function and a ``main(argv) -> int`` that checks
 every argument before any work and then calls the library with typed arguments:
 
-=================== ============================ ====================================================
-command             module                       library call
-=================== ============================ ====================================================
-``generate``        :mod:`explorer.cli.generate` :func:`explorer.generate`
-``sweep``           :mod:`explorer.cli.sweep`    :func:`explorer.sweep.sweep`
-``train``           :mod:`explorer.cli.train`    :func:`explorer.train.train` (a ``TrainConfig``)
-``judge``           :mod:`explorer.cli.judge`    :mod:`explorer.judge` ``train`` / ``heldout_report``
-``evaluate-orders`` :mod:`explorer.cli.orders`   :func:`explorer.studies.orders.evaluate`
-``repair``          :mod:`explorer.cli.orders`   :func:`explorer.studies.repair.measure`
-``corpus``          :mod:`explorer.cli.corpus`   :mod:`explorer.tasks.stories` tokenizer and sizes
-``strategies``      :mod:`explorer.cli.strategies` :func:`explorer.studies.strategies.compare`
-=================== ============================ ====================================================
+* ``generate`` -- :mod:`explorer.cli.generate`: :func:`explorer.generate`
+* ``sweep`` -- :mod:`explorer.cli.sweep`: :func:`explorer.sweep.sweep`
+* ``train`` -- :mod:`explorer.cli.train`: :func:`explorer.train.train` with a ``TrainConfig``
+* ``judge`` -- :mod:`explorer.cli.judge`: :mod:`explorer.judge` ``train`` / ``heldout_report``
+* ``evaluate-orders`` -- :mod:`explorer.cli.orders`: :func:`explorer.studies.orders.evaluate`
+* ``repair`` -- :mod:`explorer.cli.orders`: :func:`explorer.studies.repair.measure`
+* ``corpus`` -- :mod:`explorer.cli.corpus`: :mod:`explorer.tasks.stories` tokenizer and split sizes
+* ``strategies`` -- :mod:`explorer.cli.strategies`: :func:`explorer.studies.strategies.compare`
 
-**Adding a command** (say ``explorer strategies``): write ``explorer/cli/strategies.py`` with
-``parser() -> ArgumentParser`` (from :mod:`explorer.cli.common`, ``prog="explorer strategies"``,
-help text on every option) and ``main(argv) -> int`` (parse, check files and sampler specs with
+**Adding a command** (as ``explorer strategies`` was added): write ``explorer/cli/NAME.py`` with
+``parser() -> ArgumentParser`` (from :mod:`explorer.cli.common`, ``prog="explorer NAME"``, help
+text on every option) and ``main(argv) -> int`` (parse, check files and sampler specs with
 ``output_file`` / ``samplers_from_cli`` / ``model_from_cli``, *then* load the model and call the
-study); import the module below and add one row to :data:`COMMANDS`. ``explorer --help``, the
-error handling (two lines and exit status 2 for a user's mistake, ``--debug`` for the traceback)
-and the tests that every command has help and every option a help text pick it up from the table.
+library); import the module below, add one row to :data:`COMMANDS` and one line to the list above.
+``explorer --help``, the error handling (two lines and exit status 2 for a user's mistake,
+``--debug`` for the traceback) and the tests (every command has help, every option a help text,
+this list names every command) pick it up from the table.
 
 Errors: a mistake of the user's (unknown model, bad option, damaged file, an ``--out`` that cannot
 be written) prints one or two lines on stderr and exits with status 2 (:func:`explorer.cli.common.run`,
