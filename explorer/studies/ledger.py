@@ -55,26 +55,37 @@ def _word(token_id: int, mask_id: int) -> str:
 
 
 class _Judge:
-    """Broken rules of one record (a tuple of token ids), cached: a run revisits few variants."""
+    """Broken rules of records (arrays of ``RECORD_LEN`` token ids), cached by their bytes: a run
+    revisits few variants. :meth:`judge_all` checks many at once (one validator call per batch)."""
 
     def __init__(self, mask_id: int):
         self.mask_id = int(mask_id)
-        self.cache: dict[tuple, tuple[str, ...]] = {}
+        self.cache: dict[bytes, tuple[str, ...]] = {}
 
     def __call__(self, ids) -> tuple[str, ...]:
-        key = tuple(int(t) for t in ids)
+        ids = np.asarray(ids, dtype=np.int64)
+        key = ids.tobytes()
         if key not in self.cache:
-            self.cache[key] = self._rules(key)
+            self.judge_all({key: ids})
         return self.cache[key]
 
-    def _rules(self, key: tuple) -> tuple[str, ...]:
-        words = [_word(t, self.mask_id) for t in key]
-        text = " ".join(words)
-        rows = orders.check_records(text)
-        broken = tuple(r for r, ok in zip(rows["rule"], rows["ok"]) if r != "format" and not ok)
-        if orders.MASK not in words and not broken and not orders.record_valid(orders.parse(text)[0]):
-            broken = ("format",)   # complete, every rule kept, yet not valid: the template is off
-        return broken
+    def judge_all(self, records: dict[bytes, np.ndarray], batch: int = orders.RECORDS_PER_SEQ) -> None:
+        # batches of one sequence's worth of records: the length the validator expects (other lengths
+        # make it re-split the text for every record)
+        todo = [(k, v) for k, v in records.items() if k not in self.cache]
+        for lo in range(0, len(todo), batch):
+            part = todo[lo:lo + batch]
+            words = [[_word(int(t), self.mask_id) for t in v] for _, v in part]
+            rows = orders.check_records(" ".join(w for ws in words for w in ws))
+            broken: dict[int, list[str]] = {}
+            for r, rule, ok in zip(rows["record"], rows["rule"], rows["ok"]):
+                if rule != "format" and not ok:
+                    broken.setdefault(int(r), []).append(rule)
+            for i, ((key, _), ws) in enumerate(zip(part, words)):
+                rules = tuple(broken.get(i, ()))
+                if not rules and orders.MASK not in ws and not orders.record_valid(orders.parse(" ".join(ws))[0]):
+                    rules = ("format",)   # complete, every rule kept, yet not valid: the template is off
+                self.cache[key] = rules
 
 
 def record_broken(ids, mask_id: int = orders.MASK_ID) -> tuple[str, ...]:
@@ -122,7 +133,15 @@ def remask_ledger(trace) -> pd.DataFrame:
     R = orders.RECORD_LEN
     z = torch.as_tensor(trace.initial).clone().numpy().astype(np.int64)
     n, length = z.shape
-    ever_broken = {(s, r) for s in range(n) for r in range(length // R) if judge(z[s, r * R:(r + 1) * R])}
+    records: dict[bytes, np.ndarray] = {}   # every record state to judge, judged in one batch below
+
+    def seen(arr: np.ndarray) -> bytes:
+        key = arr.tobytes()
+        if key not in records:
+            records[key] = arr.copy()
+        return key
+
+    states = [(s, r, seen(z[s, r * R:(r + 1) * R])) for s in range(n) for r in range(length // R)]
     ev = trace.events
     ev = ev[ev["kind"].isin(["unmask", "remask"])]
     order = np.argsort(ev["step"].to_numpy(), kind="stable")
@@ -132,37 +151,43 @@ def remask_ledger(trace) -> pd.DataFrame:
     remask = (ev["kind"].to_numpy()[order] == "remask")
     token = ev["token_id"].to_numpy()[order].astype(np.int64)
     rows: list[dict] = []
-    pending: dict[tuple[int, int], tuple[int, int]] = {}   # (sample, position) -> (ledger row, removed id)
+    judged: list[bytes] = []                                  # per ledger row: the record it was taken from
+    rewrites: dict[int, tuple[bytes, bytes]] = {}             # ledger row -> (record with the new token, with the old)
+    pending: dict[tuple[int, int], tuple[int, int]] = {}      # (sample, position) -> (ledger row, removed id)
     bounds = np.flatnonzero(np.diff(step)) + 1
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(step)]):
         k = int(step[lo]) if hi > lo else 0
-        for e in range(lo, hi):   # remasks: judged on the state the sampler saw (end of step k - 1)
-            if not remask[e]:
-                continue
+        for e in np.flatnonzero(remask[lo:hi]) + lo:   # remasks: judged on the state the sampler saw
             s, p = int(sample[e]), int(position[e])
             r = p // R
-            rules = judge(z[s, r * R:(r + 1) * R])
             pending[(s, p)] = (len(rows), int(token[e]))
+            judged.append(seen(z[s, r * R:(r + 1) * R]))
             rows.append({"sample": s, "step": k, "position": p, "record": r,
                          "field": _SLOTS[p % R] or orders.TEMPLATE[p % R], "removed": _word(int(token[e]), mask_id),
-                         "hit": bool(rules), "broken": ",".join(rules), "rewritten_at": -1, "rewritten_to": "",
-                         "outcome": "neutral"})
+                         "rewritten_at": -1, "rewritten_to": ""})
         z[sample[lo:hi], position[lo:hi]] = np.where(remask[lo:hi], mask_id, token[lo:hi])
-        for e in range(lo, hi):   # rewrites of remasked positions: this token against the removed one
+        for e in np.flatnonzero(~remask[lo:hi]) + lo:  # rewrites of remasked positions
             s, p = int(sample[e]), int(position[e])
-            if remask[e] or (s, p) not in pending:
+            if (s, p) not in pending:
                 continue
             row, removed = pending.pop((s, p))
             r = p // R
             now = z[s, r * R:(r + 1) * R].copy()
-            after = bool(judge(now))
+            after = seen(now)
             now[p % R] = removed
-            before = bool(judge(now))
-            rows[row].update(rewritten_at=k, rewritten_to=_word(int(token[e]), mask_id),
-                             outcome="fix" if before and not after else "harm" if after and not before else "neutral")
+            rewrites[row] = (after, seen(now))
+            rows[row].update(rewritten_at=k, rewritten_to=_word(int(token[e]), mask_id))
         for s, r in {(int(s), int(p) // R) for s, p in zip(sample[lo:hi], position[lo:hi])}:
-            if (s, r) not in ever_broken and judge(z[s, r * R:(r + 1) * R]):
-                ever_broken.add((s, r))
+            states.append((s, r, seen(z[s, r * R:(r + 1) * R])))
+    judge.judge_all(records)
+    verdict = judge.cache
+    for row, key in zip(rows, judged):
+        rules = verdict[key]
+        row.update(hit=bool(rules), broken=",".join(rules), outcome="neutral")
+    for row, (after, before) in rewrites.items():
+        a, b = bool(verdict[after]), bool(verdict[before])
+        rows[row]["outcome"] = "fix" if b and not a else "harm" if a and not b else "neutral"
+    ever_broken = {(s, r) for s, r, key in states if verdict[key]}
     out = pd.DataFrame(rows, columns=LEDGER_COLUMNS)
     out = out.astype({"sample": "int64", "step": "int64", "position": "int64", "record": "int64",
                       "hit": "bool", "rewritten_at": "int64"})
