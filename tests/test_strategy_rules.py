@@ -303,6 +303,18 @@ def test_token_swap_replaces_confident_disagreements():
     assert ((tr.nfe >= 4) & (tr.nfe <= 5)).all() and (tr.final != m.mask_id).all()
 
 
+@pytest.mark.parametrize("sampler, steps, model", [
+    (P2(groups=2), 4, PairModel), (RCR(), 4, GrowingModel), (WINO(groups=2), 16, GrowingModel),
+    (FiRe(rounds=3), 2, PairModel), (Saber(groups=2), 8, PairModel), (TokenSwap(editing_threshold=0.5), 4, PairModel),
+])
+def test_remaskable_is_honoured(sampler, steps, model):
+    odd = torch.arange(16) % 2 == 1
+    s = from_config({**sampler.config, "remaskable": odd.tolist()})
+    tr = explorer.generate(model(), s, steps, num_samples=16, seed=0, progress=False)
+    rem = tr.events.query("kind == 'remask'")
+    assert len(rem) and (rem.position % 2 == 1).all()
+
+
 # ------------------------------------------------------------------------------------ settings
 @pytest.mark.parametrize("cls, kw, match", [
     (P2, {"eta": -1.0}, "eta"),
