@@ -338,6 +338,25 @@ def test_remask_ledger_hits_and_outcomes_on_a_hand_built_trace():
         [[0, "currency", 1, 2, 3, "fix"]]
 
 
+def test_remask_ledger_reads_a_swap_within_one_step():
+    """A strategy may take a token back and write its replacement in the same step (a swap): the
+    rewrite is that step's, judged against the token it replaced, whatever order the two events
+    are listed in."""
+    from explorer.studies import remask_ledger
+
+    good = orders.eval_tensor(1, seed=5)[0].numpy()
+    cur = _pos(0, "currency")
+    bad = good.copy()
+    bad[cur] = _other("currency", orders.VOCAB[int(good[cur])])
+    trace = StatesTrace([bad, bad])
+    for rows in ([("remask", int(bad[cur])), ("unmask", int(good[cur]))],
+                 [("unmask", int(good[cur])), ("remask", int(bad[cur]))]):
+        trace.events = pd.DataFrame([{"sample": 0, "step": 1, "position": cur, "kind": k, "token_id": t}
+                                     for k, t in rows])
+        led = remask_ledger(trace)
+        assert led[["step", "hit", "rewritten_at", "outcome"]].values.tolist() == [[1, True, 1, "fix"]]
+
+
 def test_remask_ledger_on_a_generated_run_with_a_planted_coin_flip():
     """A stub model that writes one valid sequence except record 0's currency, a coin flip between
     the right one and a wrong one: only record 0 can ever be broken, so every remask in another record

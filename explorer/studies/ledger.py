@@ -165,7 +165,9 @@ def remask_ledger(trace) -> pd.DataFrame:
             rows.append({"sample": s, "step": k, "position": p, "record": r,
                          "field": _SLOTS[p % R] or orders.TEMPLATE[p % R], "removed": _word(int(token[e]), mask_id),
                          "rewritten_at": -1, "rewritten_to": ""})
-        z[sample[lo:hi], position[lo:hi]] = np.where(remask[lo:hi], mask_id, token[lo:hi])
+        back, out = np.flatnonzero(remask[lo:hi]) + lo, np.flatnonzero(~remask[lo:hi]) + lo
+        z[sample[back], position[back]] = mask_id      # a position taken back and rewritten in the same
+        z[sample[out], position[out]] = token[out]     # step (a swap) ends with its new token
         for e in np.flatnonzero(~remask[lo:hi]) + lo:  # rewrites of remasked positions
             s, p = int(sample[e]), int(position[e])
             if (s, p) not in pending:
