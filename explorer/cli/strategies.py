@@ -66,11 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     lab = compare(model, strategies, budgets, num_samples=a.num_samples, seed=a.seed, prompt=a.prompt,
                   gen_length=a.gen_length, cache=out / "cache", batch_size=a.batch_size, device=a.device,
                   judge=a.judge, progress=not a.no_progress)
+    import datetime
+
+    from explorer.models.checkpoint import model_sha256
+
     command = "explorer strategies " + " ".join(argv)
+    stamp = {"command": command, "model": a.model, "model_sha256": model_sha256(model),
+             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     for name, df in (("table", lab.table), ("ledger", lab.ledger), ("texts", lab.texts)):
         df = df.copy()
         df.attrs = {}
-        df["command"] = command
+        for k, v in stamp.items():
+            df[k] = v
         write_parquet_atomic(df, out / f"{name}.parquet")
     cols = [c for c in ("strategy", "budget", "steps", "model_calls", "value", "stderr", "entropy", "precision",
                         "recall", "fixes", "harms") if c in lab.table]

@@ -46,7 +46,7 @@ from explorer.tasks import orders
 
 __all__ = ["compare", "plan_cells", "steps_for_budget", "LabResult", "TABLE_COLUMNS", "task_of"]
 
-TABLE_COLUMNS = ["strategy", "budget", "steps", "model_calls", "model_calls_max", "seconds", "num_samples",
+TABLE_COLUMNS = ["strategy", "nucleus_p", "budget", "steps", "model_calls", "model_calls_max", "seconds", "num_samples",
                  "quality", "value", "stderr", "entropy", "remasks", "precision", "recall", "fixes", "harms",
                  "fixes_per_100_calls", "harms_per_100_calls", "sampler"]
 
@@ -148,7 +148,7 @@ def _cell(model, task, name, sampler, budget, steps, num_samples, seed, prompt, 
     if not trace.complete:
         raise KeyboardInterrupt("the lab was interrupted; finished cells are cached and will not be recomputed.")
     nfe = trace.nfe.double()
-    row = {"strategy": name, "budget": int(budget), "steps": int(steps), "model_calls": float(nfe.mean()),
+    row = {"strategy": name, "nucleus_p": float(sampler.nucleus_p), "budget": int(budget), "steps": int(steps), "model_calls": float(nfe.mean()),
            "model_calls_max": int(nfe.max()), "seconds": seconds, "num_samples": int(trace.num_samples),
            "sampler": json.dumps(sampler.config, sort_keys=True, default=str)}
     row.update(_quality(task, trace, metrics))
@@ -207,6 +207,7 @@ def compare(model, strategies, budgets: Sequence[int], num_samples: int = 32, se
                                       metrics and {k: m.key for k, m in metrics.items()})
             if folder is not None and (folder / "row.parquet").exists():
                 row = pd.read_parquet(folder / "row.parquet").iloc[0].to_dict()
+                row.setdefault("nucleus_p", float(s.nucleus_p))
                 led = pd.read_parquet(folder / "ledger.parquet")
                 txt = pd.read_parquet(folder / "texts.parquet")
             else:
