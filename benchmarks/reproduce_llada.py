@@ -41,7 +41,7 @@ absolute numbers can differ from the paper's; the baseline-vs-ReMDM comparison i
     python benchmarks/reproduce_llada.py --allow-download                 # Countdown, seed 0, GPU
     python benchmarks/reproduce_llada.py --allow-download --truthfulqa --seeds 0 1 2
     python benchmarks/reproduce_llada.py --model /path/to/LLaDA-8B-Instruct --countdown-file cd3_test.json
-    python benchmarks/reproduce_llada.py --samplers llada,remdm-llada,remdm-llada:remdm_number=2 --limit 64
+    python benchmarks/reproduce_llada.py --samplers llada,remdm-llada,rescore,p2,rcr,wino,fire,saber --limit 64
     torchrun --nproc_per_node=8 benchmarks/reproduce_llada.py --allow-download --seeds 0 1 2 3 --out t3.csv
     python benchmarks/reproduce_llada.py --quick        # whole pipeline on a tiny random LLaDA, CPU
 

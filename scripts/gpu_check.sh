@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU check, one command on a CUDA machine: the GPU-marked tests (pytest -m gpu), every --gpu
 # benchmark of the project (LLaDA-8B step, mdlm-owt DiT step, sampling throughput) and a handful of
-# Countdown problems of the Table-3 protocol (benchmarks/reproduce_llada.py, baseline and ReMDM-LLaDA
-# on the same problems and seeds), each under its own timeout, all within 8 minutes; then a markdown
+# Countdown problems of the Table-3 protocol (benchmarks/reproduce_llada.py: the baseline, ReMDM-LLaDA
+# and the Rescore strategy on the same problems and seeds), each under its own timeout, all within 8 minutes; then a markdown
 # report with each command's status, time and output: $OUT/gpu_report.md when $OUT is set, else
 # runs/gpu_report.md.
 #
@@ -85,7 +85,7 @@ run "pytest -m gpu" 90 "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider --conti
 run "llada_step --gpu" 150 "$PY" benchmarks/llada_step.py --gpu
 run "dit_step (cuda)" 80 "$PY" benchmarks/dit_step.py "${DIT_ARGS[@]}"
 
-# reproduce_llada: 8 Countdown problems x 2 answers, one seed, the baseline and ReMDM-LLaDA
+# reproduce_llada: 8 Countdown problems x 2 answers, one seed: the baseline, ReMDM-LLaDA and Rescore
 if [ -n "${LLADA_MODEL:-}" ]; then LLADA_ARGS=(--model "$LLADA_MODEL"); else LLADA_ARGS=(--quick); fi
 NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 1)
 if [ "${NGPU:-1}" -gt 1 ]; then
@@ -93,8 +93,8 @@ if [ "${NGPU:-1}" -gt 1 ]; then
 else
   LAUNCH=("$PY")
 fi
-run "reproduce_llada countdown" 90 "${LAUNCH[@]}" benchmarks/reproduce_llada.py "${LLADA_ARGS[@]}" \
-  --device cuda --samplers llada,remdm-llada --no-truthfulqa --limit 8 --repeats 2 --seeds 0
+run "reproduce_llada countdown" 120 "${LAUNCH[@]}" benchmarks/reproduce_llada.py "${LLADA_ARGS[@]}" \
+  --device cuda --samplers llada,remdm-llada,rescore --no-truthfulqa --limit 8 --repeats 2 --seeds 0
 run "throughput --gpu" 240 "$PY" benchmarks/throughput.py --gpu --repeats 1
 
 GPU=$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null)
