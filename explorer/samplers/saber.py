@@ -6,9 +6,9 @@ Per block of the generated part (``block_length=None``: one block), every step, 
 
 1. **adaptive acceleration**: draw x0_l ~ p_theta(. | x_t) with confidence c_l at every masked
    position of the block and write every one with c_l above the threshold
-   tau = mean of the confidences cached when the block's decoded tokens were written (tau = 1 before
-   any is), and at least the ``n`` most confident (n = 2).  Early on few tokens pass; as the
-   context firms up and confidences rise, many pass at once;
+   tau = mean of the confidences cached when the tokens decoded so far (this block and the ones
+   before it) were written (tau = 1 before any is), and at least the ``n`` most confident (n = 2).
+   Early on few tokens pass; as the context firms up and confidences rise, many pass at once;
 2. **backtracking**: each decoded token of the block is re-judged by v_l = p_theta(x_l | x_t with l's
    group masked) (``ctx.rescore``), and its change since the previous step,
    delta_l = v_l - v_l(previous step), is kept; the k tokens whose confidence *dropped most*
@@ -85,8 +85,10 @@ class Saber(Sampler):
         if not b.numel():
             return Decision(phase="saber")
         decoded = ~ctx.masked & ~ctx.fixed & window
-        cached = torch.where(decoded, ctx.token_prob.double(), math.nan)
-        tau = torch.where(decoded.any(-1), cached.nanmean(-1), 1.0)
+        upto = window.flip(-1).cumsum(-1).flip(-1) > 0          # the current block and those before it
+        so_far = ~ctx.masked & ~ctx.fixed & (ctx.positions >= ctx.gen_start) & upto
+        cached = torch.where(so_far, ctx.token_prob.double(), math.nan)
+        tau = torch.where(so_far.any(-1), cached.nanmean(-1), 1.0)
 
         u = ctx.uniforms_at(rng.TOKEN, b, pos)
         tok, conf, ci, cp = ctx.draw(b, pos, lambda logits, r: draw_tokens(
