@@ -5,8 +5,8 @@
 Each notebook runs top to bottom in a fresh ``python3`` kernel (nbclient, as the test suite's nbmake
 does) with the notebook's own folder as working directory, then is written back in place with its
 outputs. What cannot show without a kernel is not kept: a widget's live view becomes one line
-saying to run the cell, and the kernel's warnings on stderr are dropped. Cell sources and metadata
-are untouched, so ``git diff`` shows only outputs.
+saying to run the cell (and the widgets' saved state goes), and the kernel's warnings on stderr are
+dropped. Cell sources are untouched, so ``git diff`` shows only outputs.
 
 ``tests/test_browser_02.py`` checks that the figures kept in notebook 02 are the figures a fresh run
 draws now: run this script again after changing anything they are drawn from.
@@ -44,6 +44,7 @@ def run(path: Path, timeout: int = 900, kernel: str = "python3"):
             continue
         cell.outputs = [nbformat.from_dict(o) for o in (keepable(o) for o in cell.outputs) if o is not None]
         cell.metadata.pop("execution", None)   # timings change on every run
+    nb.metadata.pop("widgets", None)           # live widget state: useless once its views are dropped
     return nb
 
 
