@@ -246,7 +246,7 @@ class ChatPanel(W.VBox):
         except ValueError as exc:
             problem = one_line(exc)
         if problem is not None:
-            self._say(problem, error=True)
+            self._say(html.escape(problem), error=True)
             return None
         label = sampler.name
         kwargs = dict(seed=int(self.seed_box.value), prompt=self._prompt(text))
