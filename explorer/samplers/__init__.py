@@ -1,22 +1,56 @@
-"""The samplers: each a small unit that never calls the model.
+"""The samplers: each a small pure step unit that never calls the model.
 
-=================== ========================== ==========================================
-name                class                      reference
-=================== ========================== ==========================================
-``mdlm``            :class:`MDLM`              §1.4
-``remdm-cap``       :class:`ReMDMCap`          §2.2
-``remdm-rescale``   :class:`ReMDMRescale`      §2.3
-``remdm-conf``      :class:`ReMDMConf`         §2.4
-``remdm-loop``      :class:`ReMDMLoop`         §2.5
-``remdm-refine``    :class:`ReMDMRefine`       §2.5's loop phase alone (:func:`explorer.refine`)
-``remdm-switch``    :class:`ReMDMSwitch`       project page (switch schedule)
-``forward-backward````ForwardBackward``        §2.6
-``dfm``             :class:`DFMCorrector`      §2.6
-``confidence``      :class:`ConfidenceOrdered` MaskGIT / LLaDA ordering baseline
-``llada``           :class:`LLaDALowConfidence` LLaDA's semi-AR low-confidence sampler, llada-dream §4.1
-``remdm-llada``     :class:`ReMDMLLaDA`        the Table-3 sampler, llada-dream §4.3
-``dream``           :class:`DreamSampler`      Dream's diffusion_generate, llada-dream §4.2
-=================== ========================== ==========================================
+Every sampler answers one question per step through the one step protocol
+(:mod:`explorer.samplers.step`): given a read-only context, which decoded positions go back to
+[MASK], which masked positions are written with which tokens, and why.  The engine
+(:mod:`explorer.engine`) runs the loop, the model calls and the recording for all of them.
+
+===================== ============================ =============================================
+name                  class                        rule (reference)
+===================== ============================ =============================================
+``mdlm``              :class:`MDLM`                ancestral, never revisits (§1.4)
+``remdm-cap``         :class:`ReMDMCap`            random remask, sigma = min(eta, bound) (§2.2)
+``remdm-rescale``     :class:`ReMDMRescale`        random remask, sigma = eta * bound (§2.3)
+``remdm-conf``        :class:`ReMDMConf`           random, weighted by decode-time confidence (§2.4)
+``remdm-loop``        :class:`ReMDMLoop`           unmask, loop at constant alpha, finish (§2.5)
+``remdm-refine``      :class:`ReMDMRefine`         §2.5's loop alone (:func:`explorer.refine`)
+``remdm-switch``      :class:`ReMDMSwitch`         project page (switch schedule)
+``forward-backward``  :class:`ForwardBackward`     §2.6
+``dfm``               :class:`DFMCorrector`        §2.6
+``confidence``        :class:`ConfidenceOrdered`   MaskGIT / LLaDA ordering baseline
+``llada``             :class:`LLaDALowConfidence`  LLaDA's semi-AR low-confidence sampler (llada-dream §4.1)
+``remdm-llada``       :class:`ReMDMLLaDA`          the Table-3 sampler (llada-dream §4.3)
+``dream``             :class:`DreamSampler`        Dream's diffusion_generate (llada-dream §4.2)
+``rescore``           :class:`Rescore`             draft, then re-score and rewrite the worst of each window
+``p2``                :class:`P2`                  path planning, the model as its own planner
+``rcr``               :class:`RCR`                 running confidence remasking (MDPO)
+``wino``              :class:`WINO`                draft wide, verify narrow
+``fire``              :class:`FiRe`                fill, then refine (Tolerator)
+``saber``             :class:`Saber`               adaptive acceleration + backtracking
+``llada21-swap``      :class:`TokenSwap`           LLaDA 2.1 token editing (needs a model trained for it)
+===================== ============================ =============================================
+
+Adding a strategy
+-----------------
+A new rule is one file here plus its registry line below; the engine does not change.
+
+1. Write ``explorer/samplers/mine.py`` with a dataclass ``Mine(Sampler)``: its fields are its
+   settings (they serialize as ``.config``), ``name = "mine"``, ``remasks = True`` if it may take
+   tokens back, and ``validate()`` raising a ``ValueError`` that names the fix for a bad setting.
+2. ``grid(steps)`` lists its steps (default: the linear grid of §1.3); ``expected_calls(steps, L)``
+   bounds its model calls per sequence if it spends more than one per step (re-scoring passes): the
+   strategy lab (:mod:`explorer.studies.strategies`) gives every strategy the same budget with it.
+3. ``step(ctx)`` returns a :class:`~explorer.samplers.step.Decision`.  Ask the context for what you
+   need: ``ctx.uniforms(purpose)`` for coins, ``ctx.draw(b, pos, fn)`` for p(x0) at the rows you
+   write, ``ctx.rescore(ask, groups)`` for the model's opinion of decoded tokens (never the raw
+   logits at a decoded position: MDLM and LLaDA are trained only where the input is masked).
+   Honour ``self.remaskable_mask(ctx)``; give each remask its score (``remask_score``) and reason.
+4. Add it to ``REGISTRY`` below; test its rule on a model whose right answer is known
+   (``tests/test_strategy_rules.py``, ``tests/test_strategies.py``).
+
+``Rescore`` (:mod:`explorer.samplers.rescore`) is a short example of a draft plus correction
+rounds; :class:`~explorer.samplers.base.Sampler.step` of the rates family and
+:class:`~explorer.samplers.ranked.RankedSampler.step` of the LLaDA family are the other two shapes.
 """
 from __future__ import annotations
 
@@ -48,8 +82,7 @@ REGISTRY: dict[str, type[Sampler]] = {
 # the ranked samplers of LLaDA / Dream (explorer.samplers.ranked), for prompted variable-length models
 REGISTRY.update({cls.name: cls for cls in (LLaDALowConfidence, ReMDMLLaDA, DreamSampler)})
 # strategies that choose which decoded tokens to remask (``explorer.studies.strategies`` compares them)
-REGISTRY.update({cls.name: cls for cls in (Rescore,)})
-REGISTRY.update({cls.name: cls for cls in (P2, RCR, WINO, FiRe, Saber, TokenSwap)})
+REGISTRY.update({cls.name: cls for cls in (Rescore, P2, RCR, WINO, FiRe, Saber, TokenSwap)})
 
 
 def by_name(name: str, **settings) -> Sampler:
