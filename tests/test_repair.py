@@ -336,6 +336,13 @@ def test_remask_ledger_hits_and_outcomes_on_a_hand_built_trace():
     fixes = find_fixes(trace)
     assert fixes[["record", "rule", "broken_at", "remask_step", "fixed_at", "outcome"]].values.tolist() == \
         [[0, "currency", 1, 2, 3, "fix"]]
+    # ... and the edit that would revisit what is still broken at the end: record 3's currency
+    from explorer.studies import suggest_revisit
+    d = suggest_revisit(trace)
+    assert (d["record"], d["rule"], d["field"], d["position"], d["remask"]) == \
+        (3, "currency", "currency", _pos(3, "currency"), [_pos(3, "currency")])
+    assert d["token"] == orders.VOCAB[int(s5[_pos(3, "currency")])]
+    assert d["step"] == 4            # written at step 5, the last: a branch starts one step before
 
 
 def test_remask_ledger_reads_a_swap_within_one_step():

@@ -27,6 +27,10 @@ same step each get their own verdict against the rest.
 * :func:`error_causes` -- why the final records are broken: rules whose fields were written in the
   same step (a clash of the schedule, which remasking can only re-roll) or apart.
 
+    ledger = remask_ledger(trace)          # one row per remask: hit?, and fix / harm / neutral
+    ledger_summary(ledger)                 # precision, recall, fixes and harms per 100 model calls
+    ledger.groupby("outcome").size()       # or any other cut: by step, by field, by sample
+
 Everything reads a recorded trace through its public API (``initial``, ``events``, ``state_at``,
 ``final``), so a hand-built trace with those members works as well as a generated one.
 """
