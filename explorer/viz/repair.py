@@ -7,11 +7,12 @@
   steps, with the share of untouched records still valid, and MDLM at zero;
 * :func:`error_causes_figure` -- when remasking does not help: broken rules whose fields were
   written in the same step (schedule clashes) against the rest;
-* :func:`revised_text` -- a story before and after its loop phase, the rewritten words marked.
+* :func:`revised_text` -- a story revised by its loop phase, word by word: the final text with the
+  word each rewrite replaced above it.
 
 All are pure (DataFrame / trace in, figure or HTML out, no analysis: the tables come from
-``explorer.studies``); each title is a takeaway computed from the numbers drawn, also kept in
-``fig.layout.meta["takeaway"]``.
+``explorer.studies``); each title says the takeaway in plain words and its subtitle the numbers, both
+computed from what is drawn and kept in ``fig.layout.meta`` (``headline``, ``takeaway``).
 """
 from __future__ import annotations
 
