@@ -12,6 +12,7 @@ peak memory is its own.  Prints tokens/s, model-body calls, head rows evaluated 
                                                     # ~3.5 minutes of CPU at one thread
     python benchmarks/throughput.py --gpu           # CUDA: mdlm-owt-sized DiT, bf16, L=1024, T=1024, B=16
     python benchmarks/throughput.py --quick         # stories model only, T=8, B=2: ~15 s on CPU
+    python benchmarks/throughput.py --against HEAD~1   # this checkout's engine vs another commit's, same runs
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 from _common import print_ratio
+from _trees import run_with_tree, tree_at
 
 HERE = Path(__file__).resolve().parent
 
@@ -148,6 +150,21 @@ def compare(name: str, spec: dict, repeats: int):
                 "CPU: growth of the process's high-water RSS" if spec["device"] == "cpu" else "")
 
 
+def against(rev: str, spec: dict, repeats: int) -> None:
+    """Tokens per second of ``explorer.generate`` in this checkout and in commit ``rev``, alternated."""
+    tree = tree_at(rev)
+    runs = {"this": [], rev: []}
+    for _ in range(repeats):
+        runs["this"].append(run_with_tree(Path(__file__).resolve(), {**spec, "variant": "ours"}, None))
+        runs[rev].append(run_with_tree(Path(__file__).resolve(), {**spec, "variant": "ours"}, tree))
+    med = {k: statistics.median(r["seconds"] for r in rs) for k, rs in runs.items()}
+    tokens = runs["this"][0]["tokens"]
+    for k, sec in med.items():
+        print(f"  {k:>10s}: {tokens / sec:9.1f} tokens/s ({sec:.2f} s, {runs[k][0]['body_calls']} body calls)")
+    print_ratio(f"  {spec['model']} speed, this checkout vs {rev}", f"{rev} seconds", "this checkout seconds",
+                med[rev] / med["this"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -155,10 +172,18 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="tiny sizes for a smoke test: the stories model only, T=8, B=2, 1 repeat")
     ap.add_argument("--repeats", type=int, default=None, help="alternated runs of each variant (default 2; quick 1)")
+    ap.add_argument("--against", metavar="REV", default=None,
+                    help="time this checkout's generate against commit REV's on the shipped stories model")
     a = ap.parse_args()
     repeats = a.repeats or (1 if a.quick else 2)
     if a.worker:
         print(json.dumps(worker(json.loads(a.worker))))
+        return
+    if a.against:
+        spec = {"model": "stories", "steps": 8 if a.quick else 128, "batch": 2 if a.quick else 4, "device": "cpu"}
+        print(f"shipped stories model, ReMDM-loop, T={spec['steps']}, B={spec['batch']}, median of {repeats} "
+              f"alternated runs in fresh processes")
+        against(a.against, spec, max(repeats, 2))
         return
     if a.gpu:
         compare("mdlm-owt-sized DiT", {"model": "owt", "length": 1024, "steps": 1024, "batch": 16,

@@ -35,13 +35,13 @@ import pandas as pd
 import torch
 
 from explorer.engine import generate
+from explorer.io import atomic_write
 from explorer.metrics.registry import get_metric
 from explorer.metrics.validity import cluster_stderr
 from explorer.models.checkpoint import model_sha256
 from explorer.samplers import Sampler
 from explorer.samplers.spec import parse_sampler
 from explorer.studies.ledger import ledger_summary, remask_ledger
-from explorer.sweep import write_parquet_atomic
 from explorer.tasks import orders
 
 __all__ = ["compare", "plan_cells", "steps_for_budget", "LabResult", "TABLE_COLUMNS", "task_of"]
@@ -115,6 +115,10 @@ def _as_strategies(strategies, nucleus_p: float | None) -> dict[str, Sampler]:
             raise TypeError(f"strategy {name!r} is a {type(s).__name__}; give a sampler or a spec like 'rescore'.")
         out[str(name)] = s
     return out
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def _key(*parts) -> str:
