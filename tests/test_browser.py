@@ -378,7 +378,7 @@ def test_tooltips_stay_in_the_viewport_and_the_lifeline_follows_play(browser, la
         viewer = viewers.nth(1)
         viewer.scroll_into_view_if_needed()
         viewer.locator(".remdm-cell[data-pos='5']").click()
-        assert "remdm-selected" in viewer.locator(".remdm-cell[data-pos='5']").get_attribute("class")
+        viewer.locator(".remdm-cell.remdm-selected[data-pos='5']").wait_for()  # outlined once the kernel answers
         page.wait_for_function(f"(el) => ({LIFELINE_MARKER})(el) === 24", arg=viewer.element_handle())
         _set_step(page, viewer, 0)
         page.wait_for_function(f"(el) => ({LIFELINE_MARKER})(el) === 0", arg=viewer.element_handle())

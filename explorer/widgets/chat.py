@@ -88,13 +88,14 @@ class ChatPanel(W.VBox):
     """
 
     def __init__(self, model, sampler: str | None = None, steps: int | None = None, gen_length: int | None = None,
-                 seed: int = 0, block_length: int | None = None, columns: int = 16, fps: float = 6.0):
+                 seed: int = 0, block_length: int | None = None, columns: int = 16, fps: float = 6.0,
+                 debug: bool = False):
         from explorer.samplers import REGISTRY
         self.model = model
         self.fixed_length = getattr(model, "seq_len", None) is not None
         tk = getattr(model, "tokenizer", None)
         self.chat = not self.fixed_length and bool(getattr(tk, "chat_template", None))
-        self.columns, self.fps = columns, fps
+        self.columns, self.fps, self.debug = columns, fps, debug   # debug: tracebacks under the status line
         self.messages: list[dict] = []      # the chat history (chat models)
         self.runs: list[dict] = []          # every answer: prompt, sampler label, trace
         self.live: LiveViewer | None = None
@@ -255,7 +256,7 @@ class ChatPanel(W.VBox):
         self._say(f"writing with {html.escape(label)} …")
         previous = self.runs[-1] if (again and self.runs) else None
         self.live = LiveViewer(self.model, sampler, int(self.steps_box.value), columns=self.columns,
-                               fps=self.fps, label=label, start=False, text=True,
+                               fps=self.fps, label=label, start=False, text=True, debug=self.debug,
                                on_done=lambda lv: self._done(lv, text, label, previous), **kwargs)
         self.live.stop_button.layout.display = "none"   # the panel's own Stop button stops it
         self.output.children = [self.live]

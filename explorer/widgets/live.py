@@ -110,7 +110,10 @@ class LiveViewer(W.VBox):
     ``fps`` bounds the drawing rate. A run ``generate`` refuses shows its one-line error in the
     status line (``debug=True`` adds the traceback below it). ``wait()`` blocks until the run ends
     and returns the trace; a kernel interrupt while waiting stops the run and keeps the partial
-    trace. ``start=False`` builds the widget without running (call ``start()``).
+    trace. ``start=False`` builds the widget without running (call ``start()``). Closing the browser
+    tab does not end the run: ``.trace`` holds it when it ends, and ``stop()`` from any cell ends it
+    early. ``text=True`` adds the text so far above the grid; ``on_done(viewer)`` is called when the
+    run has ended (finished, stopped or refused), before ``wait()`` returns.
     """
 
     def __init__(self, model, sampler, steps: int, num_samples: int = 1, seed: int = 0, prompt=None, *,
