@@ -355,6 +355,10 @@ class _Context:
         if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
             raise ValueError(f"groups must be a positive integer (the number of leave-group-out passes), "
                              f"got {groups!r}.")
+        if getattr(self.px0.model, "context_free", False):
+            raise ValueError(f"{type(self.px0.model).__name__} is context-free (its p(x0) ignores the other tokens), so "
+                             "re-scoring a token with its position masked tells nothing; use a model with context "
+                             "(e.g. explorer.load_model('orders')) or a sampler that does not re-score.")
         x, B = self.x, self.x.shape[0]
         ask = ask & ~self.masked
         out = torch.full(x.shape, math.nan, dtype=torch.float64, device=x.device)
@@ -375,7 +379,12 @@ class _Context:
                 for lo in range(0, pr.numel(), B):
                     src, g = rows[pr[lo:lo + B]], pg[lo:lo + B]
                     sel = ask[src] & (group[None, :] == g[:, None])
-                    h = self.px0.forward(x[src].masked_fill(sel, self.mask_id), rows=src)
+                    try:
+                        h = self.px0.forward(x[src].masked_fill(sel, self.mask_id), rows=src)
+                    except (NotImplementedError, TypeError, AttributeError) as e:
+                        raise ValueError(f"re-scoring needs the model's forward on a batch of masked copies, and "
+                                         f"{type(self.px0.model).__name__} failed on it ({e}); give the model a "
+                                         "logits(z) for any [N, L] batch (explorer.protocol).") from e
                     self.px0.calls += 1
                     rr, pp = sel.nonzero(as_tuple=True)
                     chunk = max(1, _ROW_BUDGET // self.vocab_size)
@@ -677,6 +686,8 @@ def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: in
     device = _device(model, device)
     L = model.seq_len
     sampler.check_shape(L, steps)      # e.g. a ranked sampler's blocks, which then span the whole canvas
+    if sampler.needs_prompt and prompt is None:
+        raise ValueError(f"{sampler.name} decodes after a prompt and none was given: pass prompt=... (text or ids).")
     tokens, fixed = _resolve_prompt(model, prompt, L, model.mask_id)
     x0 = tokens.expand(num_samples, L).clone()
     fixed = fixed.expand(num_samples, L).clone()

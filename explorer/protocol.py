@@ -105,6 +105,9 @@ def check_denoiser(model: Any) -> None:
 class StubDenoiser:
     """A context-free denoiser: p(x0 | z_t) = ``probs[l]`` whatever the sequence.
 
+    ``context_free = True`` tells the engine so: re-scoring a token with its position masked
+    (``ctx.rescore``) would tell nothing about it, and is refused.
+
     Used for statistical tests of the samplers (the final per-position token frequencies of a
     marginal-preserving sampler must match ``probs``) and for overhead benchmarks.
     ``probs`` is ``[L, V]`` (or ``[V]``, shared by all positions) over the vocabulary *including*
@@ -130,6 +133,7 @@ class StubDenoiser:
         self.probs = probs
         self._logits = torch.log(probs).float()  # -inf on the mask column
         self.tokenizer = tokenizer
+        self.context_free = True
         self.calls = 0
         self.device = torch.device("cpu")
         digest = hashlib.sha256(self._logits.numpy().tobytes()).hexdigest()

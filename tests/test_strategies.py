@@ -294,3 +294,22 @@ def test_lab_refuses_what_it_cannot_compare_before_any_work(oracle, monkeypatch)
         compare(oracle, [], budgets=[16], progress=False)
     with pytest.raises(TypeError, match="give a sampler or a spec"):
         compare(oracle, {"x": 3}, budgets=[16], progress=False)
+
+
+def test_rescore_on_a_context_free_model_is_refused_with_the_fix():
+    stub = explorer.StubDenoiser(torch.full((8, 5), 0.25).index_fill_(1, torch.tensor([4]), 0.0))
+    with pytest.raises(ValueError, match="context-free"):
+        explorer.generate(stub, Rescore(groups=2), 2, progress=False)
+
+
+def test_a_sampler_that_needs_a_prompt_is_refused_without_one():
+    @dataclass
+    class Prompted(Sampler):
+        name = "prompted-test"
+        needs_prompt = True
+
+        def step(self, ctx):
+            return MDLM().step(ctx)
+    with pytest.raises(ValueError, match="pass prompt="):
+        explorer.generate(ContextModel(), Prompted(), 2, progress=False)
+    assert explorer.generate(ContextModel(), Prompted(), 2, prompt=[1, 2], progress=False).complete
