@@ -313,3 +313,16 @@ def test_a_sampler_that_needs_a_prompt_is_refused_without_one():
     with pytest.raises(ValueError, match="pass prompt="):
         explorer.generate(ContextModel(), Prompted(), 2, progress=False)
     assert explorer.generate(ContextModel(), Prompted(), 2, prompt=[1, 2], progress=False).complete
+
+
+def test_calibration_raises_a_loose_bound_but_stays_within_the_budget():
+    from explorer.studies.strategies import calibrate_steps
+    m = PairModel(L=16, V=6)
+    s = Rescore(draft=MDLM(), rounds=4, groups=2, window=2)
+    t0 = steps_for_budget(s, 30, 16)                    # bound: T + 4 * (2 + 1)
+    assert t0 == 18
+    t = calibrate_steps(m, s, 30, t0, seed=1, probe=4)
+    tr = explorer.generate(m, s, t, num_samples=4, seed=1, progress=False, record=False)
+    assert t > t0 and tr.nfe.double().mean() <= 30
+    lab = compare(m, {"rescore": s}, budgets=[30], num_samples=4, seed=1, progress=False)
+    assert int(lab.table.steps.iloc[0]) == t and lab.table.quality.iloc[0] == "texts"

@@ -1,9 +1,12 @@
 """The strategy lab: which tokens to remask, compared on one model, one seed, one budget.
 
 Every strategy runs on the same model, the same prompts (or none) and the same seed, and gets the
-same *budget in model calls per sequence*: its step count is the largest T whose cost bound
-(``sampler.expected_calls(T, L)``) fits the budget (:func:`steps_for_budget`); the calls it really
-spent (``trace.nfe``, scoring passes included) are reported beside it.
+same *budget in model calls per sequence*: its step count starts as the largest T whose cost bound
+(``sampler.expected_calls(T, L)``) fits the budget (:func:`steps_for_budget`).  A bound can be loose
+(a step that accepts one token skips its verify; an unchanged row is not re-scored), so with
+``calibrate=True`` (the default) a probe of a few sequences measures the calls T really costs and T
+grows while the probe stays within the budget (:func:`calibrate_steps`).  The calls each cell
+really spent (``trace.nfe``, scoring passes included) are reported beside the budget.
 
     lab = compare(model, ["mdlm", "remdm-loop", "rescore"], budgets=[64, 128], num_samples=32,
                   nucleus_p=0.9, cache="runs/lab")
@@ -44,7 +47,7 @@ from explorer.samplers.spec import parse_sampler
 from explorer.studies.ledger import ledger_summary, remask_ledger
 from explorer.tasks import orders
 
-__all__ = ["compare", "plan_cells", "steps_for_budget", "LabResult", "TABLE_COLUMNS", "task_of"]
+__all__ = ["compare", "calibrate_steps", "plan_cells", "steps_for_budget", "LabResult", "TABLE_COLUMNS", "task_of"]
 
 TABLE_COLUMNS = ["strategy", "nucleus_p", "budget", "steps", "model_calls", "model_calls_max", "seconds", "num_samples",
                  "quality", "value", "stderr", "entropy", "remasks", "precision", "recall", "fixes", "harms",
@@ -98,6 +101,34 @@ def plan_cells(strategies: dict[str, Sampler], budgets: Sequence[int], length: i
             s.check_shape(length, steps)
             plan.append((name, s, b, steps))
     return plan
+
+
+def calibrate_steps(model, sampler: Sampler, budget: int, steps: int, *, seed: int = 0, probe: int = 4,
+                    prompt=None, gen_length=None, device=None, tries: int = 4) -> int:
+    """The largest T found (from ``steps`` up) whose measured mean model calls on ``probe`` sequences
+    stay within ``budget``: T grows by the ratio budget / measured calls, at most ``tries`` probes."""
+    kw = {} if gen_length is None else {"gen_length": gen_length}
+    length = int(gen_length if gen_length is not None else model.seq_len)
+
+    def calls(t: int) -> float:
+        tr = generate(model, sampler, t, num_samples=probe, seed=seed, prompt=prompt, device=device,
+                      record=False, progress=False, **kw)
+        return float(tr.nfe.double().mean())
+
+    best, used = steps, calls(steps)
+    for _ in range(tries):
+        if used >= 0.9 * budget or used <= 0:
+            break
+        nxt = max(best + 1, int(best * budget / used))
+        try:
+            sampler.check_shape(length, nxt)
+        except ValueError:
+            break
+        got = calls(nxt)
+        if got > budget:
+            break
+        best, used = nxt, got
+    return best
 
 
 def _as_strategies(strategies, nucleus_p: float | None) -> dict[str, Sampler]:
@@ -171,12 +202,13 @@ def _cell(model, task, name, sampler, budget, steps, num_samples, seed, prompt, 
 def compare(model, strategies, budgets: Sequence[int], num_samples: int = 32, seed: int = 0, *,
             nucleus_p: float | None = None, prompt=None, gen_length: int | None = None,
             cache: str | os.PathLike | None = None, batch_size: int | None = None, device=None,
-            judge=None, progress: bool = True) -> LabResult:
+            judge=None, progress: bool = True, calibrate: bool = True) -> LabResult:
     """Run every strategy at every budget on the same model, prompts and seed (module docstring).
 
     ``strategies``: sampler specs (``"rescore:rounds=8"``), samplers, or ``{label: sampler}``;
     ``nucleus_p`` is given to specs that do not set it.  ``budgets``: model calls per sequence.
     ``prompt`` / ``gen_length``: for prompted models (LLaDA, Dream), as :func:`explorer.generate`.
+    ``calibrate``: measure each strategy's calls on a probe and raise its T while it fits the budget.
     """
     strategies = _as_strategies(strategies, nucleus_p)
     budgets = [int(b) for b in budgets]
@@ -196,6 +228,18 @@ def compare(model, strategies, budgets: Sequence[int], num_samples: int = 32, se
         metrics = {"gen_ppl": get_metric("gen_ppl", device=device, judge=judge), "entropy": get_metric("entropy")}
     cache = Path(cache) if cache is not None else None
     sha = model_sha256(model) if cache is not None else ""
+    if calibrate:
+        tuned = []
+        for name, s, b, steps in plan:
+            key = cache / f"steps-{_key(s.config, b, steps, seed, sha, prompt, gen_length)}.json" if cache else None
+            if key is not None and key.exists():
+                t = json.loads(key.read_text())["steps"]
+            else:
+                t = calibrate_steps(model, s, b, steps, seed=seed, prompt=prompt, gen_length=gen_length, device=device)
+                if key is not None:
+                    atomic_write(key, lambda tmp, t=t: Path(tmp).write_text(json.dumps({"steps": t})))
+            tuned.append((name, s, b, t))
+        plan = tuned
     rows, ledgers, texts = [], [], []
     bar = None
     if progress:

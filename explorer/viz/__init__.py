@@ -9,6 +9,8 @@
 * :func:`step_curves` -- counts, probabilities and schedule per step;
 * :func:`fix_story` -- one remask that repaired a broken rule (orders task; found by ``explorer.studies.find_fixes``);
 * :func:`by_step_figure` -- a metric "if stopped after step k", several runs;
+* :func:`strategy_quality`, :func:`remask_precision`, :func:`ledger_view` -- the strategy lab's
+  quality and remask precision vs model calls, and its ledger;
 * sweep figures (quality vs steps, return on compute) from ``explorer.viz.sweep``;
 * :func:`to_html` / :func:`write_html` -- self-contained pages with plotly.js embedded.
 """
@@ -27,6 +29,7 @@ from .lifeline import busiest_positions, lifelines
 from .palette import STATE_COLORS, STATE_NAMES
 from .repair import error_causes_figure, repair_rate_figure, repair_strip, revised_text
 from .scaling import scaling_figure
+from .strategies import ledger_view, remask_precision, strategy_quality
 from .sweep import knee_takeaway, quality_vs_steps, return_on_compute_figure
 from .text import token_text
 
@@ -35,6 +38,6 @@ __all__ = [
     "busiest_positions", "step_curves", "step_counts", "by_step_figure", "broken_rules", "find_fixes",
     "fix_story", "suggest_revisit", "to_html", "write_html", "page_html",
     "HTMLView", "Report", "STATE_COLORS", "STATE_NAMES", "repair_strip", "repair_rate_figure", "error_causes_figure",
-    "revised_text", "scaling_figure", "quality_vs_steps", "return_on_compute_figure", "knee_takeaway",
+    "revised_text", "scaling_figure", "strategy_quality", "remask_precision", "ledger_view", "quality_vs_steps", "return_on_compute_figure", "knee_takeaway",
 ]
 

@@ -18,8 +18,14 @@ _QUALITY = {"valid_records": ("valid records (%)", 100.0, "higher is better"),
             "gen_ppl": ("judge Gen PPL", 1.0, "lower is better")}
 
 
+# one colour per strategy in every figure: random remasking in warm colours, aimed rules in cool ones
+STRATEGY_COLORS = {"mdlm": "#000000", "remdm-loop": "#D55E00", "remdm-conf": "#E69F00", "rescore": "#009E73",
+                   "p2": "#0072B2", "wino": "#56B4E9", "fire": "#CC79A7", "saber": "#8C564B", "rcr": "#999999",
+                   "llada21-swap": "#F0E442"}
+
+
 def _color(i: int, name: str) -> str:
-    return LINE_COLORS[i % len(LINE_COLORS)]
+    return STRATEGY_COLORS.get(name.split(":")[0], LINE_COLORS[i % len(LINE_COLORS)])
 
 
 def strategy_quality(table: pd.DataFrame, ceiling: pd.DataFrame | None = None, title: str | None = None,
