@@ -134,6 +134,7 @@ class LiveViewer(W.VBox):
         self.frames = 0                 # grid frames drawn while running
         self.draw_seconds = 0.0         # time spent drawing them (the live view's own cost)
         self.run_seconds = None         # wall time of the generate call (hook and drawing included)
+        self.hook_seconds = 0.0         # time the run spent in this view's hook (bookkeeping and drawing)
         self.states: list[tuple] = []   # (step, codes) of each drawn frame, for tests and scripts
         self._texts = TokenTexts(model)
         self._stop = threading.Event()
@@ -301,6 +302,7 @@ class LiveViewer(W.VBox):
 
     def _on_step(self, u) -> None:
         from explorer import StopGeneration
+        t0 = time.perf_counter()
         try:
             rows = u.samples.tolist()
             x = u.x.numpy()
@@ -322,6 +324,7 @@ class LiveViewer(W.VBox):
                 self.error = exc
                 if self.debug:
                     self.debug_out.append_stderr(traceback.format_exc())
+        self.hook_seconds += time.perf_counter() - t0
         if self._stop.is_set():
             raise StopGeneration("stopped from the live view")
 
