@@ -390,10 +390,20 @@ def test_prompted_runs_count_positions_from_the_answer(tiny_llada):
 
 
 def test_every_sampler_runs_live(model):
+    """Every registered sampler runs in a live view; one that generate refuses on the stub (a
+    re-scoring rule on a context-free model) shows generate's own message and runs on orders."""
     from explorer.samplers import REGISTRY
+    orders = None
     for name in REGISTRY:
         lv = widgets.LiveViewer(model, samplers.by_name(name), 8, fps=1000)
         trace = lv.wait(timeout=60)
+        if trace is None:
+            with pytest.raises(ValueError) as refused:
+                explorer.generate(model, samplers.by_name(name), 8, progress=False)
+            assert str(refused.value).splitlines()[0] in html_unescape(lv.status.value), name
+            orders = orders or explorer.load_model("orders")
+            lv = widgets.LiveViewer(orders, samplers.by_name(name), 8, fps=1000)
+            trace = lv.wait(timeout=120)
         assert trace is not None and trace.complete and lv.error is None, (name, lv.status.value)
         assert lv.frames > 0 and isinstance(lv.viewer, widgets.TraceViewer), name
 
@@ -413,6 +423,7 @@ def test_compare_marks_differences_and_shares_one_cell_width(pair):
 def test_end_of_text_is_a_visible_break_not_markup():
     assert viz.grid.cell_text("<|endoftext|>") == "¶end"
     assert viz.grid.cell_text("a<b") == "a&lt;b"
+    assert viz.grid.readable_ends("token &lt;|endoftext|&gt; p=0.9") == "token ¶end p=0.9"
 
 
 # -- issue 19: the live view ------------------------------------------------------------------------
@@ -451,10 +462,10 @@ def test_live_view_draws_states_then_becomes_the_scrubber(slow_model):
 
 def test_live_view_stop_keeps_a_partial_trace(slow_model):
     lv = widgets.LiveViewer(slow_model, samplers.MDLM(), 400, start=False)
+    lv.stop()  # pressed before the first step ends: the run stops after it
     lv.start()
-    lv.stop()  # during the first step
     trace = lv.wait(timeout=60)
-    assert trace is not None and not trace.complete and trace.last_step <= 2
+    assert trace is not None and not trace.complete and trace.last_step == 1
     assert "stopped" in lv.status.value and isinstance(lv.viewer, widgets.TraceViewer)
 
 

@@ -62,11 +62,18 @@ def absolute_note(position: int, origin: int = 0) -> str:
     return f"<br><small>absolute position {int(position)}</small>" if origin else ""
 
 
+def readable_ends(html_text: str) -> str:
+    """HTML text with each (escaped) end-of-text token shown as the break mark the cells use."""
+    for t in END_TOKENS:
+        html_text = html_text.replace(html.escape(t, quote=False), END_MARK + "end")
+    return html_text
+
+
 def cell_hover(index: SampleIndex, position: int, event: int, code: int, origin: int = 0) -> str:
     """Tooltip of one cell: the index's record of the position under this views' numbering."""
     full = hover_text(index, position, event, code)
     cut = full.find("<br>")
-    body = full[cut:] if cut >= 0 else ""
+    body = readable_ends(full[cut:]) if cut >= 0 else ""
     return (f"<b>{position_name(position, origin)}</b> · {STATE_NAMES[int(code)]}{body}"
             + absolute_note(position, origin))
 

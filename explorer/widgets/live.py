@@ -20,7 +20,7 @@ import warnings
 import ipywidgets as W
 import numpy as np
 
-from ..viz.grid import absolute_note, cell_text, position_name
+from ..viz.grid import absolute_note, cell_text, position_name, readable_ends
 from ..viz.palette import FIXED, MASKED, REMASKED, STABLE, STATE_COLORS, STATE_NAMES, UNMASKED
 from .scrubber import TraceViewer
 from .token_grid import TokenGridWidget
@@ -379,8 +379,8 @@ class LiveViewer(W.VBox):
             c, tid = int(codes[p]), int(shown[p])
             texts.append("·" if tid == mask_id else self._texts.cell(tid))
             what = ("not decoded yet" if c == MASKED else
-                    f"remasked: it held {html.escape(self._texts.text(tid))}" if c == REMASKED else
-                    f"token {html.escape(self._texts.text(tid))}")
+                    f"remasked: it held {readable_ends(html.escape(self._texts.text(tid)))}" if c == REMASKED else
+                    f"token {readable_ends(html.escape(self._texts.text(tid)))}")
             hovers.append(f"<b>{position_name(p, a)}</b> · {STATE_NAMES[c]}<br>{what}{absolute_note(p, a)}")
         step = getattr(u, "step", 0)
         n_masked = int((codes[a:b] == MASKED).sum() + (codes[a:b] == REMASKED).sum())

@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 from ..viz import export
 from ..viz.animation import grid_animation
 from ..viz.curves import step_curves
-from ..viz.grid import absolute_note, grid_arrays, grid_title, longest_cell, position_name, position_origin
+from ..viz.grid import (absolute_note, grid_arrays, grid_title, longest_cell, position_name, position_origin,
+                        readable_ends)
 from ..viz.lifeline import lifelines
 from .token_grid import TokenGridWidget
 
@@ -98,7 +99,7 @@ def position_history_html(index, position: int, upto: int | None = None, origin:
         if upto is not None and s > upto:
             break
         when = f"{s} (final pass)" if s == index.final_step else str(s)
-        tok = html.escape(index.text(int(index.tok[e])))
+        tok = readable_ends(html.escape(index.text(int(index.tok[e]))))
         if index.is_unmask[e]:
             cands = ", ".join(f"{html.escape(t)} {p:.2f}" for t, p in index.candidates(e))
             rows.append(f"<tr><td {_CELL}>{when}</td><td {_CELL}>decoded</td><td {_CELL}><code>{tok}</code></td>"
