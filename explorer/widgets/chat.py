@@ -7,11 +7,12 @@ import html
 
 import ipywidgets as W
 
+from ..samplers.dream import ALGS
 from .compare import CompareViewer
 from .live import LiveViewer, one_line
 
 # settings whose values are a fixed set (the samplers' validate() names them too)
-CHOICES = {"alg": ["origin", "maskgit_plus", "topk_margin", "entropy"], "remasking": ["low_confidence", "random"],
+CHOICES = {"alg": list(ALGS), "remasking": ["low_confidence", "random"],
            "confidence_dtype": ["logits", "float64"], "order": ["confidence", "random"]}
 # settings the panel sets itself (the run's shape) or that are not a number or a word
 OWN = {"remaskable", "block_length"}
