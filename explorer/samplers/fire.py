@@ -58,8 +58,8 @@ class FiRe(Sampler):
 
     def validate(self):
         if isinstance(self.draft, dict):
-            from . import from_config
-            self.draft = from_config(self.draft)
+            from .base import sampler_from_config     # the package registry imports this module
+            self.draft = sampler_from_config(self.draft)
         if self.draft is None:
             from .mdlm import MDLM
             self.draft = MDLM(nucleus_p=self.nucleus_p)
