@@ -74,7 +74,7 @@ def test_each_picture_follows_its_explanation_and_the_page_carries_them(executed
     text = page.read_text()
     assert "generative perplexity" in text                                 # the words, defined once
     for c in cells:
-        if c.metadata.get("explains") in ("scaling", "repair", "rate", "causes"):
+        if c.metadata.get("explains") in ("scaling", "repair", "rate", "causes", "aimed"):
             first = c.source.split("\n\n")[1].split("\n")[0]   # the paragraph's first line
             start = re.match(r"[A-Za-z ,]+", first).group(0)[:30]
             assert start in text, start
