@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import rng
-from .base import Sampler, StepTimes, _check_unit, check_steps
+from .base import Sampler, StepTimes, _check_unit, check_steps, resolve_draft
 from .categorical import draw_tokens, subs_probs
 from .ranked import top_n
 from .rescore import _AsStep, _positive_int
@@ -57,17 +57,7 @@ class FiRe(Sampler):
     _grids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def validate(self):
-        if isinstance(self.draft, dict):
-            from .base import sampler_from_config     # the package registry imports this module
-            self.draft = sampler_from_config(self.draft)
-        if self.draft is None:
-            from .mdlm import MDLM
-            self.draft = MDLM(nucleus_p=self.nucleus_p)
-        if not isinstance(self.draft, Sampler):
-            raise ValueError(f"draft must be a sampler (e.g. MDLM() or LLaDALowConfidence()), got "
-                             f"{type(self.draft).__name__}; build one by name with explorer.samplers.by_name().")
-        if isinstance(self.draft, FiRe):
-            raise ValueError("draft must not itself be FiRe: raise rounds= instead.")
+        self.draft = resolve_draft(self, self.draft)
         _positive_int("rounds", self.rounds, allow_zero=True)
         _positive_int("lock_after", self.lock_after)
         for name in ("start_ratio", "end_ratio", "update_rate"):

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import rng
-from .base import Sampler, StepTimes, _check_unit, check_steps, sampler_from_config
+from .base import Sampler, StepTimes, _check_unit, check_steps, resolve_draft
 from .categorical import draw_tokens
 from .step import RESCORE, Decision, Write
 
@@ -84,16 +84,7 @@ class Rescore(Sampler):
     _grids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def validate(self):
-        if isinstance(self.draft, dict):
-            self.draft = sampler_from_config(self.draft)
-        if self.draft is None:
-            from .mdlm import MDLM
-            self.draft = MDLM(nucleus_p=self.nucleus_p)
-        if not isinstance(self.draft, Sampler):
-            raise ValueError(f"draft must be a sampler (e.g. MDLM() or ReMDMLoop()), got {type(self.draft).__name__}; "
-                             "build one by name with explorer.samplers.by_name().")
-        if isinstance(self.draft, Rescore):
-            raise ValueError("draft must not itself be Rescore: raise rounds= instead.")
+        self.draft = resolve_draft(self, self.draft)
         _positive_int("rounds", self.rounds, allow_zero=True)
         _positive_int("groups", self.groups, allow_none=True)
         _positive_int("window", self.window)
