@@ -245,18 +245,3 @@ def sampler_from_config(config: dict) -> Sampler:
         raise ValueError(f"no sampler is named {name!r}; build it from the registry: explorer.samplers.by_name().")
     return cls(**cfg)
 
-
-def resolve_draft(owner: Sampler, draft) -> Sampler:
-    """The draft sampler of a draft-then-correct strategy (Rescore, FiRe): a sampler, its config, or
-    None for MDLM with the owner's nucleus; refused when it is not a sampler or is the same kind."""
-    if isinstance(draft, dict):
-        draft = sampler_from_config(draft)
-    if draft is None:
-        from .mdlm import MDLM
-        draft = MDLM(nucleus_p=owner.nucleus_p)
-    if not isinstance(draft, Sampler):
-        raise ValueError(f"draft must be a sampler (e.g. MDLM() or ReMDMLoop()), got {type(draft).__name__}; "
-                         "build one by name with explorer.samplers.by_name().")
-    if type(draft) is type(owner):
-        raise ValueError(f"draft must not itself be {type(owner).__name__}: raise rounds= instead.")
-    return draft

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import rng
-from .base import Sampler, StepTimes, _check_unit, check_steps, resolve_draft
+from .base import Sampler, StepTimes, _check_unit, check_steps
+from .draft import resolve_draft
 from .categorical import draw_tokens, subs_probs
 from .ranked import top_n
 from .rescore import _AsStep, _positive_int

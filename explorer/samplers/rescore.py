@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import rng
-from .base import Sampler, StepTimes, _check_unit, check_steps, resolve_draft
+from .base import Sampler, StepTimes, _check_unit, check_steps
+from .draft import resolve_draft
 from .categorical import draw_tokens
 from .step import RESCORE, Decision, Write
 
