@@ -145,9 +145,12 @@ def test_widgets_survive_reload_follow_the_sample_and_open_branches_at_the_edit(
         viewer.scroll_into_view_if_needed()
         assert "step 3 of 12" in viewer.locator(".remdm-grid-title").text_content()
         assert viewer.locator(".remdm-step-label").text_content().strip() == "step 3 of 12"
-        markers = viewer.evaluate(
-            "(el) => [...el.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.layout.shapes || [])"
-            ".filter(s => s.name === 'step-marker').map(s => s.x0))")
+        step_markers = ("(el) => [...el.querySelectorAll('.js-plotly-plot')].flatMap(p => ((p.layout || {}).shapes || [])"
+                        ".filter(s => s.name === 'step-marker').map(s => s.x0))")
+        # plotly draws the curves after the grid: wait for them (a race, not a missing marker)
+        page.wait_for_function(f"(el) => ({step_markers})(el).length > 0", arg=viewer.element_handle(),
+                               timeout=30_000)
+        markers = viewer.evaluate(step_markers)
         assert markers and set(markers) == {3}, markers  # the curves' step marker came back too
         _set_step(page, viewer, 7)
         page.wait_for_function(f"(el) => ({TITLE_OF})(el).includes('step 7 of 12')", arg=viewer.element_handle())
