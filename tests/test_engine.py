@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import explorer
+from stub_models import ContextModel  # noqa: F401  (tests below build it)
 from explorer.samplers import (MDLM, ConfidenceOrdered, DFMCorrector, ForwardBackward, ReMDMCap, ReMDMConf,
                                ReMDMLoop, ReMDMRescale, ReMDMSwitch)
 
@@ -17,30 +18,6 @@ def stub(L=8, V=6, seed=0):
     p = torch.rand(L, V, generator=g) + 0.05
     p[:, -1] = 0
     return explorer.StubDenoiser(p)
-
-
-class ContextModel:
-    """A small context-dependent denoiser (a random bigram-ish table) with the body/head split."""
-
-    def __init__(self, L=10, V=7, seed=0):
-        g = torch.Generator().manual_seed(seed)
-        self.mask_id, self.vocab_size, self.seq_len, self.tokenizer = V - 1, V, L, None
-        self.emb = torch.randn(V, 16, generator=g)
-        self.pos = torch.randn(L, 16, generator=g)
-        self.mix = torch.randn(16, 16, generator=g) / 4
-        self.out = torch.randn(16, V, generator=g)
-        self.calls = 0
-
-    def body(self, z):
-        self.calls += 1
-        h = self.emb[z] + self.pos
-        return torch.tanh(h + h.mean(1, keepdim=True) @ self.mix)
-
-    def head(self, h):
-        return h @ self.out
-
-    def logits(self, z):
-        return self.head(self.body(z))
 
 
 @pytest.mark.parametrize("sampler", ALL, ids=lambda s: s.name + str(s.nucleus_p))

@@ -6,67 +6,26 @@ exactly computable and a "broken" pair is known.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pytest
 import torch
 
 import explorer
+import stub_models
+from stub_models import PairModel
 from explorer.samplers import MDLM, Rescore, ReMDMLoop, Sampler
 from explorer.samplers.rescore import lowest_per_window
 from explorer.samplers.step import Decision
 from explorer.samplers.categorical import subs_probs
 
 
-class PairModel:
-    """p(x_l = v | rest) = AGREE if v equals the decoded partner of l, shared evenly otherwise;
-    uniform over the V - 1 tokens when the partner is masked.  Fixed length, no body/head split."""
-    AGREE = 0.97
-
-    def __init__(self, L=16, V=6):
-        self.mask_id, self.vocab_size, self.seq_len, self.tokenizer = V - 1, V, L, None
-        self.calls = 0
-
-    def logits(self, z):
-        self.calls += 1
-        B, L = z.shape
-        V = self.vocab_size
-        partner = z[:, torch.arange(L) ^ 1]
-        p = torch.full((B, L, V), 1.0 / (V - 1))
-        known = partner != self.mask_id
-        other = (1 - self.AGREE) / (V - 2)
-        q = torch.full((B, L, V), other)
-        q.scatter_(-1, partner.clamp(max=V - 2)[..., None], self.AGREE)
-        p = torch.where(known[..., None], q, p)
-        p[..., self.mask_id] = 1e-30
-        return p.log()
+def ContextModel(**kw):
+    return stub_models.ContextModel(**{"L": 12, **kw})
 
 
 def broken_pairs(x):
     return x[:, 0::2] != x[:, 1::2]
-
-
-class ContextModel:
-    """A context-dependent denoiser with the body/head split (as in test_engine)."""
-
-    def __init__(self, L=12, V=7, seed=0):
-        g = torch.Generator().manual_seed(seed)
-        self.mask_id, self.vocab_size, self.seq_len, self.tokenizer = V - 1, V, L, None
-        self.emb = torch.randn(V, 16, generator=g)
-        self.pos = torch.randn(L, 16, generator=g)
-        self.mix = torch.randn(16, 16, generator=g) / 4
-        self.out = torch.randn(16, V, generator=g)
-
-    def body(self, z):
-        h = self.emb[z] + self.pos
-        return torch.tanh(h + h.mean(1, keepdim=True) @ self.mix)
-
-    def head(self, h):
-        return h @ self.out
-
-    def logits(self, z):
-        return self.head(self.body(z))
 
 
 @dataclass
