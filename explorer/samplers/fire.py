@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import rng
-from .base import Sampler, StepTimes, _check_unit, check_steps
-from .draft import resolve_draft
+from .base import Sampler, StepTimes, _check_unit
+from .draft import draft_plan, resolve_draft
 from .categorical import draw_tokens, subs_probs
 from .ranked import top_n
 from .rescore import _AsStep, _positive_int
@@ -92,12 +92,7 @@ class FiRe(Sampler):
 
     def _plan(self, steps: int) -> list[tuple[StepTimes, StepTimes | None]]:
         if steps not in self._grids:
-            check_steps(steps)
-            plan = []
-            for st in self.draft.grid(steps):
-                plan.append((StepTimes(len(plan) + 1, st.t, st.s, st.alpha_t, st.alpha_s, st.phase), st))
-            for _ in range(self.rounds):
-                plan.append((StepTimes(len(plan) + 1, 0.0, 0.0, 1.0, 1.0, "refine"), None))
+            plan = draft_plan(self.draft, steps, self.rounds, "refine")
             self._grids = {steps: plan}
         return self._grids[steps]
 

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import rng
-from .base import Sampler, StepTimes, _check_unit, check_steps
-from .draft import resolve_draft
+from .base import Sampler, StepTimes, _check_unit
+from .draft import draft_plan, resolve_draft
 from .categorical import draw_tokens
 from .step import RESCORE, Decision, Write
 
@@ -120,18 +120,7 @@ class Rescore(Sampler):
     def _plan(self, steps: int) -> list[tuple[StepTimes, StepTimes | None]]:
         """(grid step, the draft's own step or None for a correction round), memoised per T."""
         if steps not in self._grids:
-            check_steps(steps)
-            draft = self.draft.grid(steps)
-            plan, i = [], 1
-            for k, st in enumerate(draft, 1):
-                plan.append((StepTimes(i, st.t, st.s, st.alpha_t, st.alpha_s, st.phase), st))
-                i += 1
-                if self.every and k % self.every == 0 and k < len(draft):
-                    plan.append((StepTimes(i, st.s, st.s, st.alpha_s, st.alpha_s, "rescore"), None))
-                    i += 1
-            for _ in range(self.rounds):
-                plan.append((StepTimes(i, 0.0, 0.0, 1.0, 1.0, "rescore"), None))
-                i += 1
+            plan = draft_plan(self.draft, steps, self.rounds, "rescore", self.every)
             self._grids = {steps: plan}
         return self._grids[steps]
 
