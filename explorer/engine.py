@@ -164,10 +164,21 @@ class _Recorder:
         self.cands.append(None if cand_ids is None or not self.topk else (cand_ids, cand_probs))
 
     def arrays(self) -> dict[str, np.ndarray]:
+        def host(parts: list) -> np.ndarray:
+            """The tensors of ``parts`` concatenated on their device and copied to the host once."""
+            ts = [v.reshape(-1) for v in parts if isinstance(v, torch.Tensor) and v.dim()]
+            return torch.cat([t.detach().float() for t in ts]).cpu().numpy() if ts else np.zeros(0, np.float32)
+
         def column(parts, n_of):
-            return np.concatenate([v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor) and v.dim()
-                                   else np.full(n, float(v), np.float32) for v, n in zip(parts, n_of)]
-                                  ).astype(np.float32) if parts else np.zeros(0, np.float32)
+            out, flat, at, i = np.empty(sum(n_of), np.float32), host(parts), 0, 0
+            for v, n in zip(parts, n_of):
+                if isinstance(v, torch.Tensor) and v.dim():
+                    out[at:at + n] = flat[i:i + n]
+                    i += n
+                else:
+                    out[at:at + n] = float(v)
+                at += n
+            return out
         n_of = [blk[3] for blk in self.blocks]
         out = {}
         if self.blocks:
@@ -180,18 +191,16 @@ class _Recorder:
         out["reason"] = np.repeat(np.array([blk[2] for blk in self.blocks], np.int8), n_of)
         for j, name in enumerate(("prob", "p_transition", "sigma")):
             out[name] = column([f[j] for f in self.floats], n_of)
-        rows, ids, probs, nxt = [], [], [], 0
+        rows, nxt, k = [], 0, self.topk
         for c, n in zip(self.cands, n_of):
-            if c is None:
-                rows.append(np.full(n, -1, np.int32))
-            else:
-                rows.append(np.arange(nxt, nxt + n, dtype=np.int32))
-                nxt += n
-                ids.append(c[0].cpu().numpy().astype(np.int32).reshape(n, self.topk))
-                probs.append(c[1].float().cpu().numpy().reshape(n, self.topk))
+            rows.append(np.full(n, -1, np.int32) if c is None else np.arange(nxt, nxt + n, dtype=np.int32))
+            nxt += 0 if c is None else n
+        kept = [c for c in self.cands if c is not None]
         out["cand_row"] = np.concatenate(rows) if rows else np.zeros(0, np.int32)
-        out["cand_ids"] = np.concatenate(ids) if ids else np.zeros((0, self.topk), np.int32)
-        out["cand_probs"] = np.concatenate(probs) if probs else np.zeros((0, self.topk), np.float32)
+        out["cand_ids"] = (torch.cat([c[0].reshape(-1, k) for c in kept]).cpu().numpy().astype(np.int32) if kept
+                           else np.zeros((0, k), np.int32))
+        out["cand_probs"] = (torch.cat([c[1].reshape(-1, k).float() for c in kept]).cpu().numpy() if kept
+                             else np.zeros((0, k), np.float32))
         return out
 
 
@@ -305,6 +314,8 @@ class _Context:
         self.px0.called = False
         self._step_prefixes = [rng.step_prefix(k, st.step) for k in self._prefixes]
         self._key_cache: dict[int, torch.Tensor] = {}
+        self._u_cache: dict[int, torch.Tensor] = {}
+        self._decoded = None
 
     @property
     def step(self) -> StepTimes:
@@ -316,10 +327,28 @@ class _Context:
             k = self._key_cache[purpose] = rng.purpose_keys(self._step_prefixes, purpose, device=self.x.device)
         return k
 
-    def uniforms(self, purpose: int) -> torch.Tensor:
-        return rng.uniforms_from(self._keys(purpose)[:, None], self._term[None, :])
+    @property
+    def decoded(self) -> torch.Tensor:
+        """The positions a sampler may remask: neither masked nor fixed (computed once per step)."""
+        if self._decoded is None:
+            self._decoded = ~(self.masked | self.fixed)
+        return self._decoded
+
+    def uniforms(self, *purposes: int):
+        """``[B, L]`` uniforms of each purpose (a tuple when several are asked): the streams asked
+        together are mixed in one pass, and each is kept for the rest of the step."""
+        todo = [p for p in purposes if p not in self._u_cache]
+        if todo:
+            keys = rng.purpose_keys(self._step_prefixes, todo, device=self.x.device)     # [P, B]
+            for p, u in zip(todo, rng.uniforms_from(keys[:, :, None], self._term)):
+                self._u_cache[p] = u
+        out = tuple(self._u_cache[p] for p in purposes)
+        return out[0] if len(out) == 1 else out
 
     def uniforms_at(self, purpose: int, b: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        u = self._u_cache.get(purpose)
+        if u is not None:            # the same numbers: every uniform is elementwise in its counters
+            return u[b, pos]
         return rng.uniforms_from(self._keys(purpose)[b], self._term[pos])
 
     def row_uniforms(self, b: torch.Tensor, pos: torch.Tensor) -> _RowUniforms:

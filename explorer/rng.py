@@ -47,6 +47,16 @@ def mix64_tensor(z: torch.Tensor) -> torch.Tensor:
     return z ^ _shr(z, 31)
 
 
+def _mix64_(z: torch.Tensor) -> torch.Tensor:
+    """:func:`mix64_tensor` in place on a tensor the caller owns (the same integers, fewer buffers)."""
+    z ^= _shr(z, 30)
+    z *= _signed(_C1)
+    z ^= _shr(z, 27)
+    z *= _signed(_C2)
+    z ^= _shr(z, 31)
+    return z
+
+
 def stream_key(seed: int, sample: int, step: int, purpose: int) -> int:
     """A 64-bit key for one (seed, sample, step, purpose) stream."""
     k = mix64(seed * _GOLDEN + 0x632BE59BD9B4E019)
@@ -79,9 +89,16 @@ def step_prefix(prefix: int, step: int) -> int:
     return mix64(prefix ^ (step * _GOLDEN + 2))
 
 
-def purpose_keys(step_prefixes: list[int], purpose: int, device=None) -> torch.Tensor:
-    """int64 stream keys from :func:`step_prefix` values; equal to :func:`stream_keys`."""
-    return torch.tensor([_signed(mix64(k ^ (purpose * _GOLDEN + 3))) for k in step_prefixes],
+def purpose_keys(step_prefixes: list[int], purpose, device=None) -> torch.Tensor:
+    """int64 stream keys from :func:`step_prefix` values; equal to :func:`stream_keys`.
+
+    ``purpose`` is one purpose (keys ``[B]``) or a sequence of them (keys ``[P, B]``, one tensor
+    built at once: a step that needs several streams pays for one small host-to-device copy).
+    """
+    if isinstance(purpose, int):
+        return torch.tensor([_signed(mix64(k ^ (purpose * _GOLDEN + 3))) for k in step_prefixes],
+                            dtype=torch.int64, device=device)
+    return torch.tensor([[_signed(mix64(k ^ (p * _GOLDEN + 3))) for k in step_prefixes] for p in purpose],
                         dtype=torch.int64, device=device)
 
 
@@ -93,8 +110,13 @@ def counter_term(counters: torch.Tensor) -> torch.Tensor:
 def uniforms_from(keys: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
     """Float64 uniforms of ``keys + term`` (broadcast), bit-identical to :func:`uniforms` /
     :func:`uniforms_at` for the same stream keys and counters (``term = counter_term(counters)``)."""
-    z = mix64_tensor(keys + term)
-    return (_shr(z, 11).to(torch.float64) + 0.5) * (2.0 ** -53)
+    z = _mix64_(keys + term)
+    z >>= 11                       # arithmetic shift; the mask below makes it logical
+    z &= (1 << 53) - 1
+    u = z.to(torch.float64)
+    u += 0.5
+    u *= 2.0 ** -53
+    return u
 
 
 def stream_keys(seed: int, samples, step: int, purpose: int, device=None) -> torch.Tensor:

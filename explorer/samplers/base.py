@@ -185,10 +185,13 @@ class Sampler:
         if isinstance(remask_p, torch.Tensor):
             remask_p = remask_p.to(torch.float64).masked_fill(ctx.fixed, 0.0)
         masked = ctx.masked
-        unmask = masked & (ctx.uniforms(rng.UNMASK) < unmask_p)
         remask = None
-        if not (isinstance(remask_p, float) and remask_p <= 0.0):
-            remask = ~masked & ~ctx.fixed & (ctx.uniforms(rng.REMASK) < remask_p)
+        if isinstance(remask_p, float) and remask_p <= 0.0:
+            u_unmask, _ = ctx.uniforms(rng.UNMASK, rng.TOKEN)
+        else:
+            u_unmask, u_remask, _ = ctx.uniforms(rng.UNMASK, rng.REMASK, rng.TOKEN)
+            remask = ctx.decoded & (u_remask < remask_p)
+        unmask = masked & (u_unmask < unmask_p)
         write = None
         b, pos = unmask.nonzero(as_tuple=True)
         if b.numel():
