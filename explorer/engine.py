@@ -35,6 +35,7 @@ with the same random streams, so both paths give identical samples.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import platform
 import time
@@ -50,7 +51,6 @@ from . import prompts, rng
 from .protocol import check_denoiser, has_split, model_device, model_identity
 from .samplers.base import Sampler, StepTimes, _at, check_steps
 from .samplers.categorical import subs_probs, top_candidates
-from .samplers.ranked import RACE
 from .samplers.step import FINAL_ARGMAX, Decision, Write
 from .trace import REASONS, STEP_COLUMNS, RunRecord, Trace
 
@@ -166,8 +166,8 @@ class _Recorder:
     def arrays(self) -> dict[str, np.ndarray]:
         def host(parts: list) -> np.ndarray:
             """The tensors of ``parts`` concatenated on their device and copied to the host once."""
-            ts = [v.reshape(-1) for v in parts if isinstance(v, torch.Tensor) and v.dim()]
-            return torch.cat([t.detach().float() for t in ts]).cpu().numpy() if ts else np.zeros(0, np.float32)
+            ts = [v for v in parts if isinstance(v, torch.Tensor) and v.dim()]     # each [n]
+            return torch.cat(ts).float().cpu().numpy() if ts else np.zeros(0, np.float32)
 
         def column(parts, n_of):
             out, flat, at, i = np.empty(sum(n_of), np.float32), host(parts), 0, 0
@@ -208,6 +208,8 @@ class _Recorder:
 # rows x vocabulary entries handled at once: bounds the float64 work of a step, so no [B, L, V]
 # float64 tensor is ever built (at L = 1024 on LLaDA that tensor alone is about 1 GB)
 _ROW_BUDGET = 1 << 23
+# [B, L] uniforms mixed at once for a block of steps (entries); see _Context.uniforms
+_UNIFORM_BUDGET = 1 << 16
 
 
 class _Px0:
@@ -280,7 +282,7 @@ class _RowUniforms:
     def race(self, width: int) -> torch.Tensor:
         """``[N, width]`` float64 uniforms, one per (row, vocabulary entry): the exponential race."""
         flat = self.counter[:, None] * width + torch.arange(width, device=self.b.device)
-        return rng.uniforms_from(self.keys(RACE)[self.b][:, None], rng.counter_term(flat))
+        return rng.uniforms_from(self.keys(rng.RACE)[self.b][:, None], rng.counter_term(flat))
 
 
 class _Context:
@@ -302,6 +304,8 @@ class _Context:
         self.sample_ids, self.rng_list, self.seed = sample_ids, rng_list, seed
         self.nfe = torch.zeros(B, dtype=torch.long, device=x.device)
         self._prefixes = [rng.sample_prefix(seed, s) for s in rng_list]
+        self._order: dict[int, int] = {}   # step number -> its row in _keys_grid (see prepare)
+        self._blocks: dict[int, tuple[int, torch.Tensor]] = {}   # purpose -> (first row, [n, B, L])
         self._term = rng.counter_term(self.counters)
         self._rescored = None      # (state, ask, groups, scores) of the last rescore
         self.memory: dict = {}     # the sampler's scratch across the steps of this batch (see samplers.step)
@@ -312,20 +316,29 @@ class _Context:
         self.st = st
         self.masked = self.x == self.mask_id
         self.px0.called = False
-        self._step_prefixes = [rng.step_prefix(k, st.step) for k in self._prefixes]
-        self._key_cache: dict[int, torch.Tensor] = {}
-        self._u_cache: dict[int, torch.Tensor] = {}
+        if st.step not in self._order:
+            self.prepare([st.step])
+        self._row = self._order[st.step]
         self._decoded = None
 
     @property
     def step(self) -> StepTimes:
         return self.st
 
+    def prepare(self, steps: list[int]) -> None:
+        """Derive the random-stream keys of these steps (a run's whole grid) in one pass.
+
+        The ``[B, L]`` uniforms of a purpose are then mixed for a block of upcoming steps at once
+        (:meth:`uniforms`): on a small batch a step's cost is the number of tensor operations, not
+        their size.
+        """
+        order = list(dict.fromkeys(steps))
+        self._order = {s: i for i, s in enumerate(order)}
+        self._keys_grid = rng.step_keys(self._prefixes, order, device=self.x.device)   # [S, purposes, B]
+        self._blocks = {}
+
     def _keys(self, purpose: int) -> torch.Tensor:
-        k = self._key_cache.get(purpose)
-        if k is None:
-            k = self._key_cache[purpose] = rng.purpose_keys(self._step_prefixes, purpose, device=self.x.device)
-        return k
+        return self._keys_grid[self._row, purpose - 1]
 
     @property
     def decoded(self) -> torch.Tensor:
@@ -334,19 +347,32 @@ class _Context:
             self._decoded = ~(self.masked | self.fixed)
         return self._decoded
 
+    def _block(self, purpose: int) -> torch.Tensor | None:
+        """This step's ``[B, L]`` uniforms of ``purpose`` if its block holds them."""
+        blk = self._blocks.get(purpose)
+        if blk is not None and 0 <= self._row - blk[0] < blk[1].shape[0]:
+            return blk[1][self._row - blk[0]]
+        return None
+
     def uniforms(self, *purposes: int):
-        """``[B, L]`` uniforms of each purpose (a tuple when several are asked): the streams asked
-        together are mixed in one pass, and each is kept for the rest of the step."""
-        todo = [p for p in purposes if p not in self._u_cache]
-        if todo:
-            keys = rng.purpose_keys(self._step_prefixes, todo, device=self.x.device)     # [P, B]
-            for p, u in zip(todo, rng.uniforms_from(keys[:, :, None], self._term)):
-                self._u_cache[p] = u
-        out = tuple(self._u_cache[p] for p in purposes)
-        return out[0] if len(out) == 1 else out
+        """``[B, L]`` uniforms of each purpose (a tuple when several are asked).  Each purpose is
+        mixed for this step and the next ones together (up to ``_UNIFORM_BUDGET`` entries), so a
+        run pays a few tensor operations per block of steps, not per step; the numbers are those
+        of :func:`explorer.rng.uniforms` all the same (each is a function of its coordinates)."""
+        out = []
+        for p in purposes:
+            u = self._block(p)
+            if u is None:
+                B, L = self.x.shape
+                n = max(1, min(self._keys_grid.shape[0] - self._row, _UNIFORM_BUDGET // (B * L)))
+                keys = self._keys_grid[self._row:self._row + n, p - 1]                      # [n, B]
+                self._blocks[p] = (self._row, rng.uniforms_from(keys[:, :, None], self._term))
+                u = self._block(p)
+            out.append(u)
+        return out[0] if len(out) == 1 else tuple(out)
 
     def uniforms_at(self, purpose: int, b: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        u = self._u_cache.get(purpose)
+        u = self._block(purpose)
         if u is not None:            # the same numbers: every uniform is elementwise in its counters
             return u[b, pos]
         return rng.uniforms_from(self._keys(purpose)[b], self._term[pos])
@@ -364,8 +390,10 @@ class _Context:
         z = self.x
         if remasked is not None and bool(remasked.any()):
             z = self.x.masked_fill(remasked, self.mask_id)
-        self.nfe += torch.bincount(b, minlength=self.nfe.numel()).clamp_(max=1) * self.px0.passes
+        self.nfe[b] += self.px0.passes       # a row drawn at several positions is charged once
         chunk = max(1, _ROW_BUDGET // self.vocab_size)     # vocab_size is the logits' width (protocol)
+        if b.numel() <= chunk:
+            return list(fn(self.px0.logits_at(z, b, pos), slice(None)))
         outs = [fn(self.px0.logits_at(z, b[lo:lo + chunk], pos[lo:lo + chunk]), slice(lo, lo + chunk))
                 for lo in range(0, b.numel(), chunk)]
         if len(outs) == 1:
@@ -467,8 +495,8 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
             raise ValueError(f"a sampler's remask must be a BoolTensor{list(x.shape)}, got {remask.dtype} "
                              f"{list(remask.shape)}.")
         if rec.record or live or x.device.type == "cpu":
-            rb, rpos = (remask & ~ctx.masked & ~fixed).nonzero(as_tuple=True)
-            if rb.numel() != int(remask.sum()):
+            rb, rpos = remask.nonzero(as_tuple=True)
+            if rb.numel() and not bool(ctx.decoded[rb, rpos].all()):
                 raise ValueError("a sampler tried to remask a masked, prompt or pinned position; remask only "
                                  "decoded positions outside the fixed ones.")
             if rb.numel():
@@ -481,7 +509,7 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
                 if live:
                     re_rows = torch.stack((rb, rpos), 1)
         else:     # on a GPU with nothing to record: no host synchronisation for the remasks
-            remask = remask & ~ctx.masked & ~fixed
+            remask = remask & ctx.decoded
             x.masked_fill_(remask, mask_id)
             tp.masked_fill_(remask, math.nan)
             n_re, changed = remask.sum(), True
@@ -507,6 +535,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], ctx: _Context, re
     context's state in place; ``ctx.px0`` counts the model calls and ``ctx.nfe`` each sample's."""
     px0, hook = ctx.px0, live.hook is not None
     mask_id = ctx.mask_id
+    ctx.prepare([st.step for st in grid] + [grid[-1].step + 1])
     for st in grid:
         t0 = time.perf_counter()
         ctx.begin(st)
@@ -593,6 +622,12 @@ def _steps_table(step_rows: dict) -> pd.DataFrame:
 
 
 def _versions() -> dict:
+    return dict(_package_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> dict:
+    """The versions a trace records (looked up once per process: the metadata lookup costs ~1 ms)."""
     out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
            "pandas": pd.__version__}
     try:

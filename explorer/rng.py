@@ -18,8 +18,10 @@ _C1 = 0xBF58476D1CE4E5B9
 _C2 = 0x94D049BB133111EB
 _GOLDEN = 0x9E3779B97F4A7C15
 
-# what a uniform is used for; each purpose has its own independent stream
-UNMASK, REMASK, TOKEN, ORDER, RANK = 1, 2, 3, 4, 5
+# what a uniform is used for; each purpose has its own independent stream (RACE: the
+# per-(position, vocabulary entry) uniforms of the exponential race of the ranked samplers)
+UNMASK, REMASK, TOKEN, ORDER, RANK, RACE = 1, 2, 3, 4, 5, 6
+PURPOSES = (UNMASK, REMASK, TOKEN, ORDER, RANK, RACE)
 
 
 def _signed(x: int) -> int:
@@ -84,22 +86,15 @@ def sample_prefix(seed: int, sample: int) -> int:
     return mix64(mix64(seed * _GOLDEN + 0x632BE59BD9B4E019) ^ (sample * _GOLDEN + 1))
 
 
-def step_prefix(prefix: int, step: int) -> int:
-    """:func:`sample_prefix` advanced to ``step`` (shared by every purpose of the step)."""
-    return mix64(prefix ^ (step * _GOLDEN + 2))
-
-
-def purpose_keys(step_prefixes: list[int], purpose, device=None) -> torch.Tensor:
-    """int64 stream keys from :func:`step_prefix` values; equal to :func:`stream_keys`.
-
-    ``purpose`` is one purpose (keys ``[B]``) or a sequence of them (keys ``[P, B]``, one tensor
-    built at once: a step that needs several streams pays for one small host-to-device copy).
-    """
-    if isinstance(purpose, int):
-        return torch.tensor([_signed(mix64(k ^ (purpose * _GOLDEN + 3))) for k in step_prefixes],
-                            dtype=torch.int64, device=device)
-    return torch.tensor([[_signed(mix64(k ^ (p * _GOLDEN + 3))) for k in step_prefixes] for p in purpose],
-                        dtype=torch.int64, device=device)
+def step_keys(prefixes: list[int], steps: list[int], device=None) -> torch.Tensor:
+    """int64 keys ``[S, len(PURPOSES), B]`` of every (step, purpose, sample), computed at once on
+    the device; entry ``[i, p - 1, j]`` equals ``stream_key`` of ``steps[i]``, purpose ``p`` and the
+    sample of ``prefixes[j]`` (:func:`sample_prefix`).  A run derives all its keys in one pass
+    instead of hashing Python integers at every step."""
+    pre = torch.tensor([_signed(k) for k in prefixes], dtype=torch.int64, device=device)
+    st = torch.tensor([_signed(s * _GOLDEN + 2) for s in steps], dtype=torch.int64, device=device)
+    pu = torch.tensor([_signed(p * _GOLDEN + 3) for p in PURPOSES], dtype=torch.int64, device=device)
+    return mix64_tensor(mix64_tensor(st[:, None] ^ pre[None, :])[:, None, :] ^ pu[None, :, None])
 
 
 def counter_term(counters: torch.Tensor) -> torch.Tensor:

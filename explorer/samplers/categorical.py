@@ -1,7 +1,14 @@
 """p(x0) from logits (SUBS, §1.2), nucleus filtering (§1.5) and exact float64 categorical draws (§1.6)."""
 from __future__ import annotations
 
+import functools
+
 import torch
+
+
+@functools.lru_cache(maxsize=None)
+def _index(i: int, device: torch.device) -> torch.Tensor:
+    return torch.tensor([i], device=device)
 
 
 def subs_probs(logits: torch.Tensor, mask_id: int, temperature: float = 1.0) -> torch.Tensor:
@@ -10,8 +17,7 @@ def subs_probs(logits: torch.Tensor, mask_id: int, temperature: float = 1.0) -> 
     Carry-over (the one-hot at unmasked positions) is applied by the engine, which only ever
     draws tokens at masked positions.  Computed in float32; ``temperature=0`` gives a one-hot argmax.
     """
-    logits = logits.float().clone()
-    logits[..., mask_id] = -torch.inf
+    logits = logits.float().index_fill(-1, _index(mask_id, logits.device), -torch.inf)   # a copy
     if temperature == 0:
         out = torch.zeros_like(logits)
         return out.scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
@@ -20,20 +26,37 @@ def subs_probs(logits: torch.Tensor, mask_id: int, temperature: float = 1.0) -> 
     return torch.softmax(logits, dim=-1)
 
 
-def nucleus(p: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Upstream top-p (§1.5): keep entries whose descending cumulative sum is <= top_p, always the
-    top-1; zero the rest and renormalise.  Unlike HF, the token that crosses top_p is dropped.
+def nucleus_weights(p: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The unnormalised float64 weights of upstream top-p (§1.5): ``p`` where kept, 0 elsewhere.
 
-    Returns float64.  ``top_p = 1`` returns ``p`` renormalised in float64.
+    Kept: the entries whose descending cumulative sum is <= top_p, and always the top-1 (unlike HF,
+    the token that crosses top_p is dropped); equal probabilities are ordered by position, as a
+    stable sort would (the first ones are kept at the cut).  ``top_p = 1`` keeps everything.
+    On the CPU the descending order is found with ``topk`` of a growing width instead of a full
+    sort: the kept prefix of a peaked distribution is short, and the cumulative sum of the first k
+    sorted entries is the first k entries of the full one.
     """
     p = p.double()
     if top_p >= 1.0:
-        return p / p.sum(-1, keepdim=True)
-    sorted_p, order = torch.sort(p, dim=-1, descending=True)
-    keep_sorted = sorted_p.cumsum(-1) <= top_p
-    keep_sorted[..., 0] = True
-    keep = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
-    q = torch.where(keep, p, torch.zeros_like(p))
+        return p
+    V = p.shape[-1]
+    k = V if p.is_cuda else min(V, 64)       # a GPU sorts a row at once; a sync per draw would cost more
+    while True:
+        sorted_p = torch.topk(p, k, dim=-1).values
+        kept = (sorted_p.cumsum(-1) <= top_p).sum(-1, keepdim=True).clamp_(min=1)    # a prefix: p >= 0
+        if k == V or not bool((kept == k).any()):
+            break                            # every row's kept prefix ends inside the first k
+        k = min(V, 4 * k)
+    cut = sorted_p.gather(-1, kept - 1)      # the smallest kept probability of each row
+    tie = p == cut
+    keep = (p > cut) | (tie & (tie.cumsum(-1) <= kept - (p > cut).sum(-1, keepdim=True)))
+    return torch.where(keep, p, torch.zeros_like(p))
+
+
+def nucleus(p: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Upstream top-p (§1.5) normalised: :func:`nucleus_weights` over their sum, float64.
+    ``top_p = 1`` returns ``p`` renormalised in float64."""
+    q = nucleus_weights(p, top_p)
     return q / q.sum(-1, keepdim=True)
 
 
@@ -43,8 +66,8 @@ def sample_rows(p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     ``u`` are float64 uniforms in (0, 1), one per row.  Exact in distribution up to float64
     rounding; a zero-weight category is never returned.
     """
-    cdf = p.double().cumsum(-1)
-    target = (u.double() * cdf[..., -1]).unsqueeze(-1)
+    cdf = (p if p.dtype == torch.float64 else p.double()).cumsum(-1)
+    target = (u if u.dtype == torch.float64 else u.double()).mul(cdf[..., -1]).unsqueeze(-1)
     idx = torch.searchsorted(cdf, target, right=True).squeeze(-1)
     return idx.clamp_(max=p.shape[-1] - 1)
 
@@ -58,10 +81,11 @@ def draw_tokens(logits: torch.Tensor, mask_id: int, nucleus_p: float, u: torch.T
     temperature the draw uses p^(1/T) but the prob is still read from the untempered p(x0).
     """
     p = subs_probs(logits, mask_id)
-    q = nucleus(p if temperature == 1.0 else subs_probs(logits, mask_id, temperature), nucleus_p)
-    token = sample_rows(q, u)
-    pq = nucleus(p, nucleus_p) if temperature != 1.0 else q
-    prob = pq.gather(-1, token[:, None]).squeeze(-1)
+    w = nucleus_weights(p if temperature == 1.0 else subs_probs(logits, mask_id, temperature), nucleus_p)
+    token = sample_rows(w, u)              # the inverse CDF needs no normalisation
+    if temperature != 1.0:
+        w = nucleus_weights(p, nucleus_p)
+    prob = w.gather(-1, token[:, None]).squeeze(-1) / w.sum(-1)
     cp, ci = top_candidates(p, topk)
     return token, prob, ci, cp
 

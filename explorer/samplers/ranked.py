@@ -31,11 +31,6 @@ from .base import Sampler, StepTimes
 from .categorical import subs_probs, top_candidates
 from .step import CONFIDENCE, POSTERIOR, Decision, Write
 
-# the purpose code of the per-(position, vocabulary entry) uniforms of the exponential race;
-# explorer.rng numbers its purposes 1..5
-RACE = 6
-
-
 @dataclass(frozen=True)
 class StepPlan:
     """What one step of a ranked sampler does (absolute canvas positions)."""
