@@ -79,35 +79,43 @@ def worker(spec: dict) -> dict:
     out = {"model_calls": probe.model_calls}
     for name, fn in (("traced", lambda: run(True)), ("untraced", lambda: run(False)),
                      ("bare", lambda: [model.logits(z) for _ in range(probe.model_calls)])):
+        fn()                                     # warm-up (allocator, caches)
         times = []
         for _ in range(spec["repeats"]):
             t = time.perf_counter()
             with torch.no_grad():
                 fn()
             times.append(time.perf_counter() - t)
-        out[name] = statistics.median(times)
+        out[name] = times
     return out
 
 
-def against(rev: str, steps: int, batch: int, length: int, repeats: int) -> None:
+def against(rev: str, steps: int, batch: int, length: int, repeats: int, rounds: int = 4,
+            models=("stub", "dit-small")) -> None:
+    """Alternate ``rounds`` workers per tree (this, REV, this, REV, ...), each timing ``repeats``
+    runs; print the median and the minimum over all of a tree's runs.  On a shared machine noise
+    only adds time, so the minimum is the steadier estimate of a cost (as ``timeit`` advises)."""
     tree = tree_at(rev)
-    for model in ("stub", "dit-small"):
+    for model in models:
         spec = {"model": model, "steps": steps, "batch": batch, "length": length, "repeats": repeats}
         res = {"this": [], rev: []}
-        for _ in range(2):                       # alternate: this, REV, this, REV
+        for _ in range(rounds):
             res["this"].append(run_with_tree(HERE, spec, None))
             res[rev].append(run_with_tree(HERE, spec, tree))
-        med = {k: {m: statistics.median(r[m] for r in rs) for m in ("traced", "untraced", "bare")}
-               for k, rs in res.items()}
-        for k, m in med.items():
-            print(f"{model:10s} {k:>10s}: generate {1e3 * m['traced'] / steps:.3f} ms/step traced, "
-                  f"{1e3 * m['untraced'] / steps:.3f} untraced; bare model calls {1e3 * m['bare'] / steps:.3f} "
-                  f"(T={steps}, B={batch}, L={length}, model calls {res[k][0]['model_calls']})", flush=True)
+        stat = {k: {(m, how): f([t for r in rs for t in r[m]]) for m in ("traced", "untraced", "bare")
+                    for how, f in (("median", statistics.median), ("min", min))} for k, rs in res.items()}
+        for k, m in stat.items():
+            print(f"{model:10s} {k:>10s}: generate {1e3 * m['traced', 'median'] / steps:.3f} ms/step traced "
+                  f"(min {1e3 * m['traced', 'min'] / steps:.3f}), {1e3 * m['untraced', 'median'] / steps:.3f} "
+                  f"untraced (min {1e3 * m['untraced', 'min'] / steps:.3f}); bare model calls "
+                  f"{1e3 * m['bare', 'median'] / steps:.3f} (T={steps}, B={batch}, L={length}, model calls "
+                  f"{res[k][0]['model_calls']}, {rounds} x {repeats} runs per tree)", flush=True)
         # whole generate time: on the stub a model call costs microseconds, so this is the engine's own
         # time; on the DiT the fast path beats a bare full-logits call, so "generate - bare" would be < 0
         for m in ("traced", "untraced"):
-            print_ratio(f"{model} generate time per step, trace {'on' if m == 'traced' else 'off'}",
-                        "this checkout", rev, med["this"][m] / max(1e-12, med[rev][m]))
+            for how in ("median", "min"):
+                print_ratio(f"{model} generate time per step, trace {'on' if m == 'traced' else 'off'} ({how})",
+                            "this checkout", rev, stat["this"][m, how] / max(1e-12, stat[rev][m, how]))
 
 
 def main(argv=None):
@@ -120,6 +128,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (~15 s)")
     ap.add_argument("--against", metavar="REV", default=None,
                     help="compare this checkout's engine with commit REV's, side by side (e.g. HEAD~1)")
+    ap.add_argument("--rounds", type=int, default=4, help="--against: alternated workers per tree (default 4)")
+    ap.add_argument("--models", default="stub,dit-small", help="--against: which of stub, dit-small (comma-separated)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -130,9 +140,12 @@ def main(argv=None):
     batch = a.batch or (2 if a.quick else 8)
     length = a.length or (32 if a.quick else 128)
     if a.against:
-        print(f"torch {torch.__version__}, one thread per worker, ReMDM-loop, median of {repeats} runs per "
-              f"worker, 2 alternated workers per tree")
-        against(a.against, steps, batch, length, repeats)
+        print(f"torch {torch.__version__}, one thread per worker, ReMDM-loop, {repeats} runs per worker after a "
+              f"warm-up, {a.rounds} alternated workers per tree")
+        models = [m for m in a.models.split(",") if m]
+        if not models or set(models) - {"stub", "dit-small"}:
+            sys.exit(f"--models {a.models!r}: choose from stub, dit-small (comma-separated).")
+        against(a.against, steps, batch, length, repeats, a.rounds, models)
         return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, ReMDM-loop, "
           f"median of {repeats} alternated runs{' (quick)' if a.quick else ''}")

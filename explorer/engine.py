@@ -149,7 +149,7 @@ class _Recorder:
     def __init__(self, record: bool, topk: int):
         self.record, self.topk = record, topk
         self.blocks: list[tuple[int, int, int, int]] = []     # (step, kind, reason, n) per add
-        self.ids: list[torch.Tensor] = []                      # [3, n]: sample, position, token
+        self.ids: list[tuple] = []                             # (the batch's sample ids, row, position, token)
         self.floats: list[tuple] = []                          # (prob, p_transition, sigma)
         self.cands: list[tuple | None] = []
 
@@ -159,7 +159,7 @@ class _Recorder:
         if not self.record or n == 0:
             return
         self.blocks.append((step, kind, _REASON_CODES[reason], n))
-        self.ids.append(torch.stack((sample_ids[b], pos, token)))
+        self.ids.append((sample_ids, b, pos, token))           # no tensor work per step: see arrays()
         self.floats.append((prob, p_tr, sigma))
         self.cands.append(None if cand_ids is None or not self.topk else (cand_ids, cand_probs))
 
@@ -182,8 +182,15 @@ class _Recorder:
         n_of = [blk[3] for blk in self.blocks]
         out = {}
         if self.blocks:
-            ids = torch.cat(self.ids, dim=1).cpu().numpy().astype(np.int32)
-            out["sample"], out["position"], out["token_id"] = ids[0], ids[1], ids[2]
+            rows, pos, tok = (torch.cat([i[j] for i in self.ids]).cpu().numpy().astype(np.int32) for j in (1, 2, 3))
+            host_ids: dict[int, np.ndarray] = {}      # each batch's sample ids, copied once
+            parts, at = [], 0
+            for (sids, *_), n in zip(self.ids, n_of):
+                if id(sids) not in host_ids:
+                    host_ids[id(sids)] = sids.cpu().numpy().astype(np.int32)
+                parts.append(host_ids[id(sids)][rows[at:at + n]])
+                at += n
+            out["sample"], out["position"], out["token_id"] = np.concatenate(parts), pos, tok
         else:
             out["sample"] = out["position"] = out["token_id"] = np.zeros(0, np.int32)
         out["step"] = np.repeat(np.array([blk[0] for blk in self.blocks], np.int32), n_of)
@@ -197,9 +204,9 @@ class _Recorder:
             nxt += 0 if c is None else n
         kept = [c for c in self.cands if c is not None]
         out["cand_row"] = np.concatenate(rows) if rows else np.zeros(0, np.int32)
-        out["cand_ids"] = (torch.cat([c[0].reshape(-1, k) for c in kept]).cpu().numpy().astype(np.int32) if kept
+        out["cand_ids"] = (torch.cat([c[0] for c in kept]).cpu().numpy().astype(np.int32).reshape(-1, k) if kept
                            else np.zeros((0, k), np.int32))
-        out["cand_probs"] = (torch.cat([c[1].reshape(-1, k).float() for c in kept]).cpu().numpy() if kept
+        out["cand_probs"] = (torch.cat([c[1] for c in kept]).float().cpu().numpy().reshape(-1, k) if kept
                              else np.zeros((0, k), np.float32))
         return out
 
@@ -305,7 +312,7 @@ class _Context:
         self.nfe = torch.zeros(B, dtype=torch.long, device=x.device)
         self._prefixes = [rng.sample_prefix(seed, s) for s in rng_list]
         self._order: dict[int, int] = {}   # step number -> its row in _keys_grid (see prepare)
-        self._blocks: dict[int, tuple[int, torch.Tensor]] = {}   # purpose -> (first row, [n, B, L])
+        self._blocks: dict[int, tuple] = {}   # purpose -> (first row, n views [B, L]) of upcoming steps
         self._term = rng.counter_term(self.counters)
         self._rescored = None      # (state, ask, groups, scores) of the last rescore
         self.memory: dict = {}     # the sampler's scratch across the steps of this batch (see samplers.step)
@@ -350,7 +357,7 @@ class _Context:
     def _block(self, purpose: int) -> torch.Tensor | None:
         """This step's ``[B, L]`` uniforms of ``purpose`` if its block holds them."""
         blk = self._blocks.get(purpose)
-        if blk is not None and 0 <= self._row - blk[0] < blk[1].shape[0]:
+        if blk is not None and 0 <= self._row - blk[0] < len(blk[1]):
             return blk[1][self._row - blk[0]]
         return None
 
@@ -366,7 +373,7 @@ class _Context:
                 B, L = self.x.shape
                 n = max(1, min(self._keys_grid.shape[0] - self._row, _UNIFORM_BUDGET // (B * L)))
                 keys = self._keys_grid[self._row:self._row + n, p - 1]                      # [n, B]
-                self._blocks[p] = (self._row, rng.uniforms_from(keys[:, :, None], self._term))
+                self._blocks[p] = (self._row, rng.uniforms_from(keys[:, :, None], self._term).unbind(0))
                 u = self._block(p)
             out.append(u)
         return out[0] if len(out) == 1 else tuple(out)
@@ -479,6 +486,9 @@ def _new_row(step: int, t: float, s: float, alpha_t: float, alpha_s: float, sigm
             "seconds": 0.0}
 
 
+_NO_ROWS = torch.zeros(0, 2, dtype=torch.long)     # (row, position) pairs of nothing (read-only)
+
+
 def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
     """Apply a step's decision to the state (remasks first, then writes) and record it.
 
@@ -487,8 +497,7 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
     """
     x, tp, fixed, mask_id = ctx.x, ctx.token_prob, ctx.fixed, ctx.mask_id
     n_re, changed = 0, False
-    none = torch.zeros(0, 2, dtype=torch.long)
-    re_rows, un_rows = none, none
+    re_rows, un_rows = _NO_ROWS, _NO_ROWS
     remask = d.remask
     if remask is not None:
         if remask.dtype != torch.bool or remask.shape != x.shape:
@@ -503,8 +512,8 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
                 score = tp[rb, rpos] if d.remask_score is None else d.remask_score[rb, rpos]
                 rec.add(ctx.sample_ids, step, rb, rpos, 1, x[rb, rpos], score, _at(d.remask_p, rb, rpos),
                         _at(d.remask_sigma, rb, rpos), d.remask_reason)
-                x[rb, rpos] = mask_id
-                tp[rb, rpos] = math.nan
+                x.masked_fill_(remask, mask_id)
+                tp.masked_fill_(remask, math.nan)
                 n_re, changed = rb.numel(), True
                 if live:
                     re_rows = torch.stack((rb, rpos), 1)
@@ -573,7 +582,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], ctx: _Context, re
         row["n_masked"].append((ctx.x == mask_id).sum())
         row["n_unmasked"] += n_un
         row["seconds"] += time.perf_counter() - t0
-        live(ctx.st.step, "final_argmax", ctx.sample_ids, ctx.x, un_rows, torch.zeros(0, 2, dtype=torch.long),
+        live(ctx.st.step, "final_argmax", ctx.sample_ids, ctx.x, un_rows, _NO_ROWS,
              px0.calls, grid_step=False)
 
 
