@@ -317,11 +317,13 @@ class _Context:
         self._rescored = None      # (state, ask, groups, scores) of the last rescore
         self.memory: dict = {}     # the sampler's scratch across the steps of this batch (see samplers.step)
         self.st, self.masked = None, None
+        self._masked_after = None  # x == mask_id after the last applied step (the engine's; saves a pass)
 
     # --- per step ---------------------------------------------------------------------------------
     def begin(self, st: StepTimes) -> None:
         self.st = st
-        self.masked = self.x == self.mask_id
+        masked, self._masked_after = self._masked_after, None
+        self.masked = self.x == self.mask_id if masked is None else masked
         self.px0.called = False
         if st.step not in self._order:
             self.prepare([st.step])
@@ -505,7 +507,7 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
                              f"{list(remask.shape)}.")
         if rec.record or live or x.device.type == "cpu":
             rb, rpos = remask.nonzero(as_tuple=True)
-            if rb.numel() and not bool(ctx.decoded[rb, rpos].all()):
+            if rb.numel() and not d.valid_by_construction and not bool(ctx.decoded[rb, rpos].all()):
                 raise ValueError("a sampler tried to remask a masked, prompt or pinned position; remask only "
                                  "decoded positions outside the fixed ones.")
             if rb.numel():
@@ -518,14 +520,14 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
                 if live:
                     re_rows = torch.stack((rb, rpos), 1)
         else:     # on a GPU with nothing to record: no host synchronisation for the remasks
-            remask = remask & ctx.decoded
+            remask = remask if d.valid_by_construction else remask & ctx.decoded
             x.masked_fill_(remask, mask_id)
             tp.masked_fill_(remask, math.nan)
             n_re, changed = remask.sum(), True
     w = d.write
     n_un = 0
     if w is not None and w.b.numel():
-        if not bool((x[w.b, w.pos] == mask_id).all()):
+        if not d.valid_by_construction and not bool((x[w.b, w.pos] == mask_id).all()):
             raise ValueError("a sampler tried to write at a position that is not masked; write only masked "
                              "positions (remask first in the same decision).")
         rec.add(ctx.sample_ids, step, w.b, w.pos, 0, w.token, w.prob, w.p_transition, w.sigma, w.reason,
@@ -557,7 +559,8 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], ctx: _Context, re
             row = step_rows[st.step] = _new_row(st.step, st.t, st.s, st.alpha_t, st.alpha_s, d.sigma,
                                                 d.phase or st.phase)
         row["model_called"] |= px0.called
-        row["n_masked"].append((ctx.x == mask_id).sum())
+        ctx._masked_after = ctx.x == mask_id
+        row["n_masked"].append(ctx._masked_after.sum())
         row["n_unmasked"] += n_un
         row["n_remasked"].append(n_re)
         row["seconds"] += time.perf_counter() - t0
@@ -681,7 +684,7 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
             ids = torch.arange(sample_offset + lo, sample_offset + hi, device=device)
             rng_list = (ids if rng_ids is None else rng_ids[lo:hi]).tolist()
             ctx = _Context(model, x0[lo:hi].to(device).clone(), fx, token_prob0[lo:hi].to(device).clone(), ids,
-                           rng_list, seed, gen_start, steps, topk, px0)
+                           rng_list, seed, gen_start, steps, topk if record else 0, px0)
             try:
                 _run_chunk(model, sampler, grid, ctx, rec, step_rows, bar, live)
             finally:

@@ -356,3 +356,53 @@ def test_fill_masked_is_the_final_pass():
     last = tr.state_at(4)
     final = tr.final
     assert torch.equal(explorer.engine.fill_masked(m, last), final)
+
+
+class _Misbehaving(MDLM):
+    """A sampler whose decision breaks the protocol in the way ``how`` says."""
+    name = "misbehaving"
+
+    def __init__(self, how: str, promise: bool = False):
+        super().__init__()
+        self.how, self.promise = how, promise
+
+    def step(self, ctx):
+        from explorer.samplers.step import Decision, Write
+        d = super().step(ctx)
+        if ctx.st.step < 3:
+            return d
+        if self.how == "remask masked":          # a position that is already [MASK]
+            return Decision(remask=ctx.masked.clone(), valid_by_construction=self.promise)
+        if self.how == "remask fixed":           # a prompt position
+            return Decision(remask=ctx.fixed & ~ctx.masked, valid_by_construction=self.promise)
+        b, pos = (~ctx.masked).nonzero(as_tuple=True)         # "write decoded": over a decoded token
+        return Decision(write=Write(b[:1], pos[:1], ctx.x[b[:1], pos[:1]], torch.ones(1)),
+                        valid_by_construction=self.promise)
+
+
+@pytest.mark.parametrize("how, msg", [("remask masked", "tried to remask a masked"),
+                                      ("remask fixed", "tried to remask a masked, prompt"),
+                                      ("write decoded", "write at a position that is not masked")])
+def test_the_engine_refuses_a_decision_that_breaks_the_protocol(how, msg):
+    m = ContextModel(L=12, V=6)
+    prompt = torch.tensor([1, 2])
+    with pytest.raises(ValueError, match=msg):
+        explorer.generate(m, _Misbehaving(how), 8, num_samples=2, prompt=prompt if how == "remask fixed" else None,
+                          progress=False)
+
+
+def test_the_rate_step_promises_valid_decisions_and_keeps_them():
+    # the built-in rate step builds its masks from ctx.masked / ctx.decoded, so the engine skips its
+    # checks for it; the promise must hold on every step of every remasking sampler
+    for sampler in (ReMDMLoop(), ReMDMCap(eta=0.05), ReMDMConf()):
+        seen = []
+        t = explorer.generate(ContextModel(L=16, V=6), sampler, 24, num_samples=3, progress=False,
+                              on_step=lambda u: seen.append(u))
+        assert len(seen) >= 24
+        ev = t.events
+        for s, grp in ev.groupby("step"):
+            before = t.state_at(int(s) - 1)
+            re = grp[grp.kind == 1]
+            assert (before[re["sample"].tolist(), re["position"].tolist()] != t.meta.mask_id).all()
+            un = grp[grp.kind == 0]
+            assert not un.duplicated(["sample", "position"]).any()

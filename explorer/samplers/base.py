@@ -200,7 +200,7 @@ class Sampler:
                 logits, ctx.mask_id, self.nucleus_p, u[rows], ctx.topk))
             write = Write(b, pos, tok, prob, _at(unmask_p, b, pos), _at(remask_p, b, pos), POSTERIOR, ci, cp)
         return Decision(remask=remask, remask_p=remask_p, remask_sigma=remask_p, remask_reason=POSTERIOR,
-                        write=write, sigma=r.sigma)
+                        write=write, sigma=r.sigma, valid_by_construction=True)
 
     # --- serialization -------------------------------------------------------------------------
     @property

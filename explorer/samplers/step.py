@@ -84,6 +84,9 @@ class Decision:
     write: Write | None = None                  # applied after the remasks
     sigma: float = math.nan                     # the step's sigma_t for the steps table
     phase: str | None = None                    # the steps table's label (default: the grid's)
+    # a promise that remask is a subset of ctx.decoded and the writes of ctx.masked, one write per
+    # position (built from them, as Sampler.step does); the engine then skips checking it
+    valid_by_construction: bool = False
 
 
 class StepContext(Protocol):
