@@ -28,6 +28,15 @@ Host synchronisation (GPU): finding the rows that draw is a ``nonzero`` -- one s
 step that draws, inherent in drawing only where tokens unmask.  Recording adds one more per step
 that remasks (to list the remasked positions) and none when ``record=False``: the counters of
 the steps table stay on the device until the run ends, and events are copied to the host once.
+A decision is checked before it is applied (remasks only at decoded positions, writes only at
+masked ones: one more synchronisation each); the built-in rate step builds its masks from
+``ctx.masked`` / ``ctx.decoded`` and says so (``Decision.valid_by_construction``), so the ReMDM
+family skips the check.
+
+Bookkeeping per step: the random-stream keys of the whole grid are derived at once and each
+purpose's uniforms are mixed for a block of steps (:meth:`_Context.uniforms`), so a step of the
+ReMDM family costs about 55 small tensor operations beside the model and the draw itself
+(``benchmarks/overhead.py --against REV`` measures it side by side with another commit).
 
 ``fast=False`` evaluates the full logits every time the state changes (the straightforward path)
 with the same random streams, so both paths give identical samples.
