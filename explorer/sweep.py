@@ -386,9 +386,28 @@ def return_on_compute(df: pd.DataFrame, baseline: str = "mdlm", metric: str | No
     return out
 
 
-def _fmt(v: float, se: float) -> str:
+def fmt_value(v: float, se: float) -> str:
+    """``0.910 ± 0.010`` (three decimals below 10, one above; no ± without a standard error)."""
     digits = 3 if abs(v) < 10 else 1
     return f"{v:.{digits}f}" + (f" ± {se:.{digits}f}" if np.isfinite(se) else "")
+
+
+def knee_phrase(roc: pd.DataFrame, sampler: str) -> str:
+    """Where more steps stop paying for one sampler of a :func:`return_on_compute` table, true at
+    the edge of the measured range: a knee at the largest T measured is not a plateau (that T
+    still beat the one before it by more than noise), so it is said as "still improving"."""
+    g = roc[roc["sampler"] == sampler]
+    k = g[g["is_knee"]]
+    if k.empty:
+        return f"{sampler} shows no knee"
+    T = int(k["steps"].iloc[0])
+    if len(g) == 1:
+        return f"{sampler} was measured at one T only ({T})"
+    if T == int(g["steps"].max()):
+        return (f"{sampler} is still improving at T = {T}, the most steps measured (run more steps to find "
+                "where it stops paying)")
+    value = f" ({fmt_value(k['value'].iloc[0], k['stderr'].iloc[0])})" if "value" in k.columns else ""
+    return f"{sampler} stops paying beyond T = {T}{value} (no larger T measured is better by more than noise)"
 
 
 def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None) -> str:
@@ -399,14 +418,8 @@ def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None)
     hib = roc.attrs.get("higher_is_better", True)
     others = roc[(roc["sampler"] != baseline) & roc["gain"].notna()]
     word = "higher" if hib else "lower"
-    knee = {r.sampler: r for r in roc[roc["is_knee"]].itertuples()}
-
-    def plateau(name):
-        k = knee.get(name)
-        return f"T={int(k.steps)} ({_fmt(k.value, k.stderr)})" if k is not None else "no knee"
-
     if others.empty:
-        return f"{metric} ({word} is better): only {baseline} was run; it stops improving beyond {plateau(baseline)}."
+        return f"{metric} ({word} is better): only {baseline} was run; {knee_phrase(roc, baseline)}."
     best = others.loc[others["gain"].idxmax()]
     base_row = roc[(roc["sampler"] == baseline) & (roc["steps"] == best["steps"])].iloc[0]
     calls_ratio = best["calls"] / base_row["calls"] if base_row["calls"] else float("nan")
@@ -420,9 +433,10 @@ def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None)
     else:
         verdict = "no gain"
     return (f"{metric} ({word} is better): at T={int(best['steps'])} {best['sampler']} scores "
-            f"{_fmt(best['value'], best['stderr'])} vs {baseline}'s {_fmt(base_row['value'], base_row['stderr'])}, "
-            f"{verdict}, for {calls_ratio:.1f}x the model calls{' (per sample)' if roc.attrs.get('calls') == 'nfe' else ''}; more steps stop paying beyond "
-            f"{plateau(best['sampler'])} for {best['sampler']} and {plateau(baseline)} for {baseline}.")
+            f"{fmt_value(best['value'], best['stderr'])} vs {baseline}'s "
+            f"{fmt_value(base_row['value'], base_row['stderr'])}, {verdict}, for {calls_ratio:.1f}x the model calls"
+            f"{' (per sample)' if roc.attrs.get('calls') == 'nfe' else ''}; {knee_phrase(roc, best['sampler'])}; "
+            f"{knee_phrase(roc, baseline)}.")
 
 
 # ----------------------------------------------------------------------------- steps

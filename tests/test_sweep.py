@@ -124,7 +124,15 @@ def test_summary_is_one_plain_line():
     line = summary(hand_sweep())
     assert "\n" not in line
     assert "at T=64 remdm scores 0.910" in line and "a clear gain" in line
-    assert "beyond T=32 (0.900 ± 0.010) for remdm and T=16 (0.600 ± 0.010) for mdlm" in line
+    assert "remdm stops paying beyond T = 32 (0.900 ± 0.010)" in line
+    assert "mdlm stops paying beyond T = 16 (0.600 ± 0.010)" in line
+
+
+def test_summary_does_not_call_the_last_step_measured_a_plateau():
+    df = hand_sweep()
+    line = summary(df[df["steps"] <= 32])          # remdm's knee (T = 32) is now the largest T
+    assert "remdm is still improving at T = 32, the most steps measured" in line
+    assert "stops paying beyond T = 32" not in line
 
 
 def test_cli_writes_parquet_and_standalone_report(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..sweep import knee_phrase
 from .palette import LINE_COLORS
 
 __all__ = ["quality_vs_steps", "return_on_compute_figure", "knee_takeaway"]
@@ -89,23 +90,9 @@ def quality_vs_steps(df: pd.DataFrame, metric: str | Sequence[str]) -> go.Figure
 
 
 def knee_takeaway(roc: pd.DataFrame) -> str:
-    """Where more steps stop paying, per sampler, true at the edge of the measured range: a knee
-    at the largest T measured is not a plateau (that T still beat the one before it by more than
-    noise), so it is said as "still improving at T = 32, the most steps measured"."""
-    parts = []
-    for s, g in roc.groupby("sampler", sort=False):
-        g = g.sort_values(["calls", "steps"])
-        k = g[g["is_knee"]]
-        if k.empty:
-            continue
-        T, most = int(k["steps"].iloc[0]), int(g["steps"].max())
-        if len(g) > 1 and T == most:
-            parts.append(f"{s} is still improving at T = {T}, the most steps measured (run more steps to find "
-                         "where it stops paying)")
-        elif len(g) == 1:
-            parts.append(f"{s} was measured at one T only ({T})")
-        else:
-            parts.append(f"{s} stops paying beyond T = {T} (no larger T measured is better by more than noise)")
+    """Where more steps stop paying, per sampler (:func:`explorer.sweep.knee_phrase`: true at the
+    edge of the measured range), as one sentence for a figure's caption."""
+    parts = [knee_phrase(roc, s) for s in dict.fromkeys(roc["sampler"]) if roc.loc[roc["sampler"] == s, "is_knee"].any()]
     return "; ".join(parts) + "."
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ..metrics.registry import higher_is_better
-from ..sweep import _fmt, return_on_compute, summary
+from ..sweep import fmt_value, return_on_compute, summary
 from .export import write_html
 from .sweep import quality_vs_steps, return_on_compute_figure
 
@@ -45,7 +45,7 @@ def report_html(df: pd.DataFrame, path: str | os.PathLike, baseline: str = "mdlm
     if violations:
         parts.append(quality_vs_steps(df, violations))
     table = df.copy()
-    table["value ± stderr"] = [_fmt(v, s) for v, s in zip(table["value"], table["stderr"])]
+    table["value ± stderr"] = [fmt_value(v, s) for v, s in zip(table["value"], table["stderr"])]
     piv = table.pivot_table(index=["metric", "sampler"], columns="steps", values="value ± stderr",
                             aggfunc="first")
     parts.append("<h2>All cells (seed 0 shown when several)</h2>" + piv.to_html(border=0))
