@@ -233,6 +233,7 @@ def test_index_agrees_with_generated_trace():
 
 
 def test_find_fixes_on_an_order_record():
+    from explorer.studies import broken_rules, find_fixes, suggest_revisit
     from explorer.tasks import orders
 
     good = orders.eval_tensor(1)[0].numpy()
@@ -244,9 +245,9 @@ def test_find_fixes_on_an_order_record():
     s2 = s1.copy(); s2[cur] = orders.MASK_ID   # the currency is remasked
     s3 = good.copy()                            # and rewritten correctly
     t = trace_from_states([s0, s1, s2, s3], mask_id=orders.MASK_ID, texts=dict(enumerate(orders.VOCAB[:-1])))
-    br = viz.broken_rules(t)
+    br = broken_rules(t)
     assert not br.query("step == 1 and record == 0 and rule == 'currency'")["ok"].item()
-    fixes = viz.find_fixes(t)
+    fixes = find_fixes(t)
     assert fixes[["record", "rule", "broken_at", "remask_step", "position", "fixed_at"]].values.tolist() == \
         [[0, "currency", 1, 2, cur, 3]]
     assert fixes["removed"].item() == orders.VOCAB[wrong]
@@ -254,8 +255,8 @@ def test_find_fixes_on_an_order_record():
     assert "currency" in report[0] and len(report) == 5
     # a run left broken: the suggested revisit is the currency, at the step it was written
     broken = trace_from_states([s0, s1], mask_id=orders.MASK_ID, texts=dict(enumerate(orders.VOCAB[:-1])))
-    assert viz.find_fixes(broken).empty
-    d = viz.suggest_revisit(broken)
+    assert find_fixes(broken).empty
+    d = suggest_revisit(broken)
     assert (d["rule"], d["position"], d["step"], d["remask"]) == ("currency", cur, 0, [cur])
 
 

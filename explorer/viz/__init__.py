@@ -19,9 +19,6 @@ from __future__ import annotations
 from .animation import changing_steps, grid_animation
 from .curves import by_step_figure, step_counts, step_curves
 from .fixes import fix_story
-# analyses, not pictures: they live in explorer.studies.ledger and are named here only until
-# tests/test_viz.py imports them from explorer.studies
-from ..studies.ledger import broken_rules, find_fixes, suggest_revisit
 from .export import HTMLView, Report, page_html, to_html, write_html
 from .grid import token_grid
 from .heatmap import step_heatmap
@@ -35,8 +32,8 @@ from .text import token_text
 
 __all__ = [
     "token_grid", "grid_animation", "changing_steps", "token_text", "step_heatmap", "lifelines",
-    "busiest_positions", "step_curves", "step_counts", "by_step_figure", "broken_rules", "find_fixes",
-    "fix_story", "suggest_revisit", "to_html", "write_html", "page_html",
+    "busiest_positions", "step_curves", "step_counts", "by_step_figure",
+    "fix_story", "to_html", "write_html", "page_html",
     "HTMLView", "Report", "STATE_COLORS", "STATE_NAMES", "repair_strip", "repair_rate_figure", "error_causes_figure",
     "revised_text", "scaling_figure", "strategy_quality", "remask_precision", "ledger_view", "quality_vs_steps", "return_on_compute_figure", "knee_takeaway",
 ]
