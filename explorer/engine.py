@@ -87,6 +87,8 @@ class StepUpdate:
     steps_total: int           # grid steps of the whole run, over all batches
     model_calls: int           # model calls so far, all batches
     elapsed: float             # seconds since the run started
+    fixed: torch.Tensor        # BoolTensor[B, L]: prompt / pinned positions (never changed)
+    gen_start: int             # first generated position (prompted canvases: after the prompt)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -481,14 +483,15 @@ class _Live:
         self.hook, self.steps_total, self.done, self.calls = hook, steps_total, 0, 0
         self.t0 = time.perf_counter()
 
-    def __call__(self, step: int, phase: str, sample_ids, x, unmasked, remasked, calls: int, grid_step=True):
+    def __call__(self, step: int, phase: str, ctx: "_Context", unmasked, remasked, calls: int, grid_step=True):
         self.done += grid_step
         if self.hook is None:
             return
-        self.hook(StepUpdate(step=step, phase=phase, samples=sample_ids.detach().cpu().clone(),
-                             x=x.detach().cpu().clone(), unmasked=unmasked.cpu(), remasked=remasked.cpu(),
+        self.hook(StepUpdate(step=step, phase=phase, samples=ctx.sample_ids.detach().cpu().clone(),
+                             x=ctx.x.detach().cpu().clone(), unmasked=unmasked.cpu(), remasked=remasked.cpu(),
                              steps_done=self.done, steps_total=self.steps_total, model_calls=self.calls + calls,
-                             elapsed=time.perf_counter() - self.t0))
+                             elapsed=time.perf_counter() - self.t0, fixed=ctx.fixed.detach().cpu().clone(),
+                             gen_start=ctx.gen_start))
 
 
 def _new_row(step: int, t: float, s: float, alpha_t: float, alpha_s: float, sigma: float, phase: str) -> dict:
@@ -575,7 +578,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], ctx: _Context, re
         row["seconds"] += time.perf_counter() - t0
         if bar is not None:
             bar.update(1)
-        live(st.step, d.phase or st.phase, ctx.sample_ids, ctx.x, un_rows, re_rows, px0.calls)
+        live(st.step, d.phase or st.phase, ctx, un_rows, re_rows, px0.calls)
 
     # §1.8: fill what is still masked greedily (argmax of p(x0); the mask can never win)
     t0 = time.perf_counter()
@@ -594,7 +597,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], ctx: _Context, re
         row["n_masked"].append((ctx.x == mask_id).sum())
         row["n_unmasked"] += n_un
         row["seconds"] += time.perf_counter() - t0
-        live(ctx.st.step, "final_argmax", ctx.sample_ids, ctx.x, un_rows, _NO_ROWS,
+        live(ctx.st.step, "final_argmax", ctx, un_rows, _NO_ROWS,
              px0.calls, grid_step=False)
 
 

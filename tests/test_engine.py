@@ -406,3 +406,14 @@ def test_the_rate_step_promises_valid_decisions_and_keeps_them():
             assert (before[re["sample"].tolist(), re["position"].tolist()] != t.meta.mask_id).all()
             un = grp[grp.kind == 0]
             assert not un.duplicated(["sample", "position"]).any()
+
+
+def test_on_step_updates_say_which_positions_are_fixed():
+    m = ContextModel(L=12, V=6)
+    seen = []
+    t = explorer.generate(m, ReMDMLoop(), 8, num_samples=2, prompt=torch.tensor([1, 2, 3]), progress=False,
+                          on_step=seen.append)
+    assert seen and all(u.gen_start == 0 for u in seen)
+    for u in seen:
+        assert u.fixed.shape == u.x.shape and u.fixed.dtype == torch.bool
+        assert torch.equal(u.fixed, t.fixed[u.samples])          # the prompt, exactly

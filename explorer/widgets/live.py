@@ -141,7 +141,7 @@ class LiveViewer(W.VBox):
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._latest: dict[int, tuple] = {}   # sample -> (x of its batch, row)
+        self._latest: dict[int, tuple] = {}   # sample -> (x, fixed of its batch, its row, gen_start)
         self._reset_tracking()
         self._progress = None
         self._last_draw = 0.0
@@ -269,24 +269,18 @@ class LiveViewer(W.VBox):
         self._curve = ([], [], [])
         self._start_pos = None
 
-    def _track(self, x: np.ndarray, unmasked: np.ndarray, remasked: np.ndarray, step: int) -> None:
+    def _track(self, x: np.ndarray, unmasked: np.ndarray, remasked: np.ndarray, step: int, fixed: np.ndarray,
+               gen_start: int) -> None:
         mask_id = self._texts.mask_id
         if self._cur is None:
             L = len(x)
-            self._fixed = (x != mask_id)
-            self._fixed[unmasked] = False       # written by this step, so not fixed
-            self._fixed[remasked] = False
+            self._fixed = fixed.copy()          # the engine says which positions are the prompt / pinned
             self._removed = np.full(L, mask_id, np.int64)
             self._un_tick = np.full(L, -1, np.int64)
             self._rem_tick = np.full(L, -1, np.int64)
             self._gen = int((~self._fixed).sum())
-            gen_length = self.kwargs.get("gen_length")
             if self._start_pos is None:
-                # a prompted canvas (LLaDA / Dream) is prompt + gen_length: show the answer
-                if getattr(self.model, "seq_len", 0) is None and gen_length:
-                    self._start_pos = max(0, L - int(gen_length))
-                else:
-                    self._start_pos = 0
+                self._start_pos = int(gen_start)    # a prompted canvas (LLaDA / Dream): show the answer
             prev = x.copy()
             prev[unmasked] = mask_id
         else:
@@ -305,15 +299,15 @@ class LiveViewer(W.VBox):
         t0 = time.perf_counter()
         try:
             rows = u.samples.tolist()
-            x = u.x.numpy()
+            x, fixed = u.x.numpy(), u.fixed.numpy()
             with self._lock:
                 for r, s in enumerate(rows):
-                    self._latest[s] = (x, r)
+                    self._latest[s] = (x, fixed, r, u.gen_start)
                 if self.sample in rows:
                     r = rows.index(self.sample)
                     un = u.unmasked.numpy()
                     rem = u.remasked.numpy()
-                    self._track(x[r], un[un[:, 0] == r, 1], rem[rem[:, 0] == r, 1], u.step)
+                    self._track(x[r], un[un[:, 0] == r, 1], rem[rem[:, 0] == r, 1], u.step, fixed[r], u.gen_start)
                 self._progress = u
             now = time.perf_counter()
             if now - self._last_draw >= 1.0 / self.fps:
@@ -343,8 +337,8 @@ class LiveViewer(W.VBox):
             self._start_pos = start_pos
             hit = self._latest.get(self.sample)
             if hit is not None:
-                x, r = hit
-                self._track(x[r], np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+                x, fixed, r, gen_start = hit
+                self._track(x[r], np.zeros(0, np.int64), np.zeros(0, np.int64), 0, fixed[r], gen_start)
                 self._curve = ([], [], [])
         self._draw()
 
