@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..io import atomic_write, write_text_atomic
 from .checkpoint import (CONFIG_NAME, WEIGHTS_NAME, check_state_dict, config_fields, load_state_dict_file, read_json,
                          weights_file)
-from .layers import LayerNorm, apply_rope, rope_cos_sin, rope_inv_freq
+from .layers import LayerNorm, apply_rope, bidirectional_attention, rope_cos_sin, rope_inv_freq
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,8 +192,7 @@ class DDiTBlock(nn.Module):
         qkv = self.attn_qkv(h).view(b, L, 3, self.n_heads, d // self.n_heads)  # (3, heads, head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                           # each [B, H, L, hd]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
-        return self.attn_out(out.transpose(1, 2).reshape(b, L, d))
+        return self.attn_out(bidirectional_attention(q, k, v))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         (shift_msa, scale_msa, gate_msa,

@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import PublishedConfig, PublishedModel, require_settings
-from .layers import RMSNorm, apply_rope, rope_cos_sin, rope_inv_freq
+from .layers import RMSNorm, apply_rope, bidirectional_attention, rope_cos_sin, rope_inv_freq, split_heads
 
 MODEL_TYPE = "Dream"
 ARCHITECTURE = "DreamModel"
@@ -100,18 +100,11 @@ class DreamConfig(PublishedConfig):
 
 
 
-def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """[B, Hkv, L, hd] -> [B, Hkv * groups, L, hd]; kv head j becomes heads j*groups .. j*groups+groups-1."""
-    b, h, L, hd = x.shape
-    return x[:, :, None].expand(b, h, groups, L, hd).reshape(b, h * groups, L, hd)
-
-
 class DreamAttention(nn.Module):
     def __init__(self, config: DreamConfig):
         super().__init__()
         d, hd = config.hidden_size, config.head_dim
-        self.n_heads, self.n_kv_heads, self.head_dim = config.num_attention_heads, config.num_key_value_heads, hd
-        self.groups = config.kv_groups
+        self.n_heads, self.n_kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.q_proj = nn.Linear(d, self.n_heads * hd, bias=True)
         self.k_proj = nn.Linear(d, self.n_kv_heads * hd, bias=True)
         self.v_proj = nn.Linear(d, self.n_kv_heads * hd, bias=True)
@@ -119,14 +112,11 @@ class DreamAttention(nn.Module):
 
     def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | None) -> torch.Tensor:
-        b, L, _ = h.shape
-        q = self.q_proj(h).view(b, L, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(h).view(b, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(h).view(b, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q = split_heads(self.q_proj(h), self.n_heads)
+        k = split_heads(self.k_proj(h), self.n_kv_heads)
+        v = split_heads(self.v_proj(h), self.n_kv_heads)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)   # in the hidden dtype (§2.3 item 3)
-        k, v = repeat_kv(k, self.groups), repeat_kv(v, self.groups)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)
-        return self.o_proj(out.transpose(1, 2).reshape(b, L, self.n_heads * self.head_dim))
+        return self.o_proj(bidirectional_attention(q, k, v, mask))   # kv heads repeated (§2.3 item 4)
 
 
 class DreamMLP(nn.Module):

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import PublishedConfig, PublishedModel, require_settings
-from .layers import RMSNorm, apply_rope, rope_cos_sin, rope_inv_freq
+from .layers import RMSNorm, apply_rope, bidirectional_attention, rope_cos_sin, rope_inv_freq, split_heads
 
 MODEL_TYPE = "llada"
 ARCHITECTURE = "LLaDAModelLM"
@@ -113,7 +113,7 @@ class LLaDALlamaBlock(nn.Module):
     def __init__(self, config: LLaDAConfig):
         super().__init__()
         d, hidden = config.d_model, config.mlp_hidden_size
-        self.n_heads, self.head_dim = config.n_heads, config.head_dim
+        self.n_heads = config.n_heads
         self.attn_norm = RMSNorm(d, config.rms_norm_eps)
         self.q_proj = nn.Linear(d, d, bias=False)
         self.k_proj = nn.Linear(d, d, bias=False)
@@ -126,14 +126,11 @@ class LLaDALlamaBlock(nn.Module):
 
     def attention(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                   key_bias: torch.Tensor | None) -> torch.Tensor:
-        b, L, d = h.shape
-        q, k, v = (proj(h).view(b, L, self.n_heads, self.head_dim).transpose(1, 2)
-                   for proj in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (split_heads(proj(h), self.n_heads) for proj in (self.q_proj, self.k_proj, self.v_proj))
         # rope_full_precision: rotate in fp32, cast back (§1.3 item 6)
         q = apply_rope(q.float(), cos, sin).to(v.dtype)
         k = apply_rope(k.float(), cos, sin).to(v.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias, dropout_p=0.0, is_causal=False)
-        return self.attn_out(out.transpose(1, 2).reshape(b, L, d))
+        return self.attn_out(bidirectional_attention(q, k, v, key_bias))
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 key_bias: torch.Tensor | None) -> torch.Tensor:
