@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
+from explorer.cli._options import add_allow_download, add_batch_size, add_num_samples
 from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, output_file, positive_int,
                                  sampler_from_cli)
 
@@ -23,12 +24,11 @@ def parser() -> ArgumentParser:
     p.add_argument("--settings", default="{}", help='more sampler settings as JSON, laid over the spec\'s, '
                    'e.g. \'{"eta": 0.02}\'')
     p.add_argument("--steps", type=positive_int, required=True, help="number of sampling steps T (>= 1)")
-    p.add_argument("--num-samples", type=positive_int, default=1, help="how many sequences to generate")
+    add_num_samples(p, default=1, help="how many sequences to generate")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same samples)")
-    p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="sequences per model call (default: all at once; samples do not depend on it)")
+    add_batch_size(p, help="sequences per model call (default: all at once; samples do not depend on it)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--allow-download", action="store_true", help="allow fetching a model from the Hugging Face hub")
+    add_allow_download(p)
     p.add_argument("--out", default=None, help="write the trace here (.csv or .parquet) with its .meta.json; "
                    "the folder must exist")
     p.add_argument("--prompt", default=None, help="prompt text (tokenised with the model's tokenizer; "

@@ -7,6 +7,7 @@ import platform
 from pathlib import Path
 from typing import Sequence
 
+from explorer.cli._options import add_threads, set_threads
 from explorer.cli.common import (ArgumentParser, UsageError, nonnegative_float, nonnegative_int, output_dir,
                                  positive_int)
 
@@ -26,7 +27,7 @@ def parser() -> ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="seed of the data stream and the weights")
     t.add_argument("--eval-every", type=nonnegative_int, default=250, help="steps between held-out evaluations (0: never)")
     t.add_argument("--ckpt-every", type=positive_int, default=50, help="steps between checkpoints")
-    t.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    add_threads(t, default=1)
     t.add_argument("--n-layer", type=positive_int, default=4, help="transformer layers")
     t.add_argument("--n-embd", type=positive_int, default=256, help="width (must be divisible by --n-head)")
     t.add_argument("--n-head", type=positive_int, default=4, help="attention heads")
@@ -35,7 +36,7 @@ def parser() -> ArgumentParser:
     e = sub.add_parser("eval", help="held-out perplexity of a judge",
                        description="Held-out perplexity of a judge (shipped name or folder).")
     e.add_argument("path", nargs="?", default="stories-judge", help="shipped judge name or folder")
-    e.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    add_threads(e, default=1)
     return p
 
 
@@ -50,7 +51,7 @@ def _train(a) -> None:
     if a.n_embd % a.n_head:
         raise UsageError(f"--n-head {a.n_head} does not divide --n-embd {a.n_embd}.",
                          "choose a head count that divides the width.")
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     res = judge.train(a.out, a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
                       eval_every=a.eval_every, ckpt_every=a.ckpt_every, device=a.device,
                       config=judge.judge_config(n_layer=a.n_layer, n_embd=a.n_embd, n_head=a.n_head))
@@ -66,11 +67,9 @@ def _train(a) -> None:
 
 
 def _eval(a) -> None:
-    import torch
-
     from explorer import judge
 
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     try:
         judge.load_judge(a.path)
     except FileNotFoundError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from explorer.cli._options import add_allow_download, add_threads, set_threads
 from explorer.cli.common import (ArgumentParser, model_from_cli, output_file, positive_float, positive_int,
                                  sampler_from_cli, samplers_from_cli)
 from explorer.tasks.orders import RECORDS_PER_SEQ, SEQ_LEN
@@ -28,9 +29,9 @@ def evaluate_parser() -> ArgumentParser:
     p.add_argument("--samples", type=positive_int, default=128,
                    help=f"sequences per cell ({RECORDS_PER_SEQ} records each)")
     p.add_argument("--seed", type=int, default=0, help="random seed of every cell")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    add_threads(p)
     p.add_argument("--out", default=None, help="CSV to write (its folder must exist)")
-    p.add_argument("--allow-download", action="store_true", help="allow fetching a model from the Hugging Face hub")
+    add_allow_download(p)
     p.add_argument("--repairs", action="store_true",
                    help="record each run and add what remasking did to the records (repair_ledger): "
                         "episodes, fixed, broken, remask hazard of valid vs invalid records")
@@ -41,15 +42,12 @@ def evaluate_parser() -> ArgumentParser:
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    import torch
-
     from explorer.studies.orders import evaluate
 
     a = evaluate_parser().parse_args(argv)
     out = output_file(a.out, suffixes=(".csv",)) if a.out else None
     samplers = samplers_from_cli(a.samplers, example='--samplers mdlm "remdm-cap:eta=0.02"')
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     model = model_from_cli(a.model, allow_download=a.allow_download)
     table = evaluate(model, samplers, a.steps, samples=a.samples, seed=a.seed, repairs=a.repairs,
                      causes=a.causes, out=out, log=_log)
@@ -73,15 +71,13 @@ def repair_parser() -> ArgumentParser:
     p.add_argument("--data-seed", type=int, default=0, help="seed of the sequences and of the plants")
     p.add_argument("--alpha", type=positive_float, default=None, help="ReMDM-refine alpha (default: its own)")
     p.add_argument("--eta", type=positive_float, default=None, help="ReMDM-refine eta (default: the bound)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    add_threads(p)
     p.add_argument("--out", default=None, help="CSV to write, rewritten as each cell finishes (its folder must exist)")
-    p.add_argument("--allow-download", action="store_true", help="allow fetching a model from the Hugging Face hub")
+    add_allow_download(p)
     return p
 
 
 def repair_main(argv: Sequence[str] | None = None) -> int:
-    import torch
-
     from explorer.samplers import MDLM
     from explorer.studies.repair import measure
 
@@ -89,8 +85,7 @@ def repair_main(argv: Sequence[str] | None = None) -> int:
     out = output_file(a.out, suffixes=(".csv",)) if a.out else None
     settings = {k: v for k, v in (("alpha", a.alpha), ("eta", a.eta)) if v is not None}
     refine = sampler_from_cli("remdm-refine", settings, settings_option="--alpha/--eta")
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     model = model_from_cli(a.model, allow_download=a.allow_download)
     measure(model, a.steps, sequences=a.sequences, seed=a.seed, data_seed=a.data_seed,
             samplers={"remdm-refine": refine, "mdlm": MDLM()}, out=out)

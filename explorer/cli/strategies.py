@@ -10,8 +10,10 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, output_dir, positive_float,
-                                 positive_int, samplers_from_cli)
+from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
+                                   add_num_samples, add_output_folder, sampler_defaults)
+from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, output_dir, positive_int,
+                                 samplers_from_cli)
 
 
 def parser() -> ArgumentParser:
@@ -22,18 +24,17 @@ def parser() -> ArgumentParser:
     p.add_argument("--strategies", default="mdlm,remdm-loop,remdm-conf,rescore",
                    help="comma-separated sampler specs, e.g. mdlm,remdm-loop,rescore:rounds=8")
     p.add_argument("--budgets", default="64,128", help="comma-separated model calls per sequence")
-    p.add_argument("--num-samples", type=positive_int, default=32, help="sequences per cell")
+    add_num_samples(p, default=32)
     p.add_argument("--seed", type=int, default=0, help="the one seed every strategy uses")
-    p.add_argument("--nucleus-p", type=positive_float, default=None,
-                   help="top-p for every strategy whose spec does not set it (the paper uses 0.9)")
+    add_nucleus_p(p, help="top-p for every strategy whose spec does not set it (the paper uses 0.9)")
     p.add_argument("--prompt", default=None, help="prompt text, for models without a fixed length (LLaDA, Dream)")
     p.add_argument("--gen-length", type=positive_int, default=None, help="tokens to generate after --prompt")
     p.add_argument("--judge", default=None, help="judge causal LM for stories' gen_ppl (default: shipped stories-judge)")
-    p.add_argument("--out", required=True, help="output folder (created if its parent exists)")
+    add_output_folder(p)
     p.add_argument("--device", default=None, help="torch device (default: the model's)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="sequences per model call")
-    p.add_argument("--allow-download", action="store_true", help="allow fetching a model from the Hugging Face hub")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_batch_size(p)
+    add_allow_download(p)
+    add_no_progress(p)
     return p
 
 
@@ -44,8 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parser().parse_args(argv)
     out = output_dir(a.out)
-    defaults = {} if a.nucleus_p is None else {"nucleus_p": a.nucleus_p}
-    strategies = samplers_from_cli(a.strategies, "--strategies", "--strategies mdlm,rescore", **defaults)
+    strategies = samplers_from_cli(a.strategies, "--strategies", "--strategies mdlm,rescore", **sampler_defaults(a))
     try:
         budgets = [int(b) for b in a.budgets.split(",")]
         if not budgets or min(budgets) < 1:

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, output_dir, positive_float,
-                                 positive_int, samplers_from_cli)
+from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
+                                   add_num_samples, add_output_folder, sampler_defaults)
+from explorer.cli.common import ArgumentParser, UsageError, model_from_cli, output_dir, samplers_from_cli
 
 
 def default_metrics(model_name: str) -> list[str]:
@@ -31,24 +32,23 @@ def parser() -> ArgumentParser:
     p.add_argument("--samplers", default="mdlm,remdm-loop", help="comma-separated sampler specs, each "
                    "optionally with settings: mdlm,remdm-cap:eta=0.008")
     p.add_argument("--steps", default="L/4,L/2,L,2L", help="comma-separated T; 'L' = sequence length, e.g. L/2,2L")
-    p.add_argument("--num-samples", type=positive_int, default=64, help="sequences per cell")
+    add_num_samples(p, default=64)
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--metrics", default=None, help="comma-separated: validity, entropy, gen_ppl, mauve "
                    "(default: validity,entropy for orders; gen_ppl,entropy for stories)")
     p.add_argument("--judge", default=None, help="judge causal LM for gen_ppl/mauve (default: shipped stories-judge)")
-    p.add_argument("--nucleus-p", type=positive_float, default=None,
-                   help="top-p for every sampler (the paper uses 0.9)")
+    add_nucleus_p(p, help="top-p for every sampler (the paper uses 0.9)")
     p.add_argument("--mauve-references", default=None,
                    help="MAUVE references: 'heldout' (stories held-out blocks, as many as --num-samples), "
                         "a .npy of judge features, or a .txt with one text per line "
                         "(default: mauve_reference_features.npy next to the judge)")
     p.add_argument("--baseline", default="mdlm", help="sampler the others are compared with")
-    p.add_argument("--out", required=True, help="output folder (created if its parent exists)")
+    add_output_folder(p)
     p.add_argument("--cache-dir", default=None, help="cache of finished cells (default: OUT/cache)")
     p.add_argument("--device", default=None, help="torch device (default: cpu; cuda:LOCAL_RANK under torchrun)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="sequences per model call")
-    p.add_argument("--allow-download", action="store_true", help="allow fetching a model from the Hugging Face hub")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_batch_size(p)
+    add_allow_download(p)
+    add_no_progress(p)
     return p
 
 
@@ -57,8 +57,7 @@ def plan(a) -> tuple[dict, list[int], list[str]]:
     from explorer.metrics.registry import get_metric
     from explorer.sweep import parse_steps
 
-    defaults = {} if a.nucleus_p is None else {"nucleus_p": a.nucleus_p}
-    samplers = samplers_from_cli(a.samplers, "--samplers", "--samplers mdlm,remdm-cap:eta=0.02", **defaults)
+    samplers = samplers_from_cli(a.samplers, "--samplers", "--samplers mdlm,remdm-cap:eta=0.02", **sampler_defaults(a))
     try:
         steps = parse_steps(a.steps, 1024)
         if not steps or min(steps) < 1:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from explorer.cli._options import add_no_progress, add_threads
 from explorer.cli.common import (ArgumentParser, UsageError, nonnegative_float, nonnegative_int, output_dir,
                                  positive_int)
 
@@ -33,7 +34,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.0, help="dropout probability")
     p.add_argument("--seed", type=int, default=0, help="seed of the data stream, the noise and the weights")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    add_threads(p)
     p.add_argument("--eval-every", type=positive_int, default=1000, help="steps between held-out evaluations")
     p.add_argument("--eval-n", type=positive_int, default=512, help="held-out sequences for the NELBO")
     p.add_argument("--ckpt-every", type=positive_int, default=1000, help="steps between checkpoints")
@@ -42,7 +43,7 @@ def parser() -> ArgumentParser:
                    help="start from the weights of an exported model (same architecture and "
                         "vocabulary; the length may differ: the DiT has no absolute positions)")
     p.add_argument("--export", type=Path, default=None, help="write the EMA model here at the end")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     return p
 
 
