@@ -16,7 +16,8 @@ every argument before any work and then calls the library with typed arguments:
 ``parser() -> ArgumentParser`` (from :mod:`explorer.cli.common`, ``prog="explorer NAME"``, help
 text on every option) and ``main(argv) -> int`` (parse, check files and sampler specs with
 ``output_file`` / ``samplers_from_cli`` / ``model_from_cli``, *then* load the model and call the
-library); import the module below, add one row to :data:`COMMANDS` and one line to the list above.
+library); options that other commands take too come from :mod:`explorer.cli._options`. Import the
+module below, add one row ``Command.of(NAME, about)`` to :data:`COMMANDS` and one line to the list above.
 ``explorer --help``, the error handling (two lines and exit status 2 for a user's mistake,
 ``--debug`` for the traceback) and the tests (every command has help, every option a help text,
 this list names every command) pick it up from the table.
@@ -31,6 +32,7 @@ Nothing in the package imports this one: it is the top layer.
 from __future__ import annotations
 
 import sys
+from types import ModuleType
 from typing import Callable, NamedTuple, Sequence
 
 from explorer.cli import corpus, generate, judge, orders, strategies, sweep, train
@@ -42,23 +44,26 @@ class Command(NamedTuple):
     parser: Callable[[], ArgumentParser]        # the command's options (prog "explorer NAME")
     main: Callable[[list[str]], int]            # parse argv, check, run; returns the exit status
 
+    @classmethod
+    def of(cls, module: ModuleType, about: str) -> Command:
+        """The command of a module that holds one, as ``parser()`` and ``main(argv)``."""
+        return cls(about, module.parser, module.main)
+
 
 # name -> the command; `explorer --help` lists them in this order
 COMMANDS: dict[str, Command] = {
-    "generate": Command("generate samples with one sampler and optionally record the trace",
-                        generate.parser, generate.main),
-    "sweep": Command("samplers x steps x seeds on a model: tidy results, return on compute, HTML report",
-                     sweep.parser, sweep.main),
-    "train": Command("train a small MDLM (DiT) on a task: orders or stories", train.parser, train.main),
-    "judge": Command("train or evaluate the small causal judge LM used by gen_ppl and mauve",
-                     judge.parser, judge.main),
+    "generate": Command.of(generate, "generate samples with one sampler and optionally record the trace"),
+    "sweep": Command.of(sweep, "samplers x steps x seeds on a model: tidy results, return on compute, HTML report"),
+    "train": Command.of(train, "train a small MDLM (DiT) on a task: orders or stories"),
+    "judge": Command.of(judge, "train or evaluate the small causal judge LM used by gen_ppl and mauve"),
+    # orders.py holds two commands
     "evaluate-orders": Command("validity of generated order records for samplers x steps (CSV)",
                                orders.evaluate_parser, orders.evaluate_main),
     "repair": Command("plant wrong fields in orders records, refine, report the share repaired (CSV)",
                       orders.repair_parser, orders.repair_main),
-    "corpus": Command("build the stories tokenizer and describe the corpus splits", corpus.parser, corpus.main),
-    "strategies": Command("which tokens to remask: strategies x budgets of model calls on one model and seed",
-                          strategies.parser, strategies.main),
+    "corpus": Command.of(corpus, "build the stories tokenizer and describe the corpus splits"),
+    "strategies": Command.of(strategies, "which tokens to remask: strategies x budgets of model calls on one "
+                             "model and seed"),
 }
 
 
