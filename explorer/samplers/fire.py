@@ -30,23 +30,22 @@ resample is a remask event carrying c_l; the rewrite is an unmask event at the s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from .. import rng
-from .base import Sampler, StepTimes, _check_unit
-from .draft import draft_plan, resolve_draft
+from .base import _check_unit
+from .draft import DraftThenCorrect
 from .categorical import draw_tokens, subs_probs
 from .ranked import top_n
-from .rescore import _AsStep, _positive_int
+from .settings import check_open_unit, check_positive_int, check_temperature
 from .step import RESCORE, Decision, Write
 
 
 @dataclass
-class FiRe(Sampler):
+class FiRe(DraftThenCorrect):
     """Fill with a T-step draft, then ``rounds`` refine rounds (module docstring)."""
-    draft: Sampler | dict | None = None
     rounds: int = 16
     start_ratio: float = 0.8
     end_ratio: float = 0.4
@@ -55,29 +54,16 @@ class FiRe(Sampler):
     lock_after: int = 10
     name = "fire"
     remasks = True
-    _grids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    round_phase = "refine"
 
     def validate(self):
-        self.draft = resolve_draft(self, self.draft)
-        _positive_int("rounds", self.rounds, allow_zero=True)
-        _positive_int("lock_after", self.lock_after)
-        for name in ("start_ratio", "end_ratio", "update_rate"):
-            v = getattr(self, name)
-            _check_unit(name, v, low_open=True)
-            if name != "update_rate" and v >= 1.0:
-                raise ValueError(f"{name}={v} must be in (0, 1): it is the share of unlocked tokens masked in a "
-                                 "round (the paper anneals 0.8 -> 0.4).")
-        _check_unit("temperature", self.temperature, high=math.inf)
-
-    @property
-    def config(self) -> dict:
-        cfg = super().config
-        cfg.pop("_grids", None)
-        cfg["draft"] = self.draft.config
-        return cfg
-
-    def check_shape(self, gen_length: int, steps: int) -> None:
-        self.draft.check_shape(gen_length, steps)
+        super().validate()
+        check_positive_int("lock_after", self.lock_after)
+        for name in ("start_ratio", "end_ratio"):
+            check_open_unit(name, getattr(self, name), "it is the share of unlocked tokens masked in a round "
+                            "(the paper anneals 0.8 -> 0.4).")
+        _check_unit("update_rate", self.update_rate, low_open=True)
+        check_temperature(self.temperature)
 
     def expected_calls(self, steps: int, gen_length: int) -> float:
         """The draft's calls, one per refine round, and the final argmax pass if the draft leaves masks."""
@@ -90,23 +76,7 @@ class FiRe(Sampler):
         t = k / (self.rounds - 1)
         return self.end_ratio + (self.start_ratio - self.end_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
-    def _plan(self, steps: int) -> list[tuple[StepTimes, StepTimes | None]]:
-        if steps not in self._grids:
-            plan = draft_plan(self.draft, steps, self.rounds, "refine")
-            self._grids = {steps: plan}
-        return self._grids[steps]
-
-    def grid(self, steps: int) -> list[StepTimes]:
-        return [g for g, _ in self._plan(steps)]
-
-    def step(self, ctx) -> Decision:
-        plan = self._plan(ctx.num_steps)
-        own = plan[ctx.st.step - 1][1]
-        if own is not None:
-            return self.draft.step(_AsStep(ctx, own))
-        return self.refine(ctx, ctx.st.step - (len(plan) - self.rounds) - 1)
-
-    def refine(self, ctx, k: int) -> Decision:
+    def correct(self, ctx, k: int) -> Decision:
         """Refine round k (module docstring)."""
         B, L = ctx.x.shape
         mem = ctx.memory

@@ -43,7 +43,7 @@ from .. import rng
 from .base import Sampler, StepTimes, _check_unit, linear_grid
 from .categorical import draw_tokens
 from .ranked import top_n
-from .rescore import _positive_int
+from .settings import check_positive_int
 from .step import CONFIDENCE, RESCORE, Decision, Write
 
 DECODED = ("rescore", "draw")
@@ -62,7 +62,7 @@ class P2(Sampler):
     def validate(self):
         _check_unit("eta", self.eta, high=math.inf)
         _check_unit("temperature", self.temperature, high=math.inf)
-        _positive_int("groups", self.groups, allow_none=True)
+        check_positive_int("groups", self.groups, allow_none=True)
         if self.decoded not in DECODED:
             raise ValueError(f"decoded must be 'rescore' (judge a decoded token with its position masked, the "
                              f"default) or 'draw' (upstream: a fresh draw at the unmasked position), got "

@@ -35,23 +35,15 @@ top-k; see ``../shared/docs/anchors.md`` ("Update").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from .. import rng
-from .base import Sampler, StepTimes, _check_unit
-from .draft import draft_plan, resolve_draft
+from .draft import DraftThenCorrect
 from .categorical import draw_tokens
+from .settings import check_groups, check_open_unit, check_positive_int, rescore_groups
 from .step import RESCORE, Decision, Write
-
-
-def _positive_int(name: str, v, allow_none=False, allow_zero=False) -> None:
-    if v is None and allow_none:
-        return
-    lo = 0 if allow_zero else 1
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}" + (" or None" if allow_none else "") + f", got {v!r}.")
 
 
 def lowest_per_window(score: torch.Tensor, candidates: torch.Tensor, start: int, window: int) -> torch.Tensor:
@@ -71,10 +63,9 @@ def lowest_per_window(score: torch.Tensor, candidates: torch.Tensor, start: int,
 
 
 @dataclass
-class Rescore(Sampler):
+class Rescore(DraftThenCorrect):
     """A T-step draft (MDLM unless ``draft=`` another sampler), then ``rounds`` correction rounds
     (module docstring).  ``groups=None`` uses gen_length / 16 (at least 1)."""
-    draft: Sampler | dict | None = None
     rounds: int = 4
     groups: int | None = None
     window: int = 16
@@ -82,69 +73,38 @@ class Rescore(Sampler):
     every: int | None = None
     name = "rescore"
     remasks = True
-    _grids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    round_phase = "rescore"
 
     def validate(self):
-        self.draft = resolve_draft(self, self.draft)
-        _positive_int("rounds", self.rounds, allow_zero=True)
-        _positive_int("groups", self.groups, allow_none=True)
-        _positive_int("window", self.window)
-        _positive_int("every", self.every, allow_none=True)
-        _check_unit("threshold", self.threshold, low_open=True)
-        if self.threshold >= 1.0:
-            raise ValueError(f"threshold={self.threshold} must be in (0, 1): a token is rewritten only when the "
-                             "model gives it less than this probability (0.1 is the default).")
-
-    @property
-    def config(self) -> dict:
-        cfg = super().config
-        cfg.pop("_grids", None)
-        cfg["draft"] = self.draft.config
-        return cfg
+        super().validate()
+        check_positive_int("groups", self.groups, allow_none=True)
+        check_positive_int("window", self.window)
+        check_positive_int("every", self.every, allow_none=True)
+        check_open_unit("threshold", self.threshold, "a token is rewritten only when the model gives it less "
+                        "than this probability (0.1 is the default).")
 
     def groups_for(self, gen_length: int) -> int:
-        return self.groups if self.groups is not None else max(1, gen_length // 16)
+        return rescore_groups(self.groups, gen_length, 16)
 
     def check_shape(self, gen_length: int, steps: int) -> None:
-        self.draft.check_shape(gen_length, steps)
-        if self.groups is not None and self.groups > gen_length:
-            raise ValueError(f"groups={self.groups} is more than the {gen_length} positions there are to score; "
-                             f"use groups <= {gen_length} (None picks gen_length / 16).")
+        super().check_shape(gen_length, steps)
+        check_groups(self.groups, gen_length, 16)
 
     def expected_calls(self, steps: int, gen_length: int) -> float:
         """The draft's calls plus, per round, G scoring passes and one rewrite (at most)."""
         rounds = sum(1 for _, own in self._plan(steps) if own is None)
         return self.draft.expected_calls(steps, gen_length) + rounds * (self.groups_for(gen_length) + 1)
 
-    # --- the grid: draft steps, with correction rounds inside (every=) and after ------------------
-    def _plan(self, steps: int) -> list[tuple[StepTimes, StepTimes | None]]:
-        """(grid step, the draft's own step or None for a correction round), memoised per T."""
-        if steps not in self._grids:
-            plan = draft_plan(self.draft, steps, self.rounds, "rescore", self.every)
-            self._grids = {steps: plan}
-        return self._grids[steps]
-
-    def grid(self, steps: int) -> list[StepTimes]:
-        return [g for g, _ in self._plan(steps)]
-
-    # --- one step -----------------------------------------------------------------------------------
-    def step(self, ctx) -> Decision:
-        plan = self._plan(ctx.num_steps)
-        own = plan[ctx.st.step - 1][1]
-        if own is not None:
-            return self.draft.step(_AsStep(ctx, own))
-        after_draft = ctx.st.step > len(plan) - self.rounds
-        return self.correct(ctx, rewrite_masked=after_draft)
-
-    def correct(self, ctx, rewrite_masked: bool = True) -> Decision:
-        """One correction round: score, aim, rewrite (module docstring)."""
+    def correct(self, ctx, k: int) -> Decision:
+        """One correction round: score, aim, rewrite (module docstring).  A round after the draft
+        (k >= 0) also writes what the draft left masked; one inside it (``every``) leaves that to the draft."""
         decoded = ~ctx.masked & ~ctx.fixed
         allowed = self.remaskable_mask(ctx)
         if allowed is not None:
             decoded &= allowed
         score = ctx.rescore(decoded, self.groups_for(ctx.gen_length))
         remask = lowest_per_window(score, decoded & (score < self.threshold), ctx.gen_start, self.window)
-        redraw = remask | ctx.masked if rewrite_masked else remask
+        redraw = remask | ctx.masked if k >= 0 else remask
         write = None
         b, pos = redraw.nonzero(as_tuple=True)
         if b.numel():
@@ -154,17 +114,3 @@ class Rescore(Sampler):
             write = Write(b, pos, tok, prob, 1.0, 0.0, RESCORE, ci, cp)
         return Decision(remask=remask, remask_p=1.0, remask_sigma=math.nan, remask_score=score,
                         remask_reason=RESCORE, write=write, phase="rescore")
-
-
-class _AsStep:
-    """The context as the draft sees it: its own step of its own grid (random streams stay the run's)."""
-
-    def __init__(self, ctx, st: StepTimes):
-        self._ctx, self.st = ctx, st
-
-    @property
-    def step(self) -> StepTimes:
-        return self.st
-
-    def __getattr__(self, name):
-        return getattr(self._ctx, name)

@@ -44,7 +44,7 @@ from .. import rng
 from .base import Sampler, StepTimes, _check_unit, check_steps
 from .categorical import draw_tokens
 from .ranked import top_n
-from .rescore import _positive_int
+from .settings import check_positive_int
 from .step import CONFIDENCE, RESCORE, Decision, Write
 from .wino import WINO
 
@@ -60,8 +60,8 @@ class Saber(Sampler):
     remasks = True
 
     def validate(self):
-        _positive_int("n", self.n)
-        _positive_int("groups", self.groups, allow_none=True)
+        check_positive_int("n", self.n)
+        check_positive_int("groups", self.groups, allow_none=True)
         from . import ranked
         ranked.check_block_length(self.block_length)
         _check_unit("temperature", self.temperature, high=math.inf)

@@ -45,7 +45,7 @@ from . import ranked
 from .base import Sampler, StepTimes, _check_unit, check_steps
 from .categorical import draw_tokens
 from .ranked import top_n
-from .rescore import _positive_int
+from .settings import check_positive_int
 from .step import CONFIDENCE, RESCORE, Decision, Write
 
 FIRST_LAST_ACCEPT = 30     # upstream's A_prev at the start of a block
@@ -70,8 +70,8 @@ class WINO(Sampler):
             if v >= 1.0:
                 raise ValueError(f"{name}={v} must be in (0, 1): the paper uses threshold=0.6 (accept a draft "
                                  "token above it) and threshold_back=0.9 (keep a decoded token above it).")
-        _positive_int("max_accept", self.max_accept)
-        _positive_int("groups", self.groups, allow_none=True)
+        check_positive_int("max_accept", self.max_accept)
+        check_positive_int("groups", self.groups, allow_none=True)
         ranked.check_block_length(self.block_length)
         _check_unit("temperature", self.temperature, high=math.inf)
 

@@ -1,0 +1,45 @@
+"""Checks of the settings several samplers share, for their ``validate()`` / ``check_shape()``.
+
+Each raises a ``ValueError`` that names the setting and the fix.  The range check of one number,
+``_check_unit``, is in :mod:`explorer.samplers.base`; the block checks (``check_block_length``,
+``check_blocks``) are in :mod:`explorer.samplers.ranked`.
+"""
+from __future__ import annotations
+
+import math
+
+from .base import _check_unit
+
+
+def check_positive_int(name: str, v, allow_none=False, allow_zero=False) -> None:
+    """An integer >= 1 (>= 0 with ``allow_zero``; None too with ``allow_none``)."""
+    if v is None and allow_none:
+        return
+    lo = 0 if allow_zero else 1
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}" + (" or None" if allow_none else "") + f", got {v!r}.")
+
+
+def check_open_unit(name: str, v, why: str) -> None:
+    """A number in the open interval (0, 1), e.g. a probability threshold; ``why`` says what it is."""
+    _check_unit(name, v, low_open=True)
+    if v >= 1.0:
+        raise ValueError(f"{name}={v} must be in (0, 1): {why}")
+
+
+def check_temperature(temperature) -> None:
+    """A sampling temperature: a number >= 0 (0 is the argmax)."""
+    _check_unit("temperature", temperature, high=math.inf)
+
+
+def rescore_groups(groups: int | None, gen_length: int, per: int) -> int:
+    """The number of leave-group-out passes of ``ctx.rescore``: ``groups``, or one group per ``per``
+    positions of the generated part (at least 1) when it is None."""
+    return groups if groups is not None else max(1, gen_length // per)
+
+
+def check_groups(groups: int | None, gen_length: int, per: int) -> None:
+    """``groups`` fits the canvas: no more groups than positions to score."""
+    if groups is not None and groups > gen_length:
+        raise ValueError(f"groups={groups} is more than the {gen_length} positions there are to score; "
+                         f"use groups <= {gen_length} (None picks gen_length / {per}).")
