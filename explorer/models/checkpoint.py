@@ -9,9 +9,8 @@ name-and-shape checks, and the one digest of a model's weights.
   a model built on the meta device (LLaDA, Dream: 16 GB of bf16 shards), after a strict check
   (:func:`check_state_dict`) that names every missing, unexpected or mis-shaped tensor before any
   weight is read;
-* :class:`PublishedConfig`, :class:`PublishedModel` -- what the LLaDA and Dream module trees share:
-  reading and writing the published config.json, refusing settings with no native code path, and
-  ``from_pretrained``;
+* :class:`PublishedModel` -- what the LLaDA and Dream module trees share: ``forward = head(body)``,
+  validating their config (:class:`~explorer.models.config.PublishedConfig`) and ``from_pretrained``;
 * :func:`weights_sha256`, :func:`model_sha256` -- the weights digest that traces, sweeps and model
   cards record (``model_sha256`` in ``data/sweeps``): the sha256 of the weights file itself.
 """
@@ -52,20 +51,6 @@ def read_json(path: str | os.PathLike) -> dict:
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a JSON {type(obj).__name__}, not an object; restore the original file.")
     return obj
-
-
-def config_fields(cls, d: dict) -> dict:
-    """The keys of config.json that the dataclass ``cls`` knows (the rest, e.g. auto_map, is ignored)."""
-    known = set(cls.__dataclass_fields__)
-    return {k: v for k, v in d.items() if k in known}
-
-
-def require_settings(config: Any, required: dict, family: str) -> None:
-    """Raise NotImplementedError naming each config key whose value this native model does not implement."""
-    wrong = [f"{k}={getattr(config, k)!r} (supported: {v!r})" for k, v in required.items() if getattr(config, k) != v]
-    if wrong:
-        raise NotImplementedError(f"this {family} config uses settings the native model does not implement: "
-                                  + "; ".join(wrong) + ". Only the published architecture is supported.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,34 +219,15 @@ def default_device_dtype(device: str | torch.device | None,
 # What the LLaDA and Dream module trees share around their own math
 # --------------------------------------------------------------------------------------------
 
-class PublishedConfig:
-    """Read and write a published config.json.
-
-    A subclass is a dataclass with the family's keys, ``ARCHITECTURE`` (the ``architectures`` entry)
-    and a ``validate()`` that refuses settings the native model does not implement.
-    """
-    ARCHITECTURE = ""
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        return cls(**config_fields(cls, d)).validate()
-
-    @classmethod
-    def from_json_file(cls, path: str | os.PathLike):
-        return cls.from_dict(read_json(path))
-
-    def to_dict(self) -> dict:
-        """The published config.json layout, minus ``auto_map``: no remote code is shipped."""
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["architectures"] = [self.ARCHITECTURE]
-        return dict(sorted(d.items()))
-
-
 class PublishedModel(nn.Module):
     """``forward = head(body)``, the parameter count, and strict loading on the meta device.
-    A subclass sets ``config_class`` and ``family`` and writes ``body`` and ``head``."""
-    config_class: type = PublishedConfig
-    family = ""
+    A subclass sets ``config_class`` (a :class:`~explorer.models.config.PublishedConfig`), calls
+    ``super().__init__(config)`` (which validates the config and keeps it) and writes ``body`` and ``head``."""
+    config_class: type
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config.validate()
 
     def forward(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, L, V]; position i's row is the distribution of token i."""
@@ -279,7 +245,7 @@ class PublishedModel(nn.Module):
         device, dtype = default_device_dtype(device, dtype)
         with torch.device("meta"):
             model = cls(config)
-        return load_checkpoint(model, directory, device, dtype, family=cls.family)
+        return load_checkpoint(model, directory, device, dtype, family=cls.config_class.FAMILY)
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,8 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..io import atomic_write, write_text_atomic
-from .checkpoint import (CONFIG_NAME, WEIGHTS_NAME, check_state_dict, config_fields, load_state_dict_file, read_json,
-                         weights_file)
+from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, check_state_dict, load_state_dict_file, weights_file
+from .config import PublishedConfig
 from .layers import LayerNorm, apply_rope, bidirectional_attention, rope_cos_sin, rope_inv_freq
 
 
@@ -40,7 +40,7 @@ from .layers import LayerNorm, apply_rope, bidirectional_attention, rope_cos_sin
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class MDLMConfig:
+class MDLMConfig(PublishedConfig):
     """Hyper-parameters of the DiT; defaults are ``mdlm-owt``'s config.json (§5.1).
 
     ``cond_dim`` is 128 there (the upstream ``configuration_mdlm.py`` default of 129 is a trap).
@@ -57,41 +57,29 @@ class MDLMConfig:
     model_type: str = "mdlm"
     mask_token_id: int | None = None
 
+    ARCHITECTURE = "MDLM"
+    FAMILY = "MDLM"
+    WIDTH, HEADS = "hidden_dim", "n_heads"
+
     @property
     def mask_id(self) -> int:
         return self.vocab_size - 1 if self.mask_token_id is None else int(self.mask_token_id)
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_dim // self.n_heads
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MDLMConfig":
-        """Build from a config.json dict, ignoring keys we do not use (auto_map, architectures...)."""
-        return cls(**config_fields(cls, d))
-
-    @classmethod
-    def from_json_file(cls, path: str | os.PathLike) -> "MDLMConfig":
-        return cls.from_dict(read_json(path))
+    def validate(self) -> "MDLMConfig":
+        if self.time_conditioning:
+            raise NotImplementedError(
+                "time_conditioning=True is not supported: the explorer's DiT is time-independent "
+                "(reference §1.2), as every MDLM/ReMDM checkpoint we know of is.")
+        return super().validate()
 
     def to_dict(self) -> dict:
-        """The mdlm-owt config.json layout (§5.1), minus ``auto_map``: we ship no remote code."""
-        d = {
-            "architectures": ["MDLM"],
-            "cond_dim": self.cond_dim,
-            "dropout": self.dropout,
-            "hidden_dim": self.hidden_dim,
-            "model_length": self.model_length,
-            "model_type": self.model_type,
-            "n_blocks": self.n_blocks,
-            "n_heads": self.n_heads,
-            "return_dict": False,
-            "time_conditioning": self.time_conditioning,
-            "torch_dtype": "float32",
-            "vocab_size": self.vocab_size,
-        }
-        if self.mask_token_id is not None:
-            d["mask_token_id"] = int(self.mask_token_id)
+        """The mdlm-owt config.json layout (§5.1), minus ``auto_map``: we ship no remote code. Like
+        upstream's, it has ``return_dict`` and ``torch_dtype``; ``mask_token_id`` (ours) only when set."""
+        d = super().to_dict()
+        mask_token_id = d.pop("mask_token_id")
+        d = dict(sorted({**d, "return_dict": False, "torch_dtype": "float32"}.items()))
+        if mask_token_id is not None:
+            d["mask_token_id"] = int(mask_token_id)
         return d
 
 
@@ -227,13 +215,7 @@ class DDitFinalLayer(nn.Module):
 class DITBackbone(nn.Module):
     def __init__(self, config: MDLMConfig):
         super().__init__()
-        if config.time_conditioning:
-            raise NotImplementedError(
-                "time_conditioning=True is not supported: the explorer's DiT is time-independent "
-                "(reference §1.2), as every MDLM/ReMDM checkpoint we know of is.")
-        if config.hidden_dim % config.n_heads or (config.hidden_dim // config.n_heads) % 2:
-            raise ValueError(f"hidden_dim={config.hidden_dim} must split into {config.n_heads} heads of even size.")
-        self.config = config
+        self.config = config.validate()
         self.vocab_embed = EmbeddingLayer(config.hidden_dim, config.vocab_size)
         self.sigma_map = TimestepEmbedder(config.cond_dim)
         self.rotary_emb = Rotary(config.head_dim)

@@ -39,7 +39,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import PublishedConfig, PublishedModel, require_settings
+from .checkpoint import PublishedModel
+from .config import PublishedConfig, fixed
 from .layers import RMSNorm, apply_rope, bidirectional_attention, rope_cos_sin, rope_inv_freq, split_heads
 
 MODEL_TYPE = "Dream"
@@ -50,7 +51,8 @@ DREAM_MAX_LENGTH = 2048
 
 @dataclass
 class DreamConfig(PublishedConfig):
-    """The config.json keys of Dream-v0-7B; defaults are the values of reference §2.1."""
+    """The config.json keys of Dream-v0-7B; defaults are the values of reference §2.1 (the keys
+    marked :func:`fixed` select code paths the native model implements only at that value)."""
     hidden_size: int = 3584
     intermediate_size: int = 18944
     num_hidden_layers: int = 28
@@ -59,10 +61,10 @@ class DreamConfig(PublishedConfig):
     vocab_size: int = 152064
     rms_norm_eps: float = 1e-06
     rope_theta: float = 1000000.0
-    rope_scaling: dict | None = None
-    tie_word_embeddings: bool = False
-    hidden_act: str = "silu"
-    use_sliding_window: bool = False
+    rope_scaling: dict | None = fixed(None)
+    tie_word_embeddings: bool = fixed(False)
+    hidden_act: str = fixed("silu")
+    use_sliding_window: bool = fixed(False)
     attention_dropout: float = 0.0
     mask_token_id: int = 151666
     bos_token_id: int = 151643
@@ -71,11 +73,8 @@ class DreamConfig(PublishedConfig):
     model_type: str = MODEL_TYPE
 
     ARCHITECTURE = ARCHITECTURE
-    REQUIRED = dict(rope_scaling=None, tie_word_embeddings=False, hidden_act="silu", use_sliding_window=False)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
+    FAMILY = "Dream"
+    WIDTH, HEADS = "hidden_size", "num_attention_heads"
 
     @property
     def kv_groups(self) -> int:
@@ -87,10 +86,7 @@ class DreamConfig(PublishedConfig):
         return DREAM_MAX_LENGTH
 
     def validate(self) -> "DreamConfig":
-        require_settings(self, self.REQUIRED, "Dream")
-        if self.hidden_size % self.num_attention_heads or self.head_dim % 2:
-            raise ValueError(f"hidden_size={self.hidden_size} must split into num_attention_heads="
-                             f"{self.num_attention_heads} heads of even size.")
+        super().validate()
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(f"num_attention_heads={self.num_attention_heads} must be a multiple of "
                              f"num_key_value_heads={self.num_key_value_heads}.")
@@ -177,12 +173,10 @@ def shift_sources(pad: torch.Tensor | None, batch: int, length: int, device) -> 
 
 class DreamModel(PublishedModel):
     """The published wrapper: ``model`` (DreamBaseModel) and an untied ``lm_head``."""
-    family = "Dream"
     config_class = DreamConfig
 
     def __init__(self, config: DreamConfig):
-        super().__init__()
-        self.config = config.validate()
+        super().__init__(config)
         self.model = DreamBaseModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 

@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import PublishedConfig, PublishedModel, require_settings
+from .checkpoint import PublishedModel
+from .config import PublishedConfig, fixed
 from .layers import RMSNorm, apply_rope, bidirectional_attention, rope_cos_sin, rope_inv_freq, split_heads
 
 MODEL_TYPE = "llada"
@@ -37,8 +38,9 @@ ARCHITECTURE = "LLaDAModelLM"
 class LLaDAConfig(PublishedConfig):
     """The config.json keys of LLaDA-8B; defaults are the published values (reference §1.1).
 
-    Keys that select code paths (block_type, activation_type, weight_tying, ...) are kept so
-    that :meth:`validate` can refuse a config this native model does not implement.
+    Keys that select code paths (block_type, activation_type, weight_tying, ...) are kept, marked
+    :func:`fixed` at the value of every published LLaDA checkpoint, so that :meth:`validate` can
+    refuse a config this native model does not implement.
     """
     d_model: int = 4096
     n_heads: int = 32
@@ -50,42 +52,35 @@ class LLaDAConfig(PublishedConfig):
     embedding_size: int = 126464
     max_sequence_length: int = 4096
     rms_norm_eps: float = 1e-05
-    rope: bool = True
-    rope_full_precision: bool = True
+    rope: bool = fixed(True)
+    rope_full_precision: bool = fixed(True)
     rope_theta: float = 500000.0
     mask_token_id: int = 126336
     eos_token_id: int = 126081
     pad_token_id: int = 126081
-    activation_type: str = "silu"
-    block_type: str = "llama"
-    layer_norm_type: str = "rms"
-    layer_norm_with_affine: bool = True
-    bias_for_layer_norm: bool = False
-    include_bias: bool = False
-    include_qkv_bias: bool = False
-    attention_layer_norm: bool = False
-    alibi: bool = False
+    activation_type: str = fixed("silu")
+    block_type: str = fixed("llama")
+    layer_norm_type: str = fixed("rms")
+    layer_norm_with_affine: bool = fixed(True)
+    bias_for_layer_norm: bool = fixed(False)
+    include_bias: bool = fixed(False)
+    include_qkv_bias: bool = fixed(False)
+    attention_layer_norm: bool = fixed(False)
+    alibi: bool = fixed(False)
     flash_attention: bool = False
-    weight_tying: bool = False
-    scale_logits: bool = False
-    input_emb_norm: bool = False
-    block_group_size: int = 1
+    weight_tying: bool = fixed(False)
+    scale_logits: bool = fixed(False)
+    input_emb_norm: bool = fixed(False)
+    block_group_size: int = fixed(1)
     attention_dropout: float = 0.0
     residual_dropout: float = 0.0
     embedding_dropout: float = 0.0
     use_cache: bool = False
     model_type: str = MODEL_TYPE
 
-    # the settings of every published LLaDA checkpoint; anything else has a code path we lack
     ARCHITECTURE = ARCHITECTURE
-    REQUIRED = dict(rope=True, rope_full_precision=True, activation_type="silu", block_type="llama",
-                    layer_norm_type="rms", layer_norm_with_affine=True, bias_for_layer_norm=False,
-                    include_bias=False, include_qkv_bias=False, attention_layer_norm=False, alibi=False,
-                    weight_tying=False, scale_logits=False, input_emb_norm=False, block_group_size=1)
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+    FAMILY = "LLaDA"
+    WIDTH, HEADS = "d_model", "n_heads"
 
     @property
     def max_length(self) -> int:
@@ -93,9 +88,7 @@ class LLaDAConfig(PublishedConfig):
         return int(self.max_sequence_length)
 
     def validate(self) -> "LLaDAConfig":
-        require_settings(self, self.REQUIRED, "LLaDA")
-        if self.d_model % self.n_heads or self.head_dim % 2:
-            raise ValueError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size.")
+        super().validate()
         if self.n_kv_heads != self.n_heads:
             raise NotImplementedError(f"n_kv_heads={self.n_kv_heads} != n_heads={self.n_heads}: published LLaDA is "
                                       "plain multi-head attention (§1.1); grouped KV is not implemented for it.")
@@ -154,12 +147,10 @@ class LLaDAModel(nn.Module):
 
 class LLaDAModelLM(PublishedModel):
     """The published wrapper (``base_model_prefix = "model"``): keys start with ``model.transformer.``."""
-    family = "LLaDA"
     config_class = LLaDAConfig
 
     def __init__(self, config: LLaDAConfig):
-        super().__init__()
-        self.config = config.validate()
+        super().__init__(config)
         self.model = LLaDAModel(config)
 
     @property
