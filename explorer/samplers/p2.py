@@ -43,7 +43,7 @@ from .. import rng
 from .base import Sampler, StepTimes, _check_unit, linear_grid
 from .categorical import draw_tokens
 from .ranked import top_n
-from .settings import check_positive_int
+from .settings import check_groups, check_positive_int, check_temperature, rescore_groups
 from .step import CONFIDENCE, RESCORE, Decision, Write
 
 DECODED = ("rescore", "draw")
@@ -61,7 +61,7 @@ class P2(Sampler):
 
     def validate(self):
         _check_unit("eta", self.eta, high=math.inf)
-        _check_unit("temperature", self.temperature, high=math.inf)
+        check_temperature(self.temperature)
         check_positive_int("groups", self.groups, allow_none=True)
         if self.decoded not in DECODED:
             raise ValueError(f"decoded must be 'rescore' (judge a decoded token with its position masked, the "
@@ -69,12 +69,10 @@ class P2(Sampler):
                              f"{self.decoded!r}.")
 
     def groups_for(self, gen_length: int) -> int:
-        return self.groups if self.groups is not None else max(1, gen_length // 64)
+        return rescore_groups(self.groups, gen_length, 64)
 
     def check_shape(self, gen_length: int, steps: int) -> None:
-        if self.groups is not None and self.groups > gen_length:
-            raise ValueError(f"groups={self.groups} is more than the {gen_length} positions there are to score; "
-                             f"use groups <= {gen_length} (None picks gen_length / 64).")
+        check_groups(self.groups, gen_length, 64)
 
     def expected_calls(self, steps: int, gen_length: int) -> float:
         """At most T draws plus G re-scoring passes per step (none with decoded='draw')."""

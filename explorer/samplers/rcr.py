@@ -36,36 +36,23 @@ from dataclasses import dataclass
 import torch
 
 from .. import rng
-from . import ranked
-from .base import Sampler, StepTimes, _check_unit, linear_grid
+from .blocks import FixedBlocks
 from .categorical import draw_tokens
 from .ranked import top_n
 from .step import CONFIDENCE, Decision, Write
 
 
 @dataclass
-class RCR(Sampler):
+class RCR(FixedBlocks):
     """Running confidence remasking (module docstring)."""
     block_length: int | None = None
     temperature: float = 1.0
     name = "rcr"
     remasks = True
-
-    def validate(self):
-        ranked.check_block_length(self.block_length)
-        _check_unit("temperature", self.temperature, high=math.inf)
-
-    def check_shape(self, gen_length: int, steps: int) -> None:
-        ranked.check_blocks(self.name, self.block_length, gen_length, steps)
-
-    def grid(self, steps: int) -> list[StepTimes]:
-        return [StepTimes(i, t, s, 1.0 - t, 1.0 - s, "rcr") for i, t, s in linear_grid(steps)]
+    phase = "rcr"
 
     def step(self, ctx) -> Decision:
-        blocks = ranked.check_blocks(self.name, self.block_length, ctx.gen_length, ctx.num_steps)
-        s = ctx.num_steps // blocks
-        start, end, i = ranked.block_plan(ctx.st.step, ctx.num_steps, ctx.gen_start, ctx.gen_length,
-                                          self.block_length, s)
+        start, end, i, s = self.block(ctx)
         window = (ctx.positions >= start) & (ctx.positions < end)
         free = window & ~ctx.fixed
         masked = ctx.masked & window

@@ -41,16 +41,15 @@ from dataclasses import dataclass
 import torch
 
 from .. import rng
-from .base import Sampler, StepTimes, _check_unit, check_steps
+from .blocks import AdaptiveBlocks
 from .categorical import draw_tokens
 from .ranked import top_n
 from .settings import check_positive_int
 from .step import CONFIDENCE, RESCORE, Decision, Write
-from .wino import WINO
 
 
 @dataclass
-class Saber(Sampler):
+class Saber(AdaptiveBlocks):
     """Adaptive acceleration + backtracking (module docstring)."""
     n: int = 2
     block_length: int | None = None
@@ -58,28 +57,14 @@ class Saber(Sampler):
     temperature: float = 1.0
     name = "saber"
     remasks = True
+    phase = "saber"
 
     def validate(self):
         check_positive_int("n", self.n)
-        check_positive_int("groups", self.groups, allow_none=True)
-        from . import ranked
-        ranked.check_block_length(self.block_length)
-        _check_unit("temperature", self.temperature, high=math.inf)
-
-    groups_for = WINO.groups_for
-    check_shape = WINO.check_shape
-    _window = WINO._window
-
-    def expected_calls(self, steps: int, gen_length: int) -> float:
-        """At most: a draw and G re-scoring passes per step, and the final argmax pass."""
-        return steps * (1 + self.groups_for(gen_length)) + 1
-
-    def grid(self, steps: int) -> list[StepTimes]:
-        check_steps(steps)
-        return [StepTimes(i, 1.0, 1.0, 0.0, 0.0, "saber") for i in range(1, steps + 1)]
+        super().validate()
 
     def step(self, ctx) -> Decision:
-        window, _ = self._window(ctx)
+        window, _ = self.current_block(ctx)
         masked = ctx.masked & window
         b, pos = masked.nonzero(as_tuple=True)
         if not b.numel():

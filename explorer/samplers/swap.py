@@ -36,15 +36,15 @@ from dataclasses import dataclass
 import torch
 
 from .. import rng
-from . import ranked
-from .base import Sampler, StepTimes, _check_unit, linear_grid
+from .blocks import FixedBlocks
 from .categorical import draw_tokens
 from .ranked import top_n
+from .settings import check_open_unit
 from .step import CONFIDENCE, Decision, Write
 
 
 @dataclass
-class TokenSwap(Sampler):
+class TokenSwap(FixedBlocks):
     """Commit by confidence, swap confident disagreements (module docstring)."""
     threshold: float = 0.95
     editing_threshold: float = 0.9
@@ -52,28 +52,16 @@ class TokenSwap(Sampler):
     temperature: float = 1.0
     name = "llada21-swap"
     remasks = True
+    phase = "swap"
 
     def validate(self):
         for name in ("threshold", "editing_threshold"):
-            v = getattr(self, name)
-            _check_unit(name, v, low_open=True)
-            if v >= 1.0:
-                raise ValueError(f"{name}={v} must be in (0, 1): diffusers uses threshold=0.95 (commit above it) "
-                                 "and LLaDA 2.1 editing_threshold=0.9 (swap above it).")
-        ranked.check_block_length(self.block_length)
-        _check_unit("temperature", self.temperature, high=math.inf)
-
-    def check_shape(self, gen_length: int, steps: int) -> None:
-        ranked.check_blocks(self.name, self.block_length, gen_length, steps)
-
-    def grid(self, steps: int) -> list[StepTimes]:
-        return [StepTimes(i, t, s, 1.0 - t, 1.0 - s, "swap") for i, t, s in linear_grid(steps)]
+            check_open_unit(name, getattr(self, name), "diffusers uses threshold=0.95 (commit above it) and "
+                            "LLaDA 2.1 editing_threshold=0.9 (swap above it).")
+        super().validate()
 
     def step(self, ctx) -> Decision:
-        blocks = ranked.check_blocks(self.name, self.block_length, ctx.gen_length, ctx.num_steps)
-        s = ctx.num_steps // blocks
-        start, end, i = ranked.block_plan(ctx.st.step, ctx.num_steps, ctx.gen_start, ctx.gen_length,
-                                          self.block_length, s)
+        start, end, i, s = self.block(ctx)
         bl = end - start
         n_i = bl // s + (1 if i < bl % s else 0)
         window = (ctx.positions >= start) & (ctx.positions < end)

@@ -41,18 +41,17 @@ from dataclasses import dataclass
 import torch
 
 from .. import rng
-from . import ranked
-from .base import Sampler, StepTimes, _check_unit, check_steps
+from .blocks import AdaptiveBlocks
 from .categorical import draw_tokens
 from .ranked import top_n
-from .settings import check_positive_int
+from .settings import check_open_unit, check_positive_int
 from .step import CONFIDENCE, RESCORE, Decision, Write
 
 FIRST_LAST_ACCEPT = 30     # upstream's A_prev at the start of a block
 
 
 @dataclass
-class WINO(Sampler):
+class WINO(AdaptiveBlocks):
     """Draft-and-verify (module docstring)."""
     threshold: float = 0.6
     threshold_back: float = 0.9
@@ -62,52 +61,17 @@ class WINO(Sampler):
     temperature: float = 1.0
     name = "wino"
     remasks = True
+    phase = "wino"
 
     def validate(self):
         for name in ("threshold", "threshold_back"):
-            v = getattr(self, name)
-            _check_unit(name, v, low_open=True)
-            if v >= 1.0:
-                raise ValueError(f"{name}={v} must be in (0, 1): the paper uses threshold=0.6 (accept a draft "
-                                 "token above it) and threshold_back=0.9 (keep a decoded token above it).")
+            check_open_unit(name, getattr(self, name), "the paper uses threshold=0.6 (accept a draft token above "
+                            "it) and threshold_back=0.9 (keep a decoded token above it).")
         check_positive_int("max_accept", self.max_accept)
-        check_positive_int("groups", self.groups, allow_none=True)
-        ranked.check_block_length(self.block_length)
-        _check_unit("temperature", self.temperature, high=math.inf)
-
-    def groups_for(self, gen_length: int) -> int:
-        return self.groups if self.groups is not None else max(1, gen_length // 64)
-
-    def check_shape(self, gen_length: int, steps: int) -> None:
-        bl = gen_length if self.block_length is None else self.block_length
-        if gen_length % bl:
-            raise ValueError(f"{self.name}: gen_length={gen_length} is not a multiple of block_length={bl}; use "
-                             f"a block_length that divides it.")
-        if self.groups is not None and self.groups > gen_length:
-            raise ValueError(f"groups={self.groups} is more than the {gen_length} positions there are to score; "
-                             f"use groups <= {gen_length} (None picks gen_length / 64).")
-
-    def expected_calls(self, steps: int, gen_length: int) -> float:
-        """At most: a draft and G verify passes per step, and the final argmax pass."""
-        return steps * (1 + self.groups_for(gen_length)) + 1
-
-    def grid(self, steps: int) -> list[StepTimes]:
-        check_steps(steps)
-        return [StepTimes(i, 1.0, 1.0, 0.0, 0.0, "wino") for i in range(1, steps + 1)]
-
-    def _window(self, ctx) -> tuple[torch.Tensor, torch.Tensor]:
-        """(BoolTensor[B, L] the row's current block -- its first with a masked position --, block index)."""
-        B, L = ctx.x.shape
-        bl = ctx.gen_length if self.block_length is None else self.block_length
-        nb = ctx.gen_length // bl
-        per_block = ctx.masked[:, ctx.gen_start:].reshape(B, nb, bl).any(-1)
-        block = torch.where(per_block.any(-1), per_block.long().argmax(-1), torch.full((B,), nb, device=ctx.x.device))
-        start = ctx.gen_start + block * bl
-        p = ctx.positions[None, :]
-        return (p >= start[:, None]) & (p < start[:, None] + bl), block
+        super().validate()
 
     def step(self, ctx) -> Decision:
-        window, block = self._window(ctx)
+        window, block = self.current_block(ctx)
         masked = ctx.masked & window
         b, pos = masked.nonzero(as_tuple=True)
         if not b.numel():

@@ -1,0 +1,86 @@
+"""The two block-by-block shapes that strategies share, so a strategy's file states only its step rule.
+
+* :class:`FixedBlocks` (RCR, the LLaDA 2.1 swap): LLaDA's semi-autoregressive schedule (reference
+  §4.1): the generated part in blocks of ``block_length``, T / blocks steps per block, on the
+  linear grid;
+* :class:`AdaptiveBlocks` (WINO, Saber): a row's current block is its first with a masked
+  position, ``steps=T`` caps the iterations (a full row calls nothing), and decoded tokens are
+  judged by ``ctx.rescore`` in ``groups`` groups.
+
+Neither declares a dataclass field: a subclass is a dataclass that declares the settings
+``block_length`` and ``temperature`` (and ``groups`` for :class:`AdaptiveBlocks`) among its own,
+so its settings keep their order (positional arguments, ``.config``).  It names the phase of its
+steps in ``phase`` and calls ``super().validate()`` after checking its own settings.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from . import ranked
+from .base import Sampler, StepTimes, check_steps, linear_grid
+from .settings import check_groups, check_positive_int, check_temperature, rescore_groups
+
+
+class FixedBlocks(Sampler):
+    """LLaDA's block schedule: the settings ``block_length`` (None: one block) and ``temperature``."""
+    phase: ClassVar[str]
+
+    def validate(self):
+        ranked.check_block_length(self.block_length)
+        check_temperature(self.temperature)
+
+    def check_shape(self, gen_length: int, steps: int) -> None:
+        ranked.check_blocks(self.name, self.block_length, gen_length, steps)
+
+    def grid(self, steps: int) -> list[StepTimes]:
+        return [StepTimes(i, t, s, 1.0 - t, 1.0 - s, self.phase) for i, t, s in linear_grid(steps)]
+
+    def block(self, ctx) -> tuple[int, int, int, int]:
+        """(start, end, i, s): this step's block [start, end), the step's index i in it, s steps per block."""
+        blocks = ranked.check_blocks(self.name, self.block_length, ctx.gen_length, ctx.num_steps)
+        s = ctx.num_steps // blocks
+        start, end, i = ranked.block_plan(ctx.st.step, ctx.num_steps, ctx.gen_start, ctx.gen_length,
+                                          self.block_length, s)
+        return start, end, i, s
+
+
+class AdaptiveBlocks(Sampler):
+    """Blocks taken as they fill, with re-scoring: the settings ``block_length`` (None: one block),
+    ``groups`` (None: gen_length / 64, at least 1) and ``temperature``."""
+    phase: ClassVar[str]
+
+    def validate(self):
+        check_positive_int("groups", self.groups, allow_none=True)
+        ranked.check_block_length(self.block_length)
+        check_temperature(self.temperature)
+
+    def groups_for(self, gen_length: int) -> int:
+        return rescore_groups(self.groups, gen_length, 64)
+
+    def check_shape(self, gen_length: int, steps: int) -> None:
+        bl = gen_length if self.block_length is None else self.block_length
+        if gen_length % bl:
+            raise ValueError(f"{self.name}: gen_length={gen_length} is not a multiple of block_length={bl}; use "
+                             f"a block_length that divides it.")
+        check_groups(self.groups, gen_length, 64)
+
+    def expected_calls(self, steps: int, gen_length: int) -> float:
+        """At most: a draw and G re-scoring passes per step, and the final argmax pass."""
+        return steps * (1 + self.groups_for(gen_length)) + 1
+
+    def grid(self, steps: int) -> list[StepTimes]:
+        check_steps(steps)
+        return [StepTimes(i, 1.0, 1.0, 0.0, 0.0, self.phase) for i in range(1, steps + 1)]
+
+    def current_block(self, ctx) -> tuple[torch.Tensor, torch.Tensor]:
+        """(BoolTensor[B, L] the row's current block -- its first with a masked position --, block index)."""
+        B, L = ctx.x.shape
+        bl = ctx.gen_length if self.block_length is None else self.block_length
+        nb = ctx.gen_length // bl
+        per_block = ctx.masked[:, ctx.gen_start:].reshape(B, nb, bl).any(-1)
+        block = torch.where(per_block.any(-1), per_block.long().argmax(-1), torch.full((B,), nb, device=ctx.x.device))
+        start = ctx.gen_start + block * bl
+        p = ctx.positions[None, :]
+        return (p >= start[:, None]) & (p < start[:, None] + bl), block
