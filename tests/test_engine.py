@@ -400,11 +400,16 @@ def test_the_rate_step_promises_valid_decisions_and_keeps_them():
                               on_step=lambda u: seen.append(u))
         assert len(seen) >= 24
         ev = t.events
+        assert (ev.kind == "remask").any()
         for s, grp in ev.groupby("step"):
             before = t.state_at(int(s) - 1)
-            re = grp[grp.kind == 1]
+            re = grp[grp.kind == "remask"]
             assert (before[re["sample"].tolist(), re["position"].tolist()] != t.meta.mask_id).all()
-            un = grp[grp.kind == 0]
+            assert not t.fixed[re["sample"].tolist(), re["position"].tolist()].any()
+            un = grp[grp.kind == "unmask"]
+            was_masked = before[un["sample"].tolist(), un["position"].tolist()] == t.meta.mask_id
+            taken_back = set(zip(re["sample"], re["position"]))
+            assert all(m or (b, p) in taken_back for m, b, p in zip(was_masked.tolist(), un["sample"], un["position"]))
             assert not un.duplicated(["sample", "position"]).any()
 
 

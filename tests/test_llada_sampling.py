@@ -172,7 +172,8 @@ def race_uniforms(seed, step, gen_start, gen_length, width):
 
 
 def upstream_llada_generate(model, prompt, steps, gen_length, block_length, temperature, cfg_scale, seed=0,
-                            remasking="low_confidence"):
+                            remasking="low_confidence", logits_eos_inf=False, confidence_eos_eot_inf=False,
+                            eos=None, eot=None):
     """LLaDA generate.py (§4.1), batch 1."""
     mask, P = model.mask_id, len(prompt)
     x = torch.tensor(prompt + [mask] * gen_length)[None]
@@ -190,6 +191,9 @@ def upstream_llada_generate(model, prompt, steps, gen_length, block_length, temp
                 un_x[prompt_index] = mask
                 un = model.logits(un_x)
                 logits = un + (cfg_scale + 1) * (logits - un)
+            if logits_eos_inf:                            # L91-92
+                logits = logits.clone()
+                logits[..., eos] = -torch.inf
             noisy = logits.double().clone()
             noisy[..., mask] = -torch.inf                 # the documented change: never draw the mask
             if temperature > 0:
@@ -197,6 +201,10 @@ def upstream_llada_generate(model, prompt, steps, gen_length, block_length, temp
                 u[P:] = race_uniforms(seed, b * per_block + i + 1, P, gen_length, model.vocab_size)
                 noisy = noisy.exp() / (-torch.log(u)) ** temperature
             x0 = noisy.argmax(-1)
+            if confidence_eos_eot_inf:                    # L98: EOS in the noisy logits (too late), EoT in logits
+                noisy[..., eos] = -torch.inf
+                logits = logits.clone()
+                logits[..., eot] = -torch.inf
             x0_p = torch.softmax(logits, -1).gather(-1, x0[..., None]).squeeze(-1).double()
             if remasking == "random":
                 x0_p = torch.zeros(x.shape, dtype=torch.float64)
@@ -375,6 +383,47 @@ def test_no_eos_early_stop_and_texts_cut_at_eos(llada):
     cut = gen_ids.index(llada.eos_id)
     assert tr.texts[0] == llada.tokenizer.decode(gen_ids[:cut])
     assert tr.decode(tr.final)[0] == llada.tokenizer.decode(tr.final[0].tolist())   # the whole canvas
+
+
+class Boosted(EOSEverywhere):
+    """EOS and one more token (standing for end-of-turn) both very likely everywhere."""
+
+    def __init__(self, model, eot, eos_boost=4.0, eot_boost=4.0):
+        super().__init__(model, eos_boost)
+        self.eot, self.eot_boost = eot, eot_boost
+
+    def logits(self, z, pad=None):
+        out = super().logits(z, pad)
+        out[..., self.eot] += self.eot_boost
+        return out
+
+
+@pytest.mark.parametrize("eos_inf,eot_inf,temperature", [(True, False, 0.0), (False, True, 0.0), (True, True, 1.0)])
+def test_llada_end_of_text_switches_equal_generate_py(llada, eos_inf, eot_inf, temperature):
+    eot = 7 if llada.eos_id != 7 else 8
+    m = Boosted(llada, eot, eot_boost=8.0 if eot_inf and not eos_inf else 4.0)
+    prompt = llada.tokenizer(COUNTDOWN)["input_ids"]
+    want = upstream_llada_generate(m, prompt, 12, 24, 8, temperature, 0.0, logits_eos_inf=eos_inf,
+                                   confidence_eos_eot_inf=eot_inf, eos=llada.eos_id, eot=eot)
+    s = LLaDALowConfidence(block_length=8, temperature=temperature, logits_eos_inf=eos_inf,
+                           confidence_eos_eot_inf=eot_inf, eos_id=llada.eos_id, eot_id=eot)
+    tr = gen(m, s, 12, prompt=prompt, gen_length=24, n=1)
+    assert torch.equal(tr.final[0], want)
+    g = tr.meta["gen_start"]
+    plain = gen(m, LLaDALowConfidence(block_length=8, temperature=temperature), 12, prompt=prompt, gen_length=24, n=1)
+    if eos_inf:       # EOS is the likeliest token everywhere, and never written
+        assert llada.eos_id in plain.final[0, g:].tolist() and llada.eos_id not in tr.final[0, g:].tolist()
+    if eot_inf and not eos_inf:     # a drawn end-of-turn token has confidence 0: written last in its block
+        ev = tr.events
+        eot_probs = ev[(ev.kind == "unmask") & (ev.token_id == eot)]["prob"]
+        assert len(eot_probs) and (eot_probs == 0).all()
+
+
+def test_llada_end_of_text_ids_must_fit_the_model(llada):
+    with pytest.raises(ValueError, match="eos_id=126081 is outside this model's"):
+        gen(llada, LLaDALowConfidence(block_length=8, logits_eos_inf=True), 8, gen_length=8, n=1)
+    with pytest.raises(ValueError, match="must be True or False"):
+        LLaDALowConfidence(logits_eos_inf=1)
 
 
 # ------------------------------------------------------------------ prompts

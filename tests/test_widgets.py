@@ -518,7 +518,8 @@ def test_chat_panel_offers_every_sampler_and_refuses_bad_requests(stories):
     cp.sampler_box.value = "dream"
     assert {"alg", "alg_temp", "temperature", "top_p", "top_k"} <= {w.setting for w in cp.setting_widgets}
     cp.sampler_box.value = "llada"
-    assert {"logits_eos_inf", "confidence_eos_eot_inf"} <= {w.description for w in cp.setting_widgets}
+    switches = [w for w in cp.setting_widgets if w.description in ("logits_eos_inf", "confidence_eos_eot_inf")]
+    assert len(switches) == 2 and not any(w.disabled for w in switches)     # settings of the llada sampler
     cp.sampler_box.value = "remdm-cap"
     [eta] = [w for w in cp.setting_widgets if w.setting == "eta"]
     eta.value = 7.0

@@ -19,8 +19,11 @@ Deliberate choices where upstream has a quirk (§4.5, §4.1) -- each is tested i
   current block), so the text up to the first EOS / end-of-turn -- what ``trace.texts`` shows --
   is the same; only the compute differs: every sample here costs the full, fixed number of model
   calls (64 at the Table-3 setting), which is what Table 3's runs cost with one block.
-* LLaDA's optional ``logits_eos_inf`` / ``confidence_eos_eot_inf`` switches (off by default
-  upstream, §4.1 item 2 and quirk L98) are not offered.
+* LLaDA's optional end-of-text switches (off by default upstream) are settings of
+  :class:`LLaDALowConfidence`: ``logits_eos_inf`` (§4.1 item 2: EOS can never be drawn) and
+  ``confidence_eos_eot_inf`` with upstream's quirk L98 kept -- only the end-of-turn change reaches
+  the confidence, so a drawn end-of-turn token has confidence 0 while EOS keeps its own.  The ids
+  are LLaDA's published ones (``eos_id=126081``, ``eot_id=126348``); set them for another vocabulary.
 """
 from __future__ import annotations
 
@@ -60,12 +63,19 @@ class LLaDALowConfidence(RankedSampler):
       ones do not, so the two rankings differ on a GPU).
     * ``cfg_scale > 0``: a second forward pass with every prompt position masked;
       l = l_uncond + (cfg_scale + 1)(l_cond - l_uncond) (§4.1 item 1).  Each step then costs two calls.
+    * ``logits_eos_inf``: l[eos_id] = -inf before the draw and the confidence (§4.1 item 2);
+      ``confidence_eos_eot_inf``: after the draw, l[eot_id] = -inf for the confidence only
+      (upstream also clears EOS in the noisy logits, which no longer matters then: quirk L98).
     """
     block_length: int | None = None
     temperature: float = 0.0
     cfg_scale: float = 0.0
     remasking: str = "low_confidence"
     confidence_dtype: str = "logits"
+    logits_eos_inf: bool = False
+    confidence_eos_eot_inf: bool = False
+    eos_id: int = 126081
+    eot_id: int = 126348
     name = "llada"
 
     def validate(self):
@@ -78,6 +88,13 @@ class LLaDALowConfidence(RankedSampler):
         if self.confidence_dtype not in ("logits", "float64"):
             raise ValueError(f"confidence_dtype must be 'logits' (LLaDA generate.py) or 'float64' (the Table-3 "
                              f"baseline llada_conf_sample), got {self.confidence_dtype!r}.")
+        for k in ("logits_eos_inf", "confidence_eos_eot_inf"):
+            if not isinstance(getattr(self, k), bool):
+                raise ValueError(f"{k} must be True or False, got {getattr(self, k)!r}.")
+        for k in ("eos_id", "eot_id"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{k} must be a token id (an integer >= 0), got {v!r}.")
         _check_nucleus(self)
 
     def check_shape(self, gen_length: int, steps: int) -> None:
@@ -96,13 +113,26 @@ class LLaDALowConfidence(RankedSampler):
         n_masked = masked[:, start:end].sum(-1)
         return StepPlan(start, end, torch.div(n_masked + left - 1, left, rounding_mode="floor"))
 
+    def _token_id(self, key: str, width: int) -> int:
+        i = getattr(self, key)
+        if i >= width:
+            raise ValueError(f"{key}={i} is outside this model's {width} logits; LLaDA's ids are the defaults, "
+                             f"set {key}= to the model's own id (e.g. model.{key}).")
+        return i
+
     def draw(self, logits, mask_id, uniforms):
         u = uniforms.race(logits.shape[-1]) if self.temperature > 0 else None
+        if self.logits_eos_inf:                  # §4.1 item 2: before the draw and the confidence
+            logits = logits.clone()
+            logits[:, self._token_id("eos_id", logits.shape[-1])] = -torch.inf
         noisy = logits.to(torch.float64, copy=True)
         noisy[:, mask_id] = -torch.inf
         token = ranked.gumbel_argmax(noisy, u, self.temperature)
         if self.remasking == "random":
             return token, uniforms.one(rng.RANK)
+        if self.confidence_eos_eot_inf:          # quirk L98: only the end-of-turn change reaches p
+            logits = logits.clone()
+            logits[:, self._token_id("eot_id", logits.shape[-1])] = -torch.inf
         p = torch.softmax(logits if self.confidence_dtype == "logits" else logits.double(), dim=-1)
         return token, p.gather(-1, token[:, None]).squeeze(-1).double()
 
