@@ -87,7 +87,16 @@ def worker(spec: dict) -> dict:
                 fn()
             times.append(time.perf_counter() - t)
         out[name] = times
+    out["ops_per_step"] = tensor_ops(lambda: run(True)) / (spec["steps"] + 1)
     return out
+
+
+def tensor_ops(fn) -> int:
+    """How many tensor operations (top-level aten calls, torch.profiler) one call of ``fn`` makes."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(1 for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::"))
 
 
 def against(rev: str, steps: int, batch: int, length: int, repeats: int, rounds: int = 4,
@@ -109,7 +118,8 @@ def against(rev: str, steps: int, batch: int, length: int, repeats: int, rounds:
                   f"(min {1e3 * m['traced', 'min'] / steps:.3f}), {1e3 * m['untraced', 'median'] / steps:.3f} "
                   f"untraced (min {1e3 * m['untraced', 'min'] / steps:.3f}); bare model calls "
                   f"{1e3 * m['bare', 'median'] / steps:.3f} (T={steps}, B={batch}, L={length}, model calls "
-                  f"{res[k][0]['model_calls']}, {rounds} x {repeats} runs per tree)", flush=True)
+                  f"{res[k][0]['model_calls']}, {rounds} x {repeats} runs per tree); "
+                  f"{res[k][0]['ops_per_step']:.0f} tensor ops per step (recorded run, final pass included)", flush=True)
         # whole generate time: on the stub a model call costs microseconds, so this is the engine's own
         # time; on the DiT the fast path beats a bare full-logits call, so "generate - bare" would be < 0
         for m in ("traced", "untraced"):

@@ -95,27 +95,29 @@ def draw_tokens(logits: torch.Tensor, mask_id: int, nucleus_p: float, u: torch.T
         w = nucleus_weights(p, nucleus_p)
         total = w.sum(-1, dtype=torch.float64)
     prob = w.gather(-1, token[:, None]).squeeze(-1).double() / total
-    cp, ci = top_candidates(p, topk)
+    cp, ci = top_candidates(p, topk, scratch=True)     # p is ours and used up: no copy for the search
     return token, prob, ci, cp
 
 
-def top_candidates(p: torch.Tensor, topk: int) -> tuple[torch.Tensor, torch.Tensor]:
+def top_candidates(p: torch.Tensor, topk: int, scratch: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(probs, ids) of the ``topk`` most probable entries of each row ``p[N, V]``, largest first
     (empty when ``topk`` is 0).
 
     On the CPU, for the few candidates a trace records, ``k`` passes of numpy's argmax (each
     masking the entry it found) replace ``torch.topk``, which is about three times slower there
     (measured at V = 1000 to 50257); the same values, ties taken lowest index first.
+    ``scratch=True``: ``p`` may be overwritten (the caller no longer needs it).
     """
     if not topk:
         return p.new_zeros((p.shape[0], 0)), torch.zeros((p.shape[0], 0), dtype=torch.long, device=p.device)
     k = min(topk, p.shape[-1])
     if p.device.type != "cpu" or k > 4 or p.dim() != 2 or p.dtype not in (torch.float32, torch.float64):
         return torch.topk(p, k, dim=-1)
-    a = p.detach().numpy().copy()
+    a = p.detach().numpy() if scratch else p.detach().numpy().copy()
     rows, ids = np.arange(a.shape[0]), np.empty((a.shape[0], k), np.int64)
+    vals = np.empty((a.shape[0], k), a.dtype)
     for j in range(k):
         ids[:, j] = i = a.argmax(-1)
+        vals[:, j] = a[rows, i]
         a[rows, i] = -np.inf
-    ids_t = torch.from_numpy(ids)
-    return p.gather(-1, ids_t), ids_t
+    return torch.from_numpy(vals), torch.from_numpy(ids)
