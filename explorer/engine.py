@@ -403,6 +403,7 @@ class _Context:
     # --- the model ----------------------------------------------------------------------------------
     def draw(self, b: torch.Tensor, pos: torch.Tensor, fn, remasked: torch.Tensor | None = None) -> list:
         """``fn(logits, rows)`` at rows ``(b, pos)`` a chunk at a time; the outputs concatenated.
+        The logits are ``fn``'s own (a new tensor per call): it may overwrite them.
 
         Every draw is per row, so chunking never changes a sample.  Each row's sample is charged
         one evaluation (its ``nfe``, the paper's NFE): a draw always changes its state (§1.7).

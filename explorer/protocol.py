@@ -11,7 +11,8 @@ Optional, for the fast exact path (issue "compute only what a step can change"):
 
 * ``body(z) -> FloatTensor[B, L, D]`` -- everything but the output head,
 * ``head(h: FloatTensor[N, D]) -> FloatTensor[N, V]`` -- the output head on selected rows.
-  ``head(body(z)[b, l])`` must equal ``logits(z)[b, l]``.
+  ``head(body(z)[b, l])`` must equal ``logits(z)[b, l]``, in a new tensor (the engine may
+  overwrite what ``head`` returns).
 
 Optional metadata:
 

@@ -197,7 +197,7 @@ class Sampler:
         if b.numel():
             u = ctx.uniforms_at(rng.TOKEN, b, pos)
             tok, prob, ci, cp = ctx.draw(b, pos, lambda logits, rows: draw_tokens(
-                logits, ctx.mask_id, self.nucleus_p, u[rows], ctx.topk))
+                logits, ctx.mask_id, self.nucleus_p, u[rows], ctx.topk, scratch=True))
             write = Write(b, pos, tok, prob, _at(unmask_p, b, pos), _at(remask_p, b, pos), POSTERIOR, ci, cp)
         return Decision(remask=remask, remask_p=remask_p, remask_sigma=remask_p, remask_reason=POSTERIOR,
                         write=write, sigma=r.sigma, valid_by_construction=True)

@@ -12,13 +12,20 @@ def _index(i: int, device: torch.device) -> torch.Tensor:
     return torch.tensor([i], device=device)
 
 
-def subs_probs(logits: torch.Tensor, mask_id: int, temperature: float = 1.0) -> torch.Tensor:
+def subs_probs(logits: torch.Tensor, mask_id: int, temperature: float = 1.0, scratch: bool = False) -> torch.Tensor:
     """p(x0) at masked positions: softmax of the logits with the mask class forced to zero (SUBS).
 
     Carry-over (the one-hot at unmasked positions) is applied by the engine, which only ever
     draws tokens at masked positions.  Computed in float32; ``temperature=0`` gives a one-hot argmax.
+    ``scratch=True``: the caller no longer needs ``logits``, so the mask class is cleared in place.
     """
-    logits = (logits if logits.dtype == torch.float32 else logits.float()).index_fill(-1, _index(mask_id, logits.device), -torch.inf)   # a copy
+    index = _index(mask_id, logits.device)
+    if logits.dtype != torch.float32:
+        logits = logits.float().index_fill_(-1, index, -torch.inf)      # a float32 copy, ours
+    elif scratch:
+        logits = logits.index_fill_(-1, index, -torch.inf)
+    else:
+        logits = logits.index_fill(-1, index, -torch.inf)               # a copy
     if temperature == 0:
         out = torch.zeros_like(logits)
         return out.scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
@@ -81,14 +88,15 @@ def _inverse_cdf(p: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def draw_tokens(logits: torch.Tensor, mask_id: int, nucleus_p: float, u: torch.Tensor, topk: int,
-                temperature: float = 1.0):
+                temperature: float = 1.0, scratch: bool = False):
     """Draw a token per row: SUBS, nucleus, float64 inverse CDF.  Returns (token, its prob, top-k ids,
     top-k probs).
 
     The prob returned (recorded, and ReMDM-conf's psi) is the post-nucleus p(x0), as upstream; with a
     temperature the draw uses p^(1/T) but the prob is still read from the untempered p(x0).
+    ``scratch=True``: the logits are the caller's to lose (as those ``ctx.draw`` hands out).
     """
-    p = subs_probs(logits, mask_id)
+    p = subs_probs(logits, mask_id, scratch=scratch and temperature == 1.0)
     w = nucleus_weights(p if temperature == 1.0 else subs_probs(logits, mask_id, temperature), nucleus_p)
     token, total = _inverse_cdf(w, u)      # the inverse CDF needs no normalisation
     if temperature != 1.0:
