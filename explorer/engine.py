@@ -328,7 +328,7 @@ class _Context:
         self._rescored = None      # (state, ask, groups, scores) of the last rescore
         self.memory: dict = {}     # the sampler's scratch across the steps of this batch (see samplers.step)
         self.st, self.masked = None, None
-        self._masked_after = None  # x == mask_id after the last applied step (the engine's; saves a pass)
+        self._masked_after = None  # x == mask_id after the last applied step (see end_step)
 
     # --- per step ---------------------------------------------------------------------------------
     def begin(self, st: StepTimes) -> None:
@@ -340,6 +340,12 @@ class _Context:
             self.prepare([st.step])
         self._row = self._order[st.step]
         self._decoded = None
+
+    def end_step(self) -> torch.Tensor:
+        """After the engine applied a step: the positions still masked, kept for the next
+        :meth:`begin` (the state changes only through the engine); returns their count."""
+        self._masked_after = self.x == self.mask_id
+        return self._masked_after.sum()
 
     @property
     def step(self) -> StepTimes:
@@ -572,8 +578,7 @@ def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], ctx: _Context, re
             row = step_rows[st.step] = _new_row(st.step, st.t, st.s, st.alpha_t, st.alpha_s, d.sigma,
                                                 d.phase or st.phase)
         row["model_called"] |= px0.called
-        ctx._masked_after = ctx.x == mask_id
-        row["n_masked"].append(ctx._masked_after.sum())
+        row["n_masked"].append(ctx.end_step())
         row["n_unmasked"] += n_un
         row["n_remasked"].append(n_re)
         row["seconds"] += time.perf_counter() - t0

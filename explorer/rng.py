@@ -44,13 +44,11 @@ def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
 
 def mix64_tensor(z: torch.Tensor) -> torch.Tensor:
     """SplitMix64 finaliser on an int64 tensor, bit-identical to :func:`mix64`."""
-    z = (z ^ _shr(z, 30)) * _signed(_C1)
-    z = (z ^ _shr(z, 27)) * _signed(_C2)
-    return z ^ _shr(z, 31)
+    return _mix64_(z.clone())
 
 
 def _mix64_(z: torch.Tensor) -> torch.Tensor:
-    """:func:`mix64_tensor` in place on a tensor the caller owns (the same integers, fewer buffers)."""
+    """:func:`mix64_tensor` in place on a tensor the caller owns (fewer buffers)."""
     z ^= _shr(z, 30)
     z *= _signed(_C1)
     z ^= _shr(z, 27)
@@ -75,10 +73,7 @@ def uniforms(seed: int, samples: torch.Tensor | list[int], step: int, purpose: i
     """
     device = positions.device if device is None else device
     keys = stream_keys(seed, samples, step, purpose, device=device)
-    pos = positions.to(device=device, dtype=torch.int64)
-    z = keys[:, None] + (pos[None, :] + 1) * _signed(_GOLDEN)
-    z = mix64_tensor(z)
-    return (_shr(z, 11).to(torch.float64) + 0.5) * (2.0 ** -53)
+    return uniforms_from(keys[:, None], counter_term(positions.to(device))[None, :])
 
 
 def sample_prefix(seed: int, sample: int) -> int:
@@ -103,8 +98,8 @@ def counter_term(counters: torch.Tensor) -> torch.Tensor:
 
 
 def uniforms_from(keys: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
-    """Float64 uniforms of ``keys + term`` (broadcast), bit-identical to :func:`uniforms` /
-    :func:`uniforms_at` for the same stream keys and counters (``term = counter_term(counters)``)."""
+    """Float64 uniforms of ``keys + term`` (broadcast): the top 53 bits of the mixed sum, k, as
+    (k + 0.5) / 2**53 (``term = counter_term(counters)``; every uniform of the package is made here)."""
     z = _mix64_(keys + term)
     z >>= 11                       # arithmetic shift; the mask below makes it logical
     z &= (1 << 53) - 1
@@ -125,5 +120,4 @@ def uniforms_at(seed: int, samples, step: int, purpose: int, row: torch.Tensor,
     """One uniform per selected ``(samples[row[i]], position[i])``, equal to the matching entry of
     :func:`uniforms`; ``row`` indexes the list ``samples`` of global sample indices."""
     keys = stream_keys(seed, samples, step, purpose, device=position.device)[row]
-    z = mix64_tensor(keys + (position.to(torch.int64) + 1) * _signed(_GOLDEN))
-    return (_shr(z, 11).to(torch.float64) + 0.5) * (2.0 ** -53)
+    return uniforms_from(keys, counter_term(position))

@@ -130,6 +130,23 @@ def test_inverse_cdf_draws_match_weights():
         assert z_ok(freq[k].item(), w[k].item(), 40000)
 
 
+def test_uniforms_are_the_documented_function_of_their_coordinates():
+    """Each uniform is (k + 0.5) / 2**53 with k the top 53 bits of mix64(key + (position + 1) * golden),
+    computed here with Python integers only; the engine's grid of keys equals the per-stream keys."""
+    seed, samples, step, positions = 5, [0, 3, 9], 11, [0, 1, 7, 127, 1000]
+    u = rng.uniforms(seed, samples, step, rng.REMASK, torch.tensor(positions))
+    for i, s in enumerate(samples):
+        key = rng.stream_key(seed, s, step, rng.REMASK)
+        for j, pos in enumerate(positions):
+            k = rng.mix64((key + (pos + 1) * rng._GOLDEN) & rng._MASK64) >> 11
+            assert u[i, j].item() == (k + 0.5) / 2 ** 53
+    prefixes = [rng.sample_prefix(seed, s) for s in samples]
+    grid = rng.step_keys(prefixes, [1, step, 10 ** 6])
+    for i, st in enumerate([1, step, 10 ** 6]):
+        for p in rng.PURPOSES:
+            assert torch.equal(grid[i, p - 1], rng.stream_keys(seed, samples, st, p))
+
+
 def test_rng_matches_reference_mixer_and_is_uniform():
     vals = [0, 1, 2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1, 123456789123456789]
     t = torch.tensor([rng._signed(v) for v in vals])

@@ -57,8 +57,8 @@ def nucleus_weights(p: torch.Tensor, top_p: float) -> torch.Tensor:
             break                            # every row's kept prefix ends inside the first k
         k = min(V, 4 * k)
     cut = sorted_p.gather(-1, kept - 1)      # the smallest kept probability of each row
-    tie = p == cut
-    keep = (p > cut) | (tie & (tie.cumsum(-1) <= kept - (p > cut).sum(-1, keepdim=True)))
+    above, tie = p > cut, p == cut           # all above the cut, then the first ties up to the count
+    keep = above | (tie & (tie.cumsum(-1) <= kept - above.sum(-1, keepdim=True)))
     return torch.where(keep, p, torch.zeros_like(p))
 
 

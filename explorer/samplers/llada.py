@@ -36,6 +36,7 @@ from .. import rng
 from . import ranked
 from .base import StepTimes, _check_unit, linear_grid
 from .ranked import RankedSampler, StepPlan
+from .settings import check_positive_int
 
 
 def _check_nucleus(sampler) -> None:
@@ -91,10 +92,8 @@ class LLaDALowConfidence(RankedSampler):
         for k in ("logits_eos_inf", "confidence_eos_eot_inf"):
             if not isinstance(getattr(self, k), bool):
                 raise ValueError(f"{k} must be True or False, got {getattr(self, k)!r}.")
-        for k in ("eos_id", "eot_id"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{k} must be a token id (an integer >= 0), got {v!r}.")
+        check_positive_int("eos_id", self.eos_id, allow_zero=True)
+        check_positive_int("eot_id", self.eot_id, allow_zero=True)
         _check_nucleus(self)
 
     def check_shape(self, gen_length: int, steps: int) -> None:
