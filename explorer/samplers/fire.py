@@ -39,7 +39,7 @@ from .base import _check_unit
 from .draft import DraftThenCorrect
 from .categorical import draw_tokens, subs_probs
 from .ranked import top_n
-from .settings import check_open_unit, check_positive_int, check_temperature
+from .settings import check_open_units, check_positive_int, check_temperature
 from .step import RESCORE, Decision, Write
 
 
@@ -59,9 +59,8 @@ class FiRe(DraftThenCorrect):
     def validate(self):
         super().validate()
         check_positive_int("lock_after", self.lock_after)
-        for name in ("start_ratio", "end_ratio"):
-            check_open_unit(name, getattr(self, name), "it is the share of unlocked tokens masked in a round "
-                            "(the paper anneals 0.8 -> 0.4).")
+        check_open_units(self, ("start_ratio", "end_ratio"), "it is the share of unlocked tokens masked in a "
+                         "round (the paper anneals 0.8 -> 0.4).")
         _check_unit("update_rate", self.update_rate, low_open=True)
         check_temperature(self.temperature)
 

@@ -27,6 +27,13 @@ def check_open_unit(name: str, v, why: str) -> None:
         raise ValueError(f"{name}={v} must be in (0, 1): {why}")
 
 
+def check_open_units(settings, names: tuple[str, ...], why: str) -> None:
+    """:func:`check_open_unit` for each of the named attributes of ``settings`` (a sampler), which
+    ``why`` explains together (a pair of thresholds, the ends of an anneal)."""
+    for name in names:
+        check_open_unit(name, getattr(settings, name), why)
+
+
 def check_temperature(temperature) -> None:
     """A sampling temperature: a number >= 0 (0 is the argmax)."""
     _check_unit("temperature", temperature, high=math.inf)

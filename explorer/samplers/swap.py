@@ -39,7 +39,7 @@ from .. import rng
 from .blocks import FixedBlocks
 from .categorical import draw_tokens
 from .ranked import top_n
-from .settings import check_open_unit
+from .settings import check_open_units
 from .step import CONFIDENCE, Decision, Write
 
 
@@ -48,16 +48,13 @@ class TokenSwap(FixedBlocks):
     """Commit by confidence, swap confident disagreements (module docstring)."""
     threshold: float = 0.95
     editing_threshold: float = 0.9
-    block_length: int | None = None
-    temperature: float = 1.0
     name = "llada21-swap"
     remasks = True
     phase = "swap"
 
     def validate(self):
-        for name in ("threshold", "editing_threshold"):
-            check_open_unit(name, getattr(self, name), "diffusers uses threshold=0.95 (commit above it) and "
-                            "LLaDA 2.1 editing_threshold=0.9 (swap above it).")
+        check_open_units(self, ("threshold", "editing_threshold"), "diffusers uses threshold=0.95 (commit above "
+                         "it) and LLaDA 2.1 editing_threshold=0.9 (swap above it).")
         super().validate()
 
     def step(self, ctx) -> Decision:

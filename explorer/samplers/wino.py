@@ -44,7 +44,7 @@ from .. import rng
 from .blocks import AdaptiveBlocks
 from .categorical import draw_tokens
 from .ranked import top_n
-from .settings import check_open_unit, check_positive_int
+from .settings import check_open_units, check_positive_int
 from .step import CONFIDENCE, RESCORE, Decision, Write
 
 FIRST_LAST_ACCEPT = 30     # upstream's A_prev at the start of a block
@@ -56,17 +56,13 @@ class WINO(AdaptiveBlocks):
     threshold: float = 0.6
     threshold_back: float = 0.9
     max_accept: int = 20
-    block_length: int | None = None
-    groups: int | None = None
-    temperature: float = 1.0
     name = "wino"
     remasks = True
     phase = "wino"
 
     def validate(self):
-        for name in ("threshold", "threshold_back"):
-            check_open_unit(name, getattr(self, name), "the paper uses threshold=0.6 (accept a draft token above "
-                            "it) and threshold_back=0.9 (keep a decoded token above it).")
+        check_open_units(self, ("threshold", "threshold_back"), "the paper uses threshold=0.6 (accept a draft "
+                         "token above it) and threshold_back=0.9 (keep a decoded token above it).")
         check_positive_int("max_accept", self.max_accept)
         super().validate()
 
