@@ -7,13 +7,16 @@
   position, ``steps=T`` caps the iterations (a full row calls nothing), and decoded tokens are
   judged by ``ctx.rescore`` in ``groups`` groups.
 
-Neither declares a dataclass field: a subclass is a dataclass that declares the settings
-``block_length`` and ``temperature`` (and ``groups`` for :class:`AdaptiveBlocks`) among its own,
-so its settings keep their order (positional arguments, ``.config``).  It names the phase of its
-steps in ``phase`` and calls ``super().validate()`` after checking its own settings.
+Both take their blocks and their draws from the settings of :class:`Blocks`, ``block_length``
+(None: one block) and ``temperature`` (1: draw from p_theta; 0: the argmax), and
+:class:`AdaptiveBlocks` adds ``groups``; these are declared and checked here, once, as
+keyword-only fields, so a subclass's own settings keep their positions.  A subclass is a dataclass
+that declares only its own settings, names the phase of its steps in ``phase`` and calls
+``super().validate()`` after checking its own settings.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -23,13 +26,20 @@ from .base import Sampler, StepTimes, check_steps, linear_grid
 from .settings import check_groups, check_positive_int, check_temperature, rescore_groups
 
 
-class FixedBlocks(Sampler):
-    """LLaDA's block schedule: the settings ``block_length`` (None: one block) and ``temperature``."""
+@dataclass
+class Blocks(Sampler):
+    """The settings every block sampler has: the block length and the temperature of its draws."""
+    block_length: int | None = field(default=None, kw_only=True)
+    temperature: float = field(default=1.0, kw_only=True)
     phase: ClassVar[str]
 
     def validate(self):
         ranked.check_block_length(self.block_length)
         check_temperature(self.temperature)
+
+
+class FixedBlocks(Blocks):
+    """LLaDA's block schedule: T / blocks steps per block, on the linear grid."""
 
     def check_shape(self, gen_length: int, steps: int) -> None:
         ranked.check_blocks(self.name, self.block_length, gen_length, steps)
@@ -46,15 +56,14 @@ class FixedBlocks(Sampler):
         return start, end, i, s
 
 
-class AdaptiveBlocks(Sampler):
-    """Blocks taken as they fill, with re-scoring: the settings ``block_length`` (None: one block),
-    ``groups`` (None: gen_length / 64, at least 1) and ``temperature``."""
-    phase: ClassVar[str]
+@dataclass
+class AdaptiveBlocks(Blocks):
+    """Blocks taken as they fill, with re-scoring in ``groups`` groups (None: gen_length / 64, at least 1)."""
+    groups: int | None = field(default=None, kw_only=True)
 
     def validate(self):
         check_positive_int("groups", self.groups, allow_none=True)
-        ranked.check_block_length(self.block_length)
-        check_temperature(self.temperature)
+        super().validate()
 
     def groups_for(self, gen_length: int) -> int:
         return rescore_groups(self.groups, gen_length, 64)

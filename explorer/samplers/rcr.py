@@ -45,8 +45,6 @@ from .step import CONFIDENCE, Decision, Write
 @dataclass
 class RCR(FixedBlocks):
     """Running confidence remasking (module docstring)."""
-    block_length: int | None = None
-    temperature: float = 1.0
     name = "rcr"
     remasks = True
     phase = "rcr"

@@ -52,9 +52,6 @@ from .step import CONFIDENCE, RESCORE, Decision, Write
 class Saber(AdaptiveBlocks):
     """Adaptive acceleration + backtracking (module docstring)."""
     n: int = 2
-    block_length: int | None = None
-    groups: int | None = None
-    temperature: float = 1.0
     name = "saber"
     remasks = True
     phase = "saber"
