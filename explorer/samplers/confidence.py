@@ -18,14 +18,15 @@ That measures what the model knows when it decodes one token at a time.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from .. import rng
-from .base import Rates, Sampler, SamplerState, StepTimes, _check_unit, linear_grid
+from .base import Sampler, StepTimes, linear_grid
 from .categorical import draw_tokens
+from .ranked import check_block_length
+from .settings import check_temperature
 from .step import CONFIDENCE, Decision, Write
 
 
@@ -40,10 +41,8 @@ class ConfidenceOrdered(Sampler):
         if self.order not in ("confidence", "random"):
             raise ValueError(f"order must be 'confidence' (commit the most probable draws) or 'random' "
                              f"(commit uniformly chosen positions), got {self.order!r}.")
-        if self.block_length is not None and (isinstance(self.block_length, bool) or
-                                              not isinstance(self.block_length, int) or self.block_length < 1):
-            raise ValueError(f"block_length must be a positive integer or None, got {self.block_length!r}.")
-        _check_unit("temperature", self.temperature, high=math.inf)
+        check_block_length(self.block_length)
+        check_temperature(self.temperature)
 
     def check_shape(self, seq_len: int, steps: int) -> None:
         blocks = self.num_blocks(seq_len)

@@ -38,6 +38,7 @@ from .. import rng
 from .base import StepTimes, _check_unit
 from .categorical import sample_rows
 from .ranked import RankedSampler, StepPlan, top_n
+from .settings import check_positive_int, check_temperature
 
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 
@@ -73,12 +74,10 @@ class DreamSampler(RankedSampler):
         if self.alg not in ALGS:
             raise ValueError(f"unknown Dream alg {self.alg!r}; choose one of {', '.join(ALGS)} "
                              "(Dream's README uses 'entropy').")
-        _check_unit("temperature", self.temperature, high=math.inf)
+        check_temperature(self.temperature)
         if self.top_p is not None:
             _check_unit("top_p", self.top_p, low_open=True)
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
-                                       or self.top_k < 1):
-            raise ValueError(f"top_k must be a positive integer or None, got {self.top_k!r}.")
+        check_positive_int("top_k", self.top_k, allow_none=True)
         if self.alg_temp is not None:
             if isinstance(self.alg_temp, bool) or not isinstance(self.alg_temp, (int, float)) \
                     or math.isnan(self.alg_temp) or self.alg_temp < 0:

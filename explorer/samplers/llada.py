@@ -36,7 +36,7 @@ from .. import rng
 from . import ranked
 from .base import StepTimes, _check_unit, linear_grid
 from .ranked import RankedSampler, StepPlan
-from .settings import check_positive_int
+from .settings import check_positive_int, check_temperature
 
 
 def _check_nucleus(sampler) -> None:
@@ -81,7 +81,7 @@ class LLaDALowConfidence(RankedSampler):
 
     def validate(self):
         ranked.check_block_length(self.block_length)
-        _check_unit("temperature", self.temperature, high=math.inf)
+        check_temperature(self.temperature)
         _check_unit("cfg_scale", self.cfg_scale, high=math.inf)
         if self.remasking not in ("low_confidence", "random"):
             raise ValueError(f"remasking must be 'low_confidence' (decode the most confident draws) or 'random' "
