@@ -500,6 +500,21 @@ def test_unimplemented_settings_are_refused_by_name():
         DreamConfig.from_dict({"use_sliding_window": True})
 
 
+def test_mask_token_id_must_be_a_row_of_the_logits():
+    """PublishedConfig.validate checks each family against its own count of output rows: LLaDA's
+    embedding_size (wider than its vocab_size), Dream's vocab_size; the model's vocab_size is that count."""
+    with pytest.raises(ValueError, match=r"mask_token_id=126464 is outside the 126464 output rows \(embedding_size\)"):
+        LLaDAConfig(mask_token_id=126464).validate()
+    LLaDAConfig(vocab_size=100, embedding_size=126464).validate()    # a mask past vocab_size is a row
+    with pytest.raises(ValueError, match=r"mask_token_id=152064 is outside the 152064 output rows \(vocab_size\)"):
+        DreamConfig(mask_token_id=152064).validate()
+    with pytest.raises(ValueError, match="mask_token_id=-1"):
+        DreamConfig.from_dict({"mask_token_id": -1})
+    with torch.device("meta"):
+        assert LLaDAModelLM(LLaDAConfig(vocab_size=126000)).vocab_size == 126464
+        assert DreamModel(DreamConfig()).vocab_size == 152064
+
+
 def test_canvas_longer_than_max_length_is_refused(dream_dir):
     den = load_model(dream_dir)
     with pytest.raises(ValueError, match="longer than dream's maximum of 2048"):

@@ -229,6 +229,11 @@ class PublishedModel(nn.Module):
         super().__init__()
         self.config = config.validate()
 
+    @property
+    def vocab_size(self) -> int:
+        """Width of the logits: the config's ``OUTPUT_ROWS`` (LLaDA's embedding_size, Dream's vocab_size)."""
+        return self.config.output_rows
+
     def forward(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, L, V]; position i's row is the distribution of token i."""
         return self.head(self.body(ids, pad))

@@ -75,6 +75,7 @@ class DreamConfig(PublishedConfig):
     ARCHITECTURE = ARCHITECTURE
     FAMILY = "Dream"
     WIDTH, HEADS = "hidden_size", "num_attention_heads"
+    OUTPUT_ROWS = "vocab_size"
 
     @property
     def kv_groups(self) -> int:
@@ -90,8 +91,6 @@ class DreamConfig(PublishedConfig):
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(f"num_attention_heads={self.num_attention_heads} must be a multiple of "
                              f"num_key_value_heads={self.num_key_value_heads}.")
-        if not 0 <= self.mask_token_id < self.vocab_size:
-            raise ValueError(f"mask_token_id={self.mask_token_id} is outside the vocabulary [0, {self.vocab_size}).")
         return self
 
 
@@ -179,10 +178,6 @@ class DreamModel(PublishedModel):
         super().__init__(config)
         self.model = DreamBaseModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.config.vocab_size)
 
     def body(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """[B, L, D] after the final norm, already shifted: row i is the network's output at i-1."""

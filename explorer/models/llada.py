@@ -81,6 +81,7 @@ class LLaDAConfig(PublishedConfig):
     ARCHITECTURE = ARCHITECTURE
     FAMILY = "LLaDA"
     WIDTH, HEADS = "d_model", "n_heads"
+    OUTPUT_ROWS = "embedding_size"
 
     @property
     def max_length(self) -> int:
@@ -94,8 +95,6 @@ class LLaDAConfig(PublishedConfig):
                                       "plain multi-head attention (§1.1); grouped KV is not implemented for it.")
         if self.embedding_size < self.vocab_size:
             raise ValueError(f"embedding_size={self.embedding_size} is smaller than vocab_size={self.vocab_size}.")
-        if not 0 <= self.mask_token_id < self.embedding_size:
-            raise ValueError(f"mask_token_id={self.mask_token_id} is outside the {self.embedding_size} output rows.")
         return self
 
 
@@ -152,11 +151,6 @@ class LLaDAModelLM(PublishedModel):
     def __init__(self, config: LLaDAConfig):
         super().__init__(config)
         self.model = LLaDAModel(config)
-
-    @property
-    def vocab_size(self) -> int:
-        """Width of the logits (embedding_size rows of ff_out)."""
-        return int(self.config.embedding_size)
 
     def body(self, ids: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """[B, L, D] after ln_f: everything but the LM head. ``pad`` is True at left padding."""
