@@ -7,6 +7,7 @@ partner masked every token has 1 / (V - 1).  So every re-scored probability is k
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -296,12 +297,29 @@ def test_remaskable_is_honoured(sampler, steps, model):
     (FiRe, {"lock_after": 0}, "lock_after must be an integer"),
     (FiRe, {"rounds": -1}, "rounds must be an integer"),
     (Saber, {"n": 0}, "n must be an integer"),
+    (Saber, {"groups": 0}, "groups must be an integer"),
+    (Saber, {"block_length": True}, "block_length must be a positive integer"),
+    (WINO, {"temperature": float("nan")}, "temperature must be a number"),
     (TokenSwap, {"editing_threshold": 1.5}, "editing_threshold"),
     (TokenSwap, {"threshold": 0.0}, "threshold"),
+    (TokenSwap, {"block_length": 0}, "block_length must be a positive integer"),
 ])
 def test_bad_settings_name_the_fix(cls, kw, match):
     with pytest.raises(ValueError, match=match):
         cls(**kw)
+
+
+@pytest.mark.parametrize("cls", [RCR, TokenSwap, WINO, Saber])
+def test_block_samplers_share_their_block_settings(cls):
+    """block_length and temperature (and groups for WINO / Saber) come from samplers.blocks: the same
+    defaults for every block sampler, set by keyword only, so a strategy's own settings keep their places."""
+    s = cls()
+    assert (s.block_length, s.temperature, getattr(s, "groups", None)) == (None, 1.0, None)
+    own = cls(block_length=8, temperature=0.5)
+    assert (own.config["block_length"], own.config["temperature"]) == (8, 0.5)
+    assert from_config(own.config).config == own.config
+    with pytest.raises(TypeError):
+        cls(*[getattr(s, f.name) for f in dataclasses.fields(s) if not f.kw_only], 8)
 
 
 def test_shape_errors_before_any_work():
