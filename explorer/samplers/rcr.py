@@ -35,9 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import rng
 from .blocks import FixedBlocks
-from .categorical import draw_tokens
 from .ranked import top_n
 from .step import CONFIDENCE, Decision, Write
 
@@ -67,9 +65,7 @@ class RCR(FixedBlocks):
         b, pos = masked.nonzero(as_tuple=True)
         write = None
         if b.numel():
-            u = ctx.uniforms_at(rng.TOKEN, b, pos)
-            tok, conf, ci, cp = ctx.draw(b, pos, lambda logits, r: draw_tokens(
-                logits, ctx.mask_id, self.nucleus_p, u[r], ctx.topk, temperature=self.temperature))
+            tok, conf, ci, cp = self.draw_at(ctx, b, pos)
             score[b, pos] = conf.double()
             write = Write(b, pos, tok, conf, 1.0, 0.0, CONFIDENCE, ci, cp)
         to_mask = top_n(score, masked | decoded, stay_masked, largest=False)

@@ -40,9 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import rng
 from .blocks import AdaptiveBlocks
-from .categorical import draw_tokens
 from .ranked import top_n
 from .settings import check_positive_int
 from .step import CONFIDENCE, RESCORE, Decision, Write
@@ -72,9 +70,7 @@ class Saber(AdaptiveBlocks):
         cached = torch.where(so_far, ctx.token_prob.double(), math.nan)
         tau = torch.where(so_far.any(-1), cached.nanmean(-1), 1.0)
 
-        u = ctx.uniforms_at(rng.TOKEN, b, pos)
-        tok, conf, ci, cp = ctx.draw(b, pos, lambda logits, r: draw_tokens(
-            logits, ctx.mask_id, self.nucleus_p, u[r], ctx.topk, temperature=self.temperature))
+        tok, conf, ci, cp = self.draw_at(ctx, b, pos)
         score = torch.full(ctx.x.shape, -math.inf, dtype=torch.float64, device=ctx.x.device)
         score[b, pos] = conf.double()
         above = ((score > tau[:, None]) & masked).sum(-1)

@@ -35,9 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import rng
 from .blocks import FixedBlocks
-from .categorical import draw_tokens
 from .ranked import top_n
 from .settings import check_open_units
 from .step import CONFIDENCE, Decision, Write
@@ -70,9 +68,7 @@ class TokenSwap(FixedBlocks):
         b, pos = (masked | decoded).nonzero(as_tuple=True)
         if not b.numel():
             return Decision(phase="swap")
-        u = ctx.uniforms_at(rng.TOKEN, b, pos)
-        tok, conf, ci, cp = ctx.draw(b, pos, lambda logits, r: draw_tokens(
-            logits, ctx.mask_id, self.nucleus_p, u[r], ctx.topk, temperature=self.temperature))
+        tok, conf, ci, cp = self.draw_at(ctx, b, pos)
         score = torch.full(ctx.x.shape, -math.inf, dtype=torch.float64, device=ctx.x.device)
         score[b, pos] = conf.double()
         drawn = ctx.x.clone()
