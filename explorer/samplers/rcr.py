@@ -52,10 +52,7 @@ class RCR(FixedBlocks):
         window = (ctx.positions >= start) & (ctx.positions < end)
         free = window & ~ctx.fixed
         masked = ctx.masked & window
-        decoded = ~ctx.masked & free
-        allowed = self.remaskable_mask(ctx)
-        if allowed is not None:
-            decoded &= allowed
+        decoded = self.remaskable_in(ctx, window)
         M = free.sum(-1)
         ratio = torch.linspace(0, 1, s + 1, dtype=torch.float32)[i + 1].item()   # upstream: float32
         stay_masked = M - (ratio * M.float()).round().long()

@@ -64,7 +64,6 @@ class Saber(AdaptiveBlocks):
         b, pos = masked.nonzero(as_tuple=True)
         if not b.numel():
             return Decision(phase="saber")
-        decoded = ~ctx.masked & ~ctx.fixed & window
         upto = window.flip(-1).cumsum(-1).flip(-1) > 0          # the current block and those before it
         so_far = ~ctx.masked & ~ctx.fixed & (ctx.positions >= ctx.gen_start) & upto
         cached = torch.where(so_far, ctx.token_prob.double(), math.nan)
@@ -79,8 +78,7 @@ class Saber(AdaptiveBlocks):
         write = Write(b, pos, tok, conf, 1.0, 0.0, CONFIDENCE, ci, cp).keep(take[b, pos])
 
         # backtracking: the k decoded tokens whose re-scored confidence dropped most since last step
-        allowed = self.remaskable_mask(ctx)
-        judged = decoded if allowed is None else decoded & allowed
+        judged = self.remaskable_in(ctx, window)
         k = torch.maximum(torch.full_like(n_take, self.n // 2), (n_take + 7) // 8).minimum(n_take - 1).clamp(min=0)
         remask, v = None, None
         mem = ctx.memory

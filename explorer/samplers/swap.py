@@ -61,10 +61,7 @@ class TokenSwap(FixedBlocks):
         n_i = bl // s + (1 if i < bl % s else 0)
         window = (ctx.positions >= start) & (ctx.positions < end)
         masked = ctx.masked & window
-        decoded = ~ctx.masked & ~ctx.fixed & window
-        allowed = self.remaskable_mask(ctx)
-        if allowed is not None:
-            decoded &= allowed
+        decoded = self.remaskable_in(ctx, window)
         b, pos = (masked | decoded).nonzero(as_tuple=True)
         if not b.numel():
             return Decision(phase="swap")

@@ -89,10 +89,7 @@ class WINO(AdaptiveBlocks):
         write = Write(b, pos, tok, conf, 1.0, 0.0, CONFIDENCE, ci, cp).keep(take[b, pos])
 
         # verify: tokens decoded before this step, in rows whose draft accepted more than one
-        decoded = ~ctx.masked & ~ctx.fixed & window & (n_take > 1)[:, None]
-        allowed = self.remaskable_mask(ctx)
-        if allowed is not None:
-            decoded &= allowed
+        decoded = self.remaskable_in(ctx, window) & (n_take > 1)[:, None]
         remask, v = None, None
         if bool(decoded.any()):
             v = ctx.rescore(decoded, self.groups_for(ctx.gen_length))
