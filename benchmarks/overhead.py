@@ -19,8 +19,10 @@ spin while they wait for a core, which inflates every time and ratio here.
 
 ``--against REV`` times ``generate`` (trace on and off) on the stub and the small DiT with this
 checkout's engine and with REV's (``git archive``), alternately in fresh subprocesses, and prints
-the engine's own time per step of each and their ratio (issue 18: at most 0.5 on the stub,
-batch 8, L = 128, trace on).
+the time per step of each and their ratio (issue 18: at most 0.5 on the stub, batch 8, L = 128,
+trace on).  The model is wrapped by the same code in both trees (:func:`timed_model`), which adds
+up the seconds spent inside its own methods; the "engine's own time" lines are the run's time
+minus those (on the stub: its row gather in ``head``), so the model's cost is held out.
 """
 from __future__ import annotations
 
@@ -67,10 +69,31 @@ def measure(name, model, steps, batch, repeats):
     print_ratio(name, "trace-on", "trace-off", t["traced"] / t["untraced"])
 
 
+def timed_model(model):
+    """Wrap the model's own methods (``logits``, ``body``, ``head``) on this instance so the seconds
+    spent inside them add up in ``model.seconds``.  The same code wraps the model in both trees of
+    ``--against``, so a run's time minus ``model.seconds`` is the engine's own time, with the model's
+    cost (the stub's row gather in ``head``) held out of the comparison."""
+    model.seconds = 0.0
+    for name in ("logits", "body", "head"):
+        fn = getattr(model, name, None)
+        if callable(fn):
+            def timed(*args, _fn=fn, **kwargs):
+                t = time.perf_counter()
+                try:
+                    return _fn(*args, **kwargs)
+                finally:
+                    model.seconds += time.perf_counter() - t
+            setattr(model, name, timed)
+    return model
+
+
 def worker(spec: dict) -> dict:
-    """Median seconds of ``generate`` (ReMDM-loop) and of the same number of bare model calls."""
+    """Seconds of each ``generate`` run (ReMDM-loop, trace on and off), the seconds spent inside
+    the model in each, and those of the same number of bare model calls."""
     torch.set_num_threads(1)
     model = stub_model(L=spec["length"]) if spec["model"] == "stub" else dit_model(L=spec["length"])
+    model = timed_model(model)
     sampler = ReMDMLoop()
     run = lambda record: explorer.generate(model, sampler, spec["steps"], num_samples=spec["batch"],  # noqa: E731
                                            progress=False, record=record)
@@ -80,13 +103,16 @@ def worker(spec: dict) -> dict:
     for name, fn in (("traced", lambda: run(True)), ("untraced", lambda: run(False)),
                      ("bare", lambda: [model.logits(z) for _ in range(probe.model_calls)])):
         fn()                                     # warm-up (allocator, caches)
-        times = []
+        times, inside = [], []
         for _ in range(spec["repeats"]):
+            model.seconds = 0.0
             t = time.perf_counter()
             with torch.no_grad():
                 fn()
             times.append(time.perf_counter() - t)
+            inside.append(model.seconds)
         out[name] = times
+        out[name + "_engine"] = [t - m for t, m in zip(times, inside)]
     out["ops_per_step"] = tensor_ops(lambda: run(True)) / (spec["steps"] + 1)
     return out
 
@@ -111,21 +137,31 @@ def against(rev: str, steps: int, batch: int, length: int, repeats: int, rounds:
         for _ in range(rounds):
             res["this"].append(run_with_tree(HERE, spec, None))
             res[rev].append(run_with_tree(HERE, spec, tree))
-        stat = {k: {(m, how): f([t for r in rs for t in r[m]]) for m in ("traced", "untraced", "bare")
+        stat = {k: {(m, how): f([t for r in rs for t in r[m]])
+                    for m in ("traced", "untraced", "bare", "traced_engine", "untraced_engine")
                     for how, f in (("median", statistics.median), ("min", min))} for k, rs in res.items()}
         for k, m in stat.items():
             print(f"{model:10s} {k:>10s}: generate {1e3 * m['traced', 'median'] / steps:.3f} ms/step traced "
                   f"(min {1e3 * m['traced', 'min'] / steps:.3f}), {1e3 * m['untraced', 'median'] / steps:.3f} "
-                  f"untraced (min {1e3 * m['untraced', 'min'] / steps:.3f}); bare model calls "
+                  f"untraced (min {1e3 * m['untraced', 'min'] / steps:.3f}); of which outside the model "
+                  f"{1e3 * m['traced_engine', 'median'] / steps:.3f} traced, "
+                  f"{1e3 * m['untraced_engine', 'median'] / steps:.3f} untraced; bare model calls "
                   f"{1e3 * m['bare', 'median'] / steps:.3f} (T={steps}, B={batch}, L={length}, model calls "
                   f"{res[k][0]['model_calls']}, {rounds} x {repeats} runs per tree); "
                   f"{res[k][0]['ops_per_step']:.0f} tensor ops per step (recorded run, final pass included)", flush=True)
-        # whole generate time: on the stub a model call costs microseconds, so this is the engine's own
-        # time; on the DiT the fast path beats a bare full-logits call, so "generate - bare" would be < 0
+        # whole generate time: on the stub a model call costs microseconds, so this is close to the
+        # engine's own time; on the DiT the fast path beats a bare full-logits call, so "generate -
+        # bare" would be < 0.  "engine's own": generate minus the seconds spent inside the model's
+        # methods (timed_model), which on the stub is its row gather in head.
         for m in ("traced", "untraced"):
             for how in ("median", "min"):
                 print_ratio(f"{model} generate time per step, trace {'on' if m == 'traced' else 'off'} ({how})",
                             "this checkout", rev, stat["this"][m, how] / max(1e-12, stat[rev][m, how]))
+        for m in ("traced", "untraced"):
+            for how in ("median", "min"):
+                print_ratio(f"{model} engine's own time per step (generate minus time inside the model), trace "
+                            f"{'on' if m == 'traced' else 'off'} ({how})", "this checkout", rev,
+                            stat["this"][m + "_engine", how] / max(1e-12, stat[rev][m + "_engine", how]))
 
 
 def main(argv=None):

@@ -188,6 +188,23 @@ def test_quick_run_prints_what_it_measured(script, tmp_path):
     CHECKS[script.name](res.stdout, r)
 
 
+def test_overhead_worker_holds_the_model_time_out():
+    """``overhead.py --against``'s worker: per run, the seconds inside the model's own methods are
+    measured (the same wrapper in both trees), so the engine's own time is positive and smaller
+    than the run's, by the time the stub spent in its head."""
+    import json
+    spec = {"model": "stub", "steps": 4, "batch": 2, "length": 16, "repeats": 2}
+    res = subprocess.run([sys.executable, str(BENCHMARKS / "overhead.py"), "--worker", json.dumps(spec)],
+                         cwd=BENCHMARKS, env=ENV, capture_output=True, text=True, timeout=QUICK_LIMIT_S)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    for name in ("traced", "untraced"):
+        assert len(out[name]) == len(out[name + "_engine"]) == 2
+        for total, engine in zip(out[name], out[name + "_engine"]):
+            assert 0 < engine < total, (name, total, engine)
+    assert 1 <= out["model_calls"] <= 4 and out["ops_per_step"] > 0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

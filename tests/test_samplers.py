@@ -17,7 +17,7 @@ from explorer import rng
 from explorer.samplers import (MDLM, ConfidenceOrdered, DFMCorrector, ForwardBackward, ReMDMCap, ReMDMConf,
                                ReMDMLoop, ReMDMRescale, ReMDMSwitch, by_name, from_config, sigma_max)
 from explorer.samplers.base import SamplerState, linear_grid, mdlm_unmask, remdm_unmask
-from explorer.samplers.categorical import nucleus, sample_rows
+from explorer.samplers.categorical import nucleus, sample_rows, top_candidates
 
 L, V = 6, 5          # 4 real tokens + mask
 N = 1500
@@ -118,6 +118,25 @@ def test_nucleus_keeps_exactly_the_upstream_set():
 def test_nucleus_is_order_independent():
     p = torch.tensor([[0.05, 0.15, 0.3, 0.5]])
     assert torch.equal(nucleus(p, 0.9) > 0, torch.tensor([[False, False, True, True]]))
+
+
+@pytest.mark.parametrize("scratch", [False, True])
+def test_top_candidates_equal_a_stable_descending_sort(scratch):
+    """The trace's candidates (numpy argmax passes on the CPU) are torch's stable descending sort's
+    first k, ties lowest index first; also on a non-contiguous view, and the input is left alone
+    unless it is scratch."""
+    g = torch.Generator().manual_seed(5)
+    rows = [torch.softmax(torch.randn(40, 1000, generator=g), -1),
+            torch.softmax(torch.randn(7, 4000, generator=g), -1)[:, ::4],           # a strided view
+            torch.tensor([[0.2, 0.3, 0.3, 0.2], [0.25, 0.25, 0.25, 0.25]]),         # ties
+            torch.softmax(torch.randn(3, 5, generator=g, dtype=torch.float64), -1)]
+    for p in rows:
+        for k in (1, 2, 3, 4):
+            before = p.clone()
+            vals, ids = top_candidates(p.clone() if scratch else p, k, scratch=scratch)
+            want_v, want_i = torch.sort(p, dim=-1, descending=True, stable=True)
+            assert torch.equal(ids, want_i[:, :k]) and torch.equal(vals, want_v[:, :k]), (p.shape, k)
+            assert torch.equal(p, before)
 
 
 def test_inverse_cdf_draws_match_weights():

@@ -121,11 +121,14 @@ def top_candidates(p: torch.Tensor, topk: int, scratch: bool = False) -> tuple[t
     k = min(topk, p.shape[-1])
     if p.device.type != "cpu" or k > 4 or p.dim() != 2 or p.dtype not in (torch.float32, torch.float64):
         return torch.topk(p, k, dim=-1)
-    a = p.detach().numpy() if scratch else p.detach().numpy().copy()
-    rows, ids = np.arange(a.shape[0]), np.empty((a.shape[0], k), np.int64)
-    vals = np.empty((a.shape[0], k), a.dtype)
+    a = np.ascontiguousarray(p.detach().numpy()) if scratch else p.detach().numpy().copy()
+    n, V = a.shape
+    flat = a.reshape(-1)                 # a view (a is C-contiguous): entry (r, i) is flat[r * V + i]
+    start = np.arange(0, n * V, V)
+    ids, vals = np.empty((k, n), np.int64), np.empty((k, n), a.dtype)
     for j in range(k):
-        ids[:, j] = i = a.argmax(-1)
-        vals[:, j] = a[rows, i]
-        a[rows, i] = -np.inf
-    return torch.from_numpy(vals), torch.from_numpy(ids)
+        ids[j] = a.argmax(-1)
+        at = start + ids[j]
+        vals[j] = flat[at]
+        flat[at] = -np.inf
+    return torch.from_numpy(vals).T, torch.from_numpy(ids).T
