@@ -720,8 +720,7 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
             bar.close()
     steps_df = _steps_table(step_rows)
     events = rec.arrays()
-    last_step = max([first_step] + ([int(steps_df["step"].max())] if len(steps_df) else [])
-                    + ([int(events["step"].max())] if len(events["step"]) else []))
+    last_step = max([first_step, *step_rows] + ([int(events["step"].max())] if len(events["step"]) else []))
     meta = RunRecord(
         run_id=uuid.uuid4().hex, created=_dt.datetime.now(_dt.timezone.utc).isoformat(),
         sampler=sampler.config, steps=steps, grid_steps=len(grid), seed=seed,
