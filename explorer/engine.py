@@ -230,6 +230,16 @@ _ROW_BUDGET = 1 << 23
 _UNIFORM_BUDGET = 1 << 16
 
 
+def _rows(h: torch.Tensor, b: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """``h[b, pos]``: the rows of a ``[B, L, H]`` hidden state (or logits) at the given positions.
+    For wide rows one ``index_select`` over the flattened ``B * L`` axis (on the CPU about 4x
+    faster than advanced indexing at H = 4096, 1.5x at 768; slower below ~256, where the index
+    arithmetic costs more than it saves)."""
+    if h.dim() == 3 and h.shape[-1] >= 256 and h.is_contiguous():
+        return h.flatten(0, 1).index_select(0, b * h.shape[1] + pos)
+    return h[b, pos]
+
+
 class _Px0:
     """The model's output for a state, computed at most once per distinct state (§1.7).
 
@@ -273,9 +283,9 @@ class _Px0:
                 self.calls += self.passes
                 self.called = True
             cond, un = self.cache
-            rows = self.head(cond[b, pos])
+            rows = self.head(_rows(cond, b, pos))
             if un is not None:
-                un_rows = self.head(un[b, pos])
+                un_rows = self.head(_rows(un, b, pos))
                 rows = un_rows + (self.cfg[0] + 1) * (rows - un_rows)
             return rows
 
@@ -474,7 +484,7 @@ class _Context:
                     chunk = max(1, _ROW_BUDGET // self.vocab_size)
                     for c in range(0, rr.numel(), chunk):
                         a, q = rr[c:c + chunk], pp[c:c + chunk]
-                        prob = subs_probs(self.px0.head(h[a, q]), self.mask_id)
+                        prob = subs_probs(self.px0.head(_rows(h, a, q)), self.mask_id)
                         out[src[a], q] = prob.gather(-1, x[src[a], q][:, None]).squeeze(-1).double()
             self.nfe.index_add_(0, rows[pr], torch.ones_like(pr))
             self.px0.called = True
