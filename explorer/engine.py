@@ -330,7 +330,8 @@ class _Context:
         self.gen_start, self.gen_length = gen_start, L - gen_start
         self.num_steps, self.topk, self.px0 = num_steps, topk, px0
         self.sample_ids, self.rng_list, self.seed = sample_ids, rng_list, seed
-        self.nfe = torch.zeros(B, dtype=torch.long, device=x.device)
+        self._nfe = torch.zeros(B, dtype=torch.long, device=x.device)
+        self._drawn: list[torch.Tensor] = []   # the rows of each draw not yet charged (see nfe)
         self._prefixes = [rng.sample_prefix(seed, s) for s in rng_list]
         self._order: dict[int, int] = {}   # step number -> its row in _keys_grid (see prepare)
         self._blocks: dict[int, tuple] = {}   # purpose -> (first row, n views [B, L]) of upcoming steps
@@ -383,6 +384,21 @@ class _Context:
             self._decoded = ~(self.masked | self.fixed)
         return self._decoded
 
+    @property
+    def nfe(self) -> torch.Tensor:
+        """LongTensor[B]: each sample's evaluations so far (the paper's NFE): ``passes`` per draw in
+        which the row has at least one position, plus its re-scoring passes.  The draws are charged
+        here, all at once, rather than by three tensor operations in every step."""
+        if self._drawn:
+            B, D, device = self._nfe.shape[0], len(self._drawn), self._nfe.device
+            rows = torch.cat(self._drawn)
+            sizes = torch.tensor([b.numel() for b in self._drawn], device=device)
+            draw = torch.repeat_interleave(torch.arange(D, device=device), sizes, output_size=rows.numel())
+            hit = torch.zeros(D * B, dtype=torch.bool, device=device).index_fill_(0, draw * B + rows, True)
+            self._nfe += hit.view(D, B).sum(0) * self.px0.passes
+            self._drawn.clear()
+        return self._nfe
+
     def _block(self, purpose: int) -> torch.Tensor | None:
         """This step's ``[B, L]`` uniforms of ``purpose`` if its block holds them."""
         blk = self._blocks.get(purpose)
@@ -427,7 +443,7 @@ class _Context:
         z = self.x
         if remasked is not None and bool(remasked.any()):
             z = self.x.masked_fill(remasked, self.mask_id)
-        self.nfe[b] += self.px0.passes       # a row drawn at several positions is charged once
+        self._drawn.append(b)                # charged when nfe is read: once per row and draw
         chunk = max(1, _ROW_BUDGET // self.vocab_size)     # vocab_size is the logits' width (protocol)
         if b.numel() <= chunk:
             return list(fn(self.px0.logits_at(z, b, pos), slice(None)))
@@ -486,7 +502,7 @@ class _Context:
                         a, q = rr[c:c + chunk], pp[c:c + chunk]
                         prob = subs_probs(self.px0.head(_rows(h, a, q)), self.mask_id)
                         out[src[a], q] = prob.gather(-1, x[src[a], q][:, None]).squeeze(-1).double()
-            self.nfe.index_add_(0, rows[pr], torch.ones_like(pr))
+            self._nfe.index_add_(0, rows[pr], torch.ones_like(pr))
             self.px0.called = True
         self._rescored = (x.clone(), ask.clone(), groups, out.clone())
         return out
@@ -540,9 +556,10 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
                 raise ValueError("a sampler tried to remask a masked, prompt or pinned position; remask only "
                                  "decoded positions outside the fixed ones.")
             if rb.numel():
-                score = tp[rb, rpos] if d.remask_score is None else d.remask_score[rb, rpos]
-                rec.add(ctx.sample_ids, step, rb, rpos, 1, x[rb, rpos], score, _at(d.remask_p, rb, rpos),
-                        _at(d.remask_sigma, rb, rpos), d.remask_reason)
+                if rec.record:
+                    score = tp[rb, rpos] if d.remask_score is None else d.remask_score[rb, rpos]
+                    rec.add(ctx.sample_ids, step, rb, rpos, 1, x[rb, rpos], score, _at(d.remask_p, rb, rpos),
+                            _at(d.remask_sigma, rb, rpos), d.remask_reason)
                 x.masked_fill_(remask, mask_id)
                 tp.masked_fill_(remask, math.nan)
                 n_re, changed = rb.numel(), True

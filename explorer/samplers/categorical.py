@@ -102,7 +102,7 @@ def draw_tokens(logits: torch.Tensor, mask_id: int, nucleus_p: float, u: torch.T
     if temperature != 1.0:
         w = nucleus_weights(p, nucleus_p)
         total = w.sum(-1, dtype=torch.float64)
-    prob = w.gather(-1, token[:, None]).squeeze(-1).double() / total
+    prob = w.gather(-1, token[:, None]).squeeze(-1) / total      # float64: total is
     cp, ci = top_candidates(p, topk, scratch=True)     # p is ours and used up: no copy for the search
     return token, prob, ci, cp
 
@@ -121,7 +121,8 @@ def top_candidates(p: torch.Tensor, topk: int, scratch: bool = False) -> tuple[t
     k = min(topk, p.shape[-1])
     if p.device.type != "cpu" or k > 4 or p.dim() != 2 or p.dtype not in (torch.float32, torch.float64):
         return torch.topk(p, k, dim=-1)
-    a = np.ascontiguousarray(p.detach().numpy()) if scratch else p.detach().numpy().copy()
+    a = p.detach().numpy()
+    a = np.ascontiguousarray(a) if scratch else a.copy()
     n, V = a.shape
     flat = a.reshape(-1)                 # a view (a is C-contiguous): entry (r, i) is flat[r * V + i]
     start = np.arange(0, n * V, V)
@@ -131,4 +132,4 @@ def top_candidates(p: torch.Tensor, topk: int, scratch: bool = False) -> tuple[t
         at = start + ids[j]
         vals[j] = flat[at]
         flat[at] = -np.inf
-    return torch.from_numpy(vals).T, torch.from_numpy(ids).T
+    return torch.from_numpy(vals.T), torch.from_numpy(ids.T)
