@@ -76,6 +76,12 @@ def test_rescore_passes_are_counted_once_per_row_and_group():
     # the second, cached re-scoring costs nothing; the MDLM draws are the same as MDLM alone
     assert torch.equal(tr.nfe - plain.nfe, groups_hit)
     assert torch.equal(tr.final, plain.final)
+    # read mid-run (the last step, after its re-scoring, before its draw): the draws of steps 1-5,
+    # one per sample and step with a write, plus the re-scoring passes
+    ev = plain.events
+    writes = ev[(ev.kind == "unmask") & (ev.step < 6)].groupby("sample").step.nunique()
+    mid_run = Probe.seen[0][4]
+    assert mid_run.tolist() == [int(writes.get(i, 0)) + int(groups_hit[i]) for i in range(4)]
 
 
 def test_lowest_per_window_picks_one_candidate_per_window():
