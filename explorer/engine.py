@@ -175,21 +175,48 @@ class _Recorder:
         self.cands.append(None if cand_ids is None or not self.topk else (cand_ids, cand_probs))
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The events as columns (numpy), each tensor list concatenated and copied to the host once."""
         def host(parts: list) -> np.ndarray:
             """The tensors of ``parts`` concatenated on their device and copied to the host once."""
             ts = [v for v in parts if isinstance(v, torch.Tensor) and v.dim()]     # each [n]
             return torch.cat(ts).float().cpu().numpy() if ts else np.zeros(0, np.float32)
 
         def column(parts, n_of):
-            out, flat, at, i = np.empty(sum(n_of), np.float32), host(parts), 0, 0
-            for v, n in zip(parts, n_of):
-                if isinstance(v, torch.Tensor) and v.dim():
-                    out[at:at + n] = flat[i:i + n]
-                    i += n
-                else:
-                    out[at:at + n] = float(v)
-                at += n
+            """One float32 column from per-add parts, each a tensor of its n values or one scalar."""
+            is_tensor = np.array([isinstance(v, torch.Tensor) and v.dim() > 0 for v in parts], bool)
+            out = np.repeat(np.array([np.nan if t else float(v) for v, t in zip(parts, is_tensor)], np.float32), n_of)
+            if is_tensor.any():
+                out[np.repeat(is_tensor, n_of)] = host(parts)
             return out
+        n_of = np.array([blk[3] for blk in self.blocks], np.int64)
+        out = {}
+        if self.blocks:
+            rows, pos, tok = (torch.cat([i[j] for i in self.ids]).cpu().numpy().astype(np.int32) for j in (1, 2, 3))
+            table, offset, first = [], {}, []      # each batch's sample ids copied once, stacked in `table`
+            for sids, *_ in self.ids:
+                if id(sids) not in offset:
+                    offset[id(sids)] = sum(len(t) for t in table)
+                    table.append(sids.cpu().numpy().astype(np.int32))
+                first.append(offset[id(sids)])
+            out["sample"] = np.concatenate(table)[np.repeat(np.array(first, np.int64), n_of) + rows]
+            out["position"], out["token_id"] = pos, tok
+        else:
+            out["sample"] = out["position"] = out["token_id"] = np.zeros(0, np.int32)
+        out["step"] = np.repeat(np.array([blk[0] for blk in self.blocks], np.int32), n_of)
+        out["kind"] = np.repeat(np.array([blk[1] for blk in self.blocks], np.int8), n_of)
+        out["reason"] = np.repeat(np.array([blk[2] for blk in self.blocks], np.int8), n_of)
+        for j, name in enumerate(("prob", "p_transition", "sigma")):
+            out[name] = column([f[j] for f in self.floats], n_of)
+        k = self.topk
+        has = np.repeat(np.array([c is not None for c in self.cands], bool), n_of)   # per event
+        out["cand_row"] = np.full(len(has), -1, np.int32)
+        out["cand_row"][has] = np.arange(int(has.sum()), dtype=np.int32)     # kept rows, in event order
+        kept = [c for c in self.cands if c is not None]
+        out["cand_ids"] = (torch.cat([c[0] for c in kept]).cpu().numpy().astype(np.int32).reshape(-1, k) if kept
+                           else np.zeros((0, k), np.int32))
+        out["cand_probs"] = (torch.cat([c[1] for c in kept]).float().cpu().numpy().reshape(-1, k) if kept
+                             else np.zeros((0, k), np.float32))
+        return out
         n_of = [blk[3] for blk in self.blocks]
         out = {}
         if self.blocks:
