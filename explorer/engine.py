@@ -694,15 +694,21 @@ def fill_masked(model, z: torch.Tensor, batch_size: int | None = None, pad: torc
     return out
 
 
-def _steps_table(step_rows: dict) -> pd.DataFrame:
-    """The steps table; the counters kept as tensors during the run are read out here, at once."""
-    rows = [dict(step_rows[k]) for k in sorted(step_rows)]
+_STEP_DTYPES = {"step": np.int64, "t": np.float64, "s": np.float64, "alpha_t": np.float64, "alpha_s": np.float64,
+                "sigma": np.float64, "phase": None, "model_called": bool, "n_masked": np.int64,
+                "n_unmasked": np.int64, "n_remasked": np.int64, "seconds": np.float64}
+
+
+def _steps_table(step_rows: dict) -> dict:
+    """The steps table as columns (the Trace makes its DataFrame when it is first asked for); the
+    counters kept as tensors during the run are read out here, at once."""
+    rows = [step_rows[k] for k in sorted(step_rows)]
+    cols = {c: [r[c] for r in rows] for c in STEP_COLUMNS}
     for col in ("n_masked", "n_remasked"):
-        tensors = [v for r in rows for v in r[col] if isinstance(v, torch.Tensor)]
+        tensors = [v for vs in cols[col] for v in vs if isinstance(v, torch.Tensor)]
         values = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
-        for r in rows:
-            r[col] = int(sum(next(values) if isinstance(v, torch.Tensor) else v for v in r[col]))
-    return pd.DataFrame(rows, columns=list(STEP_COLUMNS))
+        cols[col] = [int(sum(next(values) if isinstance(v, torch.Tensor) else v for v in vs)) for vs in cols[col]]
+    return {c: v if _STEP_DTYPES[c] is None else np.asarray(v, dtype=_STEP_DTYPES[c]) for c, v in cols.items()}
 
 
 def _versions() -> dict:
@@ -772,7 +778,7 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
     finally:
         if bar is not None:
             bar.close()
-    steps_df = _steps_table(step_rows)
+    step_table = _steps_table(step_rows)
     events = rec.arrays()
     last_step = max([first_step, *step_rows] + ([int(events["step"].max())] if len(events["step"]) else []))
     meta = RunRecord(
@@ -784,7 +790,7 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
         first_step=first_step, last_step=max(last_step, first_step), model_calls=calls,
         nfe=nfe.tolist(), complete=complete, wall_seconds=time.perf_counter() - t_start, parent=None,
         **meta_extra)
-    return Trace(initial=x0, fixed=fixed, events=events, steps=steps_df, meta=meta, final=final,
+    return Trace(initial=x0, fixed=fixed, events=events, steps=step_table, meta=meta, final=final,
                  tokenizer=getattr(model, "tokenizer", None))
 
 

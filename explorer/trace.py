@@ -158,12 +158,12 @@ class Trace:
     """Everything one call of :func:`explorer.generate` (or :func:`explorer.resume`) did."""
 
     def __init__(self, *, initial: torch.Tensor, fixed: torch.Tensor, events: dict[str, np.ndarray],
-                 steps: pd.DataFrame, meta: RunRecord | dict, final: torch.Tensor | None = None,
+                 steps: pd.DataFrame | dict, meta: RunRecord | dict, final: torch.Tensor | None = None,
                  tokenizer: Any = None, token_texts: dict[int, str] | None = None):
         self.initial = initial.long().cpu()
         self.fixed = fixed.bool().cpu()
         self._ev = events
-        self._steps = steps
+        self._steps = steps        # the DataFrame, or its columns until .steps is first read
         self.meta = meta if isinstance(meta, RunRecord) else RunRecord.from_dict(meta)
         self.tokenizer = tokenizer
         self._texts_cache: dict[int, str] = dict(token_texts or {})
@@ -200,9 +200,10 @@ class Trace:
     def final_pass_step(self) -> int | None:
         """The step of the final argmax pass (§1.8), or None when the run has none.  Read from the
         steps table's phase (else the events' reason), not from "step > T": DFM's grid is longer than T."""
-        if len(self._steps):
-            hit = self._steps.loc[self._steps["phase"] == "final_argmax", "step"]
-            return int(hit.iloc[-1]) if len(hit) else None
+        step = np.asarray(self._steps["step"])
+        if len(step):
+            hit = step[np.asarray(self._steps["phase"], dtype=object) == "final_argmax"]
+            return int(hit[-1]) if len(hit) else None
         final = self._ev["step"][self._ev["reason"] == REASONS.index("final_argmax")]
         return int(final.max()) if len(final) else None
 
@@ -354,6 +355,9 @@ class Trace:
     # ------------------------------------------------------------------ tidy views
     @property
     def steps(self) -> pd.DataFrame:
+        """One row per step (``STEP_COLUMNS``); a copy, the Trace's own is built once."""
+        if not isinstance(self._steps, pd.DataFrame):
+            self._steps = pd.DataFrame(self._steps, columns=list(STEP_COLUMNS))
         return self._steps.copy()
 
     @property
