@@ -200,9 +200,8 @@ class Trace:
     def final_pass_step(self) -> int | None:
         """The step of the final argmax pass (§1.8), or None when the run has none.  Read from the
         steps table's phase (else the events' reason), not from "step > T": DFM's grid is longer than T."""
-        step = np.asarray(self._steps["step"])
-        if len(step):
-            hit = step[np.asarray(self._steps["phase"], dtype=object) == "final_argmax"]
+        hit = np.asarray(self._steps["step"])[np.asarray(self._steps["phase"], dtype=object) == "final_argmax"]
+        if len(self._steps["step"]):       # the DataFrame or the engine's columns: both index by name
             return int(hit[-1]) if len(hit) else None
         final = self._ev["step"][self._ev["reason"] == REASONS.index("final_argmax")]
         return int(final.max()) if len(final) else None
@@ -355,8 +354,7 @@ class Trace:
     # ------------------------------------------------------------------ tidy views
     @property
     def steps(self) -> pd.DataFrame:
-        """One row per step (``STEP_COLUMNS``); a copy, the Trace's own is built once."""
-        if not isinstance(self._steps, pd.DataFrame):
+        if not isinstance(self._steps, pd.DataFrame):      # the engine's columns: the frame is built once
             self._steps = pd.DataFrame(self._steps, columns=list(STEP_COLUMNS))
         return self._steps.copy()
 
