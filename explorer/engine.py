@@ -34,9 +34,10 @@ masked ones: one more synchronisation each); the built-in rate step builds its m
 family skips the check.
 
 Bookkeeping per step: the random-stream keys of the whole grid are derived at once and each
-purpose's uniforms are mixed for a block of steps (:meth:`_Context.uniforms`), so a step of the
-ReMDM family costs about 55 small tensor operations beside the model and the draw itself
-(``benchmarks/overhead.py --against REV`` measures it side by side with another commit).
+purpose's uniforms are mixed for a block of steps (:meth:`_Context.uniforms`); draws are charged to
+``nfe`` when it is read, and the steps table leaves as columns (the Trace builds its DataFrame on
+first access), so a step of the ReMDM family costs about 40 small tensor operations beside the
+model (``benchmarks/overhead.py --against REV`` measures it side by side with another commit).
 
 ``fast=False`` evaluates the full logits every time the state changes (the straightforward path)
 with the same random streams, so both paths give identical samples.
