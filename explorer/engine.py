@@ -301,21 +301,23 @@ class _Px0:
         return self.model.head(h) if self.fast else h
 
     def logits_at(self, z: torch.Tensor, b: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            if self.cache is None or self.cache_for is not z:
-                cond = self.forward(z)
-                un = None
-                if self.cfg:
-                    un = self.forward(torch.where(self.cfg[1], torch.full_like(z, self.model.mask_id), z))
-                self.cache, self.cache_for = (cond, un), z
-                self.calls += self.passes
-                self.called = True
-            cond, un = self.cache
-            rows = self.head(_rows(cond, b, pos))
-            if un is not None:
-                un_rows = self.head(_rows(un, b, pos))
-                rows = un_rows + (self.cfg[0] + 1) * (rows - un_rows)
-            return rows
+        if torch.is_grad_enabled():      # the engine's loops already run without autograd (one switch per batch)
+            with torch.no_grad():
+                return self.logits_at(z, b, pos)
+        if self.cache is None or self.cache_for is not z:
+            cond = self.forward(z)
+            un = None
+            if self.cfg:
+                un = self.forward(torch.where(self.cfg[1], torch.full_like(z, self.model.mask_id), z))
+            self.cache, self.cache_for = (cond, un), z
+            self.calls += self.passes
+            self.called = True
+        cond, un = self.cache
+        rows = self.head(_rows(cond, b, pos))
+        if un is not None:
+            un_rows = self.head(_rows(un, b, pos))
+            rows = un_rows + (self.cfg[0] + 1) * (rows - un_rows)
+        return rows
 
 
 class _RowUniforms:
@@ -542,17 +544,19 @@ class _Live:
 
     def __init__(self, hook, steps_total: int):
         self.hook, self.steps_total, self.done, self.calls = hook, steps_total, 0, 0
-        self.t0 = time.perf_counter()
+        self.t0, self.grad = time.perf_counter(), torch.is_grad_enabled()
 
     def __call__(self, step: int, phase: str, ctx: "_Context", unmasked, remasked, calls: int, grid_step=True):
         self.done += grid_step
         if self.hook is None:
             return
-        self.hook(StepUpdate(step=step, phase=phase, samples=ctx.sample_ids.detach().cpu().clone(),
-                             x=ctx.x.detach().cpu().clone(), unmasked=unmasked.cpu(), remasked=remasked.cpu(),
-                             steps_done=self.done, steps_total=self.steps_total, model_calls=self.calls + calls,
-                             elapsed=time.perf_counter() - self.t0, fixed=ctx.fixed.detach().cpu().clone(),
-                             gen_start=ctx.gen_start))
+        with torch.set_grad_enabled(self.grad):    # the caller's autograd mode; the loop itself runs without
+            self.hook(StepUpdate(
+                step=step, phase=phase, samples=ctx.sample_ids.detach().cpu().clone(),
+                x=ctx.x.detach().cpu().clone(), unmasked=unmasked.cpu(), remasked=remasked.cpu(),
+                steps_done=self.done, steps_total=self.steps_total, model_calls=self.calls + calls,
+                elapsed=time.perf_counter() - self.t0, fixed=ctx.fixed.detach().cpu().clone(),
+                gen_start=ctx.gen_start))
 
 
 def _new_row(step: int, t: float, s: float, alpha_t: float, alpha_s: float, sigma: float, phase: str) -> dict:
@@ -614,6 +618,7 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
     return n_un, n_re, un_rows, re_rows, changed
 
 
+@torch.no_grad()
 def _run_chunk(model, sampler: Sampler, grid: list[StepTimes], ctx: _Context, rec: _Recorder, step_rows: dict,
                bar, live: _Live) -> None:
     """Run ``grid`` on one batch: ask the sampler, apply its decision, record, report.  Mutates the
@@ -677,6 +682,7 @@ def _greedy(ctx: _Context) -> Write | None:
     return Write(b, pos, tok, prob, 1.0, 0.0, FINAL_ARGMAX, ci if ctx.topk else None, cp)
 
 
+@torch.no_grad()
 def fill_masked(model, z: torch.Tensor, batch_size: int | None = None, pad: torch.Tensor | None = None) -> torch.Tensor:
     """``z[N, L]`` with every masked position filled by argmax p(x0 | z): the engine's final pass
     (§1.8) on its own, with the same fast path, row budget and padding rules (``pad``: left padding)."""

@@ -319,6 +319,24 @@ def test_on_step_hook_sees_every_change_and_cannot_change_the_run():
     assert updates[-1].model_calls == tr.model_calls
 
 
+def test_the_loop_runs_without_autograd_and_the_hook_in_the_callers_mode():
+    seen = []
+
+    class Watch(MDLM):
+        def step(self, ctx):
+            seen.append(("step", torch.is_grad_enabled()))
+            return super().step(ctx)
+    hook = lambda u: seen.append(("hook", torch.is_grad_enabled()))  # noqa: E731
+    explorer.generate(stub(), Watch(), 4, num_samples=2, progress=False, on_step=hook)
+    assert {k for k, _ in seen} == {"step", "hook"}
+    assert not any(g for k, g in seen if k == "step") and all(g for k, g in seen if k == "hook")
+    seen.clear()
+    with torch.no_grad():
+        explorer.generate(stub(), Watch(), 4, num_samples=2, progress=False, on_step=hook)
+    assert seen and not any(g for _, g in seen)
+    assert torch.is_grad_enabled()
+
+
 def test_stop_generation_in_the_hook_returns_an_incomplete_trace():
     m = ContextModel()
 
