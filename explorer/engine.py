@@ -218,36 +218,6 @@ class _Recorder:
         out["cand_probs"] = (torch.cat([c[1] for c in kept]).float().cpu().numpy().reshape(-1, k) if kept
                              else np.zeros((0, k), np.float32))
         return out
-        n_of = [blk[3] for blk in self.blocks]
-        out = {}
-        if self.blocks:
-            rows, pos, tok = (torch.cat([i[j] for i in self.ids]).cpu().numpy().astype(np.int32) for j in (1, 2, 3))
-            host_ids: dict[int, np.ndarray] = {}      # each batch's sample ids, copied once
-            parts, at = [], 0
-            for (sids, *_), n in zip(self.ids, n_of):
-                if id(sids) not in host_ids:
-                    host_ids[id(sids)] = sids.cpu().numpy().astype(np.int32)
-                parts.append(host_ids[id(sids)][rows[at:at + n]])
-                at += n
-            out["sample"], out["position"], out["token_id"] = np.concatenate(parts), pos, tok
-        else:
-            out["sample"] = out["position"] = out["token_id"] = np.zeros(0, np.int32)
-        out["step"] = np.repeat(np.array([blk[0] for blk in self.blocks], np.int32), n_of)
-        out["kind"] = np.repeat(np.array([blk[1] for blk in self.blocks], np.int8), n_of)
-        out["reason"] = np.repeat(np.array([blk[2] for blk in self.blocks], np.int8), n_of)
-        for j, name in enumerate(("prob", "p_transition", "sigma")):
-            out[name] = column([f[j] for f in self.floats], n_of)
-        rows, nxt, k = [], 0, self.topk
-        for c, n in zip(self.cands, n_of):
-            rows.append(np.full(n, -1, np.int32) if c is None else np.arange(nxt, nxt + n, dtype=np.int32))
-            nxt += 0 if c is None else n
-        kept = [c for c in self.cands if c is not None]
-        out["cand_row"] = np.concatenate(rows) if rows else np.zeros(0, np.int32)
-        out["cand_ids"] = (torch.cat([c[0] for c in kept]).cpu().numpy().astype(np.int32).reshape(-1, k) if kept
-                           else np.zeros((0, k), np.int32))
-        out["cand_probs"] = (torch.cat([c[1] for c in kept]).float().cpu().numpy().reshape(-1, k) if kept
-                             else np.zeros((0, k), np.float32))
-        return out
 
 
 # ---------------------------------------------------------------------------- the model's outputs
