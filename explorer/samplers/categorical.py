@@ -102,7 +102,7 @@ def draw_tokens(logits: torch.Tensor, mask_id: int, nucleus_p: float, u: torch.T
     if temperature != 1.0:
         w = nucleus_weights(p, nucleus_p)
         total = w.sum(-1, dtype=torch.float64)
-    prob = w.gather(-1, token[:, None]).squeeze(-1) / total      # float64: total is
+    prob = w.gather(-1, token[:, None]).squeeze(-1) / total      # float64, as total is
     cp, ci = top_candidates(p, topk, scratch=True)     # p is ours and used up: no copy for the search
     return token, prob, ci, cp
 
