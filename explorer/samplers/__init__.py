@@ -44,7 +44,8 @@ A new rule is one file here plus its registry line below; the engine does not ch
    need: ``ctx.uniforms(purpose)`` for coins, ``ctx.draw(b, pos, fn)`` for p(x0) at the rows you
    write, ``ctx.rescore(ask, groups)`` for the model's opinion of decoded tokens (never the raw
    logits at a decoded position: MDLM and LLaDA are trained only where the input is masked).
-   Honour ``self.remaskable_mask(ctx)``; give each remask its score (``remask_score``) and reason.
+   Take back only ``self.remaskable_in(ctx, window)`` (decoded, not prompt, allowed by
+   ``remaskable``); give each remask its score (``remask_score``) and reason.
 4. Add it to ``REGISTRY`` below; test its rule on a model whose right answer is known
    (``tests/test_strategy_rules.py``, ``tests/test_strategies.py``).
 
@@ -54,7 +55,7 @@ rounds; :class:`~explorer.samplers.base.Sampler.step` of the rates family and
 Shared pieces to build on rather than copy: :class:`~explorer.samplers.draft.DraftThenCorrect`
 (a draft sampler's steps, then your ``correct(ctx, k)`` rounds), the block schedules of
 :mod:`explorer.samplers.blocks` (``FixedBlocks`` as LLaDA, ``AdaptiveBlocks`` as WINO / Saber; both
-declare ``block_length`` and ``temperature`` and give ``draw_at`` and ``remaskable_in``),
+declare ``block_length`` and ``temperature`` and give ``draw_at``),
 :class:`~explorer.samplers.remdm_eta.ReMDMEta` (a ReMDM variant is its ``sigma_t``), the setting
 checks of :mod:`explorer.samplers.settings`, and the SUBS / nucleus / float64 draws of
 :mod:`explorer.samplers.categorical`.

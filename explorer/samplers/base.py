@@ -228,6 +228,14 @@ class Sampler:
             raise ValueError("remaskable(state) must return a boolean tensor.")
         return m.expand_as(state.x)
 
+    def remaskable_in(self, ctx, within: torch.Tensor | None = None) -> torch.Tensor:
+        """BoolTensor[B, L]: what a step may take back -- the decoded positions (``ctx.decoded``:
+        neither masked nor prompt) inside ``within`` (a window; None: anywhere) that ``remaskable``
+        allows."""
+        decoded = ctx.decoded if within is None else ctx.decoded & within
+        allowed = self.remaskable_mask(ctx)
+        return decoded if allowed is None else decoded & allowed
+
 
 def sampler_from_config(config: dict) -> Sampler:
     """A sampler from its ``.config``, found among :class:`Sampler`'s subclasses by ``name``.

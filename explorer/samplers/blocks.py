@@ -46,13 +46,6 @@ class Blocks(Sampler):
         return ctx.draw(b, pos, lambda logits, r: draw_tokens(
             logits, ctx.mask_id, self.nucleus_p, u[r], ctx.topk, temperature=self.temperature))
 
-    def remaskable_in(self, ctx, window: torch.Tensor) -> torch.Tensor:
-        """BoolTensor[B, L]: the decoded, non-prompt positions of ``window`` that ``remaskable``
-        allows -- the tokens a step may take back."""
-        decoded = ~ctx.masked & ~ctx.fixed & window
-        allowed = self.remaskable_mask(ctx)
-        return decoded if allowed is None else decoded & allowed
-
 
 class FixedBlocks(Blocks):
     """LLaDA's block schedule: T / blocks steps per block, on the linear grid."""

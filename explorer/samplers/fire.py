@@ -84,10 +84,7 @@ class FiRe(DraftThenCorrect):
             mem["fire_last"] = torch.full((B, L), -1, dtype=torch.long, device=ctx.x.device)
             mem["fire_count"] = torch.zeros(B, L, dtype=torch.long, device=ctx.x.device)
         locked = mem["fire_locked"]
-        avail = (ctx.positions >= ctx.gen_start) & ~ctx.fixed & ~locked & ~ctx.masked
-        allowed = self.remaskable_mask(ctx)
-        if allowed is not None:
-            avail &= allowed
+        avail = self.remaskable_in(ctx, (ctx.positions >= ctx.gen_start) & ~locked)
         n = avail.sum(-1)
         n_keep = (n.double() * (1.0 - self.ratio(k))).floor().long()
         # a random group: the n - n_keep available positions with the lowest uniforms are masked

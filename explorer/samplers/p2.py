@@ -85,9 +85,7 @@ class P2(Sampler):
         gen = ctx.positions >= ctx.gen_start
         free = gen & ~ctx.fixed
         masked = ctx.masked & gen
-        decoded = ~ctx.masked & free
-        allowed = self.remaskable_mask(ctx)
-        judged = decoded if allowed is None else decoded & allowed
+        judged = self.remaskable_in(ctx, gen)
         kappa = ctx.st.step / ctx.num_steps
         n_mask = (free.sum(-1).double() * (1.0 - kappa)).floor().long()
 

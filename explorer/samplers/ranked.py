@@ -111,10 +111,7 @@ class RankedSampler(Sampler):
         window = (ctx.positions >= plan.start) & (ctx.positions < plan.end)
         masked, remask = ctx.masked, None
         if plan.n_remask:    # §4.3 step 3a: lowest confidence cached at decode time, decoded in this block
-            pool = ~masked & ~ctx.fixed & window & ~ctx.token_prob.isnan()
-            allowed = self.remaskable_mask(ctx)
-            if allowed is not None:
-                pool &= allowed
+            pool = self.remaskable_in(ctx, window) & ~ctx.token_prob.isnan()
             # ranked on the float32 values the trace keeps, so a resumed branch replays the same choice
             n = torch.full((ctx.x.shape[0],), plan.n_remask, device=ctx.x.device)
             remask = top_n(ctx.token_prob, pool, n, largest=False)

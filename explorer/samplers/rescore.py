@@ -98,10 +98,7 @@ class Rescore(DraftThenCorrect):
     def correct(self, ctx, k: int) -> Decision:
         """One correction round: score, aim, rewrite (module docstring).  A round after the draft
         (k >= 0) also writes what the draft left masked; one inside it (``every``) leaves that to the draft."""
-        decoded = ~ctx.masked & ~ctx.fixed
-        allowed = self.remaskable_mask(ctx)
-        if allowed is not None:
-            decoded &= allowed
+        decoded = self.remaskable_in(ctx)
         score = ctx.rescore(decoded, self.groups_for(ctx.gen_length))
         remask = lowest_per_window(score, decoded & (score < self.threshold), ctx.gen_start, self.window)
         redraw = remask | ctx.masked if k >= 0 else remask

@@ -13,6 +13,8 @@ What the context offers (``ctx.``):
 ``st``, ``step``                     the step's :class:`~explorer.samplers.base.StepTimes`
 ``x``, ``masked``, ``fixed``         the state ``[B, L]`` (mask id where masked), its mask, and
                                      the prompt / pinned positions (never changed)
+``decoded``                          neither masked nor fixed: what may be remasked (computed
+                                     once a step; ``Sampler.remaskable_in`` adds ``remaskable``)
 ``token_prob``                       the confidence cached when each token was decoded (nan if
                                      masked or unknown): the score of ReMDM-conf, RCR, LLaDA
 ``num_steps``, ``gen_start``,        T as asked; the first generated position and how many
