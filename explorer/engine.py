@@ -62,7 +62,7 @@ from .protocol import check_denoiser, has_split, model_device, model_identity
 from .samplers.base import Sampler, StepTimes, _at, check_steps
 from .samplers.categorical import subs_probs, top_candidates
 from .samplers.step import FINAL_ARGMAX, Decision, Write
-from .trace import REASONS, STEP_COLUMNS, RunRecord, Trace
+from .trace import REASONS, STEP_COLUMNS, STEP_DTYPES, RunRecord, Trace
 
 __all__ = ["generate", "resume", "fill_masked", "StepUpdate", "StopGeneration"]
 
@@ -671,11 +671,6 @@ def fill_masked(model, z: torch.Tensor, batch_size: int | None = None, pad: torc
     return out
 
 
-_STEP_DTYPES = {"step": np.int64, "t": np.float64, "s": np.float64, "alpha_t": np.float64, "alpha_s": np.float64,
-                "sigma": np.float64, "phase": None, "model_called": bool, "n_masked": np.int64,
-                "n_unmasked": np.int64, "n_remasked": np.int64, "seconds": np.float64}
-
-
 def _steps_table(step_rows: dict) -> dict:
     """The steps table as columns (the Trace makes its DataFrame when it is first asked for); the
     counters kept as tensors during the run are read out here, at once."""
@@ -685,7 +680,7 @@ def _steps_table(step_rows: dict) -> dict:
         tensors = [v for vs in cols[col] for v in vs if isinstance(v, torch.Tensor)]
         values = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
         cols[col] = [int(sum(next(values) if isinstance(v, torch.Tensor) else v for v in vs)) for vs in cols[col]]
-    return {c: v if _STEP_DTYPES[c] is None else np.asarray(v, dtype=_STEP_DTYPES[c]) for c, v in cols.items()}
+    return {c: v if c == "phase" else np.asarray(v, dtype=STEP_DTYPES[c]) for c, v in cols.items()}
 
 
 def _versions() -> dict:

@@ -41,7 +41,7 @@ from . import trace_files
 # the file names and the schema, where ``from explorer.trace import ...`` has always found them
 from .trace_files import (TraceFileError, TraceFileWarning, TraceSidecarMissing, Verification,  # noqa: F401
                           _sha256_file, neutralize, sidecar_path, unneutralize)
-from .trace_schema import EVENT_COLUMNS, KINDS, REASONS, STEP_COLUMNS, RunRecord  # noqa: F401
+from .trace_schema import EVENT_COLUMNS, KINDS, REASONS, STEP_COLUMNS, STEP_DTYPES, RunRecord  # noqa: F401
 
 MASKED, UNMASKED, REMASKED, STABLE, FIXED = range(5)
 UNMASK = KINDS.index("unmask")

@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 from .io import atomic_write_many
-from .trace_schema import EVENT_COLUMNS, KINDS, REASONS, STEP_COLUMNS, cand_columns
+from .trace_schema import EVENT_COLUMNS, KINDS, REASONS, STEP_COLUMNS, STEP_DTYPES, cand_columns
 
 FORMAT_VERSION = 1
 
@@ -193,8 +193,7 @@ def _states(side: Path, meta: dict) -> tuple[torch.Tensor, torch.Tensor, torch.T
 def _steps_table(side: Path, records) -> pd.DataFrame:
     def convert():
         steps = pd.DataFrame.from_records(records, columns=list(STEP_COLUMNS))
-        return steps.astype({"step": np.int64, "model_called": bool, "n_masked": np.int64,
-                             "n_unmasked": np.int64, "n_remasked": np.int64, "phase": str})
+        return steps.astype(STEP_DTYPES)
     return _sidecar_value(side, "steps_table", convert)
 
 

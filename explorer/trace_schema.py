@@ -27,6 +27,10 @@ STEP_COLUMNS = {
     "n_remasked": "tokens remasked in the step, summed over samples",
     "seconds": "wall-clock seconds spent in the step",
 }
+# the steps table's column types (the engine builds it with them; a file is read back to them)
+STEP_DTYPES = {"step": "int64", "t": "float64", "s": "float64", "alpha_t": "float64", "alpha_s": "float64",
+               "sigma": "float64", "phase": "str", "model_called": "bool", "n_masked": "int64",
+               "n_unmasked": "int64", "n_remasked": "int64", "seconds": "float64"}
 
 EVENT_COLUMNS = {
     "sample": "sample index (depends only on the seed and this index)",
