@@ -41,9 +41,10 @@ A new rule is one file here plus its registry line below; the engine does not ch
    bounds its model calls per sequence if it spends more than one per step (re-scoring passes): the
    strategy lab (:mod:`explorer.studies.strategies`) gives every strategy the same budget with it.
 3. ``step(ctx)`` returns a :class:`~explorer.samplers.step.Decision`.  Ask the context for what you
-   need: ``ctx.uniforms(purpose)`` for coins, ``ctx.draw(b, pos, fn)`` for p(x0) at the rows you
-   write, ``ctx.rescore(ask, groups)`` for the model's opinion of decoded tokens (never the raw
-   logits at a decoded position: MDLM and LLaDA are trained only where the input is masked).
+   need: ``ctx.uniforms(purpose)`` for coins, ``self.draw_at(ctx, b, pos)`` for tokens drawn from
+   p(x0) at the rows you write (``ctx.draw(b, pos, fn)`` for anything else at those rows),
+   ``ctx.rescore(ask, groups)`` for the model's opinion of decoded tokens (never the raw logits at
+   a decoded position: MDLM and LLaDA are trained only where the input is masked).
    Take back only ``self.remaskable_in(ctx, window)`` (decoded, not prompt, allowed by
    ``remaskable``); give each remask its score (``remask_score``) and reason.
 4. Add it to ``REGISTRY`` below; test its rule on a model whose right answer is known
@@ -55,7 +56,7 @@ rounds; :class:`~explorer.samplers.base.Sampler.step` of the rates family and
 Shared pieces to build on rather than copy: :class:`~explorer.samplers.draft.DraftThenCorrect`
 (a draft sampler's steps, then your ``correct(ctx, k)`` rounds), the block schedules of
 :mod:`explorer.samplers.blocks` (``FixedBlocks`` as LLaDA, ``AdaptiveBlocks`` as WINO / Saber; both
-declare ``block_length`` and ``temperature`` and give ``draw_at``),
+declare ``block_length`` and ``temperature``),
 :class:`~explorer.samplers.remdm_eta.ReMDMEta` (a ReMDM variant is its ``sigma_t``), the setting
 checks of :mod:`explorer.samplers.settings`, and the SUBS / nucleus / float64 draws of
 :mod:`explorer.samplers.categorical`.

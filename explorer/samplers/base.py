@@ -195,9 +195,7 @@ class Sampler:
         write = None
         b, pos = unmask.nonzero(as_tuple=True)
         if b.numel():
-            u = ctx.uniforms_at(rng.TOKEN, b, pos)
-            tok, prob, ci, cp = ctx.draw(b, pos, lambda logits, rows: draw_tokens(
-                logits, ctx.mask_id, self.nucleus_p, u[rows], ctx.topk, scratch=True))
+            tok, prob, ci, cp = self.draw_at(ctx, b, pos)
             write = Write(b, pos, tok, prob, _at(unmask_p, b, pos), _at(remask_p, b, pos), POSTERIOR, ci, cp)
         return Decision(remask=remask, remask_p=remask_p, remask_sigma=remask_p, remask_reason=POSTERIOR,
                         write=write, sigma=r.sigma, valid_by_construction=True)
@@ -227,6 +225,17 @@ class Sampler:
         if m.dtype != torch.bool:
             raise ValueError("remaskable(state) must return a boolean tensor.")
         return m.expand_as(state.x)
+
+    def draw_at(self, ctx, b: torch.Tensor, pos: torch.Tensor, temperature: float = 1.0,
+                remasked: torch.Tensor | None = None):
+        """x0_l ~ p_theta(. | x_t) at the positions (b, pos) with the step's token coins, ``nucleus_p``
+        and ``temperature`` (SUBS, nucleus, float64 inverse CDF; §1.5-§1.6); ``remasked``: draw from
+        the state with those positions masked.  ``ctx.draw``'s (tokens, their probabilities, candidate
+        ids, candidate probabilities)."""
+        u = ctx.uniforms_at(rng.TOKEN, b, pos)
+        return ctx.draw(b, pos, lambda logits, rows: draw_tokens(
+            logits, ctx.mask_id, self.nucleus_p, u[rows], ctx.topk, temperature=temperature, scratch=True),
+            remasked=remasked)
 
     def remaskable_in(self, ctx, within: torch.Tensor | None = None) -> torch.Tensor:
         """BoolTensor[B, L]: what a step may take back -- the decoded positions (``ctx.decoded``:

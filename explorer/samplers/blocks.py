@@ -7,7 +7,7 @@
   position, ``steps=T`` caps the iterations (a full row calls nothing), and decoded tokens are
   judged by ``ctx.rescore`` in ``groups`` groups.
 
-Both take their blocks and their draws (:meth:`Blocks.draw_at`) from the settings of
+Both take their blocks and their draws (:meth:`Sampler.draw_at`) from the settings of
 :class:`Blocks`, ``block_length`` (None: one block) and ``temperature`` (1: draw from p_theta; 0:
 the argmax), and :class:`AdaptiveBlocks` adds ``groups``; these are declared and checked here,
 once, as keyword-only fields, so a subclass's own settings keep their positions.  A subclass is a
@@ -21,10 +21,8 @@ from typing import ClassVar
 
 import torch
 
-from .. import rng
 from . import ranked
 from .base import Sampler, StepTimes, check_steps, linear_grid
-from .categorical import draw_tokens
 from .settings import check_groups, check_positive_int, check_temperature, rescore_groups
 
 
@@ -38,13 +36,6 @@ class Blocks(Sampler):
     def validate(self):
         ranked.check_block_length(self.block_length)
         check_temperature(self.temperature)
-
-    def draw_at(self, ctx, b: torch.Tensor, pos: torch.Tensor):
-        """x0_l ~ p_theta(. | x_t) at the positions (b, pos), with nucleus_p and temperature: ``ctx.draw``'s
-        (tokens, their probabilities c_l, candidate ids, candidate probabilities)."""
-        u = ctx.uniforms_at(rng.TOKEN, b, pos)
-        return ctx.draw(b, pos, lambda logits, r: draw_tokens(
-            logits, ctx.mask_id, self.nucleus_p, u[r], ctx.topk, temperature=self.temperature))
 
 
 class FixedBlocks(Blocks):

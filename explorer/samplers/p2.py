@@ -39,9 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import rng
 from .base import Sampler, StepTimes, _check_unit, linear_grid
-from .categorical import draw_tokens
 from .ranked import top_n
 from .settings import check_groups, check_positive_int, check_temperature, rescore_groups
 from .step import CONFIDENCE, RESCORE, Decision, Write
@@ -95,9 +93,7 @@ class P2(Sampler):
         b, pos = rows.nonzero(as_tuple=True)
         tok = prob = ci = cp = None
         if b.numel():
-            u = ctx.uniforms_at(rng.TOKEN, b, pos)
-            tok, prob, ci, cp = ctx.draw(b, pos, lambda logits, r: draw_tokens(
-                logits, ctx.mask_id, self.nucleus_p, u[r], ctx.topk, temperature=self.temperature))
+            tok, prob, ci, cp = self.draw_at(ctx, b, pos, self.temperature)
             score[b, pos] = prob.double().clamp_min(1e-300).log()
         if not upstream and judged.any() and n_mask.any():
             p = ctx.rescore(judged, self.groups_for(ctx.gen_length))

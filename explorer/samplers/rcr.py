@@ -62,7 +62,7 @@ class RCR(FixedBlocks):
         b, pos = masked.nonzero(as_tuple=True)
         write = None
         if b.numel():
-            tok, conf, ci, cp = self.draw_at(ctx, b, pos)
+            tok, conf, ci, cp = self.draw_at(ctx, b, pos, self.temperature)
             score[b, pos] = conf.double()
             write = Write(b, pos, tok, conf, 1.0, 0.0, CONFIDENCE, ci, cp)
         to_mask = top_n(score, masked | decoded, stay_masked, largest=False)

@@ -39,9 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import rng
 from .draft import DraftThenCorrect
-from .categorical import draw_tokens
 from .settings import check_groups, check_open_unit, check_positive_int, rescore_groups
 from .step import RESCORE, Decision, Write
 
@@ -105,9 +103,7 @@ class Rescore(DraftThenCorrect):
         write = None
         b, pos = redraw.nonzero(as_tuple=True)
         if b.numel():
-            u = ctx.uniforms_at(rng.TOKEN, b, pos)
-            tok, prob, ci, cp = ctx.draw(b, pos, lambda logits, rows: draw_tokens(
-                logits, ctx.mask_id, self.nucleus_p, u[rows], ctx.topk), remasked=remask)
+            tok, prob, ci, cp = self.draw_at(ctx, b, pos, remasked=remask)
             write = Write(b, pos, tok, prob, 1.0, 0.0, RESCORE, ci, cp)
         return Decision(remask=remask, remask_p=1.0, remask_sigma=math.nan, remask_score=score,
                         remask_reason=RESCORE, write=write, phase="rescore")

@@ -69,7 +69,7 @@ class Saber(AdaptiveBlocks):
         cached = torch.where(so_far, ctx.token_prob.double(), math.nan)
         tau = torch.where(so_far.any(-1), cached.nanmean(-1), 1.0)
 
-        tok, conf, ci, cp = self.draw_at(ctx, b, pos)
+        tok, conf, ci, cp = self.draw_at(ctx, b, pos, self.temperature)
         score = torch.full(ctx.x.shape, -math.inf, dtype=torch.float64, device=ctx.x.device)
         score[b, pos] = conf.double()
         above = ((score > tau[:, None]) & masked).sum(-1)

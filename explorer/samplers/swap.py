@@ -65,7 +65,7 @@ class TokenSwap(FixedBlocks):
         b, pos = (masked | decoded).nonzero(as_tuple=True)
         if not b.numel():
             return Decision(phase="swap")
-        tok, conf, ci, cp = self.draw_at(ctx, b, pos)
+        tok, conf, ci, cp = self.draw_at(ctx, b, pos, self.temperature)
         score = torch.full(ctx.x.shape, -math.inf, dtype=torch.float64, device=ctx.x.device)
         score[b, pos] = conf.double()
         drawn = ctx.x.clone()

@@ -78,7 +78,7 @@ class WINO(AdaptiveBlocks):
         mem["wino_block"] = block
 
         # draft
-        tok, conf, ci, cp = self.draw_at(ctx, b, pos)
+        tok, conf, ci, cp = self.draw_at(ctx, b, pos, self.temperature)
         score = torch.full(ctx.x.shape, -math.inf, dtype=torch.float64, device=ctx.x.device)
         score[b, pos] = conf.double()
         n_masked = masked.sum(-1)
