@@ -55,8 +55,9 @@ rounds; :class:`~explorer.samplers.base.Sampler.step` of the rates family and
 :class:`~explorer.samplers.ranked.RankedSampler.step` of the LLaDA family are the other two shapes.
 Shared pieces to build on rather than copy: :class:`~explorer.samplers.draft.DraftThenCorrect`
 (a draft sampler's steps, then your ``correct(ctx, k)`` rounds), the block schedules of
-:mod:`explorer.samplers.blocks` (``FixedBlocks`` as LLaDA, ``AdaptiveBlocks`` as WINO / Saber; both
-declare ``block_length`` and ``temperature``),
+:mod:`explorer.samplers.blocks` (``FixedBlocks`` as LLaDA: ``self.block(ctx)`` is the step's block;
+``AdaptiveBlocks`` as WINO / Saber: your ``block_step(ctx, blocks)`` gets the masked positions of
+each row's current block; both declare ``block_length`` and ``temperature``),
 :class:`~explorer.samplers.remdm_eta.ReMDMEta` (a ReMDM variant is its ``sigma_t``), the setting
 checks of :mod:`explorer.samplers.settings`, and the SUBS / nucleus / float64 draws of
 :mod:`explorer.samplers.categorical`.

@@ -12,18 +12,40 @@ Both take their blocks and their draws (:meth:`Sampler.draw_at`) from the settin
 the argmax), and :class:`AdaptiveBlocks` adds ``groups``; these are declared and checked here,
 once, as keyword-only fields, so a subclass's own settings keep their positions.  A subclass is a
 dataclass that declares only its own settings, names the phase of its steps in ``phase`` and calls
-``super().validate()`` after checking its own settings.
+``super().validate()`` after checking its own settings.  A fixed-block step reads its block from
+:meth:`FixedBlocks.block`; an adaptive one defines :meth:`AdaptiveBlocks.block_step`, which is
+given the masked positions of each row's current block.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 
 from . import ranked
 from .base import Sampler, StepTimes, check_steps, linear_grid
 from .settings import check_groups, check_positive_int, check_temperature, rescore_groups
+from .step import Decision
+
+
+class ScheduledBlock(NamedTuple):
+    """A step of :class:`FixedBlocks`: the block [start, end) as a mask, its length, the step's index
+    ``i`` in it (0 .. s-1) and ``s``, the steps per block."""
+    window: torch.Tensor        # BoolTensor[L]
+    length: int
+    i: int
+    s: int
+
+
+class CurrentBlocks(NamedTuple):
+    """A step of :class:`AdaptiveBlocks`: each row's current block, its index, its masked positions and
+    their coordinates (``masked.nonzero``; at least one, or the step is not taken)."""
+    window: torch.Tensor        # BoolTensor[B, L]
+    index: torch.Tensor         # LongTensor[B]; the number of blocks for a full row
+    masked: torch.Tensor        # BoolTensor[B, L]
+    b: torch.Tensor
+    pos: torch.Tensor
 
 
 @dataclass
@@ -47,13 +69,13 @@ class FixedBlocks(Blocks):
     def grid(self, steps: int) -> list[StepTimes]:
         return [StepTimes(i, t, s, 1.0 - t, 1.0 - s, self.phase) for i, t, s in linear_grid(steps)]
 
-    def block(self, ctx) -> tuple[int, int, int, int]:
-        """(start, end, i, s): this step's block [start, end), the step's index i in it, s steps per block."""
+    def block(self, ctx) -> ScheduledBlock:
+        """This step's block: its positions, the step's index i in it and the s steps per block."""
         blocks = ranked.check_blocks(self.name, self.block_length, ctx.gen_length, ctx.num_steps)
         s = ctx.num_steps // blocks
         start, end, i = ranked.block_plan(ctx.st.step, ctx.num_steps, ctx.gen_start, ctx.gen_length,
                                           self.block_length, s)
-        return start, end, i, s
+        return ScheduledBlock((ctx.positions >= start) & (ctx.positions < end), end - start, i, s)
 
 
 @dataclass
@@ -82,6 +104,19 @@ class AdaptiveBlocks(Blocks):
     def grid(self, steps: int) -> list[StepTimes]:
         check_steps(steps)
         return [StepTimes(i, 1.0, 1.0, 0.0, 0.0, self.phase) for i in range(1, steps + 1)]
+
+    def step(self, ctx) -> Decision:
+        """Find each row's current block and pass its masked positions to :meth:`block_step`; once
+        every row is full there is nothing to do (and no model call)."""
+        window, index = self.current_block(ctx)
+        masked = ctx.masked & window
+        b, pos = masked.nonzero(as_tuple=True)
+        if not b.numel():
+            return Decision()
+        return self.block_step(ctx, CurrentBlocks(window, index, masked, b, pos))
+
+    def block_step(self, ctx, blocks: CurrentBlocks) -> Decision:
+        raise NotImplementedError(f"{type(self).__name__} must define block_step(ctx, blocks).")
 
     def current_block(self, ctx) -> tuple[torch.Tensor, torch.Tensor]:
         """(BoolTensor[B, L] the row's current block -- its first with a masked position --, block index)."""

@@ -48,8 +48,7 @@ class RCR(FixedBlocks):
     phase = "rcr"
 
     def step(self, ctx) -> Decision:
-        start, end, i, s = self.block(ctx)
-        window = (ctx.positions >= start) & (ctx.positions < end)
+        window, _, i, s = self.block(ctx)
         free = window & ~ctx.fixed
         masked = ctx.masked & window
         decoded = self.remaskable_in(ctx, window)
@@ -69,4 +68,4 @@ class RCR(FixedBlocks):
         if write is not None:
             write = write.keep(~to_mask[b, pos])
         return Decision(remask=to_mask & decoded, remask_p=1.0, remask_sigma=math.nan, remask_score=None,
-                        remask_reason=CONFIDENCE, write=write, phase="rcr")
+                        remask_reason=CONFIDENCE, write=write)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .blocks import AdaptiveBlocks
+from .blocks import AdaptiveBlocks, CurrentBlocks
 from .ranked import top_n
 from .settings import check_positive_int
 from .step import CONFIDENCE, RESCORE, Decision, Write
@@ -58,12 +58,8 @@ class Saber(AdaptiveBlocks):
         check_positive_int("n", self.n)
         super().validate()
 
-    def step(self, ctx) -> Decision:
-        window, _ = self.current_block(ctx)
-        masked = ctx.masked & window
-        b, pos = masked.nonzero(as_tuple=True)
-        if not b.numel():
-            return Decision(phase="saber")
+    def block_step(self, ctx, blocks: CurrentBlocks) -> Decision:
+        window, _, masked, b, pos = blocks
         upto = window.flip(-1).cumsum(-1).flip(-1) > 0          # the current block and those before it
         so_far = ~ctx.masked & ~ctx.fixed & (ctx.positions >= ctx.gen_start) & upto
         cached = torch.where(so_far, ctx.token_prob.double(), math.nan)
@@ -93,4 +89,4 @@ class Saber(AdaptiveBlocks):
         # a position written or remasked now starts afresh
         mem["saber_last"] = mem["saber_last"].masked_fill(take | (remask if remask is not None else take), math.nan)
         return Decision(remask=remask, remask_p=1.0, remask_sigma=math.nan, remask_score=v,
-                        remask_reason=RESCORE, write=write, phase="saber")
+                        remask_reason=RESCORE, write=write)

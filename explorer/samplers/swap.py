@@ -56,15 +56,13 @@ class TokenSwap(FixedBlocks):
         super().validate()
 
     def step(self, ctx) -> Decision:
-        start, end, i, s = self.block(ctx)
-        bl = end - start
+        window, bl, i, s = self.block(ctx)
         n_i = bl // s + (1 if i < bl % s else 0)
-        window = (ctx.positions >= start) & (ctx.positions < end)
         masked = ctx.masked & window
         decoded = self.remaskable_in(ctx, window)
         b, pos = (masked | decoded).nonzero(as_tuple=True)
         if not b.numel():
-            return Decision(phase="swap")
+            return Decision()
         tok, conf, ci, cp = self.draw_at(ctx, b, pos, self.temperature)
         score = torch.full(ctx.x.shape, -math.inf, dtype=torch.float64, device=ctx.x.device)
         score[b, pos] = conf.double()
@@ -76,4 +74,4 @@ class TokenSwap(FixedBlocks):
         swap = decoded & (drawn != ctx.x) & (score > self.editing_threshold)
         write = Write(b, pos, tok, conf, 1.0, 0.0, CONFIDENCE, ci, cp).keep((commit | swap)[b, pos])
         return Decision(remask=swap, remask_p=1.0, remask_sigma=math.nan, remask_score=score.clamp(min=0),
-                        remask_reason=CONFIDENCE, write=write, phase="swap")
+                        remask_reason=CONFIDENCE, write=write)

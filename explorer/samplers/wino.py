@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .blocks import AdaptiveBlocks
+from .blocks import AdaptiveBlocks, CurrentBlocks
 from .ranked import top_n
 from .settings import check_open_units, check_positive_int
 from .step import CONFIDENCE, RESCORE, Decision, Write
@@ -64,12 +64,8 @@ class WINO(AdaptiveBlocks):
         check_positive_int("max_accept", self.max_accept)
         super().validate()
 
-    def step(self, ctx) -> Decision:
-        window, block = self.current_block(ctx)
-        masked = ctx.masked & window
-        b, pos = masked.nonzero(as_tuple=True)
-        if not b.numel():
-            return Decision(phase="wino")
+    def block_step(self, ctx, blocks: CurrentBlocks) -> Decision:
+        window, block, masked, b, pos = blocks
         mem = ctx.memory
         if "wino_block" not in mem:
             mem["wino_block"] = torch.full_like(block, -1)
@@ -98,4 +94,4 @@ class WINO(AdaptiveBlocks):
             remask = top_n(v, low, torch.minimum(low.sum(-1), limit), largest=False)
         mem["wino_last"] = torch.where(n_masked > 0, n_take, mem["wino_last"])
         return Decision(remask=remask, remask_p=1.0, remask_sigma=math.nan, remask_score=v,
-                        remask_reason=RESCORE, write=write, phase="wino")
+                        remask_reason=RESCORE, write=write)
