@@ -101,6 +101,17 @@ def remdm_unmask(alpha_t: float, alpha_s: float, sigma):
     return min(1.0, max(0.0, u))
 
 
+def mdlm_rates(st: StepTimes) -> Rates:
+    """The MDLM step (§1.4): masked tokens unmask with (alpha_s - alpha_t) / (1 - alpha_t), none is remasked."""
+    return Rates(unmask=mdlm_unmask(st.alpha_t, st.alpha_s), remask=0.0, sigma=0.0)
+
+
+def remdm_rates(st: StepTimes, sigma: float) -> Rates:
+    """The ReMDM step (§2.1) at sigma_t = ``sigma``: a decoded token is remasked with probability
+    sigma, a masked one unmasks with :func:`remdm_unmask`."""
+    return Rates(unmask=remdm_unmask(st.alpha_t, st.alpha_s, sigma), remask=sigma, sigma=sigma)
+
+
 def sigma_max(alpha_t: float, alpha_s: float) -> float:
     """The validity bound min{1, (1 - alpha_s) / alpha_t} (§2.1); 1 at the first step where alpha_t = 0."""
     if alpha_t <= 0.0:

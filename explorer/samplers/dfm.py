@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import EPS_S, Rates, Sampler, SamplerState, StepTimes, check_steps, mdlm_unmask, remdm_unmask
+from .base import EPS_S, Rates, Sampler, SamplerState, StepTimes, check_steps, mdlm_rates, remdm_rates
 
 
 def _a(t: float) -> float:
@@ -37,7 +37,7 @@ class DFMCorrector(Sampler):
 
     def rates(self, st: StepTimes, state: SamplerState) -> Rates:
         if st.phase == "mdlm":
-            return Rates(unmask=mdlm_unmask(st.alpha_t, st.alpha_s), remask=0.0, sigma=0.0)
+            return mdlm_rates(st)
         b = _a(st.t) - 1.0
         sigma = min(1.0, max(0.0, b * (st.alpha_s / st.alpha_t - 1.0)))
-        return Rates(unmask=remdm_unmask(st.alpha_t, st.alpha_s, sigma), remask=sigma, sigma=sigma)
+        return remdm_rates(st, sigma)

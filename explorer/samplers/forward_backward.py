@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Rates, Sampler, SamplerState, StepTimes, remdm_unmask
+from .base import Rates, Sampler, SamplerState, StepTimes, remdm_rates
 
 
 @dataclass
@@ -26,4 +26,4 @@ class ForwardBackward(Sampler):
 
     def rates(self, st: StepTimes, state: SamplerState) -> Rates:
         sigma = self.sigma_t(st)
-        return Rates(unmask=remdm_unmask(st.alpha_t, st.alpha_s, sigma), remask=sigma, sigma=sigma)
+        return remdm_rates(st, sigma)

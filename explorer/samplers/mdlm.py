@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Rates, Sampler, SamplerState, StepTimes, mdlm_unmask
+from .base import Rates, Sampler, SamplerState, StepTimes, mdlm_rates
 
 
 @dataclass
@@ -11,4 +11,4 @@ class MDLM(Sampler):
     name = "mdlm"
 
     def rates(self, st: StepTimes, state: SamplerState) -> Rates:
-        return Rates(unmask=mdlm_unmask(st.alpha_t, st.alpha_s), remask=0.0, sigma=0.0)
+        return mdlm_rates(st)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Rates, Sampler, SamplerState, StepTimes, check_steps, remdm_unmask
+from .base import Rates, Sampler, SamplerState, StepTimes, check_steps, remdm_rates
 
 
 @dataclass
@@ -68,4 +68,4 @@ class ReMDMRefine(Sampler):
         return [StepTimes(i, t, t, self.alpha, self.alpha, "loop") for i in range(1, steps + 1)]
 
     def rates(self, st: StepTimes, state: SamplerState) -> Rates:
-        return Rates(unmask=remdm_unmask(st.alpha_t, st.alpha_s, self.eta), remask=self.eta, sigma=self.eta)
+        return remdm_rates(st, self.eta)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Rates, Sampler, SamplerState, StepTimes, linear_grid, mdlm_unmask, remdm_unmask
+from .base import Rates, Sampler, SamplerState, StepTimes, linear_grid, mdlm_rates, remdm_rates
 
 
 @dataclass
@@ -57,5 +57,5 @@ class ReMDMLoop(Sampler):
 
     def rates(self, st: StepTimes, state: SamplerState) -> Rates:
         if st.phase == "loop":
-            return Rates(unmask=remdm_unmask(st.alpha_t, st.alpha_s, self.eta), remask=self.eta, sigma=self.eta)
-        return Rates(unmask=mdlm_unmask(st.alpha_t, st.alpha_s), remask=0.0, sigma=0.0)
+            return remdm_rates(st, self.eta)
+        return mdlm_rates(st)
