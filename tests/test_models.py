@@ -87,6 +87,18 @@ def test_config_json_layout_round_trip(tmp_path):
         MDLM(MDLMConfig(**TINY, time_conditioning=True))
 
 
+def test_dit_mask_token_id_is_a_row_of_the_logits_or_none():
+    """The DiT's own mask_token_id (None: the last id) is refused when the config is read or the
+    model built if it is not a row of the logits, instead of failing later in the embedding."""
+    assert MDLMConfig(**TINY).validate().mask_id == TINY["vocab_size"] - 1
+    assert MDLMConfig(**TINY, mask_token_id=0).validate().mask_id == 0
+    bad = TINY["vocab_size"]
+    with pytest.raises(ValueError, match=rf"mask_token_id={bad} is outside the {bad} output rows \(vocab_size\)"):
+        MDLMConfig.from_dict({**TINY, "mask_token_id": bad})
+    with pytest.raises(ValueError, match="mask_token_id=-1"):
+        MDLM(MDLMConfig(**TINY, mask_token_id=-1))
+
+
 def test_conditioning_is_the_constant_silu_of_sigma_map_at_zero():
     model = tiny_model()
     features = torch.cat([torch.ones(1, 128), torch.zeros(1, 128)], dim=-1)  # embedding of sigma=0 (§5.2)

@@ -15,10 +15,9 @@ written once here is the path every config takes:
   derives :attr:`~PublishedConfig.head_dim` from them and ``validate`` checks that the width
   splits into heads of even size (RoPE rotates pairs);
 * ``OUTPUT_ROWS`` -- the name of the key that counts the rows of the logits (LLaDA's
-  ``embedding_size``, Dream's ``vocab_size``): ``validate`` checks that ``mask_token_id`` is one
-  of them, and the model's ``vocab_size`` is that key. MDLM's DiT leaves it unset: its
-  ``mask_token_id`` is ours and optional (None: the last id). A family's ``validate`` extends
-  this one with its own checks;
+  ``embedding_size``, Dream's and the DiT's ``vocab_size``): ``validate`` checks that
+  ``mask_token_id`` is one of them (the DiT's is ours and may be None: the last id), and the
+  model's ``vocab_size`` is that key. A family's ``validate`` extends this one with its own checks;
 * :meth:`PublishedConfig.to_dict` -- the published layout, minus ``auto_map``: no remote code is shipped.
 """
 from __future__ import annotations
@@ -55,8 +54,8 @@ class PublishedConfig:
     A subclass is a dataclass with the family's keys (those marked :func:`fixed` are checked by
     :meth:`validate`), ``ARCHITECTURE`` (the ``architectures`` entry), ``FAMILY`` (the name in
     error messages), ``WIDTH`` and ``HEADS`` (its keys for the model width and the number of
-    query heads) and ``OUTPUT_ROWS`` (its key for the number of rows of the logits, if
-    ``mask_token_id`` must be one of them); it extends :meth:`validate` with its own checks.
+    query heads) and ``OUTPUT_ROWS`` (its key for the number of rows of the logits, of which
+    ``mask_token_id`` must be one); it extends :meth:`validate` with its own checks.
     """
     ARCHITECTURE = ""
     FAMILY = ""
@@ -83,13 +82,13 @@ class PublishedConfig:
 
     def validate(self):
         """Refuse a :func:`fixed` key set to anything but its published value (NotImplementedError),
-        a width that does not split into heads of even size and, where ``OUTPUT_ROWS`` is set, a
-        ``mask_token_id`` outside the rows of the logits (ValueError); returns self."""
+        a width that does not split into heads of even size and a ``mask_token_id`` (unless None)
+        outside the ``OUTPUT_ROWS`` rows of the logits (ValueError); returns self."""
         require_settings(self, {f.name: f.default for f in fields(self) if f.metadata.get("fixed")}, self.FAMILY)
         width, heads = getattr(self, self.WIDTH), getattr(self, self.HEADS)
         if width % heads or (width // heads) % 2:
             raise ValueError(f"{self.WIDTH}={width} must split into {self.HEADS}={heads} heads of even size.")
-        if self.OUTPUT_ROWS and not 0 <= self.mask_token_id < self.output_rows:
+        if self.mask_token_id is not None and not 0 <= self.mask_token_id < self.output_rows:
             raise ValueError(f"mask_token_id={self.mask_token_id} is outside the {self.output_rows} output rows "
                              f"({self.OUTPUT_ROWS}); set it to the id of the tokenizer's mask token.")
         return self

@@ -60,6 +60,7 @@ class MDLMConfig(PublishedConfig):
     ARCHITECTURE = "MDLM"
     FAMILY = "MDLM"
     WIDTH, HEADS = "hidden_dim", "n_heads"
+    OUTPUT_ROWS = "vocab_size"
 
     @property
     def mask_id(self) -> int:
