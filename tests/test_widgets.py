@@ -526,6 +526,42 @@ def test_chat_panel_offers_every_sampler_and_refuses_bad_requests(stories):
     assert cp.send("Once upon a time") is None and "eta" in cp.status.value
 
 
+def test_chat_panel_builds_every_sampler_and_lists_every_fixed_set(stories):
+    """Built from the panel's widgets at their defaults, each registered sampler is that sampler with
+    its defaults (no widget for a field the constructor does not take); every text setting with a
+    fixed set of values is a list of exactly the values the sampler accepts; a draft is a sampler spec."""
+    import dataclasses
+
+    import ipywidgets as W
+    from explorer.samplers import REGISTRY
+    cp = widgets.ChatPanel(stories, steps=16)
+    lists = 0
+    for name, cls in REGISTRY.items():
+        cp.sampler_box.value = name
+        assert cp.sampler().config == cls().config, name
+        declared = {f.name: f for f in dataclasses.fields(cls)}
+        for w in cp.setting_widgets:
+            if w.setting is None or w.kind != "str":
+                continue
+            assert isinstance(w, W.Dropdown), f"{name}.{w.setting} is free text; declare it with settings.choice"
+            assert tuple(w.options) == declared[w.setting].metadata["choices"]
+            lists += 1
+            for option in w.options:
+                w.value = option
+                assert getattr(cp.sampler(), w.setting) == option
+            with pytest.raises(ValueError, match=w.setting):
+                cls(**{w.setting: "no-such-" + w.setting})
+            w.value = declared[w.setting].default
+    assert lists == 5       # confidence order, dream alg, llada remasking and confidence_dtype, p2 decoded
+    cp.sampler_box.value = "fire"
+    [draft] = [w for w in cp.setting_widgets if w.setting == "draft"]
+    draft.value = "remdm-loop:eta=0.01"
+    assert cp.sampler().draft.config == samplers.ReMDMLoop(eta=0.01).config
+    draft.value = "no-such-sampler"
+    with pytest.raises(ValueError, match="no-such-sampler"):
+        cp.sampler()
+
+
 def test_chat_panel_answers_then_compares_two_samplers(stories):
     cp = widgets.ChatPanel(stories, sampler="remdm-loop", steps=16)
     live = cp.send("Once upon a time")

@@ -26,19 +26,21 @@ from .. import rng
 from .base import Sampler, StepTimes, linear_grid
 from .categorical import draw_tokens
 from .ranked import check_block_length
-from .settings import check_temperature
+from .settings import check_temperature, choice
 from .step import CONFIDENCE, Decision, Write
+
+ORDERS = ("confidence", "random")
 
 
 @dataclass
 class ConfidenceOrdered(Sampler):
     block_length: int | None = None
     temperature: float = 1.0
-    order: str = "confidence"
+    order: str = choice("confidence", ORDERS)
     name = "confidence"
 
     def validate(self):
-        if self.order not in ("confidence", "random"):
+        if self.order not in ORDERS:
             raise ValueError(f"order must be 'confidence' (commit the most probable draws) or 'random' "
                              f"(commit uniformly chosen positions), got {self.order!r}.")
         check_block_length(self.block_length)

@@ -38,7 +38,7 @@ from .. import rng
 from .base import StepTimes, _check_unit
 from .categorical import sample_rows
 from .ranked import RankedSampler, StepPlan, top_n
-from .settings import check_positive_int, check_temperature
+from .settings import check_positive_int, check_temperature, choice
 
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 
@@ -62,7 +62,7 @@ def top_k_logits(logits: torch.Tensor, top_k: int) -> torch.Tensor:
 
 @dataclass
 class DreamSampler(RankedSampler):
-    alg: str = "origin"
+    alg: str = choice("origin", ALGS)
     temperature: float = 0.0
     top_p: float | None = None
     top_k: int | None = None

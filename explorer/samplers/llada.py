@@ -36,7 +36,10 @@ from .. import rng
 from . import ranked
 from .base import StepTimes, _check_unit, linear_grid
 from .ranked import RankedSampler, StepPlan
-from .settings import check_positive_int, check_temperature
+from .settings import check_positive_int, check_temperature, choice
+
+REMASKING = ("low_confidence", "random")        # which masked draws a step decodes
+CONFIDENCE_DTYPES = ("logits", "float64")       # the dtype of the softmax that ranks them
 
 
 def _check_nucleus(sampler) -> None:
@@ -71,8 +74,8 @@ class LLaDALowConfidence(RankedSampler):
     block_length: int | None = None
     temperature: float = 0.0
     cfg_scale: float = 0.0
-    remasking: str = "low_confidence"
-    confidence_dtype: str = "logits"
+    remasking: str = choice("low_confidence", REMASKING)
+    confidence_dtype: str = choice("logits", CONFIDENCE_DTYPES)
     logits_eos_inf: bool = False
     confidence_eos_eot_inf: bool = False
     eos_id: int = 126081
@@ -83,10 +86,10 @@ class LLaDALowConfidence(RankedSampler):
         ranked.check_block_length(self.block_length)
         check_temperature(self.temperature)
         _check_unit("cfg_scale", self.cfg_scale, high=math.inf)
-        if self.remasking not in ("low_confidence", "random"):
+        if self.remasking not in REMASKING:
             raise ValueError(f"remasking must be 'low_confidence' (decode the most confident draws) or 'random' "
                              f"(decode random positions), got {self.remasking!r}.")
-        if self.confidence_dtype not in ("logits", "float64"):
+        if self.confidence_dtype not in CONFIDENCE_DTYPES:
             raise ValueError(f"confidence_dtype must be 'logits' (LLaDA generate.py) or 'float64' (the Table-3 "
                              f"baseline llada_conf_sample), got {self.confidence_dtype!r}.")
         for k in ("logits_eos_inf", "confidence_eos_eot_inf"):

@@ -41,7 +41,7 @@ import torch
 
 from .base import Sampler, StepTimes, _check_unit, linear_grid
 from .ranked import top_n
-from .settings import check_groups, check_positive_int, check_temperature, rescore_groups
+from .settings import check_groups, check_positive_int, check_temperature, choice, rescore_groups
 from .step import CONFIDENCE, RESCORE, Decision, Write
 
 DECODED = ("rescore", "draw")
@@ -53,7 +53,7 @@ class P2(Sampler):
     eta: float = 1.0
     temperature: float = 1.0
     groups: int | None = None
-    decoded: str = "rescore"
+    decoded: str = choice("rescore", DECODED)
     name = "p2"
     remasks = True
 

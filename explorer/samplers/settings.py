@@ -1,4 +1,5 @@
-"""Checks of the settings several samplers share, for their ``validate()`` / ``check_shape()``.
+"""Checks of the settings several samplers share, for their ``validate()`` / ``check_shape()``, and
+:func:`choice`, the declaration of a setting that takes one of a fixed set of words.
 
 Each raises a ``ValueError`` that names the setting and the fix.  The range check of one number,
 ``_check_unit``, is in :mod:`explorer.samplers.base`; the block checks (``check_block_length``,
@@ -7,8 +8,18 @@ Each raises a ``ValueError`` that names the setting and the fix.  The range chec
 from __future__ import annotations
 
 import math
+from dataclasses import field
 
 from .base import _check_unit
+
+
+def choice(default: str, options: tuple[str, ...]):
+    """A dataclass field for a setting that takes one of ``options``: the chat panel offers them as a
+    list (``field.metadata["choices"]``); the sampler's ``validate()`` checks the value and says
+    what each option means."""
+    if default not in options:
+        raise ValueError(f"the default {default!r} is not one of the options {options}.")
+    return field(default=default, metadata={"choices": tuple(options)})
 
 
 def check_positive_int(name: str, v, allow_none=False, allow_zero=False) -> None:

@@ -7,13 +7,10 @@ import html
 
 import ipywidgets as W
 
-from ..samplers.dream import ALGS
+from ..samplers.spec import parse_sampler
 from .compare import CompareViewer
 from .live import LiveViewer, one_line
 
-# settings whose values are a fixed set (the samplers' validate() names them too)
-CHOICES = {"alg": list(ALGS), "remasking": ["low_confidence", "random"],
-           "confidence_dtype": ["logits", "float64"], "order": ["confidence", "random"]}
 # settings the panel sets itself (the run's shape) or that are not a number or a word
 OWN = {"remaskable", "block_length"}
 # LLaDA's end-of-text switches (generate.py; llada-dream reference §4.1): shown for the LLaDA
@@ -24,13 +21,15 @@ _LABELS = {"nucleus_p": "top-p", "top_p": "top-p", "top_k": "top-k", "eta": "eta
 
 
 def sampler_settings(cls) -> list[dataclasses.Field]:
-    """The settings of a sampler class a user sets in the panel (its dataclass fields)."""
-    return [f for f in dataclasses.fields(cls) if f.name not in OWN]
+    """The settings of a sampler class a user sets in the panel: the fields its constructor takes."""
+    return [f for f in dataclasses.fields(cls) if f.init and f.name not in OWN]
 
 
 def _kind(field) -> str:
     t = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
     t = t.replace("typing.", "").replace("Optional[", "").replace(" ", "")
+    if "Sampler" in t:      # a draft-then-correct strategy's draft, written as a sampler spec
+        return "sampler"
     if "bool" in t:
         return "bool"
     if "float" in t:
@@ -48,10 +47,14 @@ def _setting_widget(field, names=()):
     style = {"description_width": "110px"}
     lay = W.Layout(width="250px")
     kind = _kind(field)
-    if field.name in CHOICES:
-        w = W.Dropdown(options=CHOICES[field.name], value=default, description=label, style=style, layout=lay)
+    if "choices" in field.metadata:       # a setting declared with samplers.settings.choice
+        w = W.Dropdown(options=list(field.metadata["choices"]), value=default, description=label, style=style,
+                       layout=lay)
     elif kind == "bool":
         w = W.Checkbox(value=bool(default), description=label, indent=False, layout=lay)
+    elif kind == "sampler":  # empty: the strategy's default draft
+        w = W.Text(value="", placeholder="mdlm (a sampler spec)", description=label, style=style, layout=lay,
+                   tooltip="a sampler spec, e.g. remdm-loop:eta=0.05; empty for MDLM")
     elif default is None:  # optional: empty means "not set"
         w = W.Text(value="", placeholder="not set", description=label, style=style, layout=lay)
     elif kind == "float":
@@ -65,6 +68,9 @@ def _setting_widget(field, names=()):
 
 
 def _read(w):
+    if w.kind == "sampler":
+        text = w.value.strip()
+        return parse_sampler(text) if text else None
     if isinstance(w, W.Text) and w.placeholder == "not set":
         text = w.value.strip()
         if not text:
