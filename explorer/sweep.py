@@ -146,8 +146,10 @@ def _warm_up(model, cell: _Cell, device) -> None:
     context and kernel selection) that are not the sampler's; without this the first cell of a
     sweep looked slower than longer runs after it (MDLM at T = 8 above T = 16 in "vs seconds").
     """
-    engine.generate(model, cell.sampler, cell.steps, num_samples=1, seed=cell.seed, device=device,
-                    record=False, progress=False)
+    trace = engine.generate(model, cell.sampler, cell.steps, num_samples=1, seed=cell.seed, device=device,
+                            record=False, progress=False)
+    if not trace.complete:
+        raise KeyboardInterrupt("sweep interrupted; finished cells are cached and will not be recomputed.")
     if device is not None and torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 

@@ -339,3 +339,60 @@ def test_generate_takes_a_spec_and_json_settings_over_it(capsys, tmp_path):
 def test_repair_refuses_a_bad_setting_before_loading(capsys, tmp_path, no_model_loaded):
     refused(capsys, ["repair", "--eta", "5", "--out", str(tmp_path / "r.csv")], "--alpha/--eta", tmp_path)
     refused(capsys, ["repair", "--steps", "0"], "explorer repair --help", tmp_path)
+
+
+@pytest.fixture
+def ctrl_c(monkeypatch):
+    """Ctrl-C at the first step of every run: the engine then returns a partial trace."""
+    from explorer import engine
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(engine, "_run_chunk", interrupted)
+
+
+@pytest.mark.parametrize("argv, out_name", [
+    (["generate", "--model", "orders-oracle", "--steps", "4"], "trace.csv"),
+    (["evaluate-orders", "--model", "orders-oracle", "--steps", "4", "--samples", "2"], "validity.csv"),
+    (["repair", "--model", "orders-oracle", "--steps", "4", "--sequences", "2"], "repair.csv"),
+])
+def test_ctrl_c_stops_and_writes_nothing(capsys, tmp_path, ctrl_c, argv, out_name):
+    out = tmp_path / out_name
+    out.write_text("an earlier, finished run\n")
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="interrupted"):
+        rc = cli.main([*argv, "--out", str(out)])
+    assert rc == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert out.read_text() == "an earlier, finished run\n"
+    assert files_under(tmp_path) == {out}
+
+
+@pytest.fixture
+def ctrl_c_once(monkeypatch):
+    """Ctrl-C in the first run only (a sweep's untimed warm-up, the lab's first calibration probe)."""
+    from explorer import engine
+
+    real, calls = engine._run_chunk, []
+
+    def first_interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(engine, "_run_chunk", first_interrupted)
+
+
+@pytest.mark.parametrize("argv", [
+    ["sweep", "--model", "orders-oracle", "--samplers", "mdlm", "--steps", "4", "--num-samples", "2",
+     "--metrics", "entropy", "--no-progress"],
+    ["strategies", "--model", "orders-oracle", "--strategies", "mdlm", "--budgets", "8", "--num-samples", "2",
+     "--no-progress"],
+])
+def test_ctrl_c_in_a_warm_up_or_probe_stops_the_study(capsys, tmp_path, ctrl_c_once, argv):
+    out = tmp_path / "out"
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="interrupted"):
+        rc = cli.main([*argv, "--out", str(out)])
+    assert rc == 130, capsys.readouterr().err
+    assert not list(out.glob("*.parquet")), "a result was written after Ctrl-C"

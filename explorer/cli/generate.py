@@ -65,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = {} if a.gen_length is None else {"gen_length": a.gen_length}
     trace = explorer.generate(model, sampler, a.steps, num_samples=a.num_samples, seed=a.seed,
                               batch_size=a.batch_size, prompt=prompt, **extra)
+    if not trace.complete:  # Ctrl-C: a half-finished run is not printed or written as if real
+        raise KeyboardInterrupt
     print(format_samples(trace.texts))
     if out is not None:
         path = trace.to_parquet(out) if out.suffix.lower() == ".parquet" else trace.to_csv(out)

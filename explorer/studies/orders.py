@@ -49,6 +49,8 @@ def sampler_validity(model, sampler, steps: int, num_samples: int, seed: int = 0
     prompt = None if getattr(model, "fixed_tokens", None) else dict(FIXED_TOKENS)
     trace = generate(model, sampler, steps, num_samples=num_samples, seed=seed,
                      record=repairs or causes, progress=False, batch_size=batch_size, prompt=prompt)
+    if not trace.complete:  # Ctrl-C: a half-finished cell is not scored as if real
+        raise KeyboardInterrupt("interrupted; the cells finished before are in the CSV.")
     out = record_table([decode(ids) for ids in trace.final])
     out.attrs.update(model_calls=trace.model_calls, seconds=trace.meta.get("wall_seconds"))
     if repairs:

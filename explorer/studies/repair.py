@@ -322,6 +322,8 @@ def measure(model, steps: Sequence[int], sequences: int = 64, seed: int = 0, sam
             t0 = time.time()
             trace, plants = planted_refine(model, sequences, int(T), seed=seed, data_seed=data_seed,
                                            sampler=sampler, record=False, progress=progress)
+            if not trace.complete:  # Ctrl-C: a half-finished cell is not counted as if real
+                raise KeyboardInterrupt("interrupted; the cells finished before are in the CSV.")
             row = {"sampler": label, "steps": int(T), "steps_over_L": int(T) / orders.SEQ_LEN,
                    **summarise(outcomes(trace.final, plants)),
                    "nfe": float(trace.nfe.float().mean()), "seconds": time.time() - t0, "seed": seed,

@@ -113,6 +113,8 @@ def calibrate_steps(model, sampler: Sampler, budget: int, steps: int, *, seed: i
     def calls(t: int) -> float:
         tr = generate(model, sampler, t, num_samples=probe, seed=seed, prompt=prompt, device=device,
                       record=False, progress=False, **kw)
+        if not tr.complete:  # Ctrl-C during a probe: stop, as a cell does
+            raise KeyboardInterrupt("the lab was interrupted; finished cells are cached and will not be recomputed.")
         return float(tr.nfe.double().mean())
 
     best, used = steps, calls(steps)
