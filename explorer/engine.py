@@ -886,6 +886,27 @@ def _replacements(model, replace, seq_len: int) -> dict[int, int]:
     return out
 
 
+def _check_resumable(trace: Trace, step) -> None:
+    """An incomplete trace is resumable only where every row reached ``step``: a run stopped while
+    all its rows ran as one batch, up to its last step.  A run stopped in a later batch has rows
+    that never ran (their state is the initial one), and a damaged file loaded with verify=False
+    cannot be trusted at all."""
+    if trace.complete:
+        return
+    reason = trace.meta.get("incomplete_reason")
+    if reason:
+        raise ValueError(f"this trace was loaded from a damaged file ({reason}), so its states cannot be "
+                         "resumed; resume the original trace or generate it again.")
+    rows, batch = trace.num_samples, trace.meta.get("batch_size")
+    if batch is not None and batch < rows:
+        raise ValueError(f"this trace was stopped before it finished and ran in batches of {batch}, so some of "
+                         "its rows never reached the step; generate it again (or with batch_size >= "
+                         "num_samples) before resuming it.")
+    if isinstance(step, (int, np.integer)) and not isinstance(step, bool) and step > trace.last_step:
+        raise ValueError(f"this trace was stopped after step {trace.last_step}; resume it from a step up to "
+                         f"{trace.last_step}.")
+
+
 def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | None = None,
            sampler: Sampler | None = None, device=None, batch_size=None, progress: bool = True,
            record: bool = True, fast: bool = True, replace: dict | None = None, on_step=None) -> Trace:
@@ -905,6 +926,7 @@ def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | No
         raise TypeError("resume() needs a Trace returned by explorer.generate().")
     if not trace.recorded:
         raise ValueError("this trace was generated with record=False, so its steps cannot be resumed.")
+    _check_resumable(trace, step)
     sampler = sampler or from_config(trace.meta["sampler"])
     full_grid = sampler.grid(trace.num_steps)      # DFM's adaptive grid is longer than T
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) \

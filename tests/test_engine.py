@@ -350,6 +350,31 @@ def test_stop_generation_in_the_hook_returns_an_incomplete_trace():
     assert torch.equal(tr.state_at(4), full.state_at(4))
 
 
+def _stopped(m, step, **kw):
+    def stop(u):
+        if u.step == step:
+            raise explorer.StopGeneration
+    with pytest.warns(UserWarning, match="interrupted"):
+        return explorer.generate(m, ReMDMLoop(), 12, num_samples=4, seed=3, progress=False, on_step=stop, **kw)
+
+
+def test_a_stopped_trace_resumes_only_where_every_row_reached_the_step():
+    """Stopped while all rows ran as one batch, a trace resumes up to its last step and, with no edit,
+    replays the uninterrupted run; stopped in a later batch (rows that never ran, still in their
+    initial state), or past its last step, it is refused instead of giving wrong samples."""
+    m = ContextModel()
+    full = explorer.generate(m, ReMDMLoop(), 12, num_samples=4, seed=3, progress=False)
+    one_batch = _stopped(m, 5)
+    branch = explorer.resume(m, one_batch, 5, progress=False)
+    assert branch.complete and torch.equal(branch.final, full.final)
+    with pytest.raises(ValueError, match="stopped after step 5"):
+        explorer.resume(m, one_batch, 6, progress=False)
+    batched = _stopped(m, 5, batch_size=2)
+    assert not torch.equal(batched.state_at(3)[2:], full.state_at(3)[2:])     # rows 2, 3 never ran
+    with pytest.raises(ValueError, match="batches of 2"):
+        explorer.resume(m, batched, 3, progress=False)
+
+
 def test_steps_table_counts_masks_whether_or_not_the_run_is_recorded():
     """A sweep runs with record=False and no progress bar: its steps table used to say n_masked = 0."""
     m = ContextModel()

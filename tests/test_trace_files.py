@@ -253,6 +253,12 @@ def test_a_sidecar_sha_mismatch_is_refused_unless_verify_false(csv_file, trace):
     assert back.complete is False and "sha256" in back.meta["incomplete_reason"]
     assert "INCOMPLETE" in repr(back)
     assert back.same_as(trace, rtol=0)                        # the data itself was fine
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(12, len(TEXTS) + 1, generator=g)
+    p[:, -1] = 0
+    model = explorer.StubDenoiser(p, tokenizer=Tok())
+    with pytest.raises(ValueError, match="damaged file"):    # loaded anyway, it is not resumed
+        explorer.resume(model, back, 4, progress=False)
 
 
 @pytest.mark.parametrize("edit", ["sampler setting", "steps table", "seed"])
