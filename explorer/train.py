@@ -25,7 +25,8 @@ The recipe (reference §1.1, ``../shared/docs/remdm-reference.md``):
 * **Checkpoints.** Every ``--ckpt-every`` steps (and at the end) ``<out>/checkpoint.pt`` is
   replaced atomically: model, EMA, optimiser, step and every RNG state. ``--resume`` continues
   from it, fast-forwarding the seeded data stream, so an interrupted run ends where an
-  uninterrupted one would.
+  uninterrupted one would. A folder that already holds a run is never overwritten: without
+  ``--resume`` it is refused, and ``--resume`` with other architecture settings is refused by name.
 * **Held-out NELBO** of the EMA weights every ``--eval-every`` steps on ``task.eval_tensor``,
   with a fixed noise seed so the numbers are comparable across evaluations.
 
@@ -55,6 +56,18 @@ from explorer.tasks import TASKS, get_task
 SAMPLING_EPS = 1e-3
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+
+# the architecture settings a checkpoint must share with a run that resumes it, and the option of each
+ARCHITECTURE_OPTIONS = {"hidden_dim": "--hidden-dim", "n_blocks": "--n-blocks", "n_heads": "--n-heads",
+                        "cond_dim": "--cond-dim", "vocab_size": "--task", "model_length": "--task"}
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked: ``problem`` and ``fix`` (the command line prints both)."""
+
+    def __init__(self, problem: str, fix: str):
+        super().__init__(f"{problem} {fix}")
+        self.problem, self.fix = problem, fix
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,8 +201,30 @@ def save_checkpoint(out: Path, model, ema: EMA, optimizer, step: int, noise_gen:
     return path
 
 
+def check_run_folder(out: Path, resume: bool) -> None:
+    """A folder that already holds a run (checkpoint or log) is continued with ``resume``, never
+    overwritten: refused otherwise, before any work."""
+    held = [name for name in (CHECKPOINT, LOG) if (Path(out) / name).exists()]
+    if held and not resume:
+        raise RunFolderError(f"{out} already holds a training run ({', '.join(held)}).",
+                             "continue it with --resume, or choose a new --out folder.")
+
+
+def _check_architecture(path: Path, saved: dict, model) -> None:
+    """The checkpoint's architecture is the model's: else a :class:`RunFolderError` naming the settings."""
+    now = model.config.to_dict()
+    differ = [k for k in ARCHITECTURE_OPTIONS if k in saved and k in now and saved[k] != now[k]]
+    if differ:
+        said = ", ".join(f"{k} {saved[k]} there, {now[k]} now" for k in differ)
+        options = " ".join(dict.fromkeys(f"{ARCHITECTURE_OPTIONS[k]} {saved[k]}" if ARCHITECTURE_OPTIONS[k] != "--task"
+                                         else "the same --task" for k in differ))
+        raise RunFolderError(f"{path} holds a model of another architecture ({said}).",
+                             f"resume with the run's settings ({options}), or choose a new --out folder.")
+
+
 def load_checkpoint(path: Path, model, ema: EMA, optimizer, noise_gen: torch.Generator) -> dict:
     state = torch.load(path, map_location="cpu", weights_only=False)
+    _check_architecture(path, state.get("config", {}), model)
     model.load_state_dict(state["model"])
     ema.load_state_dict(state["ema"])
     optimizer.load_state_dict(state["optimizer"])
@@ -378,6 +413,7 @@ def train(config: TrainConfig, command: str | None = None) -> dict:
     if config.init_from is not None and not config.init_from.is_dir():
         raise FileNotFoundError(f"init_from {config.init_from}: no such model folder; pass the folder an earlier "
                                 "run exported (config.json + model.safetensors).")
+    check_run_folder(config.out, config.resume)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()

@@ -141,3 +141,32 @@ def test_the_command_line_builds_the_same_config_and_names_the_command(tmp_path,
     parsed = cli.COMMANDS["train"].parser().parse_args(argv[1:])
     assert cli.train.config_from_args(parsed) == config
     assert config.command_line().startswith("explorer train --task orders --out ")
+
+
+CLI_TINY = ["train", "--task", "orders", "--steps", "2", "--batch-size", "4", "--hidden-dim", "16", "--n-blocks",
+            "1", "--n-heads", "2", "--cond-dim", "8", "--eval-n", "8", "--threads", "1", "--no-progress"]
+
+
+def test_a_folder_that_holds_a_run_is_resumed_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main([*CLI_TINY, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert cli.main([*CLI_TINY, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a training run" in err and "--resume" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    with pytest.raises(ValueError, match="already holds a training run"):
+        main(out=out, steps=2)
+
+
+def test_resume_with_another_architecture_names_the_settings(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main([*CLI_TINY, "--out", str(out)]) == 0
+    capsys.readouterr()
+    wider = [*CLI_TINY, "--out", str(out), "--resume", "--steps", "4"]
+    wider[wider.index("--hidden-dim") + 1] = "32"
+    assert cli.main(wider) == 2
+    err = capsys.readouterr().err
+    assert "another architecture" in err and "hidden_dim 16 there, 32 now" in err and "--hidden-dim 16" in err
+    assert "size mismatch" not in err and len(err.strip().splitlines()) == 2

@@ -68,9 +68,12 @@ def config_from_args(a) -> "TrainConfig":  # noqa: F821 (imported below: torch l
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from explorer.train import train
+    from explorer.train import RunFolderError, train
 
     argv = list(sys.argv[1:] if argv is None else argv)
     config = config_from_args(parser().parse_args(argv))
-    train(config, command="explorer train " + shlex.join(a for a in argv if a != "--debug"))
+    try:
+        train(config, command="explorer train " + shlex.join(a for a in argv if a != "--debug"))
+    except RunFolderError as e:   # a run already there without --resume; --resume with another --hidden-dim
+        raise UsageError(e.problem, e.fix) from None
     return 0
