@@ -112,6 +112,35 @@ def test_writes_are_atomic_and_leave_nothing_behind(tmp_path, monkeypatch):
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.csv.meta.json"]
 
 
+@pytest.mark.parametrize("fail_at", [1, 2])
+def test_a_pair_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch, fail_at):
+    """Interrupted between the renames of a trace and its sidecar (or at the first), the old pair
+    comes back intact and nothing is left beside it; a sidecar path that is a folder is refused
+    before the trace file is touched."""
+    import os
+    path = tmp_path / "t.csv"
+    nasty_trace().to_csv(path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    new = nasty_trace(topk=1)                  # other candidates: other bytes
+    rename, calls = os.replace, []
+
+    def interrupted(src, dst):
+        calls.append(dst)
+        if len(calls) == fail_at:
+            raise KeyboardInterrupt
+        return rename(src, dst)
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        new.to_csv(path)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert Trace.verify(path)
+    (tmp_path / "d.csv.meta.json").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        nasty_trace().to_csv(tmp_path / "d.csv")
+    assert not (tmp_path / "d.csv").exists()
+
+
 def test_read_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="no trace file"):
         Trace.read(tmp_path / "missing.csv")
