@@ -584,3 +584,39 @@ def test_chat_panel_refuses_a_gen_length_over_the_maximum(tiny_llada):
     cp.gen_box.value = m.max_length + 10
     assert cp.send("hi") is None
     assert "over" in cp.status.value and "use gen length &lt;=" in cp.status.value
+
+
+# -- audit of the widgets: the intervention panel -----------------------------------------------
+def test_intervention_edits_and_compares_the_sample_shown(model):
+    t = explorer.generate(model, samplers.ReMDMCap(eta=0.4), steps=8, num_samples=2, seed=1, progress=False)
+    iv = widgets.InterventionViewer(model, t, step=4, columns=16)
+    iv.parent_view.sample_box.value = 1  # the user switches to sample 1, then edits what is shown
+    decoded = (t.state_at(4)[1] != t.mask_id).nonzero().flatten().tolist()[:2]
+    iv.select(decoded)
+    iv._continue()
+    [br] = iv.branches
+    assert sorted(br.meta["parent"]["edit"]["remask"]) == [[1, p] for p in sorted(decoded)]
+    assert (br.state_at(4)[1, decoded] == t.mask_id).all() and torch.equal(br.state_at(4)[0], t.state_at(4)[0])
+    assert iv.compare.sample == 1 and "sample 1" in iv.status.value
+
+
+def test_intervention_opens_on_a_step_it_can_branch_from(model):
+    loop = explorer.generate(model, samplers.ReMDMLoop(), steps=8, seed=0, progress=False)
+    iv = widgets.InterventionViewer(model, loop, columns=16)
+    assert iv.parent_view.step == 7  # step 8 is the last sampler step, 9 the final pass
+    iv._continue()
+    assert len(iv.branches) == 1, iv.status.value
+    assert "no edit" in iv.status.value
+
+
+def test_intervention_numbers_positions_as_the_grid_does(tiny_llada):
+    t = explorer.generate(tiny_llada, samplers.LLaDALowConfidence(), 8, prompt="hi", gen_length=8,
+                          seed=0, progress=False)
+    g = t.meta["gen_start"]
+    assert g > 0
+    iv = widgets.InterventionViewer(tiny_llada, t, step=4, columns=8, length=64)
+    iv.parent_view.grid.click(g)  # the first answer cell: "position 0" in the grid and details
+    assert iv.status.value == "selected positions: [0]"
+    iv.branch(4, remask=[g])
+    assert iv.compare.labels[1] == "branch: remask [0] at step 4"
+    assert "remask [0] at step 4" in iv.status.value and f"remask [{g}]" not in iv.status.value
