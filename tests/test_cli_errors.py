@@ -396,3 +396,23 @@ def test_ctrl_c_in_a_warm_up_or_probe_stops_the_study(capsys, tmp_path, ctrl_c_o
         rc = cli.main([*argv, "--out", str(out)])
     assert rc == 130, capsys.readouterr().err
     assert not list(out.glob("*.parquet")), "a result was written after Ctrl-C"
+
+
+@pytest.mark.parametrize("argv", [
+    ["sweep", "--model", "stories", "--metrics", "gen_ppl"],
+    ["sweep", "--model", "orders", "--metrics", "mauve,entropy"],
+])
+def test_a_judge_that_is_not_here_is_refused_before_any_work(capsys, tmp_path, no_model_loaded, monkeypatch, argv):
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    err = refused(capsys, [*argv, "--judge", "no-such-org/judge", "--out", str(tmp_path / "o")], "--allow-download",
+                  tmp_path)
+    assert "--judge" in err and "no-such-org/judge" in err
+
+
+def test_the_lab_checks_its_judge_before_any_work(capsys, tmp_path, monkeypatch):
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    err = refused(capsys, ["strategies", "--model", "stories", "--strategies", "mdlm", "--budgets", "64",
+                           "--judge", "no-such-org/judge", "--out", str(tmp_path / "o")], "--allow-download", tmp_path)
+    assert "no-such-org/judge" in err

@@ -79,3 +79,24 @@ def test_shipped_mauve_references_are_the_judges_features_of_heldout_stories():
         return  # a checkout without ../shared/corpus cannot recompute the texts; the rest held
     again = judge_features(stories.heldout_texts(1000)[:3])
     assert np.allclose(again, ref[:3], atol=1e-4)
+
+
+def test_a_hub_judge_is_never_fetched_without_leave(monkeypatch):
+    """A judge that is not a folder and not in the local HF cache is refused by name, before any
+    download; one in the cache is loaded with local_files_only (nothing goes online)."""
+    import huggingface_hub
+    import pytest
+    from explorer.metrics import _judge
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    with pytest.raises(FileNotFoundError, match="--allow-download"):
+        _judge.check_judge("no-such-org/no-such-judge")
+    with pytest.raises(FileNotFoundError, match="local Hugging Face cache"):
+        _judge._load("no-such-org/no-such-judge")
+
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: "/cache/config.json")
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", lambda name, **k: asked.append(k) or "tok")
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda name, **k: asked.append(k) or "lm")
+    assert _judge._load("some-org/cached-judge") == ("lm", "tok", "some-org/cached-judge")
+    assert [k["local_files_only"] for k in asked] == [True, True]

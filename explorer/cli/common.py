@@ -8,7 +8,7 @@
   file) prints ``PROG: error: ...`` on stderr, with no traceback unless ``--debug`` or
   ``EXPLORER_DEBUG=1``; anything else is a bug and keeps its traceback.
 * :func:`output_file`, :func:`output_dir`, :func:`positive_int`, :func:`sampler_from_cli`,
-  :func:`samplers_from_cli`, :func:`model_from_cli` -- turn an argument into a checked value
+  :func:`samplers_from_cli`, :func:`model_from_cli`, :func:`judge_from_cli` -- turn an argument into a checked value
   *before* a model is loaded or a sample is drawn, so a wrong ``--out`` does not cost a finished run.
 """
 from __future__ import annotations
@@ -184,6 +184,18 @@ def model_from_cli(name: str, device: Any = None, allow_download: bool = False) 
             raise UsageError(f"{damaged[0]} is damaged ({damaged[1]}).",
                              "replace it with a complete copy (download or export the model again).") from None
         raise e
+
+
+def judge_from_cli(judge: str | None, allow_download: bool = False) -> None:
+    """Check the ``--judge`` of gen_ppl / mauve before any work (:func:`explorer.metrics._judge.check_judge`):
+    a folder, a shipped judge, or a hub name in the local cache (fetched now with ``--allow-download``)."""
+    from explorer.metrics._judge import check_judge
+
+    try:
+        check_judge(judge, allow_download=allow_download)
+    except FileNotFoundError as e:
+        problem, _, fix = str(e).partition("; ")
+        raise UsageError(f"--judge: {problem}.", fix) from None
 
 
 def _debug(argv: Sequence[str]) -> bool:

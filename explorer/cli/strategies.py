@@ -12,8 +12,8 @@ from typing import Sequence
 
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
                                    add_num_samples, add_output_folder, sampler_defaults)
-from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, output_dir, positive_int,
-                                 samplers_from_cli)
+from explorer.cli.common import (ArgumentParser, UsageError, judge_from_cli, model_from_cli, output_dir,
+                                 positive_int, samplers_from_cli)
 
 
 def parser() -> ArgumentParser:
@@ -29,7 +29,8 @@ def parser() -> ArgumentParser:
     add_nucleus_p(p, help="top-p for every strategy whose spec does not set it (the paper uses 0.9)")
     p.add_argument("--prompt", default=None, help="prompt text, for models without a fixed length (LLaDA, Dream)")
     p.add_argument("--gen-length", type=positive_int, default=None, help="tokens to generate after --prompt")
-    p.add_argument("--judge", default=None, help="judge causal LM for stories' gen_ppl (default: shipped stories-judge)")
+    p.add_argument("--judge", default=None, help="judge causal LM for stories' gen_ppl: a folder, a shipped "
+                   "name or a hub id in the local cache (--allow-download fetches it) (default: stories-judge)")
     add_output_folder(p)
     p.add_argument("--device", default=None, help="torch device (default: the model's)")
     add_batch_size(p)
@@ -39,7 +40,7 @@ def parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from explorer.studies.strategies import compare, plan_cells
+    from explorer.studies.strategies import compare, plan_cells, task_of
     from explorer.sweep import write_parquet_atomic
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "add --prompt TEXT --gen-length N.")
     length = model.seq_len if getattr(model, "seq_len", None) is not None else a.gen_length
     plan_cells(strategies, budgets, length)          # a budget no strategy can meet fails before any folder
+    if task_of(model) == "stories":                  # scored by the judge's gen_ppl
+        judge_from_cli(a.judge, allow_download=a.allow_download)
     out.mkdir(exist_ok=True)
     lab = compare(model, strategies, budgets, num_samples=a.num_samples, seed=a.seed, prompt=a.prompt,
                   gen_length=a.gen_length, cache=out / "cache", batch_size=a.batch_size, device=a.device,

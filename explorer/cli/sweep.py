@@ -11,7 +11,8 @@ from typing import Sequence
 
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
                                    add_num_samples, add_output_folder, sampler_defaults)
-from explorer.cli.common import ArgumentParser, UsageError, model_from_cli, output_dir, samplers_from_cli
+from explorer.cli.common import (ArgumentParser, UsageError, judge_from_cli, model_from_cli, output_dir,
+                                 samplers_from_cli)
 
 
 def default_metrics(model_name: str) -> list[str]:
@@ -36,7 +37,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--metrics", default=None, help="comma-separated: validity, entropy, gen_ppl, mauve "
                    "(default: validity,entropy for orders; gen_ppl,entropy for stories)")
-    p.add_argument("--judge", default=None, help="judge causal LM for gen_ppl/mauve (default: shipped stories-judge)")
+    p.add_argument("--judge", default=None, help="judge causal LM for gen_ppl/mauve: a folder, a shipped "
+                   "name or a hub id in the local cache (--allow-download fetches it) (default: stories-judge)")
     add_nucleus_p(p, help="top-p for every sampler (the paper uses 0.9)")
     p.add_argument("--mauve-references", default=None,
                    help="MAUVE references: 'heldout' (stories held-out blocks, as many as --num-samples), "
@@ -91,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = parser().parse_args(argv)
     out = output_dir(a.out)
     samplers, seeds, metrics = plan(a)
+    if {"gen_ppl", "mauve"} & set(metrics):
+        judge_from_cli(a.judge, allow_download=a.allow_download)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
     steps = parse_steps(a.steps, model.seq_len)
     out.mkdir(exist_ok=True)

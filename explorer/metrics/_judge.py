@@ -85,21 +85,47 @@ def load_judge(name_or_path: str | Path = "stories-judge", device: str | torch.d
     return Judge(model=model, tokenizer=tokenizer, name=str(path))
 
 
-def _load(judge: Any) -> tuple[Any, Any, str]:
-    """Shipped names and local directories go through :func:`load_judge` (offline); anything else
-    is a hub name, loaded from the local HF cache when present."""
+def _is_local(name: str) -> bool:
+    return Path(name).is_dir() or (DEFAULT_JUDGE.parent / name).is_dir()
+
+
+def check_judge(judge: Any = None, allow_download: bool = False) -> None:
+    """Before any work: a judge named by ``judge`` (``None``: the shipped one) can be loaded -- a
+    local directory, a shipped name, or a hub name whose files are in the local HF cache; with
+    ``allow_download`` a hub name not in the cache is fetched into it now. A judge that is an object
+    (a pair, a :class:`Judge`) passes. Raises ``FileNotFoundError`` saying what to pass instead."""
+    if judge is not None and not isinstance(judge, (str, Path)):
+        return
     name = "stories-judge" if judge is None else str(judge)
-    local = Path(name).is_dir() or (DEFAULT_JUDGE.parent / name).is_dir()
-    if local:
+    if _is_local(name):
+        return
+    if judge is None:
+        raise FileNotFoundError(f"the shipped judge is missing at {DEFAULT_JUDGE}; pass another judge "
+                                "(a local causal LM folder, or a hub name in the local Hugging Face cache).")
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    if not allow_download:
+        raise FileNotFoundError(f"judge {name!r} is not a folder, a shipped judge (stories-judge) or a hub name "
+                                "in the local Hugging Face cache; pass one of those, or allow the download "
+                                "(--allow-download).")
+    _load(name, allow_download=True)    # fetched into the HF cache, where later loads find it offline
+
+
+def _load(judge: Any, allow_download: bool = False) -> tuple[Any, Any, str]:
+    """Shipped names and local directories go through :func:`load_judge` (offline); anything else
+    is a hub name, loaded from the local HF cache (fetched first only when ``allow_download``)."""
+    name = "stories-judge" if judge is None else str(judge)
+    if _is_local(name):
         j = load_judge(name)
         return j.model, j.tokenizer, j.path
-    if judge is None:
-        raise FileNotFoundError(
-            f"The shipped judge is missing at {DEFAULT_JUDGE}. Pass judge='gpt2-large' "
-            "(or any local causal LM directory), or a (model, tokenizer) pair.")
+    if not allow_download:
+        check_judge(judge)              # a judge that is not here is named, not an HF stack trace
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(name)
-    model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+    offline = not allow_download
+    tok = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, local_files_only=offline)
     return model, tok, name
 
 
