@@ -102,6 +102,25 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def repeated(values: Iterable) -> list:
+    """The values that occur more than once, in order of their first repeat."""
+    seen, twice = set(), []
+    for v in values:
+        if v in seen and v not in twice:
+            twice.append(v)
+        seen.add(v)
+    return twice
+
+
+def refuse_repeats(what: str, values: Sequence) -> None:
+    """A grid axis (steps, seeds, budgets) given the same value twice would run its cells twice and
+    count them twice in the means, shrinking the standard errors: refused, naming the repeats."""
+    twice = repeated(values)
+    if twice:
+        raise ValueError(f"{what} {list(values)} repeat {', '.join(map(str, twice))}: a repeated cell counts "
+                         f"twice in the means and shrinks their standard errors; give each of the {what} once.")
+
+
 class _Cell:
     def __init__(self, name, sampler, steps, seed, key):
         self.name, self.sampler, self.steps, self.seed, self.key = name, sampler, int(steps), int(seed), key
@@ -222,6 +241,8 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
     sampler_map = parse_samplers(samplers)
     steps = parse_steps(steps, model.seq_len) if isinstance(steps, str) else [int(s) for s in steps]
     seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+    refuse_repeats("steps", steps)
+    refuse_repeats("seeds", seeds)
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     d, owned = process_group()

@@ -416,3 +416,20 @@ def test_the_lab_checks_its_judge_before_any_work(capsys, tmp_path, monkeypatch)
     err = refused(capsys, ["strategies", "--model", "stories", "--strategies", "mdlm", "--budgets", "64",
                            "--judge", "no-such-org/judge", "--out", str(tmp_path / "o")], "--allow-download", tmp_path)
     assert "no-such-org/judge" in err
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["sweep", "--model", "orders", "--seeds", "0,1,0"], "repeats 0"),
+    (["sweep", "--model", "orders", "--steps", "8,16,8"], "repeats 8"),
+    (["strategies", "--model", "orders", "--budgets", "64,128,64"], "repeats 64"),
+])
+def test_a_repeated_seed_step_or_budget_is_refused_before_loading(capsys, tmp_path, no_model_loaded, argv, named):
+    err = refused(capsys, [*argv, "--out", str(tmp_path / "o")], "give each", tmp_path)
+    assert named in err
+
+
+@pytest.mark.parametrize("steps, named", [("8,L/32", "T = 8, 8 at L = 256"), ("L/1000,L", "fewer than 1 step")])
+def test_steps_that_repeat_or_vanish_at_the_models_length_leave_no_folder(capsys, tmp_path, steps, named):
+    err = refused(capsys, ["sweep", "--model", "orders-oracle", "--steps", steps, "--out", str(tmp_path / "o")],
+                  "--steps" if "fewer" in named else "give each", tmp_path)
+    assert named in err

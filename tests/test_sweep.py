@@ -252,3 +252,12 @@ def test_torchrun_spreads_the_grid_over_ranks_and_gathers_on_rank_zero(tmp_path)
     a = rows.sort_values(key).reset_index(drop=True)
     b = plain.sort_values(key).reset_index(drop=True)
     assert a[key].equals(b[key]) and np.allclose(a["value"], b["value"])
+
+
+def test_a_repeated_step_or_seed_is_refused(tmp_path):
+    """A repeat would run a cell twice and count it twice in the means (a too-small stderr)."""
+    with pytest.raises(ValueError, match="steps .* repeat 2"):
+        sweep(stub(), SAMPLERS, steps=[2, 4, 2], num_samples=2, cache_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="seeds .* repeat 0"):
+        sweep(stub(), SAMPLERS, steps=[2], seeds=[0, 0], num_samples=2, cache_dir=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())

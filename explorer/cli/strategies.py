@@ -41,7 +41,7 @@ def parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from explorer.studies.strategies import compare, plan_cells, task_of
-    from explorer.sweep import write_parquet_atomic
+    from explorer.sweep import repeated, write_parquet_atomic
 
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parser().parse_args(argv)
@@ -54,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         raise UsageError(f"--budgets {a.budgets!r} is not a list of positive numbers of model calls.",
                          "write e.g. --budgets 64,128.") from None
+    twice = repeated(budgets)
+    if twice:
+        raise UsageError(f"--budgets {a.budgets!r} repeats {', '.join(map(str, twice))}.",
+                         "give each budget once (a repeat counts its cells twice in the table).")
     if (a.prompt is None) != (a.gen_length is None):
         raise UsageError("--prompt and --gen-length go together (a prompted model needs both).",
                          "give both, or neither for a fixed-length model.")

@@ -54,6 +54,29 @@ def parser() -> ArgumentParser:
     return p
 
 
+def _no_repeats(option: str, text: str, values: list[int], resolved: str = "") -> None:
+    """A value given twice runs its cells twice and counts them twice in the statistics: refused."""
+    from explorer.sweep import repeated
+
+    twice = repeated(values)
+    if twice:
+        raise UsageError(f"{option} {text!r}{resolved} repeats {', '.join(map(str, twice))}.",
+                         f"give each once (a repeat counts its cells twice and shrinks the standard errors).")
+
+
+def resolved_steps(a, seq_len: int) -> list[int]:
+    """``--steps`` at the model's length, checked before any folder is made: every T >= 1 and none twice."""
+    from explorer.sweep import parse_steps
+
+    steps = parse_steps(a.steps, seq_len)
+    said = f" (T = {', '.join(map(str, steps))} at L = {seq_len})"
+    if min(steps) < 1:
+        raise UsageError(f"--steps {a.steps!r}{said} asks for fewer than 1 step.",
+                         "use larger fractions of L, e.g. --steps L/4,L.")
+    _no_repeats("--steps", a.steps, steps, said)
+    return steps
+
+
 def plan(a) -> tuple[dict, list[int], list[str]]:
     """Samplers, seeds and metrics of a sweep, checked before the model is loaded."""
     from explorer.metrics.registry import get_metric
@@ -67,10 +90,12 @@ def plan(a) -> tuple[dict, list[int], list[str]]:
     except ValueError:
         raise UsageError(f"--steps {a.steps!r} is not a list of positive step counts.",
                          "write e.g. --steps 16,32,64 or --steps L/4,L,2L (L = sequence length).") from None
+    _no_repeats("--steps", a.steps, [t.strip() for t in a.steps.split(",")])   # repeats at any L; more once L is known
     try:
         seeds = [int(s) for s in a.seeds.split(",")]
     except ValueError:
         raise UsageError(f"--seeds {a.seeds!r} is not a list of whole numbers.", "write e.g. --seeds 0,1,2.") from None
+    _no_repeats("--seeds", a.seeds, seeds)
     metrics = a.metrics.split(",") if a.metrics else default_metrics(a.model)
     for m in metrics:
         try:
@@ -86,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import pandas as pd
 
     from explorer.metrics.registry import higher_is_better
-    from explorer.sweep import parse_steps, rank, return_on_compute, summary, sweep, write_parquet_atomic
+    from explorer.sweep import rank, return_on_compute, summary, sweep, write_parquet_atomic
     from explorer.viz.sweep_report import report_html
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -96,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if {"gen_ppl", "mauve"} & set(metrics):
         judge_from_cli(a.judge, allow_download=a.allow_download)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
-    steps = parse_steps(a.steps, model.seq_len)
+    steps = resolved_steps(a, model.seq_len)
     out.mkdir(exist_ok=True)
     opts = {"judge": a.judge} if a.judge else {}
     if a.mauve_references == "heldout":

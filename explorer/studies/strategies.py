@@ -216,6 +216,8 @@ def compare(model, strategies, budgets: Sequence[int], num_samples: int = 32, se
     budgets = [int(b) for b in budgets]
     if not budgets:
         raise ValueError("give at least one budget (model calls per sequence), e.g. budgets=[64, 128].")
+    if len(set(budgets)) < len(budgets):
+        raise ValueError(f"budgets {budgets} repeat a value: a repeated budget counts its cells twice; give each once.")
     if getattr(model, "seq_len", None) is None:
         if prompt is None or gen_length is None:
             raise ValueError("this model has no fixed length (LLaDA, Dream): give prompt= and gen_length= so every "
