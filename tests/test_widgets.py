@@ -620,3 +620,59 @@ def test_intervention_numbers_positions_as_the_grid_does(tiny_llada):
     iv.branch(4, remask=[g])
     assert iv.compare.labels[1] == "branch: remask [0] at step 4"
     assert "remask [0] at step 4" in iv.status.value and f"remask [{g}]" not in iv.status.value
+
+
+# -- audit of the widgets: the chat panel ---------------------------------------------------------
+def _answer_text(page: str) -> str:
+    import html
+    body = re.search(r"remdm-chat-answer'[^>]*>(.*?)</div></div>", page, re.S).group(1)
+    return html.unescape(re.sub(r"<[^>]+>", "", body))
+
+
+@pytest.mark.parametrize("target", ["3*5+7=22", "café au lait"])
+def test_chat_history_reads_as_the_trace_texts(tiny_llada, target):
+    """The answer is decoded as a whole: no space between tokens, no split multi-byte character."""
+    tok = tiny_llada.tokenizer
+    ids = tok(target, add_special_tokens=False)["input_ids"]
+    probs = torch.zeros(len(ids), len(tok))
+    probs[range(len(ids)), ids] = 1.0
+    stub = explorer.StubDenoiser(probs, mask_id=tok.convert_tokens_to_ids("<|mdm_mask|>"), tokenizer=tok)
+    t = explorer.generate(stub, samplers.MDLM(), 4, progress=False)
+    cp = widgets.ChatPanel(stub, sampler="mdlm")
+    shown = _answer_text(cp.exchange_html({"text": "", "label": "mdlm", "trace": t}))
+    assert shown == t.texts[0] == target
+
+
+def test_chat_marks_rewritten_text_without_cutting_a_character(tiny_llada):
+    from explorer.widgets.chat import text_spans
+    tok = tiny_llada.tokenizer
+    mask = tok.convert_tokens_to_ids("<|mdm_mask|>")
+    probs = torch.ones(4, len(tok))
+    probs[:, mask] = 0
+    stub = explorer.StubDenoiser(probs, mask_id=mask, tokenizer=tok)
+    t = explorer.generate(stub, samplers.MDLM(), 2, progress=False)  # a trace that decodes with tok
+    ids = tok("café au lait", add_special_tokens=False)["input_ids"]
+    text = t.decode(ids)
+    marked = [i == 4 for i in range(len(ids))]  # the second byte of "é" was rewritten
+    spans = text_spans(t, ids, marked, text)
+    assert "".join(text[a:b] for a, b, _ in spans) == text
+    assert [text[a:b] for a, b, m in spans if m] == ["é"]  # widened to the whole character
+    assert text_spans(t, ids, [False] * len(ids), text) == [(0, len(text), False)]
+
+
+def test_chat_without_tokenizer_says_why_in_the_status_line():
+    probs = torch.ones(16, 10)
+    probs[:, 9] = 0
+    cp = widgets.ChatPanel(explorer.StubDenoiser(probs))  # fixed length, no tokenizer
+    assert cp.send("hello") is None
+    assert "no tokenizer" in cp.status.value
+
+
+def test_chat_again_reuses_the_seed_of_the_run_it_compares_with(stories):
+    cp = widgets.ChatPanel(stories, sampler="remdm-loop", steps=8, fps=1000)
+    cp.send("Once upon a time").wait(timeout=60)
+    cp.seed_box.value = 7  # the user tries another seed later, then asks for the same run with MDLM
+    cp.sampler_box.value = "mdlm"
+    cp.again().wait(timeout=60)
+    assert [r["trace"].meta["seed"] for r in cp.runs] == [0, 0]
+    assert [t.meta["seed"] for t in cp.compare.traces] == [0, 0]

@@ -238,14 +238,16 @@ class ChatPanel(W.VBox):
             return f"gen length must be at least 1, got {gen_length}."
         return None
 
-    def send(self, text: str, again: bool = False) -> LiveViewer | None:
-        """Run one message (what Generate does); returns the live view, or None when refused."""
+    def send(self, text: str, again: bool = False, seed: int | None = None) -> LiveViewer | None:
+        """Run one message (what Generate does); returns the live view, or None when refused.
+        ``seed`` defaults to the seed box (``again`` passes the last run's seed)."""
         if self.live is not None and self.live.running:
             self._say("a run is still going: press Stop or wait for it to finish.", error=True)
             return None
         text = text if text is not None else ""
         gen_length = int(self.gen_box.value)
-        if self.fixed_length and text.strip():  # the model writes all it has left after the prompt
+        has_tokenizer = getattr(self.model, "tokenizer", None) is not None  # else check() says why
+        if self.fixed_length and text.strip() and has_tokenizer:  # it writes all it has left after the prompt
             gen_length = max(1, self.max_gen_length(text))
             self.gen_box.value = gen_length
         problem = self.check(text, gen_length)
@@ -257,14 +259,15 @@ class ChatPanel(W.VBox):
             self._say(html.escape(problem), error=True)
             return None
         label = sampler.name
-        kwargs = dict(seed=int(self.seed_box.value), prompt=self._prompt(text))
+        seed = int(self.seed_box.value if seed is None else seed)
+        kwargs = dict(seed=seed, prompt=self._prompt(text))
         if not self.fixed_length:
             kwargs["gen_length"] = gen_length
-        self._say(f"writing with {html.escape(label)} …")
+        self._say(f"writing with {html.escape(label)} (seed {seed}) …")
         previous = self.runs[-1] if (again and self.runs) else None
         self.live = LiveViewer(self.model, sampler, int(self.steps_box.value), columns=self.columns,
                                fps=self.fps, label=label, start=False, text=True, debug=self.debug,
-                               on_done=lambda lv: self._done(lv, text, label, previous), **kwargs)
+                               on_done=lambda lv: self._done(lv, text, label, previous, seed), **kwargs)
         self.live.stop_button.layout.display = "none"   # the panel's own Stop button stops it
         self.output.children = [self.live]
         self.stop_button.disabled = False
@@ -273,16 +276,17 @@ class ChatPanel(W.VBox):
         return self.live
 
     def again(self) -> LiveViewer | None:
-        """The last prompt again, same seed, with the sampler now chosen; then both side by side."""
+        """The last prompt again, with the last run's seed (whatever the seed box holds now) and the
+        sampler now chosen; then both side by side."""
         if not self.runs:
             self._say("nothing to run again yet: send a message first.", error=True)
             return None
         last = self.runs[-1]
         if self.chat and self.messages[-2:] and self.messages[-1]["role"] == "assistant":
             self.messages = self.messages[:-2]   # the same turn, answered by another sampler
-        return self.send(last["text"], again=True)
+        return self.send(last["text"], again=True, seed=last["seed"])
 
-    def _done(self, live: LiveViewer, text: str, label: str, previous) -> None:
+    def _done(self, live: LiveViewer, text: str, label: str, previous, seed: int) -> None:
         self.stop_button.disabled = True
         self.generate_button.disabled = False
         if live.trace is None:
@@ -294,7 +298,7 @@ class ChatPanel(W.VBox):
         if live.text is not None:
             live.text.layout.display = "none"   # the answer is in the history above now
         answer = trace.texts[live.sample]
-        run = {"text": text, "label": label, "trace": trace, "answer": answer}
+        run = {"text": text, "label": label, "trace": trace, "answer": answer, "sample": live.sample, "seed": seed}
         self.runs.append(run)
         if self.chat:
             self.messages += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
@@ -310,39 +314,82 @@ class ChatPanel(W.VBox):
             self.output.children = [self.live, self.compare]
 
     def exchange_html(self, run) -> str:
-        """One prompt and its answer; tokens that remasking rewrote (the position held another
-        token before it was taken back) are underlined in vermillion."""
-        trace = run["trace"]
-        ev = trace.events
-        remasked = set()
-        if len(ev):
-            unm = ev[(ev["kind"] == "unmask") & (ev["sample"] == 0)]
-            counts = unm.groupby("position")["token_id"].nunique()
-            remasked = set(counts[counts > 1].index.tolist())
-        start = trace.meta.get("gen_start") or 0
-        final = trace.final[0].tolist()
-        stops = set(trace.meta.get("stop_ids") or [])
-        fixed = trace.fixed[0].tolist()
+        """One prompt and its answer. The answer is decoded as a whole, so it reads as
+        ``trace.texts`` does (multi-byte characters and the tokenizer's spacing intact; an
+        end-of-text token shows as a break mark). Text that remasking rewrote (the position held
+        another token before it was taken back) is underlined in vermillion."""
+        trace, sample = run["trace"], run.get("sample", 0)
+        ids, rewritten = answer_tokens(trace, sample)
+        text = trace.decode(ids) if ids else ""
         spans = []
-        for p in range(start, len(final)):
-            tid = final[p]
-            if start and tid in stops:
-                break
-            if fixed[p] and not start:
-                continue   # the prompt of a fixed-length model: shown above the answer
-            t = trace.token_text(tid)
-            if t.strip() in ("<|endoftext|>",):
-                spans.append("<span class='remdm-end' title='end of text'> ¶<br></span>")
-                continue
-            t = html.escape(t)
-            if p in remasked:
+        for a, b, marked in text_spans(trace, ids, rewritten, text):
+            t = _with_end_marks(html.escape(text[a:b]))
+            if marked:
                 t = (f"<span style='text-decoration:underline;text-decoration-color:#D55E00;"
                      f"text-decoration-thickness:2px' title='rewritten after a remask'>{t}</span>")
             spans.append(t)
-        joiner = "" if any(s[:1].isspace() for s in spans) else " "
         return (f"<div class='remdm-chat-turn' style='margin:6px 0;padding:4px 8px;border-left:3px solid #0072B2'>"
                 f"<div style='color:#555'><b>prompt</b> ({html.escape(run['label'])}): {html.escape(run['text'])}</div>"
-                f"<div class='remdm-chat-answer' style='white-space:pre-wrap'>{joiner.join(spans)}</div></div>")
+                f"<div class='remdm-chat-answer' style='white-space:pre-wrap'>{''.join(spans)}</div></div>")
 
     def _say(self, text: str, error: bool = False) -> None:
         self.status.value = f"<span style='color:#D55E00'>{text}</span>" if error else text
+
+
+def answer_tokens(trace, sample: int = 0) -> tuple[list[int], list[bool]]:
+    """The answer's token ids in one sample and, for each, whether remasking rewrote it.
+
+    A prompted canvas (LLaDA / Dream) answers from ``meta["gen_start"]`` up to its first stop id,
+    as ``trace.texts``; a fixed-length model's answer follows its prompt (the leading fixed
+    positions, shown on the prompt line)."""
+    final, fixed = trace.final[sample].tolist(), trace.fixed[sample].tolist()
+    start = trace.meta.get("gen_start")
+    if start:
+        stops = set(trace.meta.get("stop_ids") or [])
+        end = next((p for p in range(start, len(final)) if final[p] in stops), len(final))
+    else:
+        start = next((p for p, f in enumerate(fixed) if not f), len(final))
+        end = len(final)
+    rewritten = set()
+    ev = trace.events
+    if len(ev):
+        unm = ev[(ev["kind"] == "unmask") & (ev["sample"] == sample)]
+        counts = unm.groupby("position")["token_id"].nunique()
+        rewritten = set(counts[counts > 1].index.tolist())
+    return final[start:end], [p in rewritten for p in range(start, end)]
+
+
+def text_spans(trace, ids: list[int], marked: list[bool], text: str) -> list[tuple[int, int, bool]]:
+    """``text`` (= ``trace.decode(ids)``) cut into ``(start, end, marked)`` character spans.
+
+    A cut between tokens i-1 and i lies at ``len(decode(ids[:i]))``, where that prefix is a prefix
+    of ``text``; where it is not (a character split across tokens, spacing the tokenizer fixes
+    up), the cut moves outwards from the marked span to the nearest clean one, so a mark may cover
+    a little more than its tokens but never cuts a character."""
+    cuts = [(i, marked[i]) for i in range(1, len(ids)) if marked[i] != marked[i - 1]]
+    offsets, spans, a = [], [], 0
+    for i, starts_mark in cuts:
+        step = -1 if starts_mark else 1    # widen the marked span, never the plain one
+        while 0 < i < len(ids):
+            prefix = trace.decode(ids[:i])
+            if text.startswith(prefix):
+                offsets.append(len(prefix))
+                break
+            i += step
+        else:
+            offsets.append(0 if i <= 0 else len(text))
+    flags = [marked[0]] + [m for _, m in cuts] if ids else []
+    for b, flag in zip(offsets + [len(text)], flags):
+        b = max(a, b)
+        if b > a:
+            spans.append((a, b, flag))
+        a = b
+    return spans
+
+
+def _with_end_marks(escaped: str) -> str:
+    """End-of-text tokens in escaped answer text shown as a break mark and a line break."""
+    from ..viz.grid import END_TOKENS
+    for t in END_TOKENS:
+        escaped = escaped.replace(html.escape(t), "<span class='remdm-end' title='end of text'> ¶<br></span>")
+    return escaped
