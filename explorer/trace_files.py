@@ -246,7 +246,19 @@ def _check_csv_structure(path: Path) -> None:
                        "enclosed in double quotes, with its quotes doubled")
             raise TraceFileError(path, problem + ".", line=end + 1) from None
         except UnicodeDecodeError as e:
-            raise TraceFileError(path, f"is not UTF-8 text ({e.reason}, after line {end}).") from None
+            raise TraceFileError(path, f"is not UTF-8 text ({e.reason}).", line=_first_non_utf8_line(path)) from None
+
+
+def _first_non_utf8_line(path: Path) -> int:
+    """The 1-based line holding the file's first byte sequence that is not UTF-8 (a line break is
+    one byte in UTF-8, so no character spans two lines)."""
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return n
+    return n
 
 
 def _csv_line(path: Path, index: int) -> int:
@@ -391,14 +403,29 @@ def _sidecar_mismatch(meta: dict, sha: str, steps: np.ndarray, table: pd.DataFra
                         "(settings, steps table or states) was edited after it was written")
     if not problems:
         return None
+    odd = _first_out_of_order(steps)
     diff = _first_count_difference(steps, table) if meta.get("record", True) else None
-    if diff is not None:   # events are written in step order: point at the step whose rows differ
+    if odd is not None:    # events are written in step order: a row out of it had its step changed
+        place = where(odd)
+        problems.append(f"this row's step {int(steps[odd])} is out of the step order of the rows around it "
+                        "(its step was changed)")
+    elif diff is not None:   # point at the rows of the step whose count differs
         s, found, expected = diff
         at = np.flatnonzero(steps >= s)
         place = where(int(at[0]) if len(at) else len(steps))
         problems.append(f"step {s} has {found} event rows where the sidecar's steps table counts {expected} "
                         "(a row was deleted or added here)")
     return "; ".join(problems) + ".", place
+
+
+def _first_out_of_order(steps: np.ndarray) -> int | None:
+    """The first event row whose step breaks the file's step order, or None: of the first pair out
+    of order, the row without which the order holds."""
+    down = np.flatnonzero(np.diff(steps) < 0)
+    if not len(down):
+        return None
+    i = int(down[0])            # steps[i] > steps[i + 1]
+    return i if i == 0 or steps[i - 1] <= steps[i + 1] else i + 1
 
 
 
@@ -484,6 +511,10 @@ def verify(path) -> Verification:
     if _sidecar_edited(meta):
         return Verification(False, f"{side} no longer matches the sidecar_sha256 recorded in it: the sidecar "
                                    "was edited after it was written")
+    if meta.get("sidecar_sha256") is None:
+        return Verification(True, f"{path} matches the sha256 recorded in {side.name}; the sidecar itself records "
+                            "no sidecar_sha256 (an older file, or one whose digest was removed), so its settings "
+                            "and steps table are not checked")
     return Verification(True, f"{path} matches the sha256 recorded in {side.name}")
 
 

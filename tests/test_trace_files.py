@@ -124,6 +124,43 @@ def test_one_event_row_deleted(tmp_path, csv_file, trace):
     assert err.line == starts[first_of_step]
 
 
+def test_a_row_whose_step_was_changed_is_named_exactly(tmp_path, csv_file):
+    """Events are written in step order, so a row moved to another step is out of it: the error
+    names that row's line, not the first line of a step."""
+    rows = records(csv_file)
+    i = next(i for i in range(2, len(rows) - 1) if int(rows[i - 1][1]) == int(rows[i][1]) == int(rows[i + 1][1]))
+    last = int(rows[-1][1])
+    i = next(j for j in range(i, len(rows) - 1) if int(rows[j + 1][1]) == int(rows[j][1]) < last)
+    rows[i][1] = str(last)                              # a later step than the rows after it
+    damaged = tmp_path / "moved.csv"
+    starts = write_records(damaged, rows, csv_file)
+    err = refused(damaged, "out of the step order", "its step was changed")
+    assert err.line == starts[i]
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_its_line(tmp_path, csv_file):
+    lines = csv_file.read_bytes().split(b"\r\n")
+    k = len(lines) * 2 // 3
+    lines[k] = lines[k].replace(b"unmask", b"unm\xe9sk", 1) if b"unmask" in lines[k] else lines[k] + b"\xe9"
+    damaged = tmp_path / "latin1.csv"
+    damaged.write_bytes(b"\r\n".join(lines))
+    shutil.copy(sidecar_path(csv_file), sidecar_path(damaged))
+    err = refused(damaged, "is not UTF-8 text")
+    raw = damaged.read_bytes()
+    assert err.line == raw[:raw.index(b"\xe9")].count(b"\n") + 1     # tokens may hold line breaks
+
+
+def test_verify_says_when_a_sidecar_records_no_digest_of_itself(csv_file):
+    """Older sidecars record no sidecar_sha256 and are read as they are; verify then says that their
+    settings and steps table were not checked, rather than a plain match."""
+    side = sidecar_path(csv_file)
+    meta = json.loads(side.read_text())
+    del meta["sidecar_sha256"]
+    side.write_text(json.dumps(meta))
+    v = Trace.verify(csv_file)
+    assert v and "records no sidecar_sha256" in v.reason and "not checked" in v.reason
+
+
 @pytest.mark.parametrize("column, value, expected", [
     ("kind", "unmsk", "one of unmask, remask"),
     ("reason", "because", "one of posterior, confidence, final_argmax"),
