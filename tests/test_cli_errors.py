@@ -433,3 +433,25 @@ def test_steps_that_repeat_or_vanish_at_the_models_length_leave_no_folder(capsys
     err = refused(capsys, ["sweep", "--model", "orders-oracle", "--steps", steps, "--out", str(tmp_path / "o")],
                   "--steps" if "fewer" in named else "give each", tmp_path)
     assert named in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "--model", "orders", "--steps", "4"],
+    ["sweep", "--model", "orders", "--out", "OUT"],
+    ["strategies", "--model", "orders", "--out", "OUT"],
+    ["train", "--task", "orders", "--out", "OUT"],
+])
+@pytest.mark.parametrize("device, fix", [("cuda", "--device cpu"), ("cuda:7", "--device cpu"),
+                                         ("bogus", "--device cpu or --device cuda")])
+def test_a_device_this_machine_lacks_is_refused_before_loading(capsys, tmp_path, no_model_loaded, monkeypatch,
+                                                               argv, device, fix):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = [str(tmp_path / "o") if w == "OUT" else w for w in argv]
+    err = refused(capsys, [*argv, "--device", device], fix, tmp_path)
+    assert device in err
+
+
+def test_chat_on_a_fixed_length_model_is_refused(capsys, tmp_path):
+    err = refused(capsys, [*GEN, "--prompt", "hi", "--chat"], "drop --chat", tmp_path)
+    assert "chat template" in err and "dtype" not in err

@@ -8,7 +8,7 @@
   file) prints ``PROG: error: ...`` on stderr, with no traceback unless ``--debug`` or
   ``EXPLORER_DEBUG=1``; anything else is a bug and keeps its traceback.
 * :func:`output_file`, :func:`output_dir`, :func:`positive_int`, :func:`sampler_from_cli`,
-  :func:`samplers_from_cli`, :func:`model_from_cli`, :func:`judge_from_cli` -- turn an argument into a checked value
+  :func:`samplers_from_cli`, :func:`model_from_cli`, :func:`judge_from_cli`, :func:`device_from_cli` -- turn an argument into a checked value
   *before* a model is loaded or a sample is drawn, so a wrong ``--out`` does not cost a finished run.
 """
 from __future__ import annotations
@@ -184,6 +184,30 @@ def model_from_cli(name: str, device: Any = None, allow_download: bool = False) 
             raise UsageError(f"{damaged[0]} is damaged ({damaged[1]}).",
                              "replace it with a complete copy (download or export the model again).") from None
         raise e
+
+
+def device_from_cli(device: str | None, option: str = "--device") -> str | None:
+    """Check ``--device`` before any model is loaded: a torch device this machine has (``None`` and
+    ``auto`` pass: the command then chooses). A name torch does not know, or a GPU that is not
+    there, is a :class:`UsageError` (it was an AssertionError or RuntimeError from deep in torch)."""
+    if device is None or device == "auto":
+        return device
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"{option} {device!r} is not a torch device.", f"write e.g. {option} cpu or {option} cuda.") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"{option} {device}: this torch sees no CUDA GPU.", f"use {option} cpu.")
+        if parsed.index is not None and parsed.index >= count:
+            raise UsageError(f"{option} {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}.",
+                             f"choose one of those, or {option} cpu.")
+    elif parsed.type == "mps" and not (torch.backends.mps.is_available()):
+        raise UsageError(f"{option} {device}: Apple's MPS is not available here.", f"use {option} cpu.")
+    return device
 
 
 def judge_from_cli(judge: str | None, allow_download: bool = False) -> None:

@@ -5,8 +5,8 @@ import sys
 from typing import Sequence
 
 from explorer.cli._options import add_allow_download, add_batch_size, add_num_samples
-from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, output_file, positive_int,
-                                 sampler_from_cli)
+from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, model_from_cli, output_file,
+                                 positive_int, sampler_from_cli)
 
 TRACE_SUFFIXES = (".csv", ".parquet")
 
@@ -54,7 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sampler = sampler_from_cli(a.sampler, a.settings)
     if a.chat and a.prompt is None:
         raise UsageError("--chat needs --prompt.", "add --prompt 'your question'.")
+    device_from_cli(a.device)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
+    if a.chat and getattr(model, "seq_len", None) is not None:
+        raise UsageError(f"{a.model} is a fixed-length model without a chat template; --chat is for instruct "
+                         "models (LLaDA-8B-Instruct, Dream-Instruct).", "drop --chat: --prompt is then the start "
+                         "of the text.")
     prompt = [{"role": "user", "content": a.prompt}] if a.chat else a.prompt
     if getattr(model, "seq_len", 0) is None and a.gen_length is None:
         raise UsageError(f"{a.model} has no fixed length, so the number of tokens to write must be given.",

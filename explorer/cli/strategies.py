@@ -12,8 +12,8 @@ from typing import Sequence
 
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
                                    add_num_samples, add_output_folder, sampler_defaults)
-from explorer.cli.common import (ArgumentParser, UsageError, judge_from_cli, model_from_cli, output_dir,
-                                 positive_int, samplers_from_cli)
+from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, judge_from_cli, model_from_cli,
+                                 output_dir, positive_int, samplers_from_cli)
 
 
 def parser() -> ArgumentParser:
@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (a.prompt is None) != (a.gen_length is None):
         raise UsageError("--prompt and --gen-length go together (a prompted model needs both).",
                          "give both, or neither for a fixed-length model.")
+    device_from_cli(a.device)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
     if getattr(model, "seq_len", None) is None and a.prompt is None:
         raise UsageError(f"{a.model} has no fixed length: every strategy needs the same prompt.",

@@ -11,8 +11,8 @@ from typing import Sequence
 
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
                                    add_num_samples, add_output_folder, sampler_defaults)
-from explorer.cli.common import (ArgumentParser, UsageError, judge_from_cli, model_from_cli, output_dir,
-                                 samplers_from_cli)
+from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, judge_from_cli, model_from_cli,
+                                 output_dir, samplers_from_cli)
 
 
 def default_metrics(model_name: str) -> list[str]:
@@ -120,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     samplers, seeds, metrics = plan(a)
     if {"gen_ppl", "mauve"} & set(metrics):
         judge_from_cli(a.judge, allow_download=a.allow_download)
+    device_from_cli(a.device)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
     steps = resolved_steps(a, model.seq_len)
     out.mkdir(exist_ok=True)

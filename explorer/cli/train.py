@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from explorer.cli._options import add_no_progress, add_threads
-from explorer.cli.common import (ArgumentParser, UsageError, nonnegative_float, nonnegative_int, output_dir,
-                                 positive_int)
+from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, nonnegative_float, nonnegative_int,
+                                 output_dir, positive_int)
 
 
 def parser() -> ArgumentParser:
@@ -54,6 +54,7 @@ def config_from_args(a) -> "TrainConfig":  # noqa: F821 (imported below: torch l
     from explorer.train import TrainConfig
 
     output_dir(a.out, "--out")
+    device_from_cli(a.device)
     if a.export is not None:
         output_dir(a.export, "--export")
     if a.init_from is not None and not Path(a.init_from).is_dir():
