@@ -676,3 +676,20 @@ def test_chat_again_reuses_the_seed_of_the_run_it_compares_with(stories):
     cp.again().wait(timeout=60)
     assert [r["trace"].meta["seed"] for r in cp.runs] == [0, 0]
     assert [t.meta["seed"] for t in cp.compare.traces] == [0, 0]
+
+
+# -- audit of the widgets: the notebook stand-in ----------------------------------------------------
+@pytest.mark.parametrize("name", ["orders", "stories"])
+def test_notebook_standin_reads_a_text_prompt(name, monkeypatch, capsys):
+    def missing(*args, **kwargs):
+        raise FileNotFoundError(f"no shipped model {name!r} (simulated)")
+    monkeypatch.setattr(explorer, "load_model", missing)
+    m = widgets.notebook_model(name)
+    assert "UNTRAINED" in capsys.readouterr().out
+    if m.tokenizer is None:
+        pytest.skip("the shipped stories tokenizer is missing")
+    prompt = "once upon a time" if name == "stories" else "order"
+    ids = m.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    t = explorer.generate(m, samplers.MDLM(), 4, prompt=prompt, progress=False)
+    assert t.final[0, :len(ids)].tolist() == ids and bool(t.fixed[0, :len(ids)].all())
+    assert m.tokenizer.mask_token_id == m.mask_id

@@ -4,6 +4,13 @@ from __future__ import annotations
 import torch
 
 
+def hf_tokenizer(tok, **special):
+    """A raw ``tokenizers.Tokenizer`` as the ``transformers`` tokenizer every reader of a prompt
+    calls (``tokenizer(text)["input_ids"]``, ``decode``), with its special tokens named."""
+    from transformers import PreTrainedTokenizerFast
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **special)
+
+
 def _standin(name: str):
     """A context-free StubDenoiser with the task's vocabulary and per-position token frequencies:
     it writes well-formed text but knows no rule linking the fields."""
@@ -14,7 +21,8 @@ def _standin(name: str):
         probs = torch.full((orders.SEQ_LEN, orders.VOCAB_SIZE), 1e-3)
         probs.scatter_add_(1, ids.T.contiguous(), torch.ones(ids.T.shape))
         probs[:, orders.MASK_ID] = 0
-        return StubDenoiser(probs, tokenizer=orders.build_tokenizer())
+        tok = hf_tokenizer(orders.build_tokenizer(), unk_token=orders.UNK, mask_token=orders.MASK)
+        return StubDenoiser(probs, tokenizer=tok)
     if name == "stories":
         from explorer.tasks import stories
         from explorer.models.loading import shipped_model_dirs
@@ -22,7 +30,8 @@ def _standin(name: str):
         for d in shipped_model_dirs():
             if (d / "stories" / "tokenizer.json").is_file():
                 from tokenizers import Tokenizer
-                tok = Tokenizer.from_file(str(d / "stories" / "tokenizer.json"))
+                tok = hf_tokenizer(Tokenizer.from_file(str(d / "stories" / "tokenizer.json")),
+                                   eos_token=stories.EOT, pad_token=stories.EOT, mask_token=stories.MASK)
                 break
         g = torch.Generator().manual_seed(0)
         probs = torch.rand(stories.SEQ_LEN, stories.VOCAB_SIZE, generator=g) ** 8
