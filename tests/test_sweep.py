@@ -261,3 +261,30 @@ def test_a_repeated_step_or_seed_is_refused(tmp_path):
     with pytest.raises(ValueError, match="seeds .* repeat 0"):
         sweep(stub(), SAMPLERS, steps=[2], seeds=[0, 0], num_samples=2, cache_dir=tmp_path, progress=False)
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_baseline_must_be_a_sampler_and_a_stale_table_goes(tmp_path, monkeypatch, capsys):
+    """A misspelled --baseline is refused, naming the samplers; a run without a return-on-compute
+    table removes an earlier run's, which would otherwise pass for this one's."""
+    model = stub()
+    monkeypatch.setattr(explorer, "load_model", lambda *a, **k: model)
+    out = tmp_path / "sweep"
+    grid = ["--model", "toy", "--steps", "L", "--num-samples", "2", "--out", str(out), "--no-progress"]
+    assert explorer.cli.main(["sweep", *grid, "--samplers", "mdlm,remdm-cap", "--baseline", "mdl"]) == 2
+    err = capsys.readouterr().err
+    assert "--baseline 'mdl' is not one of the samplers (mdlm, remdm-cap)" in err and not out.exists()
+    metric = lambda ids, texts: pd.DataFrame({"metric": ["gen_ppl"], "value": [1.0], "stderr": [0.1]})  # noqa: E731
+    monkeypatch.setattr(sweep_module, "get_metric", lambda m, **k: sweep_module.Metric("gen_ppl", metric))
+    monkeypatch.setattr("explorer.cli.sweep.judge_from_cli", lambda *a, **k: None)
+    assert main([*grid, "--samplers", "mdlm,remdm-cap", "--metrics", "gen_ppl"]) == 0
+    assert (out / "return_on_compute.parquet").exists()
+    assert main([*grid, "--samplers", "remdm-cap", "--metrics", "gen_ppl"]) == 0
+    assert not (out / "return_on_compute.parquet").exists()
+
+
+def test_cli_cache_dir_under_a_missing_folder_is_refused(tmp_path, capsys):
+    rc = explorer.cli.main(["sweep", "--model", "orders", "--out", str(tmp_path / "o"),
+                            "--cache-dir", str(tmp_path / "no" / "deep" / "c")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--cache-dir" in err and "does not exist" in err
+    assert list(tmp_path.iterdir()) == []

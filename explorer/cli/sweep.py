@@ -44,9 +44,11 @@ def parser() -> ArgumentParser:
                    help="MAUVE references: 'heldout' (stories held-out blocks, as many as --num-samples), "
                         "a .npy of judge features, or a .txt with one text per line "
                         "(default: mauve_reference_features.npy next to the judge)")
-    p.add_argument("--baseline", default="mdlm", help="sampler the others are compared with")
+    p.add_argument("--baseline", default=None, help="the sampler (its label in --samplers) the others are "
+                   "compared with (default: mdlm, when it is among them)")
     add_output_folder(p)
-    p.add_argument("--cache-dir", default=None, help="cache of finished cells (default: OUT/cache)")
+    p.add_argument("--cache-dir", default=None, help="cache of finished cells; created if its parent exists "
+                   "(default: OUT/cache)")
     p.add_argument("--device", default=None, help="torch device (default: cpu; cuda:LOCAL_RANK under torchrun)")
     add_batch_size(p)
     add_allow_download(p)
@@ -96,6 +98,9 @@ def plan(a) -> tuple[dict, list[int], list[str]]:
     except ValueError:
         raise UsageError(f"--seeds {a.seeds!r} is not a list of whole numbers.", "write e.g. --seeds 0,1,2.") from None
     _no_repeats("--seeds", a.seeds, seeds)
+    if a.baseline is not None and a.baseline not in samplers:
+        raise UsageError(f"--baseline {a.baseline!r} is not one of the samplers ({', '.join(samplers)}).",
+                         f"choose one of them, or add it to --samplers.")
     metrics = a.metrics.split(",") if a.metrics else default_metrics(a.model)
     for m in metrics:
         try:
@@ -117,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parser().parse_args(argv)
     out = output_dir(a.out)
+    if a.cache_dir is not None:
+        output_dir(a.cache_dir, "--cache-dir")   # missing parents are never created
     samplers, seeds, metrics = plan(a)
     if {"gen_ppl", "mauve"} & set(metrics):
         judge_from_cli(a.judge, allow_download=a.allow_download)
@@ -139,15 +146,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     write_parquet_atomic(df, out / "sweep.parquet")
     command = "explorer sweep " + " ".join(argv)
-    if a.baseline in set(df["sampler"]):
-        rocs = [return_on_compute(df, baseline=a.baseline, metric=m) for m in dict.fromkeys(df["metric"])
+    baseline = a.baseline or "mdlm"
+    rocs = []
+    if baseline in set(df["sampler"]):
+        rocs = [return_on_compute(df, baseline=baseline, metric=m) for m in dict.fromkeys(df["metric"])
                 if higher_is_better(m) is not None]
-        if rocs:
-            write_parquet_atomic(pd.concat(rocs, ignore_index=True), out / "return_on_compute.parquet")
         for m in dict.fromkeys(df["metric"]):
             if higher_is_better(m) is not None and not m.startswith("violation:"):
-                print(summary(df, baseline=a.baseline, metric=m))
-    report = report_html(df, out / "report.html", baseline=a.baseline,
+                print(summary(df, baseline=baseline, metric=m))
+    if rocs:
+        write_parquet_atomic(pd.concat(rocs, ignore_index=True), out / "return_on_compute.parquet")
+    else:  # none this time: an earlier run's table must not pass for this one's
+        (out / "return_on_compute.parquet").unlink(missing_ok=True)
+    report = report_html(df, out / "report.html", baseline=baseline,
                          title=f"Sweep: {a.model}", command=command)
     print(f"wrote {out / 'sweep.parquet'} and {report}")
     return 0
