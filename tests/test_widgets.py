@@ -693,3 +693,30 @@ def test_notebook_standin_reads_a_text_prompt(name, monkeypatch, capsys):
     t = explorer.generate(m, samplers.MDLM(), 4, prompt=prompt, progress=False)
     assert t.final[0, :len(ids)].tolist() == ids and bool(t.fixed[0, :len(ids)].all())
     assert m.tokenizer.mask_token_id == m.mask_id
+
+
+# -- audit of the widgets: the live view -------------------------------------------------------------
+def test_live_view_offers_every_row_of_a_list_of_prompts(tiny_llada):
+    prompts = ["hi", "a longer question"]
+    lv = widgets.LiveViewer(tiny_llada, samplers.LLaDALowConfidence(), 4, num_samples=2, prompt=prompts,
+                            gen_length=8, sample=3, fps=1000, start=False)
+    assert [row for _, row in lv.sample_box.options] == [0, 1, 2, 3]  # prompt-major, as generate
+    assert lv.sample_box.options[2][0] == "prompt 1 · sample 0"
+    got = []
+    lv.progress_html = lambda u, real=lv.progress_html: got.append((u, real(u))) or got[-1][1]
+    trace = lv.start().wait(timeout=60)
+    assert trace.num_samples == 4 and lv.viewer.sample == 3
+    u, line = got[-1]
+    rate = float(re.search(r"([\d,]+) tokens/s", line).group(1).replace(",", ""))
+    want = 4 * 8 * u.steps_done / u.steps_total / u.elapsed   # every row's tokens
+    assert abs(rate - want) <= 0.01 * want + 1
+    with pytest.raises(ValueError, match="0..3"):
+        widgets.LiveViewer(tiny_llada, samplers.LLaDALowConfidence(), 4, num_samples=2, prompt=prompts,
+                           gen_length=8, sample=4, start=False)
+
+
+def test_live_view_final_status_counts_the_steps_run(model):
+    lv = widgets.LiveViewer(model, samplers.by_name("fire"), 8, fps=1000)
+    trace = lv.wait(timeout=60)
+    ran = trace.last_step - (trace.final_pass_step is not None)
+    assert ran > 8 and f"done</b>: {ran} steps (T = 8)" in lv.status.value

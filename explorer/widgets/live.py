@@ -97,12 +97,28 @@ def curves_svg(steps, masked, remasks, x_max: int, y_max: int, width: int = 420,
             f'</tspan> (sample {sample})</text></svg>')
 
 
+def run_rows(model, prompt, num_samples: int) -> list[tuple[str, int]]:
+    """The rows of a run as sample-box options ``(label, row)``: ``num_samples`` for one prompt;
+    on a variable-length model a list of P prompts runs P x num_samples rows, prompt-major
+    (row ``p * num_samples + s``), as :func:`explorer.generate` lays them out."""
+    from explorer import prompts
+    n, n_prompts = max(1, int(num_samples)), 1
+    if getattr(model, "seq_len", None) is None and prompt is not None:
+        try:
+            n_prompts = len(prompts.prompt_list(prompt))
+        except ValueError:
+            pass   # generate refuses it with its own message, shown in the status line
+    if n_prompts == 1:
+        return [(str(s), s) for s in range(n)]
+    return [(f"prompt {p} · sample {s}", p * n + s) for p in range(n_prompts) for s in range(n)]
+
+
 class LiveViewer(W.VBox):
     """``LiveViewer(model, sampler, steps, num_samples=1, seed=0, prompt=None, ...)``: the
     arguments of :func:`explorer.generate`, run in a worker thread and drawn as it goes.
 
-    While it runs: the token grid of one sample (``sample``; a box switches it when there are
-    several), masked / remasked-per-step curves, and a status line with steps done, model calls,
+    While it runs: the token grid of one row (``sample``: a row of the trace; a box switches it
+    when there are several, a list of prompts runs prompts x ``num_samples`` rows), masked / remasked-per-step curves, and a status line with steps done, model calls,
     tokens per second and ETA. **Stop** ends the run cleanly: the partial trace is kept
     (``trace.complete is False``), as Ctrl-C does. Afterwards the widget is a
     :class:`TraceViewer` of the trace (``.viewer``); ``.trace`` holds it.
@@ -128,6 +144,10 @@ class LiveViewer(W.VBox):
         self.columns, self.length, self.fps = int(columns), int(length), float(fps)
         self.debug, self.label, self.on_done = debug, label, on_done
         self.sample = int(sample)
+        self.rows = run_rows(model, prompt, num_samples)
+        if not 0 <= self.sample < len(self.rows):
+            raise ValueError(f"sample={sample} is not a row of this run (it has {len(self.rows)}: prompts x "
+                             f"num_samples); use sample in 0..{len(self.rows) - 1}.")
         self.trace = None
         self.error: BaseException | None = None
         self.viewer: TraceViewer | None = None
@@ -156,9 +176,10 @@ class LiveViewer(W.VBox):
         self.stop_button.on_click(lambda _: self.stop())
         self.sample_box = None
         head = [self.stop_button, self.status]
-        if int(num_samples) > 1:
-            self.sample_box = W.Dropdown(options=list(range(int(num_samples))), value=self.sample,
-                                         description="sample", layout=W.Layout(width="150px"))
+        if len(self.rows) > 1:
+            self.sample_box = W.Dropdown(options=self.rows, value=self.sample,
+                                         description="sample",
+                                         layout=W.Layout(width="150px" if self.rows[-1][0].isdigit() else "260px"))
             self.sample_box.observe(lambda ch: self.watch(int(ch["new"])), "value")
             head.insert(1, self.sample_box)
         self.header = W.HBox(head, layout=W.Layout(align_items="center"))
@@ -424,7 +445,7 @@ class LiveViewer(W.VBox):
         """Steps done, model calls, tokens per second and ETA of a StepUpdate, as one line."""
         done, total = int(u.steps_done), max(1, int(u.steps_total))
         elapsed = float(u.elapsed)
-        n = int(self.kwargs.get("num_samples") or 1)
+        n = len(self.rows)   # every row of the run writes its tokens
         per_sample = self._gen or int(self.kwargs.get("gen_length") or getattr(self.model, "seq_len", 0) or 0)
         tokens = n * per_sample * done / total
         rate = tokens / elapsed if elapsed > 0 else float("nan")
@@ -447,7 +468,10 @@ class LiveViewer(W.VBox):
         total = int(self._progress.steps_total) if self._progress is not None else 0
         secs = float(trace.meta.get("wall_seconds", 0.0))
         if trace.complete:
-            head = (f"<b>done</b>: {trace.num_steps} steps · {trace.model_calls} model calls · "
+            final = trace.final_pass_step
+            ran = (final - 1 if final is not None else trace.last_step) - trace.first_step
+            steps = f"{ran} steps" + (f" (T = {trace.num_steps})" if ran != trace.num_steps else "")
+            head = (f"<b>done</b>: {steps} · {trace.model_calls} model calls · "
                     f"{_fmt_seconds(secs)}")
         else:
             head = (f"<b style='color:#D55E00'>stopped</b> after {steps_done} of {total} steps · "
