@@ -104,13 +104,13 @@ class SampleIndex:
         return self.final_step - 1 if self.final_step is not None else self.last_step
 
     def step_label(self, step: int) -> str:
-        """How a step reads to a user: "initial state", "step k of N" or "final argmax pass"."""
-        step = int(step)
-        if step == self.first_step:
+        """How a step reads: "initial state", "step k of N", "final argmax pass" (N: T if the run stopped)."""
+        if (step := int(step)) == self.first_step:
             return "initial state" if step == 0 else f"state at step {step} (branch start)"
         if self.final_step is not None and step == self.final_step:
             return f"final argmax pass (after step {self.sampler_steps})"
-        return f"step {step} of {self.sampler_steps}"
+        stopped = "" if self.trace.complete else f" (stopped after step {self.last_step})"
+        return f"step {step} of {max(self.sampler_steps, self.num_steps if stopped else 0)}{stopped}"
 
     def check_step(self, step: int) -> int:
         step = int(step)

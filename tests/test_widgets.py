@@ -720,3 +720,19 @@ def test_live_view_final_status_counts_the_steps_run(model):
     trace = lv.wait(timeout=60)
     ran = trace.last_step - (trace.final_pass_step is not None)
     assert ran > 8 and f"done</b>: {ran} steps (T = 8)" in lv.status.value
+
+
+def test_a_stopped_run_reads_as_stopped_not_finished(model):
+    def stop_at_3(u):
+        if u.step == 3:
+            raise explorer.StopGeneration("stop")
+    with pytest.warns(UserWarning):
+        t = explorer.generate(model, samplers.ReMDMLoop(), 16, on_step=stop_at_3, progress=False)
+    assert not t.complete and t.last_step == 3
+    v = widgets.TraceViewer(t, columns=16)
+    assert v.step_label.value == "step 3 of 16 (stopped after step 3)"
+    assert v.grid.title.startswith("step 3 of 16 (stopped after step 3) · ")
+    v.step = 2
+    assert v.step_label.value == "step 2 of 16 (stopped after step 3)"
+    fig = viz.grid_animation(t)  # the static page's frame titles say the same
+    assert fig.frames[-1].layout.title.text.startswith("step 3 of 16 (stopped after step 3)")
