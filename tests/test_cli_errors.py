@@ -455,3 +455,44 @@ def test_a_device_this_machine_lacks_is_refused_before_loading(capsys, tmp_path,
 def test_chat_on_a_fixed_length_model_is_refused(capsys, tmp_path):
     err = refused(capsys, [*GEN, "--prompt", "hi", "--chat"], "drop --chat", tmp_path)
     assert "chat template" in err and "dtype" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "--model", "orders", "--steps", "4", "--seed", "-1"],
+    ["sweep", "--model", "orders", "--seeds", "0,-1", "--out", "OUT"],
+    ["strategies", "--model", "orders", "--seed", "-1", "--out", "OUT"],
+    ["evaluate-orders", "--seed", "-1"],
+    ["repair", "--data-seed", "-1"],
+])
+def test_a_negative_seed_is_refused_before_loading(capsys, tmp_path, no_model_loaded, argv):
+    argv = [str(tmp_path / "o") if w == "OUT" else w for w in argv]
+    err = refused(capsys, argv, "--", tmp_path)
+    assert "-1" in err and ">= 0" in err
+
+
+@pytest.mark.parametrize("command", ["evaluate-orders", "repair"])
+def test_the_orders_studies_refuse_a_model_of_another_task(capsys, tmp_path, command):
+    err = refused(capsys, [command, "--model", "stories", "--steps", "4"], "--model orders", tmp_path)
+    assert "not an orders model" in err
+
+
+def test_a_bad_setting_in_the_spec_names_the_spec(capsys, tmp_path, no_model_loaded):
+    err = refused(capsys, [*GEN, "--sampler", "remdm-cap:eta=5"], "change the setting in --sampler", tmp_path)
+    assert "--settings" not in err
+
+
+def test_out_that_is_a_folder_says_so(capsys, tmp_path, no_model_loaded):
+    err = refused(capsys, [*GEN, "--out", str(tmp_path)], "give a file name inside it", tmp_path)
+    assert "is a folder" in err and "unknown file type" not in err
+
+
+def test_help_says_each_default_once():
+    for parser in _parsers().values():
+        for action in parser._actions:
+            text = parser.formatter_class("x")._get_help_string(action) or ""
+            assert text.count("(default:") <= 1, (parser.prog, action.dest, text)
+
+
+def test_python_dash_m_explorer_runs_the_cli():
+    done = subprocess.run([sys.executable, "-m", "explorer", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0 and "usage: explorer COMMAND" in done.stdout

@@ -36,12 +36,21 @@ class UsageError(Exception):
         return self.problem + (f" Fix: {self.fix}" if self.fix else "")
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: ...)`` to an option's help unless the help already says its default."""
+
+    def _get_help_string(self, action):
+        if "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with short errors: ``error`` raises :class:`UsageError` (naming ``--help``) instead
     of printing the whole usage, and every parser accepts ``--debug``."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _DefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
         self.add_argument("--debug", action="store_true",
                           help=f"show the full traceback of an error (or set {DEBUG_ENV}=1)")
@@ -91,11 +100,12 @@ def output_file(path: str | os.PathLike, option: str = "--out",
     """Check an output file before any work: its folder exists and is writable, the path is not a
     folder, and its suffix is one of ``suffixes`` (when given). Missing folders are not created."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder.", "give a file name inside it"
+                         + (f", ending in {' or '.join(suffixes)}." if suffixes else "."))
     if suffixes and path.suffix.lower() not in suffixes:
         raise UsageError(f"{option} {path}: unknown file type {path.suffix or '(none)'!r}.",
                          f"end the name with {' or '.join(suffixes)}.")
-    if path.is_dir():
-        raise UsageError(f"{option} {path} is a folder.", "give a file name inside it.")
     _check_folder(path.parent if str(path.parent) else Path("."), option, f"{option} path")
     return path
 
@@ -141,7 +151,12 @@ def sampler_from_cli(spec: str, settings: str | dict | None = None, option: str 
     try:
         return SamplerSpec(parsed.name, {**parsed.settings, **extra}).build()
     except SamplerSpecError as e:
-        raise UsageError(str(e), f"change the setting in {settings_option} (see the sampler's docstring).") from None
+        try:  # which option holds the bad setting: the spec's own, or the ones laid over it?
+            SamplerSpec(parsed.name, parsed.settings).build()
+            where = settings_option
+        except SamplerSpecError:
+            where = option
+        raise UsageError(str(e), f"change the setting in {where} (see the sampler's docstring).") from None
 
 
 def samplers_from_cli(specs: str | Sequence[str], option: str = "--samplers", example: str | None = None,

@@ -6,13 +6,24 @@ from __future__ import annotations
 from typing import Sequence
 
 from explorer.cli._options import add_allow_download, add_threads, set_threads
-from explorer.cli.common import (ArgumentParser, model_from_cli, output_file, positive_float, positive_int,
-                                 sampler_from_cli, samplers_from_cli)
-from explorer.tasks.orders import RECORDS_PER_SEQ, SEQ_LEN
+from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, nonnegative_int, output_file,
+                                 positive_float, positive_int, sampler_from_cli, samplers_from_cli)
+from explorer.tasks.orders import RECORDS_PER_SEQ, SEQ_LEN, VOCAB_SIZE
 
 
 def _log(line: str) -> None:
     print(line, flush=True)
+
+
+def orders_model(name: str, allow_download: bool):
+    """The model named by ``--model``, refused unless it writes orders records (their length and vocabulary)."""
+    model = model_from_cli(name, allow_download=allow_download)
+    shape = (getattr(model, "seq_len", None), getattr(model, "vocab_size", None))
+    if shape != (SEQ_LEN, VOCAB_SIZE):
+        raise UsageError(f"{name} is not an orders model (length {shape[0]}, vocabulary {shape[1]}; the orders "
+                         f"task's are {SEQ_LEN} and {VOCAB_SIZE}): these studies read order records.",
+                         "pass --model orders, orders-oracle or a folder from `explorer train --task orders`.")
+    return model
 
 
 # ----------------------------------------------------------------------------- evaluate-orders
@@ -28,7 +39,7 @@ def evaluate_parser() -> ArgumentParser:
                    help="numbers of sampling steps T")
     p.add_argument("--samples", type=positive_int, default=128,
                    help=f"sequences per cell ({RECORDS_PER_SEQ} records each)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of every cell")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed of every cell")
     add_threads(p)
     p.add_argument("--out", default=None, help="CSV to write (its folder must exist)")
     add_allow_download(p)
@@ -48,7 +59,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     out = output_file(a.out, suffixes=(".csv",)) if a.out else None
     samplers = samplers_from_cli(a.samplers, example='--samplers mdlm "remdm-cap:eta=0.02"')
     set_threads(a.threads)
-    model = model_from_cli(a.model, allow_download=a.allow_download)
+    model = orders_model(a.model, a.allow_download)
     table = evaluate(model, samplers, a.steps, samples=a.samples, seed=a.seed, repairs=a.repairs,
                      causes=a.causes, out=out, log=_log)
     print(table.to_string(index=False))
@@ -67,8 +78,8 @@ def repair_parser() -> ArgumentParser:
                    help=f"sequences ({RECORDS_PER_SEQ // 2} planted records each)")
     p.add_argument("--steps", nargs="+", type=positive_int, default=[16, 32, 64, 128, 256, 512],
                    help="numbers of refine steps T")
-    p.add_argument("--seed", type=int, default=0, help="seed of the refine run")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the sequences and of the plants")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the refine run")
+    p.add_argument("--data-seed", type=nonnegative_int, default=0, help="seed of the sequences and of the plants")
     p.add_argument("--alpha", type=positive_float, default=None, help="ReMDM-refine alpha (default: its own)")
     p.add_argument("--eta", type=positive_float, default=None, help="ReMDM-refine eta (default: the bound)")
     add_threads(p)
@@ -86,7 +97,7 @@ def repair_main(argv: Sequence[str] | None = None) -> int:
     settings = {k: v for k, v in (("alpha", a.alpha), ("eta", a.eta)) if v is not None}
     refine = sampler_from_cli("remdm-refine", settings, settings_option="--alpha/--eta")
     set_threads(a.threads)
-    model = model_from_cli(a.model, allow_download=a.allow_download)
+    model = orders_model(a.model, a.allow_download)
     measure(model, a.steps, sequences=a.sequences, seed=a.seed, data_seed=a.data_seed,
             samplers={"remdm-refine": refine, "mdlm": MDLM()}, out=out)
     return 0

@@ -95,8 +95,10 @@ def plan(a) -> tuple[dict, list[int], list[str]]:
     _no_repeats("--steps", a.steps, [t.strip() for t in a.steps.split(",")])   # repeats at any L; more once L is known
     try:
         seeds = [int(s) for s in a.seeds.split(",")]
+        if min(seeds) < 0:
+            raise ValueError
     except ValueError:
-        raise UsageError(f"--seeds {a.seeds!r} is not a list of whole numbers.", "write e.g. --seeds 0,1,2.") from None
+        raise UsageError(f"--seeds {a.seeds!r} is not a list of whole numbers >= 0.", "write e.g. --seeds 0,1,2.") from None
     _no_repeats("--seeds", a.seeds, seeds)
     if a.baseline is not None and a.baseline not in samplers:
         raise UsageError(f"--baseline {a.baseline!r} is not one of the samplers ({', '.join(samplers)}).",
