@@ -2,6 +2,8 @@
 (explorer.viz.repair, explorer.viz.scaling)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ import torch
 
 import explorer
 from explorer.metrics.validity import cluster_stderr
+from explorer.samplers import MDLM
 from explorer.studies import repair
 from explorer.tasks import orders
 
@@ -122,6 +125,8 @@ def test_tiny_real_run(real_run, tmp_path):
     assert list(back["sampler"]) == ["remdm-refine", "mdlm"] and len(df) == 2
     mdlm = back[back["sampler"] == "mdlm"].iloc[0]
     assert mdlm["repaired"] == 0.0 and mdlm["kept"] == 1.0 and mdlm["nfe"] == 0   # nothing, by construction
+    assert json.loads(back["settings"].iloc[0]) == df["settings"].map(json.loads).iloc[0]   # JSON, as evaluate-orders
+    assert json.loads(mdlm["settings"]) == MDLM().config
 
 
 # ------------------------------------------------------------------------------------ figures

@@ -24,6 +24,7 @@ Command line (the numbers in ``data/models/orders/README.md``, section "Repair";
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Sequence
 
@@ -327,7 +328,7 @@ def measure(model, steps: Sequence[int], sequences: int = 64, seed: int = 0, sam
             row = {"sampler": label, "steps": int(T), "steps_over_L": int(T) / orders.SEQ_LEN,
                    **summarise(outcomes(trace.final, plants)),
                    "nfe": float(trace.nfe.float().mean()), "seconds": time.time() - t0, "seed": seed,
-                   "data_seed": data_seed, "settings": str(sampler.config)}
+                   "data_seed": data_seed, "settings": json.dumps(sampler.config)}
             rows.append(row)
             print(f"{label:14s} T={T:4d}  repaired {row['repaired']:.3f} ± {row['repaired_se']:.3f} "
                   f"({row['planted_records']})  kept {row['kept']:.3f} ± {row['kept_se']:.3f} "
