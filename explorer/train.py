@@ -371,6 +371,13 @@ class TrainConfig:
         return shlex.join(words)
 
 
+def json_text(record: dict) -> str:
+    """``record`` as JSON that any reader parses: a NaN or an infinity (no evaluation yet, no logged
+    loss) is written as null, not as the non-standard NaN / Infinity."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    return json.dumps(clean, indent=2, allow_nan=False) + "\n"
+
+
 def _init_from(model: MDLM, directory: Path) -> None:
     """Copy the weights of the exported model in ``directory`` into ``model`` (a fine-tune)."""
     from explorer.models.checkpoint import check_state_dict, load_state_dict_file, weights_file
@@ -513,7 +520,7 @@ def train(config: TrainConfig, command: str | None = None) -> dict:
         "init_from": str(config.init_from) if config.init_from is not None else None,
         "data": getattr(task, "DATA_DESCRIPTION", f"`explorer/tasks/{config.task}.py`, seed {config.seed}"),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "summary.json", json_text(summary))
     if config.export is not None:
         export(config.export, model, ema, tokenizer, model_card(config.task, command or config.command_line(), summary),
                fixed_tokens=getattr(task, "FIXED_TOKENS", None))

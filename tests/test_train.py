@@ -170,3 +170,13 @@ def test_resume_with_another_architecture_names_the_settings(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "another architecture" in err and "hidden_dim 16 there, 32 now" in err and "--hidden-dim 16" in err
     assert "size mismatch" not in err and len(err.strip().splitlines()) == 2
+
+
+def test_summary_json_is_standard_json():
+    """No NaN / Infinity (a summary before any evaluation): null, which every JSON reader parses."""
+    from explorer.train import json_text
+
+    def strict(word):
+        raise ValueError(f"non-standard JSON {word}")
+    back = json.loads(json_text({"val_nelbo": float("nan"), "ppl": float("inf"), "step": 3}), parse_constant=strict)
+    assert back == {"val_nelbo": None, "ppl": None, "step": 3}

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from explorer.cli._options import add_threads, set_threads
-from explorer.cli.common import (ArgumentParser, UsageError, nonnegative_float, nonnegative_int, output_dir,
-                                 positive_int)
+from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, nonnegative_float, nonnegative_int,
+                                 output_dir, positive_int)
 
 
 def parser() -> ArgumentParser:
@@ -44,10 +44,13 @@ def _train(a) -> None:
     import torch
 
     from explorer import judge
+    from explorer.io import write_text_atomic
+    from explorer.train import json_text
 
     output_dir(a.out, "--out")
     if a.export:
         output_dir(a.export, "--export")
+    device_from_cli(a.device)
     if a.n_embd % a.n_head:
         raise UsageError(f"--n-head {a.n_head} does not divide --n-embd {a.n_embd}.",
                          "choose a head count that divides the width.")
@@ -60,8 +63,9 @@ def _train(a) -> None:
                "best_step": st.get("best_step"), "best_heldout_loss": st["best_loss"],
                "best_heldout_ppl": math.exp(st["best_loss"]), "hardware": platform.processor() or platform.machine(),
                "threads": a.threads, "torch": torch.__version__}
-    (Path(a.out) / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary, indent=1))
+    text = json_text(summary)
+    write_text_atomic(Path(a.out) / "summary.json", text)
+    print(text, end="")
     if a.export:
         print("exported to", judge.export(a.out, a.export))
 
