@@ -115,8 +115,15 @@ def test_sweep_explorer(tmp_path):
     assert sx.out.children and sx.message.value == ""
     sx.view_box.value = "return on compute"
     assert sx.message.value == "" and sx.out.children
+    sx.view_box.value = "table"
     sx.sampler_box.value = ("remdm-loop",)
-    assert "baseline" in sx.message.value  # says why, keeps the last figure
+    sx.view_box.value = "return on compute"
+    assert "baseline" in sx.message.value  # says why, and the last view (another selection) is gone
+    assert sx.out.children == ()
+    sx.sampler_box.value = ()
+    sx.view_box.value = "quality vs steps"
+    assert "no sampler selected" in sx.message.value and sx.out.children == ()
+    assert "no sampler selected" in sx.to_html(tmp_path / "none.html").read_text()
     sx.sampler_box.value = ("mdlm", "remdm-loop")
     sx.view_box.value = "table"
     assert "<table" in sx.out.children[0].value

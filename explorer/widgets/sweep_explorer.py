@@ -1,6 +1,8 @@
 """Sweep explorer: pick a metric and a view of a sweep's tidy results."""
 from __future__ import annotations
 
+import html
+
 import ipywidgets as W
 import pandas as pd
 import plotly.graph_objects as go
@@ -49,11 +51,14 @@ class SweepExplorer(W.VBox):
         return self.df[self.df["sampler"].isin(self.sampler_box.value)]
 
     def figure(self, view: str | None = None, metric: str | None = None):
-        """The current view as a static figure (or an HTML table for ``"table"``)."""
+        """The current view as a static figure (or an HTML table for ``"table"``); ValueError
+        saying what to select when it cannot be drawn."""
         view = view or self.view_box.value
         metric = metric or self.metric_box.value
         quality_vs_steps, roc_figure = _figures()
         d = self._subset()
+        if d.empty:
+            raise ValueError("no sampler selected: select one or more in the samplers box.")
         if view == "quality vs steps":
             return quality_vs_steps(d, metric)
         if view == "return on compute":
@@ -70,7 +75,8 @@ class SweepExplorer(W.VBox):
         try:
             fig = self.figure()
         except Exception as exc:  # e.g. the baseline deselected: say so instead of failing silently
-            self.message.value = f"<span style='color:#D55E00'>{exc}</span>"
+            self.message.value = f"<span style='color:#D55E00'>{html.escape(str(exc))}</span>"
+            self.out.children = []   # the last view drew other settings: not left under the message
             return
         self.message.value = ""
         # static figures: kept in the widget state (a reload redraws them), no FigureWidget needed
@@ -82,9 +88,9 @@ class SweepExplorer(W.VBox):
         quality_vs_steps, _ = _figures()
         metrics = list(dict.fromkeys(self.df["metric"]))
         parts = [quality_vs_steps(self.df, metrics)]
-        try:
-            parts.append(self.figure("return on compute"))
-        except Exception as exc:
-            parts.append(f"<p>return on compute unavailable: {exc}</p>")
-        parts.append(self.figure("table"))
+        for view in ("return on compute", "table"):
+            try:
+                parts.append(self.figure(view))
+            except ValueError as exc:
+                parts.append(f"<p>{view} unavailable: {html.escape(str(exc))}</p>")
         return export.write_html(path, parts, title=title)
