@@ -743,3 +743,19 @@ def test_a_stopped_run_reads_as_stopped_not_finished(model):
     assert v.step_label.value == "step 2 of 16 (stopped after step 3)"
     fig = viz.grid_animation(t)  # the static page's frame titles say the same
     assert fig.frames[-1].layout.title.text.startswith("step 3 of 16 (stopped after step 3)")
+
+
+def test_live_view_and_chat_panel_save_static_pages(slow_model, stories, tmp_path):
+    lv = widgets.LiveViewer(slow_model, samplers.MDLM(), 400, fps=1000)
+    with pytest.raises(ValueError, match="still going"):
+        lv.to_html(tmp_path / "early.html")
+    lv.stop()
+    trace = lv.wait(timeout=60)
+    page = lv.to_html(tmp_path / "live.html").read_text()
+    assert not re.findall(r'<script[^>]*\bsrc=', page) and "Plotly.addFrames(" in page
+    assert "stopped" in page and f"stopped after step {trace.last_step}" in page
+    cp = widgets.ChatPanel(stories, sampler="mdlm", steps=8, fps=1000)
+    cp.send("Once upon a time").wait(timeout=60)
+    page = cp.to_html(tmp_path / "chat.html").read_text()
+    assert cp.history.value in page and "Once upon a time" in page  # the history, then the run
+    assert "Plotly.addFrames(" in page and not re.findall(r'<script[^>]*\bsrc=', page)

@@ -332,6 +332,19 @@ class ChatPanel(W.VBox):
                 f"<div style='color:#555'><b>prompt</b> ({html.escape(run['label'])}): {html.escape(run['text'])}</div>"
                 f"<div class='remdm-chat-answer' style='white-space:pre-wrap'>{''.join(spans)}</div></div>")
 
+    def to_html(self, path, title: str = "ReMDM Explorer: chat", max_frames: int = 60):
+        """A self-contained page, written atomically: the history, then the last run (its scrubber
+        page) and the side-by-side comparison when one is shown; refused while a run is going."""
+        from ..viz import export
+        if self.live is not None and self.live.running:
+            raise ValueError("a run is still going: wait for it or press Stop, then save the page.")
+        parts = [self.history.value or "<p class='note'>no messages yet.</p>"]
+        if self.live is not None:
+            parts += self.live.page_parts(max_frames)
+        if self.compare is not None and self.compare in self.output.children:
+            parts += ["<h2>side by side</h2>"] + self.compare.page_parts(max_frames)
+        return export.write_html(path, parts, title=title)
+
     def _say(self, text: str, error: bool = False) -> None:
         self.status.value = f"<span style='color:#D55E00'>{text}</span>" if error else text
 

@@ -160,9 +160,12 @@ class CompareViewer(W.VBox):
         return grid_animation(self.traces, self.labels, self.sample, v.start, v.length, v.columns,
                               max_frames=max_frames)
 
+    def page_parts(self, max_frames: int = 60) -> list:
+        """What :meth:`to_html` draws (for pages that hold this view among other things)."""
+        return [self.figure(max_frames),
+                [step_curves(t, sample=self.sample).update_layout(title=lab)
+                 for t, lab in zip(self.traces, self.labels)]]
+
     def to_html(self, path, title: str = "ReMDM Explorer: side by side", max_frames: int = 60):
         """Self-contained page: the grids on one slider with play, and each trace's step curves."""
-        parts = [self.figure(max_frames),
-                 [step_curves(t, sample=self.sample).update_layout(title=lab)
-                  for t, lab in zip(self.traces, self.labels)]]
-        return export.write_html(path, parts, title=title)
+        return export.write_html(path, self.page_parts(max_frames), title=title)

@@ -459,6 +459,24 @@ class LiveViewer(W.VBox):
         return ("<div style='white-space:pre-wrap;font-size:13px;line-height:1.5;max-width:70em'>"
                 + html.escape(text).replace("&lt;|endoftext|&gt;", " ¶<br>") + "</div>")
 
+    # -- static page ----------------------------------------------------------------------
+    def page_parts(self, max_frames: int = 60) -> list:
+        """What :meth:`to_html` draws: the status line, the answer text (``text=True``) and the
+        finished (or stopped) run's scrubber page; refused while the run is going."""
+        if self.running:
+            raise ValueError("the run is still going: wait for it (viewer.wait()) or press Stop, then save the page.")
+        parts = [f"<p class='note'>{self.status.value}</p>"]
+        if self.text is not None and self.trace is not None:
+            parts.append(self.final_text_html(self.trace))
+        if self.viewer is not None:
+            parts += self.viewer.page_parts(max_frames)
+        return parts
+
+    def to_html(self, path, title: str = "ReMDM Explorer: live run", max_frames: int = 60):
+        """A self-contained page of the ended run (see :meth:`page_parts`), written atomically."""
+        from ..viz import export
+        return export.write_html(path, self.page_parts(max_frames), title=title)
+
     # -- the end --------------------------------------------------------------------------
     def _finish(self, trace) -> None:
         self.stop_button.disabled = True

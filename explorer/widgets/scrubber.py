@@ -295,9 +295,12 @@ class TraceViewer(W.VBox):
         return grid_animation([self.trace], [self.label], self.sample, self.start, self.length,
                               self.columns, max_frames=max_frames)
 
+    def page_parts(self, max_frames: int = 60) -> list:
+        """What :meth:`to_html` draws (for pages that hold a viewer among other things)."""
+        return [self.figure(max_frames), lifelines(self.trace, sample=self.sample, max_positions=20),
+                step_curves(self.trace, sample=self.sample)]
+
     def to_html(self, path, title: str = "ReMDM Explorer: trace", max_frames: int = 60):
         """A self-contained page: the grid with slider and play button, the lifelines of the most
         remasked positions and the per-step curves. No kernel, no network needed."""
-        parts = [self.figure(max_frames), lifelines(self.trace, sample=self.sample, max_positions=20),
-                 step_curves(self.trace, sample=self.sample)]
-        return export.write_html(path, parts, title=title)
+        return export.write_html(path, self.page_parts(max_frames), title=title)
