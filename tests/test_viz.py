@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from explorer import viz
+import explorer
+from explorer import samplers, viz
 from explorer.trace import Trace
 from explorer.viz.palette import FIXED, MASKED, REMASKED, STABLE, STATE_COLORS, UNMASKED
 
@@ -297,3 +298,19 @@ def test_token_text_is_escaped_once_in_grids_and_pages(tmp_path):
     figure = page[page.index("Plotly.newPlot("):]  # the embedded plotly.js itself mentions &quot;
     assert "&quot;" not in figure and "&amp;amp;" not in figure and "&#x27;" not in figure
     assert '\\"Hi\\"' in figure  # the quote itself, inside the embedded JSON
+
+
+def test_grid_title_counts_masked_as_the_steps_table_does():
+    """Cells remasked at a step are masked after it: the title's count is the steps table's n_masked
+    (the live view's title counts them the same way)."""
+    probs = torch.rand(24, 9, generator=torch.Generator().manual_seed(0)) ** 4
+    probs[:, -1] = 0
+    t = explorer.generate(explorer.StubDenoiser(probs), samplers.ReMDMCap(eta=0.5), 12, seed=0, progress=False)
+    st = t.steps.set_index("step")
+    remasked_somewhere = False
+    for k in st.index:
+        a = viz.grid.grid_arrays(t.index(), int(k), 0, 24, 8)
+        masked = int(re.search(r"· masked (\d+) ·", viz.grid.grid_title(t.index(), int(k), a["counts"])).group(1))
+        assert masked == int(st.loc[k, "n_masked"]), k
+        remasked_somewhere |= a["counts"][REMASKED] > 0
+    assert remasked_somewhere

@@ -133,9 +133,12 @@ def grid_arrays(index: SampleIndex, step: int, start: int = 0, length: int = 256
 
 
 def grid_title(index: SampleIndex, step: int, counts: dict, label: str | None = None) -> str:
+    """The grid's heading. "masked" counts every masked cell shown, those remasked at this step
+    included (as the steps table's ``n_masked`` and the live view count them)."""
     what = index.step_label(step)
     head = f"{label} · " if label else ""
-    return (f"{head}{what} · masked {counts[MASKED]} · unmasked now {counts[UNMASKED]}"
+    masked = counts[MASKED] + counts[REMASKED]
+    return (f"{head}{what} · masked {masked} · unmasked now {counts[UNMASKED]}"
             f" · remasked now {counts[REMASKED]}")
 
 
