@@ -238,6 +238,10 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
     ``metric_options`` (e.g. ``{"judge": "gpt2-large"}``) go to the named ones.
     ``cache_dir``: where finished cells live; a restarted sweep skips them (module doc).
     """
+    if getattr(model, "seq_len", None) is None:
+        raise ValueError("a sweep needs a fixed-length model (an MDLM DiT: orders, stories, mdlm-owt); to compare "
+                         "samplers on a prompted model (LLaDA, Dream) use `explorer strategies --prompt TEXT "
+                         "--gen-length N` (explorer.studies.strategies).")
     sampler_map = parse_samplers(samplers)
     steps = parse_steps(steps, model.seq_len) if isinstance(steps, str) else [int(s) for s in steps]
     seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]

@@ -288,3 +288,13 @@ def test_cli_cache_dir_under_a_missing_folder_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--cache-dir" in err and "does not exist" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_without_a_fixed_length_is_refused_before_any_work(tmp_path):
+    """A prompted model (LLaDA, Dream: seq_len None) has no canvas a sweep can fill; it is refused
+    with the command that compares samplers on it, before any folder is made."""
+    from types import SimpleNamespace
+    from explorer.sweep import sweep
+    with pytest.raises(ValueError, match="fixed-length model.*explorer strategies"):
+        sweep(SimpleNamespace(seq_len=None), "mdlm", [4], cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
