@@ -759,3 +759,13 @@ def test_live_view_and_chat_panel_save_static_pages(slow_model, stories, tmp_pat
     page = cp.to_html(tmp_path / "chat.html").read_text()
     assert cp.history.value in page and "Once upon a time" in page  # the history, then the run
     assert "Plotly.addFrames(" in page and not re.findall(r'<script[^>]*\bsrc=', page)
+
+
+def test_compare_step_label_speaks_for_every_grid(model):
+    loop = explorer.generate(model, samplers.ReMDMLoop(), 8, seed=0, progress=False)  # 9: final pass
+    mdlm = explorer.generate(model, samplers.MDLM(), 8, seed=0, progress=False)
+    c = widgets.CompareViewer([loop, mdlm], labels=["loop", "mdlm"], columns=16)
+    assert c.step == 9
+    assert c.step_label.value == "loop: final argmax pass (after step 8) · mdlm: step 8 of 8"
+    c.step = 4
+    assert c.step_label.value == "step 4 of 8"

@@ -2,6 +2,7 @@
 beside its parent."""
 from __future__ import annotations
 
+import html
 import time
 
 import ipywidgets as W
@@ -132,11 +133,18 @@ class CompareViewer(W.VBox):
         for v in self.viewers:
             k = int(np.clip(step, v.index.first_step, v.index.last_step))
             v.slider.value = k  # renders that grid (no-op when unchanged)
-        self.step_label.value = self.viewers[-1].index.step_label(
-            int(np.clip(step, self.viewers[-1].index.first_step, self.viewers[-1].index.last_step)))
+        self.step_label.value = self.shared_label()
         self.mark_differences()
         self.last_render_s = time.perf_counter() - t0
         return self.last_render_s
+
+    def shared_label(self) -> str:
+        """What the shared slider shows: the step label when every grid reads the same, else each
+        grid's own ("remdm-loop: final argmax pass (after step 8) · mdlm: step 8 of 8")."""
+        shown = [v.step_label.value for v in self.viewers]
+        if len(set(shown)) == 1:
+            return shown[0]
+        return " · ".join(f"{html.escape(lab)}: {s}" for lab, s in zip(self.labels, shown))
 
     def differences(self) -> list[int]:
         """Positions of the shown window where the grids hold different tokens at the shown step
