@@ -769,3 +769,21 @@ def test_compare_step_label_speaks_for_every_grid(model):
     assert c.step_label.value == "loop: final argmax pass (after step 8) · mdlm: step 8 of 8"
     c.step = 4
     assert c.step_label.value == "step 4 of 8"
+
+
+def test_cells_are_sized_for_the_sample_shown():
+    from explorer.viz.grid import longest_cell
+    probs = torch.zeros(48, 102)  # token texts are their ids: "10".."99", and "100" now and then
+    probs[:, 10:100] = 1
+    probs[5, 100] = 45
+    t = explorer.generate(explorer.StubDenoiser(probs), samplers.MDLM(), 8, num_samples=6, seed=1, progress=False)
+    need = [longest_cell(t.index(s), 0, 48) for s in range(6)]
+    lo, hi = need.index(min(need)), need.index(max(need))
+    assert need[lo] < need[hi], need
+    v = widgets.TraceViewer(t, sample=lo, columns=16)
+    v.sample_box.value = hi
+    assert v.grid.cell_chars == need[hi]
+    c = widgets.CompareViewer([t, t], sample=lo, columns=16)
+    c.sample_box.value = hi
+    assert [v.grid.cell_chars for v in c.viewers] == [need[hi]] * 2
+    assert widgets.TraceViewer(t, sample=lo, cell_chars=3).grid.cell_chars == 3  # a chosen width stays

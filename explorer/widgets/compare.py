@@ -43,10 +43,7 @@ class CompareViewer(W.VBox):
         self.viewers = [TraceViewer(t, sample=sample, start=start, length=length, columns=columns,
                                     label=lab, curves=curves, lifeline=True)
                         for t, lab in zip(self.traces, self.labels)]
-        # one cell width for every grid (the longest token any of them shows), so rows line up
-        chars = max(v.grid.cell_chars for v in self.viewers)
-        for v in self.viewers:
-            v.grid.cell_chars = chars
+        self.share_cells()  # one cell width for every grid, so rows line up
         lo = min(v.index.first_step for v in self.viewers)
         hi = max(v.index.last_step for v in self.viewers)
         step = hi if step is None else int(step)
@@ -83,10 +80,7 @@ class CompareViewer(W.VBox):
         self.last_render_s = 0.0
         for v in self.viewers:  # their own step, sample and window controls give way to the shared ones
             v.children = tuple(c for c in v.children if c is not v.controls and c is not v.window)
-            # a column per trace: they share the row when each gets its grid's narrowest width
-            # (30 px a cell, the grid widget's CSS minimum, plus row labels) and wrap otherwise
             v.layout.flex = "1 1 0%"
-            v.layout.min_width = f"{max(32, 7 * chars + 10) * v.columns + 60}px"
             v.layout.margin = "0 12px 0 0"
         self.render(step)
         top = [W.HBox(controls)] + ([self.window] if self.window is not None else [])
@@ -95,6 +89,18 @@ class CompareViewer(W.VBox):
         self.grids.add_class("remdm-compare-grids")
         super().__init__(top + [self.grids])
         self.add_class("remdm-compare-viewer")
+
+    def share_cells(self) -> int:
+        """One cell width for every grid (the longest token any of them shows now), so rows line up."""
+        for v in self.viewers:
+            v.fit_cells()
+        chars = max(v.grid.cell_chars for v in self.viewers)
+        for v in self.viewers:
+            v.grid.cell_chars = chars
+            # a column per trace: they share the row when each gets its grid's narrowest width
+            # (30 px a cell, the grid widget's CSS minimum, plus row labels) and wrap otherwise
+            v.layout.min_width = f"{max(32, 7 * chars + 10) * v.columns + 60}px"
+        return chars
 
     @property
     def start(self) -> int:
@@ -108,6 +114,7 @@ class CompareViewer(W.VBox):
             return
         for v in self.viewers:
             v.show_window(min(start, max(0, v.index.seq_len - 1)))
+        self.share_cells()
         self.mark_differences()
 
     def show_sample(self, sample: int) -> None:
@@ -118,6 +125,7 @@ class CompareViewer(W.VBox):
             return
         for v in self.viewers:
             v.show_sample(self.sample)
+        self.share_cells()
         self.mark_differences()
 
     @property

@@ -148,6 +148,7 @@ class TraceViewer(W.VBox):
         self.selected: int | None = None   # the clicked position: kept in the details until another click
 
         self.grid = TokenGridWidget(origin=self.origin)
+        self.fixed_cell_chars = cell_chars is not None   # else sized to what is shown (fit_cells)
         self.grid.cell_chars = longest_cell(ix, self.start, self.length) if cell_chars is None else int(cell_chars)
         self.grid.on_click(self._on_click)
         self.grid.on_hover(self._on_hover)
@@ -234,6 +235,7 @@ class TraceViewer(W.VBox):
         if self.window is not None and self.window.value != self.start:
             self.window.value = self.start  # observed: comes back here once, then renders
             return
+        self.fit_cells()
         self.render(self.step)
 
     def show_sample(self, sample: int) -> None:
@@ -243,6 +245,7 @@ class TraceViewer(W.VBox):
         if self.sample_box is not None and self.sample_box.value != self.sample:
             self.sample_box.value = self.sample  # observed: comes back here once
             return
+        self.fit_cells()
         self.render(self.step)  # the grid and details first: the user is looking there
         if self.curves is not None:
             fresh = step_curves(self.trace, sample=self.sample, step=self.step)
@@ -253,6 +256,12 @@ class TraceViewer(W.VBox):
             sync_figure_state(self.curves)
         if self.lifeline_box is not None and self.selected is not None and self.lifeline_box.children:
             self.show_position(self.selected, lifeline=True)
+
+    def fit_cells(self) -> None:
+        """Size the cells for the widest token of the sample and window now shown (unless the
+        caller fixed ``cell_chars``), so another sample's longer tokens are not cut."""
+        if not self.fixed_cell_chars:
+            self.grid.cell_chars = longest_cell(self.index, self.start, self.length)
 
     def render(self, step: int) -> float:
         """Redraw the grid, the details and the curves' step marker for ``step``; returns the
