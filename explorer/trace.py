@@ -212,8 +212,8 @@ class Trace:
 
     @property
     def nfe(self) -> torch.Tensor:
-        """LongTensor[num_samples]: model calls each sample would need on its own (batch size 1,
-        the paper's NFE, with the exact cache of §1.7).  ``model_calls`` counts the batched calls."""
+        """LongTensor[num_samples]: model calls each sample needs alone: only steps that draw, and the final
+        pass only if masks are left (<= the paper's NFE, §1.7-1.8).  ``model_calls``: batched calls."""
         return torch.tensor(self.meta.nfe or [], dtype=torch.long)
 
     @property

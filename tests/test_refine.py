@@ -185,3 +185,15 @@ def test_eta_above_the_bound_and_bad_alpha():
         ReMDMRefine(alpha=1.0)
     with pytest.raises(ValueError, match="alpha"):
         samplers.by_name("remdm-refine", alpha=0)
+
+
+@pytest.mark.parametrize("alpha, eta", [(0.8, 0.25), (0.9, 1 / 9)])
+def test_eta_exactly_at_the_validity_bound_is_accepted(alpha, eta):
+    """eta = (1 - alpha) / alpha is allowed (§2.1, §2.5), although (1 - 0.8) / 0.8 rounds to
+    0.24999999999999994 in floating point; anything clearly above it is refused."""
+    assert ReMDMLoop(eta=eta, alpha_on=alpha).eta == eta
+    assert ReMDMRefine(alpha=alpha, eta=eta).eta == eta
+    with pytest.raises(ValueError, match="outside"):
+        ReMDMLoop(eta=eta * 1.001, alpha_on=alpha)
+    with pytest.raises(ValueError, match="outside"):
+        ReMDMRefine(alpha=alpha, eta=eta * 1.001)

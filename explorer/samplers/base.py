@@ -161,9 +161,11 @@ class Sampler:
         return [StepTimes(i, t, s, 1.0 - t, 1.0 - s) for i, t, s in linear_grid(steps)]
 
     def expected_calls(self, steps: int, gen_length: int) -> float:
-        """Model calls per sequence of a ``steps``-step run, at most (the lab's budget): one per grid
+        """Model calls per sequence of a ``steps``-step run (the lab's starting budget): one per grid
         step (a step that draws calls the model once; one that draws nothing may not), two with
-        classifier-free guidance.  Samplers that also re-score say so by overriding this."""
+        classifier-free guidance.  The final argmax pass (§1.8), run only when masks are left after
+        the last step (forward-backward, a short DFM grid), adds one call beyond this; the lab's
+        calibration measures the real count.  Samplers that also re-score say so by overriding this."""
         return len(self.grid(steps)) * (2 if getattr(self, "cfg_scale", 0) else 1)
 
     @property

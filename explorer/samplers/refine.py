@@ -57,7 +57,7 @@ class ReMDMRefine(Sampler):
         e = self.eta
         if isinstance(e, bool) or not isinstance(e, (int, float)) or e != e:
             raise ValueError(f"eta must be a number (or None for the bound), got {e!r}.")
-        if not 0.0 < e <= self.eta_max:
+        if not 0.0 < e <= self.eta_max * (1 + 1e-12):        # at the bound exactly, despite rounding
             raise ValueError(f"eta={e} is outside (0, {self.eta_max:.4g}]: at constant alpha={self.alpha} "
                              "sigma <= (1 - alpha) / alpha keeps the posterior valid (§2.1); raise 1 - alpha "
                              "or lower eta (eta=None picks the bound).")

@@ -35,7 +35,7 @@ class ReMDMLoop(Sampler):
             raise ValueError(f"need 0 < t_off < t_on < 1, got t_on={self.t_on}, t_off={self.t_off} "
                              "(the loop runs from t_on down to t_off).")
         bound = min(1.0, (1.0 - self.alpha_on) / self.alpha_on)
-        if not 0.0 <= self.eta <= bound:
+        if not 0.0 <= self.eta <= bound * (1 + 1e-12):       # at the bound exactly, despite rounding
             raise ValueError(f"eta={self.eta} is outside [0, {bound:.4g}]: in the loop sigma <= "
                              "(1 - alpha_on) / alpha_on keeps the posterior valid (§2.1).")
 
