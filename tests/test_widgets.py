@@ -787,3 +787,14 @@ def test_cells_are_sized_for_the_sample_shown():
     c.sample_box.value = hi
     assert [v.grid.cell_chars for v in c.viewers] == [need[hi]] * 2
     assert widgets.TraceViewer(t, sample=lo, cell_chars=3).grid.cell_chars == 3  # a chosen width stays
+
+
+def test_viewer_window_agrees_with_its_slider_and_refuses_empty_grids(pair):
+    probs = torch.rand(128, 9, generator=torch.Generator().manual_seed(5)) ** 4
+    probs[:, -1] = 0
+    t = explorer.generate(explorer.StubDenoiser(probs), samplers.MDLM(), 4, seed=0, progress=False)
+    v = widgets.TraceViewer(t, start=120, length=64, curves=False)  # past the last full window
+    assert v.start == v.window.value == v.grid.start == 64 and len(v.grid.codes) == 64
+    for bad in (dict(length=0), dict(columns=0)):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} .* must be at least 1"):
+            widgets.TraceViewer(pair[0], **bad)

@@ -139,9 +139,14 @@ class TraceViewer(W.VBox):
         self.index = trace.index(sample)
         ix = self.index
         self.origin = position_origin(trace)
+        for name, value, what in (("length", length, "positions the grid shows"), ("columns", columns, "cells a row")):
+            if int(value) < 1:
+                raise ValueError(f"{name} ({what}) must be at least 1, got {value}.")
         self.columns = int(columns)
         self.length = int(min(length, ix.seq_len))
         self.start = self.origin if start is None else int(start)
+        if ix.seq_len > self.length:  # a window the "from pos." slider can show, so the two agree
+            self.start = min(max(0, self.start), ix.seq_len - self.length)
         self.label = label
         step = ix.last_step if step is None else ix.check_step(step)
         self.last_render_s = 0.0
