@@ -386,7 +386,7 @@ class _Context:
 
     @property
     def nfe(self) -> torch.Tensor:
-        """LongTensor[B]: each sample's evaluations so far (the paper's NFE): ``passes`` per draw in
+        """LongTensor[B]: each sample's evaluations so far (its NFE; see Trace.nfe): ``passes`` per draw in
         which the row has at least one position, plus its re-scoring passes.  The draws are charged
         here, all at once, rather than by three tensor operations in every step."""
         if self._drawn:
@@ -438,7 +438,7 @@ class _Context:
         The logits are ``fn``'s own (a new tensor per call): it may overwrite them.
 
         Every draw is per row, so chunking never changes a sample.  Each row's sample is charged
-        one evaluation (its ``nfe``, the paper's NFE): a draw always changes its state (§1.7).
+        one evaluation (its ``nfe``): a draw always changes its state, so no cache (§1.7) could serve it.
         """
         z = self.x
         if remasked is not None and bool(remasked.any()):

@@ -8,7 +8,7 @@
 **Result** (tidy, one row per cell and metric): ``sampler, steps, seed, metric, value, stderr,
 model_calls, nfe, seconds, tokens_per_second, num_samples, device, cached``. ``model_calls`` counts
 the engine's batched forward passes; ``nfe`` the mean per-sample calls a batch-1 run needs (the
-paper's NFE; see :func:`per_sample_nfe`). ``stderr`` is the standard
+paper's NFE, less the calls it makes at steps that draw nothing; see :func:`per_sample_nfe`). ``stderr`` is the standard
 error over the cell's samples where that means something (for validity, records clustered by sequence, delta method for
 Gen PPL, mean entropy); MAUVE gives the spread over k-means seeds when asked, else NaN.
 
@@ -134,7 +134,9 @@ def per_sample_nfe(trace: Any) -> np.ndarray:
 
     The engine batches samples, so ``trace.model_calls`` counts a forward pass whenever *any*
     sample in the batch decodes a token; that hides MDLM's exact cache (reference §1.7), which
-    skips the call when a sample's state is unchanged.
+    skips the call when a sample's state is unchanged.  The engine goes further than §1.7: it calls
+    for a sample only at a step where the sample draws, and runs the final pass (§1.8) only when
+    masks are left, so this is at most the paper's NFE (equal to it but for those calls).
     """
     return trace.nfe.numpy().astype(np.int64)
 
@@ -342,7 +344,7 @@ def return_on_compute(df: pd.DataFrame, baseline: str = "mdlm", metric: str | No
     One row per (sampler, steps), seeds averaged. With ``q`` the metric oriented so that higher is
     better (``gen_ppl`` and violation rates are negated; pass ``higher_is_better_`` for a custom
     metric) and costs in model calls and seconds. "Model calls" is ``calls``: ``"nfe"`` (default
-    when the sweep has it) is the per-sample count a batch-1 run needs, the paper's NFE, independent
+    when the sweep has it) is the per-sample count a batch-1 run needs (:func:`per_sample_nfe`), independent
     of batch size; ``"model_calls"`` is the batched forward passes the engine actually ran.
 
     * ``gain`` = q(sampler, T) - q(baseline, T): improvement over the baseline at the same T;
