@@ -102,3 +102,14 @@ def test_real_corpus_split_and_interface(corpus):
     assert torch.equal(ev, stories.eval_tensor(3, seed=0)) and ev.shape == (3, stories.SEQ_LEN)
     texts = stories.heldout_texts(2, seed=0)
     assert len(texts) == 2 and all(isinstance(t, str) and t == t.lower() for t in texts)
+
+
+def test_a_corpus_folder_asked_for_is_used_or_refused_never_replaced(tmp_path, monkeypatch):
+    """EXPLORER_CORPUS_DIR naming a folder without the corpus is an error that names it, not a
+    silent fallback to ../shared/corpus; a folder that holds tinystories/ is taken."""
+    monkeypatch.setenv("EXPLORER_CORPUS_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="EXPLORER_CORPUS_DIR=.*nowhere.*holds no TinyStories"):
+        stories.corpus_dir()
+    (tmp_path / "mine" / "tinystories").mkdir(parents=True)
+    monkeypatch.setenv("EXPLORER_CORPUS_DIR", str(tmp_path / "mine"))
+    assert stories.corpus_dir() == tmp_path / "mine"

@@ -66,8 +66,14 @@ TINYSTORIES_FILES = (
 def corpus_dir() -> Path:
     """The offline corpus root: ``$EXPLORER_CORPUS_DIR``, else ``<repo>/../shared/corpus``."""
     env = os.environ.get("EXPLORER_CORPUS_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [REPO_ROOT.parent / "shared" / "corpus", Path("/work/shared/corpus")]
+    if env:     # asked for: that folder or an error, never a silent fallback to another corpus
+        root = Path(env)
+        if (root / "tinystories").is_dir() or (root / TINYSTORIES_FILES[0]).is_file():
+            return root
+        raise FileNotFoundError(f"EXPLORER_CORPUS_DIR={env} holds no TinyStories corpus (no tinystories/ folder in "
+                                "it); point it at the folder that holds tinystories/, or unset it to use "
+                                f"{REPO_ROOT.parent / 'shared' / 'corpus'}.")
+    candidates = [REPO_ROOT.parent / "shared" / "corpus", Path("/work/shared/corpus")]
     for root in candidates:
         if (root / "tinystories").is_dir() or (root / TINYSTORIES_FILES[0]).is_file():
             return root
