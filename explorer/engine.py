@@ -117,7 +117,7 @@ def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Te
         tk = getattr(model, "tokenizer", None)
         if tk is None:
             raise ValueError("a text prompt needs a model with a tokenizer; pass token ids instead.")
-        prompt = tk(prompt, add_special_tokens=False)["input_ids"]
+        prompt = prompts.text_ids(tk, prompt, add_special_tokens=False)
     if isinstance(prompt, dict):
         items = [(int(p), to_id(t)) for p, t in prompt.items()]
     else:

@@ -67,10 +67,40 @@ def _tokenizer(model, what: str):
     return tk
 
 
+def _unknown_token(tk) -> tuple[str, int] | None:
+    """(text, id) of the token a tokenizer writes for what its vocabulary lacks, or None (byte-level
+    tokenizers have none).  A word-level tokenizer may have one in its model only (``orders``)."""
+    name = getattr(tk, "unk_token", None)
+    if name is None:
+        name = getattr(getattr(getattr(tk, "backend_tokenizer", None), "model", None), "unk_token", None)
+    if name is None:
+        return None
+    tid = tk.convert_tokens_to_ids(name)
+    return (name, int(tid)) if isinstance(tid, int) else None
+
+
+def text_ids(tk, text: str, **kwargs) -> list[int]:
+    """``tk(text, **kwargs)["input_ids"]``, refusing words the vocabulary does not know: they would
+    all read as its unknown token, and the prompt would silently say something else."""
+    ids = list(tk(text, **kwargs)["input_ids"])
+    unk = _unknown_token(tk)
+    if unk is None or unk[1] not in ids or unk[0] in text:
+        return ids
+    try:
+        spans = tk(text, return_offsets_mapping=True, **kwargs)["offset_mapping"]
+        words = [text[a:b] for t, (a, b) in zip(ids, spans) if t == unk[1]]
+    except (TypeError, ValueError, NotImplementedError, KeyError):   # a tokenizer without offsets
+        words = []
+    said = ", ".join(repr(w) for w in dict.fromkeys(words)) or "some words"
+    raise ValueError(f"the prompt has words this model's vocabulary does not know ({said}); they would all "
+                     f"read as {unk[0]}. Use words of its vocabulary (model.tokenizer.get_vocab()), or pass "
+                     "token ids.")
+
+
 def encode_prompt(model, prompt) -> list[int]:
     """Token ids of one prompt (text, ids or chat messages), validated against the model."""
     if isinstance(prompt, str):
-        ids = _tokenizer(model, "a text prompt")(prompt)["input_ids"]
+        ids = text_ids(_tokenizer(model, "a text prompt"), prompt)
     elif is_chat(prompt):
         tk = _tokenizer(model, "a chat prompt")
         for m in prompt:
@@ -81,7 +111,7 @@ def encode_prompt(model, prompt) -> list[int]:
                              "(a Base model?); pass the prompt as plain text or token ids, or load an Instruct "
                              "model whose tokenizer_config.json has a chat_template.")
         text = tk.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
-        ids = tk(text, add_special_tokens=False)["input_ids"]
+        ids = text_ids(tk, text, add_special_tokens=False)
     else:
         ids = torch.as_tensor(prompt).long().flatten().tolist()
     ids = [int(t) for t in ids]

@@ -465,3 +465,14 @@ def test_on_step_updates_say_which_positions_are_fixed():
     for u in seen:
         assert u.fixed.shape == u.x.shape and u.fixed.dtype == torch.bool
         assert torch.equal(u.fixed, t.fixed[u.samples])          # the prompt, exactly
+
+
+def test_a_text_prompt_with_words_the_vocabulary_lacks_is_refused_naming_them():
+    """The orders tokenizer is word-level: an unknown word used to become [UNK] silently, so the
+    prompt said something else than what was typed."""
+    m = explorer.load_model("orders")
+    with pytest.raises(ValueError, match=r"does not know \('Country', 'DE'\).*\[UNK\]"):
+        explorer.generate(m, MDLM(), 4, prompt="order = Country DE", progress=False)
+    tr = explorer.generate(m, MDLM(), 4, prompt="order =", progress=False)
+    ids, row = m.tokenizer("order =", add_special_tokens=False)["input_ids"], tr.final[0].tolist()
+    assert any(row[i:i + 2] == ids for i in range(len(row) - 1))
