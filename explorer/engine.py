@@ -108,7 +108,8 @@ def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Te
             if tk is None:
                 raise ValueError("a text prompt needs a model with a tokenizer; pass token ids instead.")
             ids = tk.convert_tokens_to_ids(tok) if hasattr(tk, "convert_tokens_to_ids") else None
-            if ids is None or (isinstance(ids, int) and ids == getattr(tk, "unk_token_id", -1) and tok != getattr(tk, "unk_token", None)):
+            unk = prompts.unknown_token(tk) if ids is not None else None
+            if ids is None or (unk is not None and ids == unk[1] and tok != unk[0]):
                 raise ValueError(f"{tok!r} is not a single token of this model's vocabulary.")
             return int(ids)
         return int(tok)

@@ -67,7 +67,7 @@ def _tokenizer(model, what: str):
     return tk
 
 
-def _unknown_token(tk) -> tuple[str, int] | None:
+def unknown_token(tk) -> tuple[str, int] | None:
     """(text, id) of the token a tokenizer writes for what its vocabulary lacks, or None (byte-level
     tokenizers have none).  A word-level tokenizer may have one in its model only (``orders``)."""
     name = getattr(tk, "unk_token", None)
@@ -83,7 +83,7 @@ def text_ids(tk, text: str, **kwargs) -> list[int]:
     """``tk(text, **kwargs)["input_ids"]``, refusing words the vocabulary does not know: they would
     all read as its unknown token, and the prompt would silently say something else."""
     ids = list(tk(text, **kwargs)["input_ids"])
-    unk = _unknown_token(tk)
+    unk = unknown_token(tk)
     if unk is None or unk[1] not in ids or unk[0] in text:
         return ids
     try:

@@ -474,5 +474,7 @@ def test_a_text_prompt_with_words_the_vocabulary_lacks_is_refused_naming_them():
     with pytest.raises(ValueError, match=r"does not know \('Country', 'DE'\).*\[UNK\]"):
         explorer.generate(m, MDLM(), 4, prompt="order = Country DE", progress=False)
     tr = explorer.generate(m, MDLM(), 4, prompt="order =", progress=False)
+    with pytest.raises(ValueError, match="'DE' is not a single token"):     # a {position: word} prompt too
+        explorer.generate(m, MDLM(), 4, prompt={3: "DE"}, progress=False)
     ids, row = m.tokenizer("order =", add_special_tokens=False)["input_ids"], tr.final[0].tolist()
     assert any(row[i:i + 2] == ids for i in range(len(row) - 1))
