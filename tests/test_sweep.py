@@ -298,3 +298,18 @@ def test_a_model_without_a_fixed_length_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="fixed-length model.*explorer strategies"):
         sweep(SimpleNamespace(seq_len=None), "mdlm", [4], cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+def test_cli_mauve_references_are_checked_before_any_work(tmp_path, capsys):
+    """A missing references file fails before the model loads and leaves no output folder; references
+    given without the mauve metric are refused rather than silently unused."""
+    out = tmp_path / "o"
+    rc = explorer.cli.main(["sweep", "--model", "orders", "--metrics", "mauve", "--out", str(out),
+                            "--mauve-references", str(tmp_path / "missing.txt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing.txt" in err and not out.exists()
+    rc = explorer.cli.main(["sweep", "--model", "orders", "--metrics", "validity", "--out", str(out),
+                            "--mauve-references", "heldout"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "mauve is not among the metrics" in err and "add mauve to --metrics" in err
+    assert not out.exists()

@@ -129,18 +129,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     samplers, seeds, metrics = plan(a)
     if {"gen_ppl", "mauve"} & set(metrics):
         judge_from_cli(a.judge, allow_download=a.allow_download)
+    opts = {"judge": a.judge} if a.judge else {}
+    if a.mauve_references is not None:      # read before the model loads: a bad file fails in seconds
+        if "mauve" not in metrics:
+            raise UsageError(f"--mauve-references is given but mauve is not among the metrics ({','.join(metrics)}).",
+                             "add mauve to --metrics, or drop --mauve-references.")
+        if a.mauve_references == "heldout":
+            from explorer.tasks import stories
+            opts["references"] = stories.heldout_texts(a.num_samples)
+        elif a.mauve_references.endswith(".npy"):
+            opts["references"] = np.load(a.mauve_references)
+        else:
+            opts["references"] = [t for t in Path(a.mauve_references).read_text().splitlines() if t.strip()]
     device_from_cli(a.device)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
     steps = resolved_steps(a, model.seq_len)
     out.mkdir(exist_ok=True)
-    opts = {"judge": a.judge} if a.judge else {}
-    if a.mauve_references == "heldout":
-        from explorer.tasks import stories
-        opts["references"] = stories.heldout_texts(a.num_samples)
-    elif a.mauve_references and a.mauve_references.endswith(".npy"):
-        opts["references"] = np.load(a.mauve_references)
-    elif a.mauve_references:
-        opts["references"] = [t for t in Path(a.mauve_references).read_text().splitlines() if t.strip()]
     df = sweep(model, samplers, steps, num_samples=a.num_samples, seeds=seeds, metrics=metrics,
                cache_dir=a.cache_dir or out / "cache", device=a.device, batch_size=a.batch_size,
                progress=not a.no_progress, metric_options=opts)
