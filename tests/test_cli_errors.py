@@ -151,6 +151,8 @@ def test_train_with_an_unknown_task(capsys, tmp_path):
 @pytest.mark.parametrize("argv, fix", [
     (["--n-heads", "5"], "choose a head count that divides the width"),
     (["--lr", "-1"], "explorer train --help"),
+    (["--seed", "-1"], "explorer train --help"),
+    (["--weight-decay", "-0.1"], "explorer train --help"),
     (["--ema", "1.5"], "give ema a value in [0, 1)"),
     (["--init-from", "/no/such/model"], "pass the folder an earlier run exported"),
 ])
