@@ -713,6 +713,7 @@ def test_live_view_offers_every_row_of_a_list_of_prompts(tiny_llada):
     lv.progress_html = lambda u, real=lv.progress_html: got.append((u, real(u))) or got[-1][1]
     trace = lv.start().wait(timeout=60)
     assert trace.num_samples == 4 and lv.viewer.sample == 3
+    assert lv.viewer.sample_box.options == lv.sample_box.options   # the scrubber names rows as the live view did
     u, line = got[-1]
     rate = float(re.search(r"([\d,]+) tokens/s", line).group(1).replace(",", ""))
     want = 4 * 8 * u.steps_done / u.steps_total / u.elapsed   # every row's tokens
@@ -798,3 +799,12 @@ def test_viewer_window_agrees_with_its_slider_and_refuses_empty_grids(pair):
     for bad in (dict(length=0), dict(columns=0)):
         with pytest.raises(ValueError, match=f"{next(iter(bad))} .* must be at least 1"):
             widgets.TraceViewer(pair[0], **bad)
+
+
+def test_trace_viewer_row_labels_must_name_each_row_once(model):
+    trace = explorer.generate(model, samplers.MDLM(), 4, num_samples=2, seed=0, progress=False)
+    v = widgets.TraceViewer(trace, rows=[("first", 0), ("second", 1)])
+    v.sample_box.value = 1
+    assert v.sample == 1
+    with pytest.raises(ValueError, match="each of the trace's 2 once"):
+        widgets.TraceViewer(trace, rows=[("first", 0), ("again", 0)])

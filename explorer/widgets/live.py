@@ -499,8 +499,9 @@ class LiveViewer(W.VBox):
             self.status.value = head + " · generated with record=False: only the final state is kept."
             return
         # the scrubber opens where the live view stood: the same sample and window
+        rows = self.rows if len(self.rows) == trace.num_samples else None
         self.viewer = TraceViewer(trace, sample=self.sample, columns=self.columns, length=self.length,
-                                  label=self.label)
+                                  label=self.label, rows=rows)
         self.status.value = head
         body = [self.text] if self.text is not None else []
         if self.text is not None:

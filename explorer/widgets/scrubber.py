@@ -127,13 +127,15 @@ class TraceViewer(W.VBox):
     self-contained page with the same grid, a slider and a play button that needs no kernel.
     Every panel (grid, details, lifeline, curves) follows the step and the selected sample, and
     each is drawn from its widget's synced state, so a browser reload shows the same view.
+    ``rows`` labels the sample box's entries as ``(label, row)`` pairs (a live run of several
+    prompts passes "prompt p · sample s"); by default they are the row numbers.
     """
 
     PLACEHOLDER = "<i>hover a token for its p, top-k and history; click it to keep it here with its lifeline</i>"
 
     def __init__(self, trace, sample: int = 0, step: int | None = None, start: int | None = None,
                  length: int = 256, columns: int = 32, label: str | None = None, curves: bool = True,
-                 lifeline: bool = True, cell_chars: int | None = None):
+                 lifeline: bool = True, cell_chars: int | None = None, rows: list[tuple[str, int]] | None = None):
         self.trace = trace
         self.sample = sample
         self.index = trace.index(sample)
@@ -178,8 +180,14 @@ class TraceViewer(W.VBox):
                                 self.speed])
         self.sample_box = None
         if trace.num_samples > 1:
-            self.sample_box = W.Dropdown(options=list(range(trace.num_samples)), value=sample,
-                                         description="sample", layout=W.Layout(width="150px"))
+            if rows is None:
+                rows = [(str(r), r) for r in range(trace.num_samples)]
+            elif sorted(r for _, r in rows) != list(range(trace.num_samples)):
+                raise ValueError(f"rows names {len(rows)} rows, not each of the trace's {trace.num_samples} once; "
+                                 "give one (label, row) per row, or none for the row numbers.")
+            wide = not rows[-1][0].isdigit()
+            self.sample_box = W.Dropdown(options=list(rows), value=sample, description="sample",
+                                         layout=W.Layout(width="260px" if wide else "150px"))
             self.sample_box.observe(lambda ch: self.show_sample(int(ch["new"])), "value")
             self.sample_box.add_class("remdm-sample-box")
             self.controls.children += (self.sample_box,)
