@@ -337,7 +337,8 @@ VIEWER_NOTEBOOK = [
     "probs[:, -1] = 0\nmodel = explorer.StubDenoiser(probs)\n"
     "trace = explorer.generate(model, samplers.ReMDMCap(eta=0.3), steps=24, seed=0, progress=False)",
     "widgets.TraceViewer(trace, length=16, columns=16, curves=False)   # a one-row grid",
-    "widgets.TraceViewer(trace, length=128, columns=16, curves=False)",
+    "viewer = widgets.TraceViewer(trace, length=128, columns=16, curves=False)\nviewer",
+    "viewer   # the same viewer again: play must still play (ipywidgets#3967 stops W.Play after one step)",
 ]
 
 SHOWN_TIP = ("() => [...document.querySelectorAll('.remdm-grid-tip')]"
@@ -385,8 +386,8 @@ def test_tooltips_stay_in_the_viewport_and_the_lifeline_follows_play(browser, la
         page.wait_for_function(f"(el) => ({LIFELINE_MARKER})(el) === 24", arg=viewer.element_handle())
         _set_step(page, viewer, 0)
         page.wait_for_function(f"(el) => ({LIFELINE_MARKER})(el) === 0", arg=viewer.element_handle())
-        viewer.locator(".widget-play button").first.click()
-        page.wait_for_function(f"(el) => ({LIFELINE_MARKER})(el) >= 3", arg=viewer.element_handle())
+        viewers.nth(2).locator(".remdm-play-button").click()   # play in the second view of this viewer
+        page.wait_for_function(f"(el) => ({LIFELINE_MARKER})(el) >= 6", arg=viewer.element_handle())
         viewer.locator(".remdm-cell[data-pos='9']").hover()  # a hover keeps the clicked cell in the details
         assert "position 5" in viewer.locator(".remdm-details").text_content()
     except Exception:

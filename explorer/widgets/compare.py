@@ -11,6 +11,7 @@ import numpy as np
 from ..viz import export
 from ..viz.animation import grid_animation
 from ..viz.curves import step_curves
+from .player import Player
 from .scrubber import SPEEDS, TraceViewer, default_speed, set_speed
 
 
@@ -52,7 +53,7 @@ class CompareViewer(W.VBox):
         self.slider.add_class("remdm-step-slider")
         self.step_label = W.HTML(layout=W.Layout(min_width="220px"))
         self.step_label.add_class("remdm-step-label")
-        self.play = W.Play(value=step, min=lo, max=hi, interval=200, show_repeat=False)
+        self.play = Player(value=step, min=lo, max=hi, interval=200)
         W.jslink((self.play, "value"), (self.slider, "value"))
         self.speed = W.Dropdown(options=list(SPEEDS), value=default_speed(hi - lo), description="speed",
                                 layout=W.Layout(width="180px"))

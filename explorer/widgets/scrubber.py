@@ -17,6 +17,7 @@ from ..viz.curves import step_curves
 from ..viz.grid import (absolute_note, grid_arrays, grid_title, longest_cell, position_name, position_origin,
                         readable_ends)
 from ..viz.lifeline import lifelines
+from .player import Player
 from .token_grid import TokenGridWidget
 
 # label -> (ms between frames, steps per frame): past 50 steps/s frames skip steps, so a
@@ -165,8 +166,7 @@ class TraceViewer(W.VBox):
                                   continuous_update=True, readout=False, layout=W.Layout(width="50%"))
         self.step_label = W.HTML(layout=W.Layout(min_width="220px"))
         self.step_label.add_class("remdm-step-label")
-        self.play = W.Play(value=step, min=ix.first_step, max=ix.last_step, interval=200,
-                           description="play", show_repeat=False)
+        self.play = Player(value=step, min=ix.first_step, max=ix.last_step, interval=200)
         W.jslink((self.play, "value"), (self.slider, "value"))
         self.speed = W.Dropdown(options=list(SPEEDS), value=default_speed(ix.last_step - ix.first_step),
                                 description="speed", layout=W.Layout(width="180px"))
