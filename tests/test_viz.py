@@ -314,3 +314,37 @@ def test_grid_title_counts_masked_as_the_steps_table_does():
         assert masked == int(st.loc[k, "n_masked"]), k
         remasked_somewhere |= a["counts"][REMASKED] > 0
     assert remasked_somewhere
+
+
+def _gen_ppl_sweep(values):
+    """A tidy sweep of judge Gen PPL: ``{(sampler, T): (value, stderr)}``."""
+    return pd.DataFrame([{"sampler": s, "steps": T, "seed": 0, "metric": "gen_ppl", "value": v, "stderr": se,
+                          "model_calls": T, "nfe": T * 0.9, "seconds": 1.0} for (s, T), (v, se) in values.items()])
+
+
+def test_scaling_note_says_worse_only_beyond_two_standard_errors():
+    # the shipped stories sweep's shape: behind by 1.3 SE at the fewest steps, ahead by 0.8 SE next,
+    # ahead by 2.8 SE after that
+    noisy = viz.scaling_figure(_gen_ppl_sweep({
+        ("mdlm", 32): (41.0, 2.2), ("mdlm", 64): (35.3, 2.0), ("mdlm", 128): (35.4, 1.8),
+        ("remdm-loop", 32): (44.7, 1.9), ("remdm-loop", 64): (33.4, 1.5), ("remdm-loop", 128): (29.1, 1.4)}))
+    notes = [a.text for a in noisy.layout.annotations if "T = 32" in a.text]
+    assert notes == ["remdm-loop no better at T = 32 (within noise, 1.3 SE)"]
+    assert "worse at" not in notes[0] and noisy.layout.meta["marker"] == notes[0]
+    crossover = noisy.layout.meta["crossover"]
+    assert crossover.startswith("at few steps remdm-loop is no better") and "within noise" in crossover
+    assert crossover.endswith("it is ahead from T = 64, by more than 2 SE from T = 128")
+    # the same gap with a quarter of the noise is beyond 2 SE: now it is called worse
+    clear = viz.scaling_figure(_gen_ppl_sweep({
+        ("mdlm", 32): (41.0, 0.5), ("mdlm", 128): (35.4, 0.5),
+        ("remdm-loop", 32): (44.7, 0.5), ("remdm-loop", 128): (29.1, 0.5)}))
+    assert clear.layout.meta["marker"] == "remdm-loop worse at T = 32 (5.2 SE)"
+    assert clear.layout.meta["crossover"] == ("at few steps remdm-loop is worse: at T = 32 44.7 vs mdlm's 41.0 "
+                                              "(5.2 SE); it is better from T = 128")
+    # ahead at the larger T only within noise: never called better
+    close = viz.scaling_figure(_gen_ppl_sweep({
+        ("mdlm", 32): (41.0, 2.0), ("mdlm", 128): (35.0, 2.0),
+        ("remdm-loop", 32): (42.0, 2.0), ("remdm-loop", 128): (34.0, 2.0)}))
+    assert close.layout.meta["crossover"].endswith("it is ahead from T = 128, but within noise")
+    assert "better" not in close.layout.meta["crossover"].replace("no better", "")
+

@@ -91,7 +91,9 @@ def scaling_headline(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = 
     ``headline``: whether more steps keep paying for the best other sampler and where ``baseline``
     levels off (the smallest T that no larger T beats by more than 2 SE); "still improving at the
     largest T measured" is said as that, never as a plateau. ``crossover``: at which steps the
-    other sampler is *worse* than ``baseline`` and from which T it is better ("" if never worse).
+    other sampler is behind ``baseline`` and from which T it is ahead ("" if never behind), each
+    called "worse" / "better" only beyond 2 SE and "within noise" otherwise; ``marker``: the
+    figure's note at the first T where it is behind, qualified the same way.
     """
     agg = _agg(df, metric)
     sign = -1.0 if higher_is_better(metric) is False else 1.0
@@ -101,7 +103,7 @@ def scaling_headline(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = 
     others = [s for s in dict.fromkeys(agg["sampler"]) if s != baseline]
     if not others:
         return {"headline": f"{baseline} levels off after T = {_levels_off(base.reset_index(), sign)}",
-                "crossover": ""}
+                "crossover": "", "marker": ""}
     at = agg[agg["steps"] == T].set_index("sampler")
     other = max(others, key=lambda s: sign * float(at.loc[s, "value"]))
     z = sign * _z(at.loc[other], at.loc[baseline])
@@ -120,17 +122,24 @@ def scaling_headline(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = 
         headline = f"{other} and {baseline} are within noise of each other at T = {T}"
     shared = sorted(set(g.index) & set(base.index))
     worse = [t for t in shared if sign * _z(g.loc[t], base.loc[t]) < 0]
-    crossover = ""
+    crossover, marker = "", ""
     if worse:
         t0 = worse[0]
         zt = abs(_z(g.loc[t0], base.loc[t0]))
-        noise = "within noise" if zt < 2 else "a clear difference"
-        crossover = (f"at few steps {other} is worse: at T = {t0} {float(g.loc[t0, 'value']):.1f} vs "
-                     f"{baseline}'s {float(base.loc[t0, 'value']):.1f} ({zt:.1f} SE, {noise})")
-        better = [t for t in shared if t > max(worse) and sign * _z(g.loc[t], base.loc[t]) > 0]
-        if better:
-            crossover += f"; it is better from T = {better[0]}"
-    return {"headline": headline, "crossover": crossover, "worse_at": worse, "other": other}
+        clear = zt >= 2        # the page's rule: a gap under about 2 SE may be luck
+        numbers = f"at T = {t0} {float(g.loc[t0, 'value']):.1f} vs {baseline}'s {float(base.loc[t0, 'value']):.1f}"
+        crossover = (f"at few steps {other} is worse: {numbers} ({zt:.1f} SE)" if clear else
+                     f"at few steps {other} is no better: {numbers} ({zt:.1f} SE worse, within noise)")
+        marker = (f"{other} worse at T = {t0} ({zt:.1f} SE)" if clear else
+                  f"{other} no better at T = {t0} (within noise, {zt:.1f} SE)")
+        ahead = [t for t in shared if t > max(worse) and sign * _z(g.loc[t], base.loc[t]) > 0]
+        beyond = [t for t in ahead if sign * _z(g.loc[t], base.loc[t]) > 2]
+        if ahead and beyond and beyond[0] == ahead[0]:
+            crossover += f"; it is better from T = {ahead[0]}"
+        elif ahead:
+            crossover += f"; it is ahead from T = {ahead[0]}" + (
+                f", by more than 2 SE from T = {beyond[0]}" if beyond else ", but within noise")
+    return {"headline": headline, "crossover": crossover, "worse_at": worse, "other": other, "marker": marker}
 
 
 def scaling_figure(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = "mdlm",
@@ -138,7 +147,9 @@ def scaling_figure(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = "m
     """Left: ``metric`` against T (log axis), mean ± 1 s.e. per sampler, the axis saying which way
     is better. Right: model calls per sample against T. The title states the takeaway in plain
     words (:func:`scaling_headline`), the subtitle the numbers (:func:`scaling_takeaway`) and the
-    crossover; ``fig.layout.meta`` holds ``takeaway``, ``headline`` and ``crossover``.
+    crossover, with a note at the first T where another sampler is behind (``worse`` only beyond
+    2 SE, else ``within noise``); ``fig.layout.meta`` holds ``takeaway``, ``headline``, ``crossover``
+    and ``marker``.
     ``df`` is the tidy result of :func:`explorer.sweep.sweep` (several seeds are averaged)."""
     agg = _agg(df, metric)
     samplers = list(dict.fromkeys(agg["sampler"]))
@@ -173,12 +184,13 @@ def scaling_figure(df: pd.DataFrame, metric: str = "gen_ppl", baseline: str = "m
     if words.get("worse_at"):
         t0, other = words["worse_at"][0], words["other"]
         y0 = float(agg[(agg["sampler"] == other) & (agg["steps"] == t0)]["value"].iloc[0])
-        fig.add_annotation(x=math.log10(t0), y=y0, xref="x", yref="y", text=f"{other} worse at T = {t0}",
+        fig.add_annotation(x=math.log10(t0), y=y0, xref="x", yref="y", text=words["marker"],
                            showarrow=True, arrowhead=2, ax=60, ay=-10, xanchor="left",
                            font=dict(size=11, color=colors[other]))
     fig.update_layout(title=dict(text=words["headline"] + ".", font=dict(size=15), x=0.01, xanchor="left",
                                  subtitle=dict(text=subtitle, font=dict(size=11, color="#444"))),
                       template="plotly_white", height=480, margin=dict(t=135),
                       legend=dict(title="sampler"),
-                      meta={"takeaway": takeaway, "headline": words["headline"], "crossover": words["crossover"]})
+                      meta={"takeaway": takeaway, "headline": words["headline"], "crossover": words["crossover"],
+                            "marker": words["marker"]})
     return fig
