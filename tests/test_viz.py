@@ -348,3 +348,36 @@ def test_scaling_note_says_worse_only_beyond_two_standard_errors():
     assert close.layout.meta["crossover"].endswith("it is ahead from T = 128, but within noise")
     assert "better" not in close.layout.meta["crossover"].replace("no better", "")
 
+
+def _lab_rows(quality, rows):
+    """A strategy-lab table: ``rows`` of (strategy, budget, calls, value, stderr, entropy)."""
+    return pd.DataFrame([{"strategy": s, "budget": b, "steps": b, "model_calls": c, "quality": quality, "value": v,
+                          "stderr": se, "entropy": e} for s, b, c, v, se, e in rows])
+
+
+def test_strategy_quality_reads_gen_ppl_on_a_log_axis_with_the_entropy_beside_it():
+    # the shipped stories table's shape: one degenerate cell 40 times above the others, and rules
+    # whose low Gen PPL comes with a low entropy
+    table = _lab_rows("gen_ppl", [("mdlm", 96, 89, 36.8, 2.1, 4.04), ("mdlm", 166, 120, 34.1, 2.0, 4.09),
+                                  ("rescore", 96, 90, 22.6, 1.0, 3.99), ("p2", 96, 92, 6.1, 0.2, 3.47),
+                                  ("wino", 96, 35, 907.8, 73.1, 1.84)])
+    fig = viz.strategy_quality(table, entropy_reference=4.08)
+    assert fig.layout.yaxis.type == "log" and fig.layout.meta["log_y"]
+    assert "log scale" in fig.layout.yaxis.title.text
+    # the entropy is drawn, not only hovered: a second panel against the same calls
+    assert fig.layout.meta["entropy_panel"] and fig.layout.yaxis2.title.text.startswith("entropy")
+    panel = {t.name: list(t.y) for t in fig.data if t.yaxis == "y2"}
+    assert panel["p2"] == [3.47] and panel["wino"] == [1.84]
+    assert any(s.y0 == 4.08 for s in fig.layout.shapes)
+    # cells far below the reference entropy are hollow, named in meta, and the figure says what that means
+    assert fig.layout.meta["low_entropy"] == ["wino @ 96", "p2 @ 96"]
+    p2 = next(t for t in fig.data if t.name == "p2" and t.yaxis == "y")
+    mdlm = next(t for t in fig.data if t.name == "mdlm" and t.yaxis == "y")
+    assert list(p2.marker.color) == ["white"] and "white" not in list(mdlm.marker.color)
+    assert any("repetitive" in a.text for a in fig.layout.annotations)
+    # valid records: a share, linear, and no entropy panel when the table has none
+    orders = _lab_rows("valid_records", [("mdlm", 80, 76, 0.95, 0.01, float("nan")),
+                                         ("rescore", 80, 68, 1.0, 0.001, float("nan"))])
+    fig = viz.strategy_quality(orders)
+    assert fig.layout.yaxis.type == "linear" and not fig.layout.meta["entropy_panel"]
+    assert "yaxis2" not in fig.layout.to_plotly_json()
