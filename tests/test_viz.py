@@ -381,3 +381,34 @@ def test_strategy_quality_reads_gen_ppl_on_a_log_axis_with_the_entropy_beside_it
     fig = viz.strategy_quality(orders)
     assert fig.layout.yaxis.type == "linear" and not fig.layout.meta["entropy_panel"]
     assert "yaxis2" not in fig.layout.to_plotly_json()
+
+
+def test_error_causes_headline_says_the_share_and_compares_runs_by_their_noise():
+    from explorer.viz.repair import error_causes_figure
+
+    def causes(per_sequence, clash_every=2):
+        """Broken rules of one run: sequence i has per_sequence[i] broken records, one rule each."""
+        rows = [{"sample": i, "record": r, "together": (i + r) % clash_every == 0}
+                for i, n in enumerate(per_sequence) for r in range(n)]
+        return pd.DataFrame(rows, columns=["sample", "record", "together"])
+
+    # about half clashes is said as that, not "most"; the second bar is not called model error alone
+    fig = error_causes_figure({"MDLM": causes([2] * 8), "ReMDM-loop": causes([2] * 8)})
+    assert fig.layout.meta["headline"].startswith("About half of the broken rules are schedule clashes")
+    assert "knock-on of an earlier clash" in fig.data[1].name and "remask" in fig.data[1].name
+    assert error_causes_figure({"A": causes([3], clash_every=1)}).layout.meta["headline"].startswith("Most")
+    # with the number of sequences, runs are compared by the share of records broken, 2 SE the line
+    few, many = [3, 2, 4, 3, 2, 3, 4, 3], [5, 6, 4, 5, 6, 5, 4, 5]
+    fig = error_causes_figure({"MDLM": causes(few), "ReMDM-loop": causes(many)}, sequences=8)
+    meta = fig.layout.meta
+    assert meta["broken_records"]["MDLM"][0] == 3 / 16 and meta["broken_records"]["ReMDM-loop"][0] == 5 / 16
+    assert meta["z"]["ReMDM-loop"] > 2 and "ReMDM-loop leaves more records broken than MDLM" in meta["headline"]
+    assert "MDLM 18.8% ± " in meta["takeaway"] and "of 128" in meta["takeaway"]
+    close = error_causes_figure({"MDLM": causes(few), "ReMDM-loop": causes(few[::-1])}, sequences=8).layout.meta
+    assert "leave about as many records broken (within noise" in close["headline"]
+    # a sequence with no broken rule counts as zero, two rules of one record count one record
+    two_rules = pd.DataFrame({"sample": [6, 6, 7], "record": [0, 0, 3], "together": [True, False, False]})
+    sparse = error_causes_figure({"MDLM": two_rules}, sequences=8).layout.meta
+    assert sparse["broken_records"]["MDLM"][0] == 2 / 8 / 16
+    with pytest.raises(ValueError, match="beyond the 4 sequences"):
+        error_causes_figure({"MDLM": two_rules}, sequences=4)

@@ -176,11 +176,29 @@ def repair_headline(df: pd.DataFrame, sampler: str = "remdm-refine") -> str:
     return f"{first}; {kept}"
 
 
-def error_causes_figure(causes: dict) -> go.Figure:
+def _share_words(frac: float) -> str:
+    """A share in plain words, as a reader would say it of the numbers drawn."""
+    if not frac > 0:
+        return "None of the"
+    return "Most" if frac > 0.6 else "About half of the" if frac >= 0.4 else "Some"
+
+
+def error_causes_figure(causes: dict, sequences: int | dict | None = None,
+                        records_per_seq: int = orders.RECORDS_PER_SEQ) -> go.Figure:
     """Why rules broke, per run: ``{label: explorer.studies.orders.error_causes(trace)}``. Each bar
     splits a run's broken rules into those whose fields were written *in the same step* (a clash of
     the schedule: drawn independently, §1.2 -- remasking can only re-roll them) and those written
-    apart (the model erred while seeing the other field, or a remask changed one side)."""
+    apart. "Apart" is not all model error: a field written after a clash into a record the clash
+    already made impossible breaks a rule too (a perfect model, sampled the same way, has such
+    breaks), and in a remasking run a remask may have changed one side.
+
+    The title says in words what share are clashes ("Most" above 60 %, "About half" from 40 to
+    60 %, "Some" below). With ``sequences`` (the number of sequences of each run, one int or a
+    ``{label: n}``) it also compares every run with the first by the share of records broken, mean
+    ± 1 SE over sequences: "more" / "fewer" only beyond 2 SE, "about as many (within noise)"
+    otherwise. ``meta``: ``takeaway, headline, together, total`` and, with ``sequences``,
+    ``broken_records`` (mean, SE: share of records per sequence) and ``z`` (each later run
+    against the first)."""
     labels = list(causes)
     together = [int(causes[k]["together"].sum()) for k in labels]
     total = [len(causes[k]) for k in labels]
@@ -188,20 +206,49 @@ def error_causes_figure(causes: dict) -> go.Figure:
     fig = go.Figure([
         go.Bar(x=labels, y=together, name="fields written in the same step (schedule clash)",
                marker_color=LINE_COLORS[1], text=together, textposition="inside"),
-        go.Bar(x=labels, y=apart, name="fields written apart (model error)", marker_color=LINE_COLORS[0],
-               text=apart, textposition="inside"),
+        go.Bar(x=labels, y=apart, name="fields written apart (model error, knock-on of an earlier clash, or a remask)",
+               marker_color=LINE_COLORS[0], text=apart, textposition="inside"),
     ])
     share = "; ".join(f"{k}: {t} of {n}" + (f" ({t / n:.0%})" if n else "") for k, t, n in zip(labels, together, total))
     takeaway = f"Broken rules whose fields were written in the same step -- {share}."
     frac = sum(together) / sum(total) if sum(total) else float("nan")
-    most = "Most" if frac > 0.5 else "Some" if frac > 0 else "None of the"
-    headline = (f"{most} broken rules are schedule clashes (both fields written in the same step), which "
-                "remasking can only re-roll" if sum(total) else "No broken rules in these runs")
+    headline = (f"{_share_words(frac)} broken rules are schedule clashes (both fields written in the same step)"
+                if sum(total) else "No broken rules in these runs")
+    meta = {"takeaway": takeaway, "headline": headline, "together": together, "total": total}
+    lines = [takeaway]
+    if sequences is not None:
+        n_of = {k: int(sequences[k] if isinstance(sequences, dict) else sequences) for k in labels}
+        per = {}
+        for k in labels:
+            c = causes[k]
+            broken = c.drop_duplicates(["sample", "record"])["sample"].value_counts() if len(c) else pd.Series(dtype=int)
+            if len(broken) and int(broken.index.max()) >= n_of[k]:
+                raise ValueError(f"{k}: sample {int(broken.index.max())} is beyond the {n_of[k]} sequences given.")
+            share_k = broken.reindex(range(n_of[k]), fill_value=0).to_numpy() / records_per_seq
+            se = float(share_k.std(ddof=1) / np.sqrt(len(share_k))) if len(share_k) > 1 else float("nan")
+            per[k] = (float(share_k.mean()), se)
+        first, (m0, s0) = labels[0], per[labels[0]]
+        z, said = {}, []
+        for k in labels[1:]:
+            m, se = per[k]
+            both = float(np.hypot(se, s0))
+            z[k] = (m - m0) / both if both > 0 else 0.0
+            if abs(z[k]) >= 2:
+                said.append(f"{k} leaves {'more' if z[k] > 0 else 'fewer'} records broken than {first} "
+                            f"({abs(z[k]):.1f} SE)")
+            else:
+                said.append(f"{k} and {first} leave about as many records broken (within noise, {abs(z[k]):.1f} SE)")
+        if said:
+            headline += "; " + "; ".join(said)
+        lines.append("Records broken (mean ± 1 SE over sequences): " + "; ".join(
+            f"{k} {m:.1%} ± {se:.1%} of {n_of[k] * records_per_seq}" for k, (m, se) in per.items()) + ".")
+        meta.update(headline=headline, takeaway=" ".join(lines), broken_records=per, z=z)
     fig.update_layout(barmode="stack", title=dict(text=headline + ".", font=dict(size=15), x=0.01, xanchor="left",
-                                                  subtitle=dict(text=takeaway, font=dict(size=11, color="#444"))),
-                      template="plotly_white", height=420, margin=dict(t=110),
+                                                  subtitle=dict(text="<br>".join(lines), font=dict(size=11,
+                                                                                                  color="#444"))),
+                      template="plotly_white", height=440, margin=dict(t=120),
                       yaxis_title="broken rules (fewer is better)", legend=dict(orientation="h", y=-0.15),
-                      meta={"takeaway": takeaway, "headline": headline, "together": together, "total": total})
+                      meta=meta)
     return fig
 
 
