@@ -21,12 +21,13 @@ uses this one index: :meth:`Trace.state_at` / :meth:`Trace.prob_at` (all cells a
 :meth:`Trace.index` (one sample: frames, positions x steps matrices and histories for the figures).
 
 Tie rule: at one position and step, a remask sorts before an unmask.  A sampler that remasks a
-token and decodes the position again in the same step (LLaDA-style remasking windows) leaves it
-decoded, and ``trace.events`` lists the two rows in that order.
+token and decodes the position again in the same step (ReMDM-LLaDA, rescore) leaves it decoded, and
+``trace.events`` lists the two rows in that order.
 
 State codes of a position at the end of a step (one rule, for :meth:`SampleIndex.frame` and ``matrix``):
-``FIXED`` (prompt / pinned) over ``UNMASKED`` / ``REMASKED`` (its last change happened in this
-step) over ``MASKED`` / ``STABLE``.
+``FIXED`` (prompt / pinned) over ``UNMASKED`` / ``REMASKED`` / ``REWRITTEN`` (its last change happened
+in this step; REWRITTEN: remasked and decoded again within it, so the remask is not lost from view)
+over ``MASKED`` / ``STABLE``.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from .trace_files import (TraceFileError, TraceFileWarning, TraceSidecarMissing,
                           _sha256_file, neutralize, sidecar_path, unneutralize)
 from .trace_schema import EVENT_COLUMNS, KINDS, REASONS, STEP_COLUMNS, STEP_DTYPES, RunRecord  # noqa: F401
 
-MASKED, UNMASKED, REMASKED, STABLE, FIXED = range(5)
+MASKED, UNMASKED, REMASKED, STABLE, FIXED, REWRITTEN = range(6)   # a new state takes the next code
 UNMASK = KINDS.index("unmask")
 
 
@@ -54,7 +55,7 @@ class Frame:
     positions: np.ndarray   # [W]
     tokens: np.ndarray      # [W] token id now (mask_id while masked)
     shown: np.ndarray       # [W] token to draw: the removed one where it was remasked this step
-    codes: np.ndarray       # [W] state code (MASKED ... FIXED)
+    codes: np.ndarray       # [W] state code (MASKED ... REWRITTEN, above)
     prob: np.ndarray        # [W] p(x0) of the current token when it was decoded; nan if masked or fixed
     event: np.ndarray       # [W] the sample's event number of the last change <= step, -1 if none
 
@@ -124,14 +125,17 @@ class SampleIndex:
         idx, valid = self.trace._last_event(self.sample * self.seq_len + positions, steps)
         event = np.where(valid, idx - self._lo, -1)
         at = np.maximum(event, 0)
-        pick = (lambda a: a[at]) if len(self.pos) else (lambda a: np.zeros(np.shape(at), a.dtype))
+        pick = (lambda a, i=at: a[i]) if len(self.pos) else (lambda a, i=at: np.zeros(np.shape(i), a.dtype))
         unmask, tok = valid & pick(self.is_unmask), pick(self.tok).astype(np.int64)
         now = valid & (pick(self.step) == steps)
+        before = np.maximum(event - 1, 0)     # the tie rule puts a same-step remask just before its unmask
+        again = (now & unmask & (event > 0) & ~pick(self.is_unmask, before) & (pick(self.step, before) == steps)
+                 & (pick(self.pos, before) == positions))
         fixed = np.broadcast_to(self.fixed[positions], np.shape(at))
         tokens = np.where(valid, np.where(unmask, tok, self.mask_id),
                           np.broadcast_to(self.initial[positions], np.shape(at)))
         codes = np.where(tokens == self.mask_id, MASKED, STABLE)
-        codes = np.where(now, np.where(unmask, UNMASKED, REMASKED), codes)
+        codes = np.where(now, np.where(unmask, np.where(again, REWRITTEN, UNMASKED), REMASKED), codes)
         codes = np.where(fixed, FIXED, codes)
         prob = np.where(unmask & ~fixed, pick(self.prob), np.nan)
         return {"tokens": tokens, "codes": codes, "prob": prob, "event": event,
@@ -318,13 +322,8 @@ class Trace:
     def token_text(self, token_id: int) -> str:
         token_id = int(token_id)
         if token_id not in self._texts_cache:
-            if token_id == self.mask_id:
-                text = "[MASK]"
-            elif self.tokenizer is not None:
-                text = self.tokenizer.decode([token_id])
-            else:
-                text = str(token_id)
-            self._texts_cache[token_id] = text
+            self._texts_cache[token_id] = ("[MASK]" if token_id == self.mask_id else str(token_id)
+                                           if self.tokenizer is None else self.tokenizer.decode([token_id]))
         return self._texts_cache[token_id]
 
     def decode(self, ids) -> str | list[str]:
@@ -390,8 +389,7 @@ class Trace:
 
     def changes_at(self, step: int) -> pd.DataFrame:
         """Which tokens changed at ``step``: from what, to what, with what probability."""
-        ev = self.events
-        ev = ev[ev["step"] == step].copy()
+        ev = self.events.loc[lambda df: df["step"] == step].copy()
         before = self.state_at(step - 1) if step - 1 >= self.first_step else self.initial
         after = self.state_at(step)
         b, p = ev["sample"].to_numpy().copy(), ev["position"].to_numpy().copy()

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 import explorer
-from explorer.samplers import ReMDMCap, ReMDMLoop
-from explorer.trace import FIXED, MASKED, REMASKED, STABLE, UNMASKED, Trace
+from explorer.samplers import ReMDMCap, ReMDMLoop, Rescore
+from explorer.trace import FIXED, MASKED, REMASKED, REWRITTEN, STABLE, UNMASKED, Trace
 from explorer.trace_files import _FILE_KEYS, neutralize, sidecar_path, unneutralize
 from explorer.trace_schema import KINDS, STEP_COLUMNS, RunRecord
+from stub_models import ContextModel
 
 NASTY = ['=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "a,b", 'say "hi"', "new\nline", "\ttab",
          "'quoted", "", "nan", "NA", "null", " lead", "ünï 🎉", "\r\nx", "=", "-", "plain"]
@@ -280,18 +281,20 @@ def expected_codes(trace, states, k) -> torch.Tensor:
     x = states[k]
     codes = torch.where(x == trace.mask_id, MASKED, STABLE)
     ev = trace.events
-    for r in ev[ev["step"] == k].itertuples():        # the listed last change of a cell wins
-        codes[r.sample, r.position] = UNMASKED if r.kind == "unmask" else REMASKED
+    for (b, p), kinds in ev[ev["step"] == k].groupby(["sample", "position"])["kind"]:
+        kinds = set(kinds)            # a remask and an unmask in one step: remasked and rewritten
+        codes[b, p] = REWRITTEN if len(kinds) == 2 else UNMASKED if kinds == {"unmask"} else REMASKED
     return torch.where(trace.fixed, FIXED, codes)
 
 
-@pytest.mark.parametrize("sampler", [ReMDMCap(0.5), ReMDMLoop()])
+@pytest.mark.parametrize("sampler", [ReMDMCap(0.5), ReMDMLoop(), Rescore()])
 def test_every_reader_of_the_index_agrees_with_replaying_the_events(sampler):
     g = torch.Generator().manual_seed(1)
     p = torch.rand(10, 7, generator=g)
     p[:, -1] = 0
-    tr = explorer.generate(explorer.StubDenoiser(p), sampler, 12, num_samples=3, seed=2, progress=False,
-                           prompt={3: 4})
+    # rescore re-scores in context, so it needs a model with one; it remasks and rewrites in one step
+    model = ContextModel() if isinstance(sampler, Rescore) else explorer.StubDenoiser(p)
+    tr = explorer.generate(model, sampler, 12, num_samples=3, seed=2, progress=False, prompt={3: 4})
     assert (tr.events.kind == "remask").any()
     states = replay(tr)
     steps = np.arange(tr.first_step, tr.last_step + 1)
@@ -308,6 +311,8 @@ def test_every_reader_of_the_index_agrees_with_replaying_the_events(sampler):
             held = fr.event >= 0
             assert (ix.pos[fr.event[held]] == fr.positions[held]).all() and (ix.step[fr.event[held]] <= k).all()
     assert torch.equal(tr.final, states[tr.last_step])
+    if isinstance(sampler, Rescore):   # the remask-and-rewrite case is exercised, not only the others
+        assert any((tr.index(s).matrix(np.arange(tr.seq_len), steps) == REWRITTEN).any() for s in range(3))
 
 
 def hand_trace(rows, initial, mask_id=9, steps=2) -> Trace:
@@ -334,9 +339,26 @@ def test_the_tie_rule_a_remask_comes_before_an_unmask_of_the_same_step(unmask_fi
     assert tr.state_at(2).tolist() == [[5, 9]] and tr.prob_at(2)[0, 0].item() == pytest.approx(0.7)
     assert tr.events["kind"].tolist() == ["unmask", "remask", "unmask"]
     fr = tr.index(0).frame(2)
-    assert fr.tokens.tolist() == [5, 9] and fr.codes.tolist() == [UNMASKED, MASKED]
+    # the cell holds the new token, but the remask is not lost from view: its own state
+    assert fr.tokens.tolist() == [5, 9] and fr.codes.tolist() == [REWRITTEN, MASKED]
+    assert fr.shown.tolist() == [5, 9] and int(tr.index(0).tok[fr.event[0] - 1]) == 3   # the one it replaced
     assert [int(tr.index(0).tok[e]) for e in tr.index(0).history(0)] == [3, 3, 5]
     assert replay(tr)[2].tolist() == tr.state_at(2).tolist()
+
+
+def test_remasked_and_rewritten_only_within_one_step_and_read_back_from_a_file(tmp_path):
+    """REWRITTEN is a remask and an unmask of one cell in the same step: a remask at one step and the
+    rewrite at the next read as remasked, then unmasked; the state codes come from the events alone,
+    so a file written before the state existed reads back with it."""
+    tr = hand_trace([(1, 0, "unmask", 3, 0.4), (1, 1, "unmask", 4, 0.5), (2, 0, "remask", 3, 0.4),
+                     (2, 0, "unmask", 5, 0.7), (2, 1, "remask", 4, 0.5), (3, 1, "unmask", 6, 0.8),
+                     (3, 0, "remask", 5, 0.7)], [9, 9], steps=3)
+    ix = tr.index(0)
+    assert ix.matrix([0, 1], [0, 1, 2, 3]).tolist() == [[MASKED, UNMASKED, REWRITTEN, REMASKED],
+                                                         [MASKED, UNMASKED, REMASKED, UNMASKED]]
+    tr.to_csv(tmp_path / "t.csv")
+    back = Trace.read(tmp_path / "t.csv").index(0)
+    assert back.matrix([0, 1], [0, 1, 2, 3]).tolist() == ix.matrix([0, 1], [0, 1, 2, 3]).tolist()
 
 
 def test_the_index_of_a_sample_without_events_and_of_an_unrecorded_trace():

@@ -105,9 +105,10 @@ def test_grid_state_colours_per_step(hand):
         fig = viz.token_grid(hand, step=k, columns=4)
         assert grid_codes(fig) == codes, k
     # the colour a state is drawn in is the palette's colour for that state
-    scale = viz.token_grid(hand, step=3, columns=4).data[0].colorscale
-    for code in (MASKED, UNMASKED, REMASKED, STABLE, FIXED):
-        pos = (code + 0.5) / 5
+    hm = viz.token_grid(hand, step=3, columns=4).data[0]
+    scale = hm.colorscale
+    for code in STATE_COLORS:           # every state, the remasked-and-rewritten one included
+        pos = (code - hm.zmin) / (hm.zmax - hm.zmin)
         color = [c for (a, c), (b, _) in zip(scale[:-1], scale[1:]) if a <= pos <= b][0]
         assert color.upper() == STATE_COLORS[code].upper()
     legend = [t.name for t in viz.token_grid(hand, columns=4).data[1:]]

@@ -808,3 +808,112 @@ def test_trace_viewer_row_labels_must_name_each_row_once(model):
     assert v.sample == 1
     with pytest.raises(ValueError, match="each of the trace's 2 once"):
         widgets.TraceViewer(trace, rows=[("first", 0), ("again", 0)])
+
+
+# ---------------------------------------------------------------------- a remask rewritten within its step
+def events_trace(rows, initial, mask_id=9, steps=3, texts=None):
+    """A one-sample trace from (step, position, kind, token) rows."""
+    import numpy as np
+    from explorer.trace import Trace
+    from explorer.trace_schema import KINDS, STEP_COLUMNS
+    n = len(rows)
+    col = lambda i: np.array([r[i] for r in rows], np.int32)  # noqa: E731
+    events = {"sample": np.zeros(n, np.int32), "step": col(0), "position": col(1),
+              "kind": np.array([KINDS.index(r[2]) for r in rows], np.int8), "token_id": col(3),
+              "prob": np.full(n, 0.5, np.float32), "p_transition": np.ones(n, np.float32),
+              "sigma": np.zeros(n, np.float32), "reason": np.zeros(n, np.int8), "cand_row": np.full(n, -1, np.int32),
+              "cand_ids": np.zeros((0, 0), np.int32), "cand_probs": np.zeros((0, 0), np.float32)}
+    table = pd.DataFrame({c: [] for c in STEP_COLUMNS}).astype({"step": int, "phase": str})
+    return Trace(initial=torch.tensor([initial]), fixed=torch.zeros(1, len(initial), dtype=torch.bool),
+                 events=events, steps=table, token_texts=texts or {3: "old", 4: "gone", 5: "new", 6: "later"},
+                 meta={"mask_id": mask_id, "steps": steps, "last_step": steps, "model_calls": steps,
+                       "run_id": "hand", "topk": 0})
+
+
+# step 2: position 0 is remasked and rewritten (old -> new), position 1 only remasked (written at step 3)
+REWRITE_ROWS = [(1, 0, "unmask", 3), (1, 1, "unmask", 4), (2, 0, "remask", 3), (2, 0, "unmask", 5),
+                (2, 1, "remask", 4), (3, 1, "unmask", 6)]
+
+
+def test_a_remask_rewritten_in_its_step_is_drawn_as_a_remask_everywhere(tmp_path):
+    """ReMDM-LLaDA and rescore remask and rewrite a token within one step; the grid used to show it
+    as a plain write (sky blue, "remasked now 0"). Every view now draws it as remasked and rewritten,
+    counts it as a remask, and names the token it replaced."""
+    import numpy as np
+    from explorer.viz.palette import REMASKED, REWRITTEN, STATE_COLORS, STATE_NAMES, UNMASKED
+    tr = events_trace(REWRITE_ROWS, [9, 9, 9, 9])
+    v = widgets.TraceViewer(tr, columns=4, step=2)
+    assert v.grid.codes[:2] == [REWRITTEN, REMASKED] and v.grid.texts[:2] == ["new", "gone"]
+    title = "masked 3 · unmasked now 1 · remasked now 2 (1 rewritten in the same step)"
+    assert title in v.grid.title
+    assert "remasked and rewritten this step" in v.grid.hovers[0] and "it held old" in v.grid.hovers[0]
+    # the browser grid's key: the state's name and colour, listed beside "remasked this step"
+    assert v.grid.legend[REWRITTEN][:2] == [STATE_NAMES[REWRITTEN], STATE_COLORS[REWRITTEN]]
+    order = list(v.grid.legend_order)
+    assert sorted(order) == list(range(len(STATE_NAMES))) and order.index(REWRITTEN) == order.index(REMASKED) + 1
+    # the plotly grid (notebook figures, saved pages) says the same, in the same colour
+    fig = viz.token_grid(tr, 2, columns=4)
+    hm = fig.data[0]
+    assert np.asarray(hm.z).ravel()[:2].tolist() == [REWRITTEN, REMASKED] and title in fig.layout.title.text
+    band = (REWRITTEN - hm.zmin) / (hm.zmax - hm.zmin)
+    assert [c for (a, c), (b, _) in zip(hm.colorscale[:-1], hm.colorscale[1:]) if a <= band <= b][0] == \
+        STATE_COLORS[REWRITTEN]
+    assert STATE_NAMES[REWRITTEN] in [t.name for t in fig.data[1:]]
+    heat = viz.step_heatmap(tr).data[0]
+    assert np.asarray(heat.z)[0].tolist() == [0, UNMASKED, REWRITTEN, 3] and heat.zmax == hm.zmax
+    text = viz.token_text(tr, 2)._repr_html_()
+    assert f"background:{STATE_COLORS[REWRITTEN]}" in text and "it held old" in text
+    # only a remask and an unmask of the same step: a rewrite one step later is a plain write
+    assert v.index.frame(3).codes[:2].tolist() == [3, UNMASKED]
+    page = (tmp_path / "p.html")
+    v.to_html(page)
+    assert STATE_NAMES[REWRITTEN] in page.read_text() and "(1 rewritten in the same step)" in page.read_text()
+
+
+def test_live_view_draws_a_remask_rewritten_since_the_last_frame():
+    """The live view marked vermillion only cells still masked at the frame, so a remask rewritten
+    before the next frame (every remask of rescore / ReMDM-LLaDA) never showed, nor was counted."""
+    from stub_models import ContextModel
+
+    from explorer.viz.palette import REWRITTEN
+    model = ContextModel(L=24)
+    lv = widgets.LiveViewer(model, samplers.Rescore(), 12, seed=1, columns=8, length=24, fps=1e6)
+    trace = lv.wait(timeout=60)
+    assert trace is not None and lv.error is None
+    ev = trace.events
+    both = ev.groupby(["step", "position"])["kind"].nunique()
+    assert (both == 2).any()                       # the run does remask and rewrite within steps
+    drawn = [codes for _, codes in lv.states if REWRITTEN in codes]
+    assert drawn, "no frame drew a remasked-and-rewritten cell"
+    # and the title counts them as remasks
+    lv2 = widgets.LiveViewer(model, samplers.Rescore(), 12, seed=1, columns=8, length=24, fps=1e6, start=False)
+    titles = []
+    lv2._draw = (lambda draw: lambda: (draw(), titles.append(lv2.grid.title)))(lv2._draw)
+    lv2.start()
+    lv2.wait(timeout=60)
+    assert any("written again)" in t and "remasked since last frame 0" not in t for t in titles)
+
+
+def test_fix_story_of_a_remask_rewritten_in_its_step_says_so():
+    """notebook 08: rescore fixed a record by a remask rewritten in the same step (remask_step ==
+    fixed_at); the story drew that step twice, as "put back to [MASK]" with no mask and as "fixed"."""
+    from explorer.studies import find_fixes
+    from explorer.tasks import orders
+    from explorer.viz.palette import REWRITTEN
+    good = orders.eval_tensor(1)[0].numpy()
+    cur = 2                                          # record 0's currency
+    wrong = orders.TOKEN_ID["jpy" if orders.VOCAB[good[cur]] != "jpy" else "eur"]
+    rows = [(1, p, "unmask", int(wrong if p == cur else t)) for p, t in enumerate(good)]
+    rows += [(2, cur, "remask", int(wrong)), (2, cur, "unmask", int(good[cur]))]
+    tr = events_trace(rows, [orders.MASK_ID] * orders.SEQ_LEN, mask_id=orders.MASK_ID, steps=2,
+                      texts=dict(enumerate(orders.VOCAB[:-1])))
+    fix = find_fixes(tr).iloc[0]
+    assert (fix["remask_step"], fix["fixed_at"], fix["position"]) == (2, 2, cur)
+    report = viz.fix_story(tr, fix)
+    assert len(report) == 4                          # the story, before, the one step, lifelines
+    before, step = report[1], report[2]
+    assert "before the remask" in before.layout.title.text and "step 1 of 2" in before.layout.title.text
+    assert "remasked and rewritten in this one step" in step.layout.title.text
+    assert "step 2 of 2" in step.layout.title.text and "remasked now 1" in step.layout.title.text
+    assert REWRITTEN in [int(z) for z in step.data[0].z.ravel() if z == z]
+    assert "within the same step" in report[0] and orders.VOCAB[good[cur]] in report[0]

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .grid import _legend_traces, grid_arrays, grid_title, position_origin
-from .palette import discrete_colorscale
+from .palette import STATE_ZRANGE, discrete_colorscale
 
 
 def changing_steps(traces, sample: int = 0, max_frames: int = 60) -> list[int]:
@@ -58,7 +58,7 @@ def grid_animation(traces, labels=None, sample: int = 0, start: int = 0, length:
             out.append(go.Heatmap(
                 z=a["z"], text=a["text"], customdata=a["hover"], texttemplate="%{text}",
                 hovertemplate="%{customdata}<extra></extra>", colorscale=discrete_colorscale(),
-                zmin=-0.5, zmax=4.5, showscale=False, xgap=2, ygap=2, textfont=dict(size=11),
+                **STATE_ZRANGE, showscale=False, xgap=2, ygap=2, textfont=dict(size=11),
                 xaxis=f"x{i + 1 if i else ''}", yaxis=f"y{i + 1 if i else ''}", name=labels[i] or "tokens"))
             titles.append(grid_title(ix, k, a["counts"], labels[i]))
         return out, titles, a["rows"], a["row_labels"]

@@ -59,6 +59,9 @@ def _hover_body(index, position: int, event: int, max_history: int) -> str:
     tok = esc(index.text(int(index.tok[event])))
     if index.is_unmask[event]:
         lines.append(f"token {tok}  p={index.prob[event]:.3f} (decoded at step {s})")
+        if event > index.pos_start[position] and not index.is_unmask[event - 1] and index.step[event - 1] == s:
+            lines.append(f"remasked at step {s} just before (rewritten in the same step); "
+                         f"it held {esc(index.text(int(index.tok[event - 1])))}")
         cands = index.candidates(event)
         if cands:
             lines.append("top-k then: " + ", ".join(f"{esc(t)} {q:.2f}" for t, q in cands))

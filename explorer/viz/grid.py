@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 
 from ..trace import SampleIndex
 from .cells import display_token, hover_text
-from .palette import FIXED, MASKED, REMASKED, STATE_COLORS, STATE_NAMES, UNMASKED, discrete_colorscale
+from .palette import (MASKED, REMASKED, REWRITTEN, STATE_COLORS, STATE_NAMES, STATE_ORDER, STATE_ZRANGE, UNMASKED,
+                      discrete_colorscale)
 
 GRID_UIREVISION = "token-grid"
 # the drawn grids of each index, least recently used first: scrubbing back redraws nothing
@@ -19,7 +20,7 @@ GRID_CACHE_SIZE = 256
 _GRIDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _legend_traces(codes=(MASKED, UNMASKED, REMASKED, 3, FIXED)):
+def _legend_traces(codes=STATE_ORDER):
     """Heatmaps have no legend; one invisible marker per state gives a readable key."""
     return [
         go.Scatter(x=[None], y=[None], mode="markers", name=STATE_NAMES[c], showlegend=True,
@@ -116,7 +117,7 @@ def grid_arrays(index: SampleIndex, step: int, start: int = 0, length: int = 256
         code = int(fr.codes[i])
         text[i] = "·" if (tid == mask_id) else cell_text(index.text(tid), max_chars)
         hover[i] = cell_hover(index, int(fr.positions[i]), int(fr.event[i]), code, origin)
-    counts = {c: int((fr.codes == c).sum()) for c in (MASKED, UNMASKED, REMASKED)}
+    counts = {c: int((fr.codes == c).sum()) for c in (MASKED, UNMASKED, REMASKED, REWRITTEN)}
     out = {
         "z": z.reshape(rows, columns),
         "text": text.reshape(rows, columns),
@@ -134,12 +135,15 @@ def grid_arrays(index: SampleIndex, step: int, start: int = 0, length: int = 256
 
 def grid_title(index: SampleIndex, step: int, counts: dict, label: str | None = None) -> str:
     """The grid's heading. "masked" counts every masked cell shown, those remasked at this step
-    included (as the steps table's ``n_masked`` and the live view count them)."""
+    included (as the steps table's ``n_masked`` and the live view count them); "unmasked now" and
+    "remasked now" count events, as the steps table does, so a cell remasked and rewritten in this
+    step counts in both, and the title says how many were."""
     what = index.step_label(step)
     head = f"{label} · " if label else ""
     masked = counts[MASKED] + counts[REMASKED]
-    return (f"{head}{what} · masked {masked} · unmasked now {counts[UNMASKED]}"
-            f" · remasked now {counts[REMASKED]}")
+    again = counts.get(REWRITTEN, 0)
+    return (f"{head}{what} · masked {masked} · unmasked now {counts[UNMASKED] + again}"
+            f" · remasked now {counts[REMASKED] + again}" + (f" ({again} rewritten in the same step)" if again else ""))
 
 
 def token_grid(trace, step: int | None = None, sample: int = 0, start: int = 0, length: int = 256,
@@ -148,6 +152,7 @@ def token_grid(trace, step: int | None = None, sample: int = 0, start: int = 0, 
     """Positions ``[start, start+length)`` of one sample at the end of ``step``, coloured by state.
 
     States: masked, unmasked this step, remasked this step (the cell shows the token that was
+    removed), remasked and rewritten this step (the cell shows the new token; its hover, the one
     removed), stable, and prompt/pinned. Hover a cell for p, the top-k at its decoding step and
     its history. ``step`` defaults to the last step; 0 is the state before the first step.
     Only the window is drawn, so long sequences stay fast; move ``start`` to page through.
@@ -159,7 +164,7 @@ def token_grid(trace, step: int | None = None, sample: int = 0, start: int = 0, 
     fig.add_trace(go.Heatmap(
         z=a["z"], text=a["text"], customdata=a["hover"], texttemplate="%{text}",
         hovertemplate="%{customdata}<extra></extra>", colorscale=discrete_colorscale(),
-        zmin=-0.5, zmax=4.5, showscale=False, xgap=2, ygap=2, textfont=dict(size=11),
+        **STATE_ZRANGE, showscale=False, xgap=2, ygap=2, textfont=dict(size=11),
         name="tokens",
     ))
     for tr in _legend_traces():

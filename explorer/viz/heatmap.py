@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .grid import _legend_traces
-from .palette import PROB_COLORSCALE, discrete_colorscale
+from .palette import PROB_COLORSCALE, STATE_NAMES, STATE_ZRANGE, discrete_colorscale
 
 
 def _window(bounds, total: int, limit: int, lo: int = 0):
@@ -24,10 +24,10 @@ def step_heatmap(trace, sample: int = 0, value: str = "state", positions=None, s
     """Heatmap of positions (rows) x steps (columns) for one sample.
 
     ``value="state"`` colours each cell by state (masked / unmasked this step / remasked this step
-    / stable / fixed); ``value="prob"`` by p(x0) of the token the position holds (blank while
-    masked). ``positions`` and ``steps`` are (start, stop) windows; windows larger than
-    ``max_positions`` x ``max_steps`` are drawn every n-th row/column (the state at the end of that
-    step), so an L=1024, T=4096 run stays responsive. ``step`` draws a marker line there.
+    / remasked and rewritten this step / stable / fixed); ``value="prob"`` by p(x0) of the token
+    the position holds (blank while masked). ``positions`` and ``steps`` are (start, stop) windows;
+    windows larger than ``max_positions`` x ``max_steps`` are drawn every n-th row/column (the state
+    at the end of that step), so an L=1024, T=4096 run stays responsive. ``step`` draws a marker line there.
     """
     index = trace.index(sample)
     pos, pstride = _window(positions, index.seq_len, max_positions)
@@ -42,10 +42,10 @@ def step_heatmap(trace, sample: int = 0, value: str = "state", positions=None, s
         ))
     elif value == "state":
         fig.add_trace(go.Heatmap(
-            z=mat, x=stp, y=pos, colorscale=discrete_colorscale(), zmin=-0.5, zmax=4.5,
+            z=mat, x=stp, y=pos, colorscale=discrete_colorscale(), **STATE_ZRANGE,
             showscale=False,
-            hovertemplate=("position %{y}<br>step %{x}<br>state %{z} "
-                           "(0 masked, 1 unmasked, 2 remasked, 3 stable, 4 fixed)<extra></extra>"),
+            hovertemplate=("position %{y}<br>step %{x}<br>state %{z} ("
+                           + ", ".join(f"{c} {name}" for c, name in sorted(STATE_NAMES.items())) + ")<extra></extra>"),
         ))
         for tr in _legend_traces():
             fig.add_trace(tr)

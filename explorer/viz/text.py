@@ -5,7 +5,7 @@ import html
 
 from .export import HTMLView
 from .grid import END_TOKENS
-from .palette import MASKED, REMASKED, STATE_COLORS, STATE_NAMES, TEXT_COLORS
+from .palette import MASKED, REMASKED, REWRITTEN, STATE_COLORS, STATE_NAMES, STATE_ORDER, TEXT_COLORS
 
 
 def token_text(trace, step: int | None = None, sample: int = 0, start: int = 0,
@@ -13,7 +13,8 @@ def token_text(trace, step: int | None = None, sample: int = 0, start: int = 0,
     """Positions of one sample at the end of ``step`` as text, each token on its state colour.
 
     Hovering a token shows its position, state and p (a plain ``title`` tooltip). Masked tokens
-    show as ``[M]``, a token remasked at this step is struck through.
+    show as ``[M]``, a token remasked at this step is struck through, and one remasked and rewritten
+    within this step shows the new token, its tooltip the one it replaced.
     """
     index = trace.index(sample)
     step = index.last_step if step is None else index.check_step(step)
@@ -22,10 +23,12 @@ def token_text(trace, step: int | None = None, sample: int = 0, start: int = 0,
     sample_texts = [index.text(int(t)) for t in fr.shown[:64] if int(t) != index.mask_id]
     sep = "" if any(t[:1].isspace() or t[-1:].isspace() for t in sample_texts) else " "
     spans = []
-    for p, tid, code, prob in zip(fr.positions, fr.shown, fr.codes, fr.prob):
+    for p, tid, code, prob, ev in zip(fr.positions, fr.shown, fr.codes, fr.prob, fr.event):
         code = int(code)
         txt = "[M]" if int(tid) == index.mask_id else index.text(int(tid))
         tip = f"position {int(p)} · {STATE_NAMES[code]}" + ("" if prob != prob else f" · p={prob:.3f}")
+        if code == REWRITTEN:   # the tie rule puts its remask just before this unmask
+            tip += f" · it held {index.text(int(index.tok[int(ev) - 1]))}"
         style = f"background:{STATE_COLORS[code]};color:{TEXT_COLORS[code]};border-radius:3px;padding:0 1px;"
         if code == REMASKED:
             style += "text-decoration:line-through;"
@@ -37,7 +40,7 @@ def token_text(trace, step: int | None = None, sample: int = 0, start: int = 0,
         spans.append(f'<span title="{html.escape(tip)}" style="{style}">'
                      f'{html.escape(txt).replace(chr(10), "⏎<br>")}</span>')
     legend = " ".join(f'<span style="background:{STATE_COLORS[c]};color:{TEXT_COLORS[c]};'
-                      f'padding:0 4px;border-radius:3px">{STATE_NAMES[c]}</span>' for c in STATE_NAMES)
+                      f'padding:0 4px;border-radius:3px">{STATE_NAMES[c]}</span>' for c in STATE_ORDER)
     body = ("<div style='font-family:ui-monospace,monospace;white-space:pre-wrap;line-height:1.7'>"
             + sep.join(spans) + "</div>")
     return HTMLView(f"<div class='remdm-text'><div style='font-size:0.85em;margin-bottom:4px'>"

@@ -3,9 +3,10 @@
 
 ``generate`` runs in a worker thread, so the notebook stays usable (the Stop button's click is
 handled by the idle kernel). The hook does a few array operations per step and draws at most
-``fps`` times a second; a draw shows every cell written since the last draw in sky blue and every
-cell taken back (and still masked) in vermillion with the token it lost, so a remask flashes even
-when many steps pass between two draws. When the run ends -- finished, stopped, or refused --
+``fps`` times a second; a draw shows every cell written since the last draw in sky blue, every
+cell taken back (and still masked) in vermillion with the token it lost, and every cell taken back
+and written again since then in orange (ReMDM-LLaDA remasks and rewrites within one step), so a
+remask flashes even when many steps pass between two draws. When the run ends -- finished, stopped, or refused --
 the same widget shows the finished (or partial) trace in a :class:`TraceViewer`: the trace is the
 one ``generate`` returned, nothing is recorded twice.
 """
@@ -21,7 +22,7 @@ import ipywidgets as W
 import numpy as np
 
 from ..viz.grid import absolute_note, cell_text, position_name, readable_ends
-from ..viz.palette import FIXED, MASKED, REMASKED, STABLE, STATE_COLORS, STATE_NAMES, UNMASKED
+from ..viz.palette import FIXED, MASKED, REMASKED, REWRITTEN, STABLE, STATE_COLORS, STATE_NAMES, UNMASKED
 from .scrubber import TraceViewer
 from .token_grid import TokenGridWidget
 
@@ -387,6 +388,7 @@ class LiveViewer(W.VBox):
         codes[is_masked] = MASKED
         codes[new & ~is_masked] = UNMASKED
         codes[gone & is_masked] = REMASKED
+        codes[gone & ~is_masked] = REWRITTEN    # remasked and written again since the last frame
         codes[fixed] = FIXED
         shown = np.where(codes == REMASKED, removed, cur)
         texts, hovers = [], []
@@ -396,12 +398,16 @@ class LiveViewer(W.VBox):
             what = ("not decoded yet" if c == MASKED else
                     f"remasked: it held {readable_ends(html.escape(self._texts.text(tid)))}" if c == REMASKED else
                     f"token {readable_ends(html.escape(self._texts.text(tid)))}")
+            if c == REWRITTEN:
+                what += (f"<br>remasked and written again since the last frame: it held "
+                         f"{readable_ends(html.escape(self._texts.text(int(removed[p]))))}")
             hovers.append(f"<b>{position_name(p, a)}</b> · {STATE_NAMES[c]}<br>{what}{absolute_note(p, a)}")
         step = getattr(u, "step", 0)
-        n_masked = int((codes[a:b] == MASKED).sum() + (codes[a:b] == REMASKED).sum())
-        title = (f"{self.label + ' · ' if self.label else ''}live · step {step} · masked {n_masked} · "
-                 f"written since last frame {int((codes[a:b] == UNMASKED).sum())} · "
-                 f"remasked since last frame {int((codes[a:b] == REMASKED).sum())}")
+        n = {c: int((codes[a:b] == c).sum()) for c in (MASKED, UNMASKED, REMASKED, REWRITTEN)}
+        again = n[REWRITTEN]   # counted as written and as remasked, as the grid titles and steps table do
+        title = (f"{self.label + ' · ' if self.label else ''}live · step {step} · masked {n[MASKED] + n[REMASKED]} · "
+                 f"written since last frame {n[UNMASKED] + again} · "
+                 f"remasked since last frame {n[REMASKED] + again}" + (f" ({again} written again)" if again else ""))
         with self.grid.hold_sync():
             self.grid.title = title
             self.grid.columns = self.columns

@@ -20,7 +20,7 @@ import anywidget
 import traitlets as T
 from ipywidgets import CallbackDispatcher
 
-from ..viz.palette import STATE_COLORS, STATE_NAMES, TEXT_COLORS
+from ..viz.palette import STATE_COLORS, STATE_NAMES, STATE_ORDER, TEXT_COLORS
 
 _ESM = r"""
 function positionName(p, origin) {
@@ -63,7 +63,9 @@ function draw(model, el, tip) {
   root.appendChild(title);
   const key = document.createElement("div");
   key.className = "remdm-grid-legend";
-  legend.forEach(([name, bg, fg]) => {
+  const order = model.get("legend_order");
+  (order.length ? order : legend.map((_, c) => c)).forEach((c) => {
+    const [name, bg, fg] = legend[c] || ["?", "#FFFFFF", "#000000"];
     const s = document.createElement("span");
     s.style.background = bg; s.style.color = fg; s.textContent = name;
     key.appendChild(s);
@@ -180,10 +182,12 @@ class TokenGridWidget(anywidget.AnyWidget):
     origin = T.Int(0).tag(sync=True)                # position shown as 0 (a prompted run: the first answer token)
     cell_chars = T.Int(0).tag(sync=True)            # cell width in characters (0: the CSS default)
     legend = T.List(T.List()).tag(sync=True)        # [name, background, text colour] per code
+    legend_order = T.List(T.Int()).tag(sync=True)   # the codes in the order the key lists them
 
     def __init__(self, **kwargs):
         kwargs.setdefault("legend", [[STATE_NAMES[c], STATE_COLORS[c], TEXT_COLORS[c]]
                                      for c in sorted(STATE_NAMES)])
+        kwargs.setdefault("legend_order", list(STATE_ORDER))
         super().__init__(**kwargs)
         self._click = CallbackDispatcher()
         self._hover = CallbackDispatcher()
