@@ -522,6 +522,11 @@ def test_chat_panel_offers_every_sampler_and_refuses_bad_requests(stories):
     assert cp.send("   ") is None and "empty" in cp.status.value and "type a prompt" in cp.status.value
     long = " ".join(["the"] * 200)
     assert cp.send(long) is None and "shorten the prompt" in cp.status.value
+    assert cp.gen_box.value == 0                 # nothing fits after it; the refused send left 1 there
+    cp.message.value = long
+    assert cp.gen_box.value == 0
+    cp.generate_button.click()
+    assert "shorten the prompt" in cp.status.value and cp.gen_box.value == 0
     cp.sampler_box.value = "dream"
     assert {"alg", "alg_temp", "temperature", "top_p", "top_k"} <= {w.setting for w in cp.setting_widgets}
     cp.sampler_box.value = "llada"

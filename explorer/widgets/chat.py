@@ -248,8 +248,8 @@ class ChatPanel(W.VBox):
         gen_length = int(self.gen_box.value)
         has_tokenizer = getattr(self.model, "tokenizer", None) is not None  # else check() says why
         if self.fixed_length and text.strip() and has_tokenizer:  # it writes all it has left after the prompt
-            gen_length = max(1, self.max_gen_length(text))
-            self.gen_box.value = gen_length
+            gen_length = max(0, self.max_gen_length(text))   # 0 when nothing fits: check() refuses it
+            self.gen_box.value = gen_length                   # as typing the prompt shows it
         problem = self.check(text, gen_length)
         try:
             sampler = self.sampler() if problem is None else None
