@@ -922,3 +922,35 @@ def test_fix_story_of_a_remask_rewritten_in_its_step_says_so():
     assert "step 2 of 2" in step.layout.title.text and "remasked now 1" in step.layout.title.text
     assert REWRITTEN in [int(z) for z in step.data[0].z.ravel() if z == z]
     assert "within the same step" in report[0] and orders.VOCAB[good[cur]] in report[0]
+
+
+def test_compare_aligns_runs_of_different_lengths_by_progress(model, tmp_path):
+    """notebook 07: a 128-step baseline beside a 256-step ReMDM-LLaDA run, driven by one raw step,
+    differed mid-run mostly because one was further along. Runs of different lengths from the same
+    start now meet at the same share of each run; each grid still says its own step."""
+    short = explorer.generate(model, samplers.MDLM(), 8, seed=0, progress=False)
+    long = explorer.generate(model, samplers.MDLM(), 16, seed=0, progress=False)
+    assert (short.last_step, long.last_step) == (8, 16)            # no final pass here: a clean 1:2
+    c = widgets.CompareViewer([short, long], labels=["short", "long"], columns=16)
+    assert c.align == "progress" and (c.slider.min, c.slider.max, c.step) == (0, 16, 16)
+    c.step = 8
+    assert [v.step for v in c.viewers] == [4, 8]
+    assert c.step_label.value == "50% of each run · short: step 4 of 8 · long: step 8 of 16"
+    c.step = 5
+    assert [v.step for v in c.viewers] == [3, 5]                   # 2.5 rounds up, never past the end
+    # the raw step is still there on request, as before
+    raw = widgets.CompareViewer([short, long], labels=["short", "long"], columns=16, align="step", step=8)
+    assert raw.align == "step" and [v.step for v in raw.viewers] == [8, 8]
+    # runs of one length, and a branch beside its parent, keep one clock
+    same = widgets.CompareViewer([short, explorer.generate(model, samplers.ReMDMCap(eta=0.4), 8, seed=0,
+                                                           progress=False)], columns=16)
+    assert same.align == "step"
+    branch = explorer.resume(model, long, 6, remask=[0])
+    assert widgets.CompareViewer([long, branch], columns=16).align == "step"
+    with pytest.raises(ValueError, match="align must be one of"):
+        widgets.CompareViewer([short, long], align="calls")
+    # the saved page's frames are aligned the same way
+    fig = c.figure()
+    frame = [f for f in fig.frames if f.name == "8"][0]
+    assert "step 4 of 8" in frame.layout.title.text and "step 8 of 16" in frame.layout.title.text
+    assert fig.layout.sliders[0].currentvalue.prefix.startswith("same share of each run")

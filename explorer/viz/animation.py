@@ -27,6 +27,33 @@ def changing_steps(traces, sample: int = 0, max_frames: int = 60) -> list[int]:
     return [int(s) for s in changed]
 
 
+ALIGNMENTS = ("step", "progress")
+
+
+def default_alignment(indexes) -> str:
+    """"progress" for runs of different lengths from the same start (a 128-step baseline beside a
+    256-step ReMDM-LLaDA run: at one raw step they differ mostly by how far along they are), else
+    "step" (same length, or a branch beside its parent, which shares the parent's clock)."""
+    same_start = len({ix.first_step for ix in indexes}) == 1
+    return "progress" if same_start and len({ix.sampler_steps for ix in indexes}) > 1 else "step"
+
+
+def align_steps(indexes, step: int, align: str = "step") -> list[int]:
+    """The step each run shows when a shared slider stands at ``step``.
+
+    ``"step"``: the same step number, held to each run's own steps. ``"progress"``: the same share
+    of each run: the slider counts the steps of the longest run, and a run of ``first..last`` shows
+    ``first + round(share * (last - first))``.
+    """
+    if align not in ALIGNMENTS:
+        raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}.")
+    if align == "step":
+        return [int(np.clip(step, ix.first_step, ix.last_step)) for ix in indexes]
+    ref = max(indexes, key=lambda ix: ix.last_step - ix.first_step)
+    share = float(np.clip((step - ref.first_step) / max(1, ref.last_step - ref.first_step), 0, 1))
+    return [ix.first_step + int(np.floor(share * (ix.last_step - ix.first_step) + 0.5)) for ix in indexes]
+
+
 def _slider_label(step: int, indexes) -> str:
     """A frame's label on the slider: the step, and "(final pass)" for a final argmax pass (§1.8)."""
     return f"{step} (final pass)" if any(ix.final_step == step for ix in indexes) else str(step)
@@ -34,26 +61,34 @@ def _slider_label(step: int, indexes) -> str:
 
 def grid_animation(traces, labels=None, sample: int = 0, start: int = 0, length: int = 256,
                    columns: int = 32, steps=None, max_frames: int = 60, frame_ms: int = 300,
-                   cell_height: int = 26) -> go.Figure:
+                   cell_height: int = 26, align: str = "step") -> go.Figure:
     """Token grids of one or more traces with a shared step slider and play/pause buttons.
 
     ``steps`` picks the frames (default: :func:`changing_steps`). A trace that has not reached a
-    step yet (a branch) or is already done shows its nearest state.
+    step yet (a branch) or is already done shows its nearest state. ``align="progress"`` shows each
+    trace at the same share of its run instead (:func:`align_steps`; the slider counts the longest
+    run's steps, each grid's title its own step).
     """
     if not isinstance(traces, (list, tuple)):
         traces = [traces]
     labels = list(labels) if labels is not None else (
         [None] if len(traces) == 1 else [f"run {i + 1}" for i in range(len(traces))])
     idx = [t.index(sample) for t in traces]
-    steps = changing_steps(traces, sample, max_frames) if steps is None else [int(s) for s in steps]
+    align_steps(idx, 0, align)                  # an unknown alignment is refused before any work
+    counted, prefix = list(range(len(traces))), "step "   # the traces the slider's step numbers are of
+    if align == "progress":                     # the longest run's steps
+        counted = [max(counted, key=lambda i: idx[i].last_step - idx[i].first_step)]
+        prefix = f"same share of each run · {labels[counted[0]] or 'longest run'}: step "
+    if steps is None:
+        steps = changing_steps([traces[i] for i in counted], sample, max_frames)
+    steps = [int(s) for s in steps]
     n = len(traces)
     fig = make_subplots(rows=1, cols=n, horizontal_spacing=0.04,
                         subplot_titles=[lab or "" for lab in labels]) if n > 1 else go.Figure()
 
     def heatmaps(step):
         out, titles = [], []
-        for i, ix in enumerate(idx):
-            k = min(max(step, ix.first_step), ix.last_step)
+        for i, (ix, k) in enumerate(zip(idx, align_steps(idx, step, align))):
             a = grid_arrays(ix, k, start, length, columns, 8, position_origin(ix.trace))
             out.append(go.Heatmap(
                 z=a["z"], text=a["text"], customdata=a["hover"], texttemplate="%{text}",
@@ -90,8 +125,9 @@ def grid_animation(traces, labels=None, sample: int = 0, start: int = 0, length:
                                    args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate")]),
                           ])],
         sliders=[dict(active=0, x=0.12, len=0.88, y=0, yanchor="top", pad=dict(t=8),
-                      currentvalue=dict(prefix="step "),
-                      steps=[dict(label=_slider_label(s, idx), method="animate", args=[[str(s)], anim])
+                      currentvalue=dict(prefix=prefix),
+                      steps=[dict(label=_slider_label(s, [idx[i] for i in counted]), method="animate",
+                                  args=[[str(s)], anim])
                              for s in steps])],
     )
     for i in range(n):

@@ -6,10 +6,9 @@ import html
 import time
 
 import ipywidgets as W
-import numpy as np
 
 from ..viz import export
-from ..viz.animation import grid_animation
+from ..viz.animation import align_steps, default_alignment, grid_animation
 from ..viz.curves import step_curves
 from .player import Player
 from .scrubber import SPEEDS, TraceViewer, default_speed, set_speed
@@ -25,14 +24,26 @@ class CompareViewer(W.VBox):
     """One step slider (with play and speed) and one position window driving a grid per trace,
     side by side when the width allows (they wrap under each other otherwise).
 
-    Traces may differ in length or start (a branch starts at its parent's step): each grid shows
-    its nearest state. Hover and click work in each grid as in :class:`TraceViewer`; paging
-    (``show_window`` or the "from pos." slider) moves every grid together, and so does the
+    Traces may differ in length or start (a branch starts at its parent's step). ``align`` says
+    how one slider drives them:
+
+    * ``"step"``: every grid at the same step number (its nearest state where a trace has not
+      started yet or has ended) -- right for a branch beside its parent, which share one clock;
+    * ``"progress"``: every grid at the same share of its own run. The slider counts the steps of
+      the longest run and a run of ``first..last`` stands at ``first + round(share * (last -
+      first))``: a 128-step baseline and a 256-step ReMDM-LLaDA run are compared half-way at
+      steps 64 and 128, not both at 64, where the cells would differ mostly by how far each run
+      has got. The step label still gives each grid's own step.
+
+    The default (``None``) is ``"progress"`` when the traces start together and their step grids
+    differ in length, else ``"step"`` (:func:`explorer.viz.animation.default_alignment`); ``to_html``
+    aligns its frames the same way. Hover and click work in each grid as in :class:`TraceViewer`;
+    paging (``show_window`` or the "from pos." slider) moves every grid together, and so does the
     sample box when the traces have several samples.
     """
 
     def __init__(self, traces, labels=None, sample: int = 0, step: int | None = None, start: int | None = None,
-                 length: int = 128, columns: int = 16, curves: bool = False):
+                 length: int = 128, columns: int = 16, curves: bool = False, align: str | None = None):
         self.traces = list(traces)
         if len(self.traces) < 2:
             raise ValueError("CompareViewer needs at least two traces; use TraceViewer for one.")
@@ -45,8 +56,12 @@ class CompareViewer(W.VBox):
                                     label=lab, curves=curves, lifeline=True)
                         for t, lab in zip(self.traces, self.labels)]
         self.share_cells()  # one cell width for every grid, so rows line up
-        lo = min(v.index.first_step for v in self.viewers)
-        hi = max(v.index.last_step for v in self.viewers)
+        indexes = [v.index for v in self.viewers]
+        self.align = default_alignment(indexes) if align is None else align
+        align_steps(indexes, 0, self.align)       # an unknown alignment is refused here
+        counted = [self.longest] if self.align == "progress" else indexes   # what the slider's steps count
+        lo = min(ix.first_step for ix in counted)
+        hi = max(ix.last_step for ix in counted)
         step = hi if step is None else int(step)
         self.slider = W.IntSlider(value=step, min=lo, max=hi, description="step", continuous_update=True,
                                   readout=False, layout=W.Layout(width="50%"))
@@ -107,6 +122,11 @@ class CompareViewer(W.VBox):
     def start(self) -> int:
         return self.viewers[0].start
 
+    @property
+    def longest(self):
+        """The index of the run with the most steps: the one the slider counts under "progress"."""
+        return max((v.index for v in self.viewers), key=lambda ix: ix.last_step - ix.first_step)
+
     def show_window(self, start: int) -> None:
         """Page every grid to positions ``[start, start + length)`` together."""
         start = int(start)
@@ -139,21 +159,24 @@ class CompareViewer(W.VBox):
 
     def render(self, step: int) -> float:
         t0 = time.perf_counter()
-        for v in self.viewers:
-            k = int(np.clip(step, v.index.first_step, v.index.last_step))
+        for v, k in zip(self.viewers, align_steps([v.index for v in self.viewers], step, self.align)):
             v.slider.value = k  # renders that grid (no-op when unchanged)
-        self.step_label.value = self.shared_label()
+        self.step_label.value = self.shared_label(step)
         self.mark_differences()
         self.last_render_s = time.perf_counter() - t0
         return self.last_render_s
 
-    def shared_label(self) -> str:
+    def shared_label(self, step: int | None = None) -> str:
         """What the shared slider shows: the step label when every grid reads the same, else each
-        grid's own ("remdm-loop: final argmax pass (after step 8) · mdlm: step 8 of 8")."""
+        grid's own ("remdm-loop: final argmax pass (after step 8) · mdlm: step 8 of 8"); aligned by
+        progress, the share of each run first ("50% of each run · llada: step 64 of 128 · ...")."""
         shown = [v.step_label.value for v in self.viewers]
-        if len(set(shown)) == 1:
-            return shown[0]
-        return " · ".join(f"{html.escape(lab)}: {s}" for lab, s in zip(self.labels, shown))
+        each = " · ".join(f"{html.escape(lab)}: {s}" for lab, s in zip(self.labels, shown))
+        if self.align == "progress":
+            ref = self.longest
+            share = ((self.step if step is None else int(step)) - ref.first_step) / max(1, ref.last_step - ref.first_step)
+            return f"{100 * min(1.0, max(0.0, share)):.0f}% of each run · {each}"
+        return shown[0] if len(set(shown)) == 1 else each
 
     def differences(self) -> list[int]:
         """Positions of the shown window where the grids hold different tokens at the shown step
@@ -175,7 +198,7 @@ class CompareViewer(W.VBox):
     def figure(self, max_frames: int = 60):
         v = self.viewers[0]
         return grid_animation(self.traces, self.labels, self.sample, v.start, v.length, v.columns,
-                              max_frames=max_frames)
+                              max_frames=max_frames, align=self.align)
 
     def page_parts(self, max_frames: int = 60) -> list:
         """What :meth:`to_html` draws (for pages that hold this view among other things)."""
