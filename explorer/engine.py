@@ -918,7 +918,10 @@ def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | No
     ``replace``: ``{position: token}`` (token id or single-token text) written into every sample at
     that position *without* pinning it -- plant a mistake and watch what the sampler does with it.
     A replaced token counts as decoded with an unknown probability (nan), so a remasking sampler may
-    revisit it; it cannot be combined with ``remask`` or ``pin`` at the same position.
+    revisit it -- except those that rank by the confidence a token was written with
+    (``sampler.ranks_written_confidence``: ReMDM-conf, ReMDM-LLaDA, RCR), which leave it alone as
+    upstream leaves a position it never wrote; it cannot be combined with ``remask`` or ``pin`` at
+    the same position.
     With no edit and the same seed the branch reproduces the parent exactly.  The branch records its
     parent and the edit.
     """

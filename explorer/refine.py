@@ -70,8 +70,10 @@ def refine(model, x, sampler: Sampler | None = None, steps: int | None = None, s
     and are never touched.
     ``sampler``: default :class:`~explorer.samplers.ReMDMRefine` ``(alpha=0.98, eta=bound)`` -- about
     2 % of the tokens masked at a time, every token revisited eta * T times on average (see its
-    docstring for why). Any remasking sampler works (ReMDM-loop's own loop phase, ReMDM-cap, ...);
-    one that never remasks (MDLM) returns ``x`` unchanged.
+    docstring for why). Any remasking sampler that does not rank by the confidence a token was
+    written with works (ReMDM-loop's own loop phase, ReMDM-cap, ...); one that never remasks (MDLM)
+    returns ``x`` unchanged. ReMDM-conf, ReMDM-LLaDA and RCR are refused: the given tokens were not
+    written by them, so they have no such confidence, and these samplers would never pick them.
     ``steps``: loop steps, default L (a token is then missed with probability (1 - eta)^L, 0.5 % at
     L = 256 with the defaults).
     ``remaskable``: positions (list of ints) or a boolean mask ``[L]`` / ``[N, L]``: only these may
@@ -79,6 +81,10 @@ def refine(model, x, sampler: Sampler | None = None, steps: int | None = None, s
     Sample ``i`` depends only on ``(seed, i)``.
     """
     sampler = ReMDMRefine() if sampler is None else sampler
+    if getattr(sampler, "ranks_written_confidence", False):
+        raise ValueError(f"{sampler.name} picks the tokens to remask by the confidence each was written with, and "
+                         "the tokens refine() is given have none (this sampler did not write them), so it would "
+                         "never remask them; use remdm-refine (the default), remdm-cap, remdm-loop or rescore.")
     steps = model.seq_len if steps is None else steps
     _check_common(model, sampler, steps, 1, seed, None, topk)
     ids = _as_ids(model, x)

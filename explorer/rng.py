@@ -104,9 +104,9 @@ def uniforms_from(keys: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
     z >>= 11                       # arithmetic shift; the mask below makes it logical
     z &= (1 << 53) - 1
     u = z.to(torch.float64)
-    u += 0.5
+    u += 0.5                       # k + 0.5 rounds (to even) once k >= 2**52: the top k would give 1.0
     u *= 2.0 ** -53
-    return u
+    return u.clamp_(max=1.0 - 2.0 ** -53)
 
 
 def stream_keys(seed: int, samples, step: int, purpose: int, device=None) -> torch.Tensor:

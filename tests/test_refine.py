@@ -197,3 +197,13 @@ def test_eta_exactly_at_the_validity_bound_is_accepted(alpha, eta):
         ReMDMLoop(eta=eta * 1.001, alpha_on=alpha)
     with pytest.raises(ValueError, match="outside"):
         ReMDMRefine(alpha=alpha, eta=eta * 1.001)
+
+
+@pytest.mark.parametrize("name", ["remdm-conf", "rcr"])
+def test_refine_refuses_samplers_that_rank_by_the_confidence_a_token_was_written_with(name):
+    """The given tokens were not written by the sampler, so their confidence is unknown (nan) and
+    ReMDM-conf / RCR would never pick them: refine() used to return x unchanged without a word."""
+    model = explorer.load_model("orders")
+    x = explorer.generate(model, MDLM(), 8, seed=0, progress=False).final
+    with pytest.raises(ValueError, match=f"{name} picks the tokens to remask by the confidence.*remdm-refine"):
+        explorer.refine(model, x, sampler=samplers.by_name(name), steps=4, progress=False)

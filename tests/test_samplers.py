@@ -166,6 +166,16 @@ def test_uniforms_are_the_documented_function_of_their_coordinates():
             assert torch.equal(grid[i, p - 1], rng.stream_keys(seed, samples, st, p))
 
 
+def test_the_top_uniform_is_below_one(monkeypatch):
+    """(k + 0.5) / 2**53 rounds to 1.0 at k = 2**53 - 1 in float64; a coin u < 1 must never fail and
+    an inverse CDF never land past the last weight, so the top value is held just below 1."""
+    monkeypatch.setattr(rng, "_mix64_", lambda z: z)        # the mixed word is then the key itself
+    top = rng.uniforms_from(torch.tensor([-1], dtype=torch.int64), torch.tensor([0], dtype=torch.int64))
+    assert float(top) < 1.0 and float(top) == 1.0 - 2.0 ** -53
+    low = rng.uniforms_from(torch.tensor([0], dtype=torch.int64), torch.tensor([0], dtype=torch.int64))
+    assert float(low) == 0.5 * 2.0 ** -53
+
+
 def test_rng_matches_reference_mixer_and_is_uniform():
     vals = [0, 1, 2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1, 123456789123456789]
     t = torch.tensor([rng._signed(v) for v in vals])
@@ -283,6 +293,50 @@ def test_conf_remasks_low_probability_tokens_more_often():
     eta = ReMDMConf().eta_conf(state)[0]
     assert eta[2] == 0 and eta[:2].sum() == pytest.approx(1.0)
     assert eta[1] / eta[0] == pytest.approx(math.exp(0.6))
+
+
+def test_conf_leaves_a_token_of_unknown_confidence_alone_and_the_rest_as_before():
+    """A decoded token with no psi (nan: planted by resume(replace=...)) gets weight 0, as a position
+    upstream never wrote (conf = -inf); the softmax over the others still sums to 1 (§2.4). It used
+    to turn the whole row's softmax into nan and so switch remasking off for the row."""
+    x = torch.tensor([[0, 1, 0, 1, 2]])
+    tp = torch.tensor([[0.9, 0.2, 0.5, float("nan"), float("nan")]])
+    state = SamplerState(x=x, masked=x == 2, token_prob=tp, fixed=torch.zeros(1, 5, dtype=torch.bool))
+    eta = ReMDMConf().eta_conf(state)[0]
+    assert eta[3] == 0 and eta[4] == 0 and eta[:3].sum() == pytest.approx(1.0)
+    want = torch.softmax(-torch.tensor([0.9, 0.2, 0.5], dtype=torch.float64), 0)
+    assert torch.allclose(eta[:3], want)
+    # end to end: a replaced token is never remasked, the others are, about as often as without the edit
+    p = torch.zeros(16, 3)
+    p[:, 0], p[:, 1] = 0.8, 0.2
+    model = explorer.StubDenoiser(p)
+    tr = explorer.generate(model, ReMDMConf(), 16, num_samples=200, seed=0, progress=False, topk=0)
+    edited = explorer.resume(model, tr, 8, replace={0: 1}, progress=False)
+    plain = explorer.resume(model, tr, 8, progress=False)
+    re_e, re_p = (t.events.query("kind == 'remask'") for t in (edited, plain))
+    assert (re_e.position == 0).sum() == 0 and (re_p.position == 0).sum() > 0
+    # 15 of 16 positions stay eligible: the count of other remasks stays within noise (Poisson, 4 SE)
+    n_e, n_p = int((re_e.position != 0).sum()), int((re_p.position != 0).sum())
+    assert n_p > 50 and abs(n_e - n_p) < 4 * math.sqrt(n_e + n_p), (n_e, n_p)
+
+
+def test_a_tempered_draw_never_records_confidence_zero_and_t_below_one_is_unchanged():
+    """draw_tokens with a temperature reads the token's untempered p(x0), renormalised over the union
+    of the untempered nucleus and the tempered one it was drawn from: at T > 1 a token only the
+    tempered nucleus keeps gets its p(x0), not 0; at T < 1 (tempered nucleus inside) the old value."""
+    from explorer.samplers.categorical import draw_tokens
+    probs = torch.tensor([0.55, 0.25, 0.12, 0.05, 0.03, 0.0])
+    logits = torch.log(probs.clamp(min=1e-30))[None]
+    u = torch.linspace(0.005, 0.995, 199, dtype=torch.float64)
+    for T, kept in ((3.0, [0, 1]), (0.5, [0])):      # nucleus 0.7 of p keeps {0}; of p^(1/3) {0, 1}
+        seen = {}
+        for ui in u:
+            tok, prob, _, _ = draw_tokens(logits.clone(), 5, 0.7, ui[None], 0, temperature=T)
+            seen[int(tok)] = float(prob)
+        assert set(seen) == set(kept) and min(seen.values()) > 0
+        union = probs[:2].sum() if T > 1 else probs[0]
+        for t, pr in seen.items():
+            assert pr == pytest.approx(float(probs[t] / union), rel=1e-6)
 
 
 def test_confidence_ordered_commits_even_counts_and_never_remasks():

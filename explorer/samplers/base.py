@@ -136,6 +136,9 @@ class Sampler:
     name: ClassVar[str] = "base"
     remasks: ClassVar[bool] = False     # may put decoded tokens back to [MASK]
     needs_prompt: ClassVar[bool] = False   # only for prompted (variable-length) models
+    # picks the tokens to remask by the confidence each was written with (``token_prob``); a token
+    # it did not write (refine's input, resume's replace=) has none (nan)
+    ranks_written_confidence: ClassVar[bool] = False
 
     def __post_init__(self):
         if isinstance(self.nucleus_p, bool) or not isinstance(self.nucleus_p, (int, float)) \

@@ -93,14 +93,17 @@ def draw_tokens(logits: torch.Tensor, mask_id: int, nucleus_p: float, u: torch.T
     top-k probs).
 
     The prob returned (recorded, and ReMDM-conf's psi) is the post-nucleus p(x0), as upstream; with a
-    temperature the draw uses p^(1/T) but the prob is still read from the untempered p(x0).
+    temperature the draw uses p^(1/T) but the prob is still read from the untempered p(x0),
+    renormalised over the union of its nucleus and the tempered one the token was drawn from. At
+    T < 1 that is the untempered nucleus (the tempered one lies inside it); at T > 1 the tempered
+    nucleus is the larger, and a token it holds but the untempered one cuts gets its p(x0), not 0.
     ``scratch=True``: the logits are the caller's to lose (as those ``ctx.draw`` hands out).
     """
     p = subs_probs(logits, mask_id, scratch=scratch and temperature == 1.0)
     w = nucleus_weights(p if temperature == 1.0 else subs_probs(logits, mask_id, temperature), nucleus_p)
     token, total = _inverse_cdf(w, u)      # the inverse CDF needs no normalisation
     if temperature != 1.0:
-        w = nucleus_weights(p, nucleus_p)
+        w = p if nucleus_p >= 1.0 else torch.where((w > 0) | (nucleus_weights(p, nucleus_p) > 0), p.double(), 0.0)
         total = w.sum(-1, dtype=torch.float64)
     prob = w.gather(-1, token[:, None]).squeeze(-1) / total      # float64, as total is
     cp, ci = top_candidates(p, topk, scratch=True)     # p is ours and used up: no copy for the search

@@ -172,6 +172,7 @@ class ReMDMLLaDA(RankedSampler):
     block_length: int | None = None
     name = "remdm-llada"
     remasks = True
+    ranks_written_confidence = True     # a token with unknown confidence is left out of the remask pool
 
     def validate(self):
         ranked.check_block_length(self.block_length)

@@ -45,6 +45,7 @@ class RCR(FixedBlocks):
     """Running confidence remasking (module docstring)."""
     name = "rcr"
     remasks = True
+    ranks_written_confidence = True
     phase = "rcr"
 
     def step(self, ctx) -> Decision:
