@@ -215,7 +215,7 @@ def error_causes_figure(causes: dict, sequences: int | dict | None = None,
     headline = (f"{_share_words(frac)} broken rules are schedule clashes (both fields written in the same step)"
                 if sum(total) else "No broken rules in these runs")
     meta = {"takeaway": takeaway, "headline": headline, "together": together, "total": total}
-    lines = [takeaway]
+    lines, shown = [takeaway], headline        # shown: the title, one line per comparison
     if sequences is not None:
         n_of = {k: int(sequences[k] if isinstance(sequences, dict) else sequences) for k in labels}
         per = {}
@@ -240,14 +240,16 @@ def error_causes_figure(causes: dict, sequences: int | dict | None = None,
                 said.append(f"{k} and {first} leave about as many records broken (within noise, {abs(z[k]):.1f} SE)")
         if said:
             headline += "; " + "; ".join(said)
+            shown = shown + ".<br>" + "; ".join(said)
         lines.append("Records broken (mean ± 1 SE over sequences): " + "; ".join(
             f"{k} {m:.1%} ± {se:.1%} of {n_of[k] * records_per_seq}" for k, (m, se) in per.items()) + ".")
         meta.update(headline=headline, takeaway=" ".join(lines), broken_records=per, z=z)
-    fig.update_layout(barmode="stack", title=dict(text=headline + ".", font=dict(size=15), x=0.01, xanchor="left",
+    fig.update_layout(barmode="stack", title=dict(text=shown + ".", font=dict(size=15), x=0.01, xanchor="left",
                                                   subtitle=dict(text="<br>".join(lines), font=dict(size=11,
                                                                                                   color="#444"))),
-                      template="plotly_white", height=440, margin=dict(t=120),
-                      yaxis_title="broken rules (fewer is better)", legend=dict(orientation="h", y=-0.15),
+                      template="plotly_white", height=460, margin=dict(t=140),
+                      yaxis_title="broken rules (fewer is better; a record can break several)",
+                      legend=dict(orientation="h", y=-0.15),
                       meta=meta)
     return fig
 
