@@ -423,6 +423,7 @@ def test_the_lab_checks_its_judge_before_any_work(capsys, tmp_path, monkeypatch)
 @pytest.mark.parametrize("argv, named", [
     (["sweep", "--model", "orders", "--seeds", "0,1,0"], "repeats 0"),
     (["sweep", "--model", "orders", "--steps", "8,16,8"], "repeats 8"),
+    (["sweep", "--model", "orders", "--metrics", "validity,entropy,validity"], "repeats validity"),
     (["strategies", "--model", "orders", "--budgets", "64,128,64"], "repeats 64"),
 ])
 def test_a_repeated_seed_step_or_budget_is_refused_before_loading(capsys, tmp_path, no_model_loaded, argv, named):

@@ -56,7 +56,7 @@ def parser() -> ArgumentParser:
     return p
 
 
-def _no_repeats(option: str, text: str, values: list[int], resolved: str = "") -> None:
+def _no_repeats(option: str, text: str, values: list, resolved: str = "") -> None:
     """A value given twice runs its cells twice and counts them twice in the statistics: refused."""
     from explorer.sweep import repeated
 
@@ -103,7 +103,8 @@ def plan(a) -> tuple[dict, list[int], list[str]]:
     if a.baseline is not None and a.baseline not in samplers:
         raise UsageError(f"--baseline {a.baseline!r} is not one of the samplers ({', '.join(samplers)}).",
                          f"choose one of them, or add it to --samplers.")
-    metrics = a.metrics.split(",") if a.metrics else default_metrics(a.model)
+    metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else default_metrics(a.model)
+    _no_repeats("--metrics", a.metrics or "", metrics)
     for m in metrics:
         try:
             get_metric(m)
