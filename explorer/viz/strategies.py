@@ -125,7 +125,7 @@ def remask_precision(table: pd.DataFrame, blind: float | None = None, title: str
         fig.add_hline(y=blind, line=dict(color="#555555", dash="dot"),
                       annotation_text=f"a blind remask: {blind:.3f}", annotation_position="top left")
     fig.update_layout(title=title or "How often a remask hits a broken record",
-                      xaxis_title="model calls per sequence (measured)",
+                      xaxis_title="model calls per sequence (measured mean)",
                       yaxis_title="remask precision (hits / remasks; higher is better)",
                       yaxis_range=[0, 1.05], template="plotly_white", legend=dict(orientation="h", y=-0.25),
                       height=400)
