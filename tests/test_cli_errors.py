@@ -425,9 +425,12 @@ def test_the_lab_checks_its_judge_before_any_work(capsys, tmp_path, monkeypatch)
     (["sweep", "--model", "orders", "--steps", "8,16,8"], "repeats 8"),
     (["sweep", "--model", "orders", "--metrics", "validity,entropy,validity"], "repeats validity"),
     (["strategies", "--model", "orders", "--budgets", "64,128,64"], "repeats 64"),
+    (["evaluate-orders", "--steps", "4", "8", "4"], "repeats 4"),
+    (["repair", "--steps", "4", "4"], "repeats 4"),
 ])
 def test_a_repeated_seed_step_or_budget_is_refused_before_loading(capsys, tmp_path, no_model_loaded, argv, named):
-    err = refused(capsys, [*argv, "--out", str(tmp_path / "o")], "give each", tmp_path)
+    out = tmp_path / ("o.csv" if argv[0] in ("evaluate-orders", "repair") else "o")
+    err = refused(capsys, [*argv, "--out", str(out)], "give each", tmp_path)
     assert named in err
 
 

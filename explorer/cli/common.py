@@ -79,6 +79,18 @@ nonnegative_float = _number_at_least(float, 0.0, False, "a number >= 0")
 positive_float = _number_at_least(float, 0.0, True, "a number > 0")
 
 
+def no_repeats(option: str, text: str, values: Sequence, resolved: str = "") -> None:
+    """A value given twice runs its cells twice and counts them twice in the statistics: refused."""
+    twice, seen = [], set()
+    for v in values:
+        if v in seen and v not in twice:
+            twice.append(v)
+        seen.add(v)
+    if twice:
+        raise UsageError(f"{option} {text!r}{resolved} repeats {', '.join(map(str, twice))}.",
+                         "give each once (a repeat counts its cells twice and shrinks the standard errors).")
+
+
 def _check_folder(folder: Path, option: str, what: str) -> None:
     """``folder`` exists, is a folder, and a file can be created in it (tried, then removed:
     ``os.access`` says yes to root even on a read-only mount)."""

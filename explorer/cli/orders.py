@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from explorer.cli._options import add_allow_download, add_threads, set_threads
-from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, nonnegative_int, output_file,
-                                 positive_float, positive_int, sampler_from_cli, samplers_from_cli)
+from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, no_repeats, nonnegative_int,
+                                 output_file, positive_float, positive_int, sampler_from_cli, samplers_from_cli)
 from explorer.tasks.orders import RECORDS_PER_SEQ, SEQ_LEN, VOCAB_SIZE
 
 
@@ -56,6 +56,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     from explorer.studies.orders import evaluate
 
     a = evaluate_parser().parse_args(argv)
+    no_repeats("--steps", " ".join(map(str, a.steps)), a.steps)
     out = output_file(a.out, suffixes=(".csv",)) if a.out else None
     samplers = samplers_from_cli(a.samplers, example='--samplers mdlm "remdm-cap:eta=0.02"')
     set_threads(a.threads)
@@ -93,6 +94,7 @@ def repair_main(argv: Sequence[str] | None = None) -> int:
     from explorer.studies.repair import measure
 
     a = repair_parser().parse_args(argv)
+    no_repeats("--steps", " ".join(map(str, a.steps)), a.steps)
     out = output_file(a.out, suffixes=(".csv",)) if a.out else None
     settings = {k: v for k, v in (("alpha", a.alpha), ("eta", a.eta)) if v is not None}
     refine = sampler_from_cli("remdm-refine", settings, settings_option="--alpha/--eta")

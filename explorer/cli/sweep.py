@@ -13,6 +13,7 @@ from explorer.cli._options import (add_allow_download, add_batch_size, add_no_pr
                                    add_num_samples, add_output_folder, sampler_defaults)
 from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, judge_from_cli, model_from_cli,
                                  output_dir, samplers_from_cli)
+from explorer.cli.common import no_repeats as _no_repeats
 
 
 def default_metrics(model_name: str) -> list[str]:
@@ -54,16 +55,6 @@ def parser() -> ArgumentParser:
     add_allow_download(p)
     add_no_progress(p)
     return p
-
-
-def _no_repeats(option: str, text: str, values: list, resolved: str = "") -> None:
-    """A value given twice runs its cells twice and counts them twice in the statistics: refused."""
-    from explorer.sweep import repeated
-
-    twice = repeated(values)
-    if twice:
-        raise UsageError(f"{option} {text!r}{resolved} repeats {', '.join(map(str, twice))}.",
-                         f"give each once (a repeat counts its cells twice and shrinks the standard errors).")
 
 
 def resolved_steps(a, seq_len: int) -> list[int]:
