@@ -94,11 +94,18 @@ class StepUpdate:
 
 # ---------------------------------------------------------------------------- inputs
 def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens [L], fixed [L]) from a prompt: text or ids (a prefix), {position: token}, or a [L] tensor."""
+    """(tokens [L], fixed [L]) from a prompt: text or ids (a prefix), {position: token}, or a [L] tensor.
+
+    A model's own fixed tokens (``model.fixed_tokens``, e.g. ``order`` at the start of each orders
+    record) stay: a prefix goes after the leading ones unless it starts with them itself (the user
+    typed the text from its start), and a prompt token that lands on another fixed token must be
+    that token -- one that would overwrite it is refused, naming both.
+    """
     tokens = torch.full((seq_len,), mask_id, dtype=torch.long)
     fixed = torch.zeros(seq_len, dtype=torch.bool)
-    for pos, tok in (getattr(model, "fixed_tokens", None) or {}).items():
-        tokens[pos], fixed[pos] = int(tok), True
+    anchors = {int(p): int(t) for p, t in (getattr(model, "fixed_tokens", None) or {}).items()}
+    for pos, tok in anchors.items():
+        tokens[pos], fixed[pos] = tok, True
     if prompt is None:
         return tokens, fixed
 
@@ -127,6 +134,8 @@ def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Te
             items = [(i, int(t)) for i, t in enumerate(ids.tolist()) if t != mask_id]
         else:
             start = int(fixed.long().argmin()) if fixed.any() and fixed[0] else 0   # after e.g. [CLS]
+            if start and ids[:start].tolist() == tokens[:start].tolist():
+                start = 0                          # the prefix already holds the leading fixed tokens
             items = [(start + i, int(t)) for i, t in enumerate(ids.tolist())]
     for pos, tok in items:
         if not 0 <= pos < seq_len:
@@ -134,6 +143,10 @@ def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Te
         if not 0 <= tok < model.vocab_size or tok == mask_id:
             raise ValueError(f"prompt token id {tok} at position {pos} is not a valid non-mask token "
                              f"(vocabulary size {model.vocab_size}, mask id {mask_id}).")
+        if pos in anchors and tok != anchors[pos]:
+            raise ValueError(f"the prompt puts token id {tok} at position {pos}, where the model always has its fixed "
+                             f"token id {anchors[pos]}; shorten the prompt to end before position {pos}, or write "
+                             "that token there (model.fixed_tokens lists them).")
         tokens[pos], fixed[pos] = tok, True
     return tokens, fixed
 

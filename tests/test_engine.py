@@ -478,3 +478,19 @@ def test_a_text_prompt_with_words_the_vocabulary_lacks_is_refused_naming_them():
         explorer.generate(m, MDLM(), 4, prompt={3: "DE"}, progress=False)
     ids, row = m.tokenizer("order =", add_special_tokens=False)["input_ids"], tr.final[0].tolist()
     assert any(row[i:i + 2] == ids for i in range(len(row) - 1))
+
+
+def test_a_prefix_prompt_keeps_the_models_fixed_tokens():
+    """orders writes 'order' at 0, 16, 32, ...: a prompt typed from the start of the text ('order
+    france ...') used to go after the leading one ('order order france ...') and a 16-token prompt
+    overwrote the fixed 'order' at 16, silently breaking the records."""
+    m = explorer.load_model("orders")
+    record = "order france eur 20% pan kitchen 48 x 2 = 96 ordered 05 shipped 13 ;"
+    ids = m.tokenizer(record, add_special_tokens=False)["input_ids"]
+    assert len(ids) == 16
+    for prompt, at in ((record, 0), (record.removeprefix("order "), 1)):
+        tr = explorer.generate(m, MDLM(), 4, prompt=prompt, progress=False)
+        assert tr.final[0, :16].tolist() == ids and bool(tr.fixed[0, :16].all()), prompt
+        assert tr.decode([int(tr.final[0, 16])]).strip() == "order"
+    with pytest.raises(ValueError, match="position 16, where the model always has its fixed token"):
+        explorer.generate(m, MDLM(), 4, prompt=record + " spain", progress=False)   # 'spain' where 'order' stands
