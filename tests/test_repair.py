@@ -214,8 +214,8 @@ def test_scaling_figure_and_its_takeaway():
     assert fig.layout.title.text == meta["headline"] + "." and meta["takeaway"] in fig.layout.title.subtitle.text
     assert meta["headline"] == ("More steps keep paying only with remdm-loop (still improving at T = 512, the most "
                                 "measured); mdlm is still improving at T = 512, the most measured")
-    assert meta["crossover"] == ("at few steps remdm-loop is worse: at T = 128 90.0 vs mdlm's 88.0 (0.5 SE, within "
-                                 "noise); it is better from T = 512")
+    assert meta["crossover"] == ("at few steps remdm-loop is no better: at T = 128 90.0 vs mdlm's 88.0 (0.5 SE worse, "
+                                 "within noise); it is better from T = 512")
     assert fig.layout.yaxis.title.text == "judge Gen PPL (lower is better)"
     flat = _sweep_rows({("mdlm", 128): (80, 3), ("mdlm", 512): (79, 3),
                         ("remdm-loop", 128): (70, 3), ("remdm-loop", 512): (50, 3)})
