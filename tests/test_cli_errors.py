@@ -502,3 +502,23 @@ def test_help_says_each_default_once():
 def test_python_dash_m_explorer_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "explorer", "--help"], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0 and "usage: explorer COMMAND" in done.stdout
+
+
+@pytest.mark.parametrize("argv, seed", [
+    (["generate", "--model", "orders", "--steps", "4", "--seed"], 2**64),
+    (["generate", "--model", "orders", "--steps", "4", "--seed"], 2**63),
+    (["sweep", "--model", "orders", "--out", "OUT", "--seeds"], f"0,{2**64}"),
+    (["strategies", "--model", "orders", "--out", "OUT", "--seed"], 2**64),
+    (["evaluate-orders", "--seed"], 2**64),
+    (["repair", "--seed"], 2**64),
+    (["repair", "--data-seed"], 2**64),
+    (["train", "--task", "orders", "--out", "OUT", "--seed"], 2**64),
+    (["judge", "train", "--steps", "2", "--out", "OUT", "--seed"], 2**32),
+    (["judge", "train", "--steps", "2", "--out", "OUT", "--seed"], -5),
+])
+def test_a_seed_out_of_range_is_refused_before_any_work(capsys, tmp_path, no_model_loaded, argv, seed):
+    """2**64 drew the same samples as 0 and crashed a sweep when its results were written; numpy
+    refused judge train's seeds from 2**32 on without naming --seed, after making the run folder."""
+    argv = [str(tmp_path / "o") if w == "OUT" else w for w in argv]
+    err = refused(capsys, [*argv, str(seed)], "--", tmp_path)
+    assert "seed" in err and ("2**63 - 1" in err or "2**32 - 1" in err), err

@@ -59,14 +59,16 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(message + ".", f"see `{self.prog} --help`.")
 
 
-def _number_at_least(kind: type, low, strict: bool, what: str):
-    """An argparse ``type`` that parses ``kind`` and refuses values below ``low`` (or equal, if strict)."""
+def _number_at_least(kind: type, low, strict: bool, what: str, high=None):
+    """An argparse ``type`` that parses ``kind`` and refuses values below ``low`` (or equal, if strict)
+    and, when given, above ``high``."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or not (value > low if strict else value >= low):   # also refuses nan
+        if (value is None or not (value > low if strict else value >= low)   # also refuses nan
+                or (high is not None and value > high)):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
     parse.__name__ = what
@@ -75,6 +77,11 @@ def _number_at_least(kind: type, low, strict: bool, what: str):
 
 positive_int = _number_at_least(int, 1, False, "a whole number >= 1")
 nonnegative_int = _number_at_least(int, 0, False, "a whole number >= 0")
+#: Seeds are mixed as 64-bit integers (explorer/rng.py) and stored in int64 columns: a larger one
+#: would draw the same samples as a small one (2**64 as 0) or fail when the results are written.
+MAX_SEED = 2**63 - 1
+SEED_RANGE = "a whole number >= 0 and <= 2**63 - 1"
+seed_int = _number_at_least(int, 0, False, SEED_RANGE, high=MAX_SEED)
 nonnegative_float = _number_at_least(float, 0.0, False, "a number >= 0")
 positive_float = _number_at_least(float, 0.0, True, "a number > 0")
 

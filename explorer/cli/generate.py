@@ -5,8 +5,8 @@ import sys
 from typing import Sequence
 
 from explorer.cli._options import add_allow_download, add_batch_size, add_num_samples
-from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, model_from_cli, nonnegative_int,
-                                 output_file, positive_int, sampler_from_cli)
+from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, model_from_cli, output_file,
+                                 positive_int, sampler_from_cli, seed_int)
 
 TRACE_SUFFIXES = (".csv", ".parquet")
 
@@ -25,7 +25,7 @@ def parser() -> ArgumentParser:
                    'e.g. \'{"eta": 0.02}\'')
     p.add_argument("--steps", type=positive_int, required=True, help="number of sampling steps T (>= 1)")
     add_num_samples(p, default=1, help="how many sequences to generate")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (same seed, same samples)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (same seed, same samples)")
     add_batch_size(p, help="sequences per model call (default: all at once; samples do not depend on it)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     add_allow_download(p)

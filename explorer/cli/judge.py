@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Sequence
 
 from explorer.cli._options import add_threads, set_threads
-from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, nonnegative_float, nonnegative_int,
-                                 output_dir, positive_int)
+from explorer.cli.common import (ArgumentParser, UsageError, _number_at_least, device_from_cli, nonnegative_float,
+                                 nonnegative_int, output_dir, positive_int)
+
+#: explorer.judge.train seeds numpy's legacy generator, which takes 0 to 2**32 - 1.
+judge_seed = _number_at_least(int, 0, False, "a whole number >= 0 and <= 2**32 - 1", high=2**32 - 1)
 
 
 def parser() -> ArgumentParser:
@@ -24,7 +27,7 @@ def parser() -> ArgumentParser:
     t.add_argument("--batch-size", type=positive_int, default=32, help="blocks per step")
     t.add_argument("--lr", type=nonnegative_float, default=1e-3, help="peak learning rate")
     t.add_argument("--warmup", type=nonnegative_int, default=200, help="linear warm-up steps")
-    t.add_argument("--seed", type=int, default=0, help="seed of the data stream and the weights")
+    t.add_argument("--seed", type=judge_seed, default=0, help="seed of the data stream and the weights")
     t.add_argument("--eval-every", type=nonnegative_int, default=250, help="steps between held-out evaluations (0: never)")
     t.add_argument("--ckpt-every", type=positive_int, default=50, help="steps between checkpoints")
     add_threads(t, default=1)

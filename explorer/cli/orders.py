@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from explorer.cli._options import add_allow_download, add_threads, set_threads
-from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, no_repeats, nonnegative_int,
-                                 output_file, positive_float, positive_int, sampler_from_cli, samplers_from_cli)
+from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, no_repeats, output_file,
+                                 positive_float, positive_int, sampler_from_cli, samplers_from_cli, seed_int)
 from explorer.tasks.orders import RECORDS_PER_SEQ, SEQ_LEN, VOCAB_SIZE
 
 
@@ -39,7 +39,7 @@ def evaluate_parser() -> ArgumentParser:
                    help="numbers of sampling steps T")
     p.add_argument("--samples", type=positive_int, default=128,
                    help=f"sequences per cell ({RECORDS_PER_SEQ} records each)")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed of every cell")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed of every cell")
     add_threads(p)
     p.add_argument("--out", default=None, help="CSV to write (its folder must exist)")
     add_allow_download(p)
@@ -79,8 +79,8 @@ def repair_parser() -> ArgumentParser:
                    help=f"sequences ({RECORDS_PER_SEQ // 2} planted records each)")
     p.add_argument("--steps", nargs="+", type=positive_int, default=[16, 32, 64, 128, 256, 512],
                    help="numbers of refine steps T")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the refine run")
-    p.add_argument("--data-seed", type=nonnegative_int, default=0, help="seed of the sequences and of the plants")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the refine run")
+    p.add_argument("--data-seed", type=seed_int, default=0, help="seed of the sequences and of the plants")
     p.add_argument("--alpha", type=positive_float, default=None, help="ReMDM-refine alpha (default: its own)")
     p.add_argument("--eta", type=positive_float, default=None, help="ReMDM-refine eta (default: the bound)")
     add_threads(p)

@@ -13,7 +13,7 @@ from typing import Sequence
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
                                    add_num_samples, add_output_folder, sampler_defaults)
 from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, judge_from_cli, model_from_cli,
-                                 nonnegative_int, output_dir, positive_int, samplers_from_cli)
+                                 output_dir, positive_int, samplers_from_cli, seed_int)
 
 
 def parser() -> ArgumentParser:
@@ -25,7 +25,7 @@ def parser() -> ArgumentParser:
                    help="comma-separated sampler specs, e.g. mdlm,remdm-loop,rescore:rounds=8")
     p.add_argument("--budgets", default="64,128", help="comma-separated model calls per sequence")
     add_num_samples(p, default=32)
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="the one seed every strategy uses")
+    p.add_argument("--seed", type=seed_int, default=0, help="the one seed every strategy uses")
     add_nucleus_p(p, help="top-p for every strategy whose spec does not set it (the paper uses 0.9)")
     p.add_argument("--prompt", default=None, help="prompt text, for models without a fixed length (LLaDA, Dream)")
     p.add_argument("--gen-length", type=positive_int, default=None, help="tokens to generate after --prompt")

@@ -11,8 +11,8 @@ from typing import Sequence
 
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
                                    add_num_samples, add_output_folder, sampler_defaults)
-from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, judge_from_cli, model_from_cli,
-                                 output_dir, samplers_from_cli)
+from explorer.cli.common import (MAX_SEED, ArgumentParser, UsageError, device_from_cli, judge_from_cli,
+                                 model_from_cli, output_dir, samplers_from_cli)
 from explorer.cli.common import no_repeats as _no_repeats
 
 
@@ -86,10 +86,11 @@ def plan(a) -> tuple[dict, list[int], list[str]]:
     _no_repeats("--steps", a.steps, [t.strip() for t in a.steps.split(",")])   # repeats at any L; more once L is known
     try:
         seeds = [int(s) for s in a.seeds.split(",")]
-        if min(seeds) < 0:
+        if min(seeds) < 0 or max(seeds) > MAX_SEED:
             raise ValueError
     except ValueError:
-        raise UsageError(f"--seeds {a.seeds!r} is not a list of whole numbers >= 0.", "write e.g. --seeds 0,1,2.") from None
+        raise UsageError(f"--seeds {a.seeds!r} is not a list of whole numbers >= 0 and <= 2**63 - 1.",
+                         "write e.g. --seeds 0,1,2 (each seed from 0 to 2**63 - 1).") from None
     _no_repeats("--seeds", a.seeds, seeds)
     if a.baseline is not None and a.baseline not in samplers:
         raise UsageError(f"--baseline {a.baseline!r} is not one of the samplers ({', '.join(samplers)}).",

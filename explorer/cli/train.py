@@ -9,7 +9,7 @@ from typing import Sequence
 
 from explorer.cli._options import add_no_progress, add_threads
 from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, nonnegative_float, nonnegative_int,
-                                 output_dir, positive_int)
+                                 output_dir, positive_int, seed_int)
 
 
 def parser() -> ArgumentParser:
@@ -32,7 +32,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--n-heads", type=positive_int, default=4, help="attention heads (must divide --hidden-dim)")
     p.add_argument("--cond-dim", type=positive_int, default=64, help="width of the time conditioning")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout probability")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the data stream, the noise and the weights")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the data stream, the noise and the weights")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     add_threads(p)
     p.add_argument("--eval-every", type=positive_int, default=1000, help="steps between held-out evaluations")
