@@ -448,7 +448,8 @@ def test_steps_that_repeat_or_vanish_at_the_models_length_leave_no_folder(capsys
     ["train", "--task", "orders", "--out", "OUT"],
 ])
 @pytest.mark.parametrize("device, fix", [("cuda", "--device cpu"), ("cuda:7", "--device cpu"),
-                                         ("bogus", "--device cpu or --device cuda")])
+                                         ("bogus", "--device cpu or --device cuda"),
+                                         ("meta", "--device cpu or --device cuda")])
 def test_a_device_this_machine_lacks_is_refused_before_loading(capsys, tmp_path, no_model_loaded, monkeypatch,
                                                                argv, device, fix):
     import torch

@@ -221,8 +221,8 @@ def model_from_cli(name: str, device: Any = None, allow_download: bool = False) 
 
 
 def device_from_cli(device: str | None, option: str = "--device") -> str | None:
-    """Check ``--device`` before any model is loaded: a torch device this machine has (``None`` and
-    ``auto`` pass: the command then chooses). A name torch does not know, or a GPU that is not
+    """Check ``--device`` before any model is loaded: cpu, cuda[:N] or mps, one this machine has (``None``
+    and ``auto`` pass: the command then chooses). A name torch does not know, or a GPU that is not
     there, is a :class:`UsageError` (it was an AssertionError or RuntimeError from deep in torch)."""
     if device is None or device == "auto":
         return device
@@ -232,6 +232,9 @@ def device_from_cli(device: str | None, option: str = "--device") -> str | None:
         parsed = torch.device(device)
     except RuntimeError:
         raise UsageError(f"{option} {device!r} is not a torch device.", f"write e.g. {option} cpu or {option} cuda.") from None
+    if parsed.type not in ("cpu", "cuda", "mps"):   # meta, xpu, ...: torch knows them, the samplers do not run there
+        raise UsageError(f"{option} {device!r}: the commands run on cpu, cuda[:N], mps or auto, not {parsed.type}.",
+                         f"write e.g. {option} cpu or {option} cuda.")
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
