@@ -412,6 +412,15 @@ def test_a_judge_that_is_not_here_is_refused_before_any_work(capsys, tmp_path, n
     assert "--judge" in err and "no-such-org/judge" in err
 
 
+def test_a_judge_folder_that_is_not_there_is_named_as_a_folder(capsys, tmp_path, no_model_loaded):
+    """huggingface_hub read the missing path as a hub id and said only 'Repo id must use ...'
+    (strategies shares the check: cli.common.judge_from_cli)."""
+    missing = tmp_path / "no" / "judge"
+    err = refused(capsys, ["sweep", "--model", "stories", "--metrics", "gen_ppl", "--judge", str(missing),
+                           "--out", str(tmp_path / "o")], "folder with config.json", tmp_path)
+    assert str(missing) in err and "no such folder" in err and "Repo id" not in err
+
+
 def test_the_lab_checks_its_judge_before_any_work(capsys, tmp_path, monkeypatch):
     import huggingface_hub
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)

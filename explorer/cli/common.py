@@ -257,6 +257,11 @@ def judge_from_cli(judge: str | None, allow_download: bool = False) -> None:
     except FileNotFoundError as e:
         problem, _, fix = str(e).partition("; ")
         raise UsageError(f"--judge: {problem}.", fix) from None
+    except ValueError:   # huggingface_hub's HFValidationError: a missing folder read as a malformed hub id
+        raise UsageError(f"--judge {judge}: no such folder, and not a shipped judge (stories-judge) or a Hugging "
+                         "Face hub id (org/name).",
+                         "pass a folder with config.json and weights (`explorer judge train --export DIR` writes "
+                         "one), stories-judge, or a hub id.") from None
 
 
 def _debug(argv: Sequence[str]) -> bool:
