@@ -532,3 +532,16 @@ def test_a_seed_out_of_range_is_refused_before_any_work(capsys, tmp_path, no_mod
     argv = [str(tmp_path / "o") if w == "OUT" else w for w in argv]
     err = refused(capsys, [*argv, str(seed)], "--", tmp_path)
     assert "seed" in err and ("2**63 - 1" in err or "2**32 - 1" in err), err
+
+
+@pytest.mark.parametrize("argv, fix", [
+    ([*GEN, "--sampler", "remdm-cap:bogus=1"], "eta, nucleus_p, remaskable"),
+    ([*GEN, "--sampler", "remdm-cap", "--settings", '{"bogus": 1}'], "eta, nucleus_p, remaskable"),
+    (["sweep", "--model", "orders", "--samplers", "mdlm,remdm-loop:bogus=1", "--out", "OUT"], "t_on"),
+    (["evaluate-orders", "--samplers", "mdlm", "remdm-cap:bogus=1"], "eta, nucleus_p"),
+])
+def test_an_unknown_sampler_setting_lists_the_settings_it_takes(capsys, tmp_path, no_model_loaded, argv, fix):
+    """It was the sampler's own 'ReMDMCap.__init__() got an unexpected keyword argument'."""
+    argv = [str(tmp_path / "o") if w == "OUT" else w for w in argv]
+    err = refused(capsys, argv, fix, tmp_path)
+    assert "no setting 'bogus'" in err and "__init__" not in err, err

@@ -153,6 +153,23 @@ def _settings_from_json(settings: str | dict | None, option: str) -> dict:
     return dict(settings or {})
 
 
+def _no_unknown_settings(name: str, settings: dict, where: str) -> None:
+    """A setting the sampler ``name`` does not take is refused with the ones it does (the sampler
+    itself says only ``__init__() got an unexpected keyword argument``)."""
+    import inspect
+
+    from explorer.samplers import REGISTRY
+
+    params = inspect.signature(REGISTRY[name]).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    takes = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [k for k in settings if k not in takes]
+    if unknown:
+        raise UsageError(f"{where}: {name} has no setting {', '.join(map(repr, unknown))}.",
+                         f"use the settings {name} takes: {', '.join(takes)}.")
+
+
 def sampler_from_cli(spec: str, settings: str | dict | None = None, option: str = "--sampler",
                      settings_option: str = "--settings") -> Any:
     """A sampler from one spec (``remdm-cap`` or ``remdm-cap:eta=0.02``, :mod:`explorer.samplers.spec`)
@@ -167,6 +184,8 @@ def sampler_from_cli(spec: str, settings: str | dict | None = None, option: str 
         raise UsageError(f"unknown sampler {spec!r}.", f"choose one of {', '.join(sampler_names())}.") from None
     except SamplerSpecError as e:
         raise UsageError(f"{option}: {e}", f"write e.g. {option} remdm-cap:eta=0.02.") from None
+    _no_unknown_settings(parsed.name, parsed.settings, option)
+    _no_unknown_settings(parsed.name, extra, settings_option)
     try:
         return SamplerSpec(parsed.name, {**parsed.settings, **extra}).build()
     except SamplerSpecError as e:
@@ -182,9 +201,16 @@ def samplers_from_cli(specs: str | Sequence[str], option: str = "--samplers", ex
                       **defaults) -> dict[str, Any]:
     """``{label: sampler}`` from a list of specs (``mdlm,remdm-cap:eta=0.02``, or several
     arguments); any mistake is a :class:`UsageError` whose fix shows ``example``."""
-    from explorer.samplers.spec import SamplerSpecError, parse_samplers, sampler_names
+    from explorer.samplers.spec import SamplerSpec, SamplerSpecError, parse_samplers, sampler_names, split_specs
 
     example = example or f"{option} mdlm,remdm-cap:eta=0.02"
+    for item in [specs] if isinstance(specs, str) else specs if isinstance(specs, (list, tuple)) else []:
+        for entry in split_specs(item) if isinstance(item, str) else []:
+            try:
+                parsed = SamplerSpec.parse(entry)
+            except SamplerSpecError:
+                continue   # said below, by parse_samplers
+            _no_unknown_settings(parsed.name, parsed.settings, option)
     try:
         return parse_samplers(specs, **defaults)
     except SamplerSpecError as e:
