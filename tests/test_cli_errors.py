@@ -545,3 +545,19 @@ def test_an_unknown_sampler_setting_lists_the_settings_it_takes(capsys, tmp_path
     argv = [str(tmp_path / "o") if w == "OUT" else w for w in argv]
     err = refused(capsys, argv, fix, tmp_path)
     assert "no setting 'bogus'" in err and "__init__" not in err, err
+
+
+def test_judge_train_refuses_to_resume_a_run_of_another_architecture(capsys, tmp_path):
+    """judge train resumes a folder with ckpt.pt; other --n-embd/--n-layer/--n-head was torch's
+    size-mismatch traceback (exit 1). The same architecture passes the check."""
+    import torch
+    from explorer import judge
+
+    run = tmp_path / "j1"
+    run.mkdir()
+    torch.save({"config": judge.judge_config(n_layer=1, n_embd=16, n_head=2).to_dict()}, run / "ckpt.pt")
+    err = refused(capsys, ["judge", "train", "--steps", "4", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
+                           "--eval-every", "0", "--out", str(run)], "another --out", tmp_path)
+    assert "--n-embd 16" in err and "--n-embd 32" in err and "size mismatch" not in err
+    from explorer.cli.judge import check_resume
+    check_resume(run, judge.judge_config(n_layer=1, n_embd=16, n_head=2))

@@ -43,6 +43,34 @@ def parser() -> ArgumentParser:
     return p
 
 
+_ARCHITECTURE = {"n_layer": "--n-layer", "n_embd": "--n-embd", "n_head": "--n-head"}
+
+
+def check_resume(out: str | Path, config) -> None:
+    """``judge train`` resumes a run folder that holds ``ckpt.pt``: refused before any work when the
+    checkpoint's architecture is not the one asked for (it was torch's size-mismatch traceback)."""
+    ckpt = Path(out) / "ckpt.pt"
+    if not ckpt.is_file():
+        return
+    import torch
+
+    try:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:   # noqa: BLE001 -- a damaged checkpoint is reported by judge.train, which reads it
+        return
+    old = saved.get("config") if isinstance(saved, dict) else None
+    if not isinstance(old, dict):
+        return
+    new = config.to_dict()
+    differ = [k for k in _ARCHITECTURE if k in old and old[k] != new.get(k)]
+    if differ:
+        was = ", ".join(f"{_ARCHITECTURE[k]} {old[k]}" for k in differ)
+        asked = ", ".join(f"{_ARCHITECTURE[k]} {new.get(k)}" for k in differ)
+        raise UsageError(f"--out {out} holds a judge run with {was} (judge train resumes it), but this command "
+                         f"asks for {asked}.",
+                         f"give {was} to resume that run, or choose another --out for a new judge.")
+
+
 def _train(a) -> None:
     import torch
 
@@ -57,10 +85,11 @@ def _train(a) -> None:
     if a.n_embd % a.n_head:
         raise UsageError(f"--n-head {a.n_head} does not divide --n-embd {a.n_embd}.",
                          "choose a head count that divides the width.")
+    config = judge.judge_config(n_layer=a.n_layer, n_embd=a.n_embd, n_head=a.n_head)
+    check_resume(a.out, config)
     set_threads(a.threads)
     res = judge.train(a.out, a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
-                      eval_every=a.eval_every, ckpt_every=a.ckpt_every, device=a.device,
-                      config=judge.judge_config(n_layer=a.n_layer, n_embd=a.n_embd, n_head=a.n_head))
+                      eval_every=a.eval_every, ckpt_every=a.ckpt_every, device=a.device, config=config)
     st = res["state"]
     summary = {"steps": st["step"], "seconds": round(st["seconds"], 1),
                "best_step": st.get("best_step"), "best_heldout_loss": st["best_loss"],
