@@ -561,3 +561,17 @@ def test_judge_train_refuses_to_resume_a_run_of_another_architecture(capsys, tmp
     assert "--n-embd 16" in err and "--n-embd 32" in err and "size mismatch" not in err
     from explorer.cli.judge import check_resume
     check_resume(run, judge.judge_config(n_layer=1, n_embd=16, n_head=2))
+
+
+@pytest.mark.parametrize("model, metrics, named", [
+    ("stories", "validity,entropy", "not an orders model"),
+    ("orders-oracle", "gen_ppl", "reads stories text"),
+    ("orders-oracle", "entropy,mauve", "reads stories text"),
+])
+def test_sweep_refuses_a_metric_of_another_task(capsys, tmp_path, model, metrics, named):
+    """validity on stories scored 0 +- 0.05 (every sample broke the format rule) and gen_ppl on orders
+    asked the stories judge about order records: both were printed as measurements."""
+    err = refused(capsys, ["sweep", "--model", model, "--metrics", metrics, "--steps", "4", "--num-samples", "1",
+                           "--out", str(tmp_path / "o")], "drop validity" if "validity" in metrics else "--judge",
+                  tmp_path)
+    assert named in err

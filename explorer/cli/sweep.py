@@ -70,6 +70,26 @@ def resolved_steps(a, seq_len: int) -> list[int]:
     return steps
 
 
+def metrics_fit(metrics: list[str], model, model_name: str, judge: str | None) -> None:
+    """Refuse, once the model is loaded and before any cell, a metric that cannot read its samples:
+    ``validity`` checks orders records (on any other model every sample breaks the format rule),
+    and ``gen_ppl``/``mauve`` with the shipped stories judge read stories text, not orders records
+    (another ``--judge`` is the user's choice). An orders model is known by its length and vocabulary."""
+    from explorer.tasks import orders
+
+    is_orders = (getattr(model, "seq_len", None), getattr(model, "vocab_size", None)) == (orders.SEQ_LEN,
+                                                                                          orders.VOCAB_SIZE)
+    if "validity" in metrics and not is_orders:
+        raise UsageError(f"--metrics validity checks orders records, and {model_name} is not an orders model.",
+                         f"drop validity (e.g. --metrics {','.join(default_metrics(model_name)) or 'entropy'}), "
+                         "or sweep an orders model.")
+    judged = [m for m in metrics if m in ("gen_ppl", "mauve")]
+    if judged and is_orders and judge is None:
+        raise UsageError(f"--metrics {','.join(judged)}: the shipped judge (stories-judge) reads stories text, "
+                         f"and {model_name} writes orders records.",
+                         "use --metrics validity,entropy on an orders model, or pass a --judge that reads them.")
+
+
 def plan(a) -> tuple[dict, list[int], list[str]]:
     """Samplers, seeds and metrics of a sweep, checked before the model is loaded."""
     from explorer.metrics.registry import get_metric
@@ -137,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device_from_cli(a.device)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
     steps = resolved_steps(a, model.seq_len)
+    metrics_fit(metrics, model, a.model, a.judge)
     out.mkdir(exist_ok=True)
     df = sweep(model, samplers, steps, num_samples=a.num_samples, seeds=seeds, metrics=metrics,
                cache_dir=a.cache_dir or out / "cache", device=a.device, batch_size=a.batch_size,
