@@ -575,3 +575,10 @@ def test_sweep_refuses_a_metric_of_another_task(capsys, tmp_path, model, metrics
                            "--out", str(tmp_path / "o")], "drop validity" if "validity" in metrics else "--judge",
                   tmp_path)
     assert named in err
+
+
+def test_out_whose_sidecar_is_a_folder_is_refused_before_loading(capsys, tmp_path, no_model_loaded):
+    """The whole run completed and printed before writing <out>.meta.json found the folder."""
+    (tmp_path / "x.csv.meta.json").mkdir()
+    err = refused(capsys, [*GEN, "--out", str(tmp_path / "x.csv")], "another --out", tmp_path)
+    assert "x.csv.meta.json is a folder" in err

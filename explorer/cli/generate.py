@@ -51,6 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     a = parser().parse_args(argv)
     out = output_file(a.out, suffixes=TRACE_SUFFIXES) if a.out else None
+    if out is not None:
+        from explorer.trace_files import sidecar_path
+
+        if sidecar_path(out).is_dir():   # found only after the whole run, when the sidecar is written
+            raise UsageError(f"--out {out}: its sidecar {sidecar_path(out)} is a folder.",
+                             "move that folder away, or choose another --out.")
     sampler = sampler_from_cli(a.sampler, a.settings)
     if a.chat and a.prompt is None:
         raise UsageError("--chat needs --prompt.", "add --prompt 'your question'.")
