@@ -582,3 +582,12 @@ def test_out_whose_sidecar_is_a_folder_is_refused_before_loading(capsys, tmp_pat
     (tmp_path / "x.csv.meta.json").mkdir()
     err = refused(capsys, [*GEN, "--out", str(tmp_path / "x.csv")], "another --out", tmp_path)
     assert "x.csv.meta.json is a folder" in err
+
+
+def test_judge_eval_of_a_run_folder_says_to_export_it(capsys, tmp_path):
+    """It was transformers' 'Unrecognized model ... model_type', with no hint at --export."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "ckpt.pt").write_bytes(b"")
+    err = refused(capsys, ["judge", "eval", str(run)], "--export DIR", tmp_path)
+    assert "run folder" in err and "Unrecognized" not in err

@@ -106,6 +106,11 @@ def _eval(a) -> None:
     from explorer import judge
 
     set_threads(a.threads)
+    folder = Path(a.path)
+    if (folder / "ckpt.pt").is_file() and not (folder / "config.json").is_file():
+        raise UsageError(f"{a.path} is a `judge train` run folder (ckpt.pt), not an exported judge.",
+                         f"export it first (explorer judge train --out {a.path} --steps N --export DIR, with the "
+                         "run's N and settings) and pass DIR.")
     try:
         judge.load_judge(a.path)
     except FileNotFoundError:
