@@ -591,3 +591,25 @@ def test_judge_eval_of_a_run_folder_says_to_export_it(capsys, tmp_path):
     (run / "ckpt.pt").write_bytes(b"")
     err = refused(capsys, ["judge", "eval", str(run)], "--export DIR", tmp_path)
     assert "run folder" in err and "Unrecognized" not in err
+
+
+@pytest.mark.parametrize("command, study, function", [
+    ("evaluate-orders", "explorer.studies.orders", "evaluate"),
+    ("repair", "explorer.studies.repair", "measure"),
+])
+def test_ctrl_c_after_a_cell_leaves_a_file_marked_partial(capsys, tmp_path, monkeypatch, command, study, function):
+    """rep.csv kept the finished cells under the name asked for: it read as a run of those steps alone."""
+    import importlib
+
+    out = tmp_path / "rep.csv"
+
+    def first_cell_then_ctrl_c(*a, **k):
+        Path(k["out"]).write_text("steps,value\n4,0.5\n")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(importlib.import_module(study), function, first_cell_then_ctrl_c)
+    monkeypatch.setattr("explorer.cli.orders.orders_model", lambda *a, **k: object())
+    capsys.readouterr()
+    rc = cli.main([command, "--steps", "4", "3000", "--out", str(out)])
+    assert rc == 130
+    assert not out.exists() and (tmp_path / "rep.partial.csv").read_text() == "steps,value\n4,0.5\n"
+    assert "rep.partial.csv" in capsys.readouterr().err

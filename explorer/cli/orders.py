@@ -26,6 +26,27 @@ def orders_model(name: str, allow_download: bool):
     return model
 
 
+def partial_on_interrupt(out, run):
+    """``run()``; on Ctrl-C, a results CSV this run wrote (its finished cells only) is renamed
+    ``NAME.partial.csv``, so that it cannot pass later for a finished run. A file this run did not
+    touch (Ctrl-C before the first cell finished) stays as it was."""
+    import os
+    import sys
+
+    def written(path):
+        return (path.stat().st_ino, path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+
+    before = written(out) if out is not None else None
+    try:
+        return run()
+    except KeyboardInterrupt:
+        if out is not None and written(out) not in (None, before):
+            partial = out.with_name(f"{out.stem}.partial{out.suffix}")
+            os.replace(out, partial)
+            print(f"{out} was cut short: its finished cells are in {partial}", file=sys.stderr)
+        raise
+
+
 # ----------------------------------------------------------------------------- evaluate-orders
 
 def evaluate_parser() -> ArgumentParser:
@@ -41,7 +62,7 @@ def evaluate_parser() -> ArgumentParser:
                    help=f"sequences per cell ({RECORDS_PER_SEQ} records each)")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed of every cell")
     add_threads(p)
-    p.add_argument("--out", default=None, help="CSV to write (its folder must exist)")
+    p.add_argument("--out", default=None, help="CSV to write as cells finish (its folder must exist); on Ctrl-C it becomes NAME.partial.csv")
     add_allow_download(p)
     p.add_argument("--repairs", action="store_true",
                    help="record each run and add what remasking did to the records (repair_ledger): "
@@ -61,8 +82,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     samplers = samplers_from_cli(a.samplers, example='--samplers mdlm "remdm-cap:eta=0.02"')
     set_threads(a.threads)
     model = orders_model(a.model, a.allow_download)
-    table = evaluate(model, samplers, a.steps, samples=a.samples, seed=a.seed, repairs=a.repairs,
-                     causes=a.causes, out=out, log=_log)
+    table = partial_on_interrupt(out, lambda: evaluate(model, samplers, a.steps, samples=a.samples, seed=a.seed,
+                                                       repairs=a.repairs, causes=a.causes, out=out, log=_log))
     print(table.to_string(index=False))
     return 0
 
@@ -84,7 +105,8 @@ def repair_parser() -> ArgumentParser:
     p.add_argument("--alpha", type=positive_float, default=None, help="ReMDM-refine alpha (default: its own)")
     p.add_argument("--eta", type=positive_float, default=None, help="ReMDM-refine eta (default: the bound)")
     add_threads(p)
-    p.add_argument("--out", default=None, help="CSV to write, rewritten as each cell finishes (its folder must exist)")
+    p.add_argument("--out", default=None, help="CSV to write, rewritten as each cell finishes (its folder must exist); on "
+                   "Ctrl-C it becomes NAME.partial.csv")
     add_allow_download(p)
     return p
 
@@ -100,6 +122,7 @@ def repair_main(argv: Sequence[str] | None = None) -> int:
     refine = sampler_from_cli("remdm-refine", settings, settings_option="--alpha/--eta")
     set_threads(a.threads)
     model = orders_model(a.model, a.allow_download)
-    measure(model, a.steps, sequences=a.sequences, seed=a.seed, data_seed=a.data_seed,
-            samplers={"remdm-refine": refine, "mdlm": MDLM()}, out=out)
+    partial_on_interrupt(out, lambda: measure(model, a.steps, sequences=a.sequences, seed=a.seed,
+                                              data_seed=a.data_seed,
+                                              samplers={"remdm-refine": refine, "mdlm": MDLM()}, out=out))
     return 0
