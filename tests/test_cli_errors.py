@@ -613,3 +613,19 @@ def test_ctrl_c_after_a_cell_leaves_a_file_marked_partial(capsys, tmp_path, monk
     assert rc == 130
     assert not out.exists() and (tmp_path / "rep.partial.csv").read_text() == "steps,value\n4,0.5\n"
     assert "rep.partial.csv" in capsys.readouterr().err
+
+
+def test_judge_train_device_auto_is_a_device(capsys, tmp_path, monkeypatch):
+    """device_from_cli lets 'auto' through; judge train passed it on to torch (a traceback)."""
+    import torch
+    from explorer import judge
+
+    seen = []
+
+    def fake_train(out, steps, device, **k):
+        seen.append(device)
+        raise UsageError("stop here.", "-")
+    monkeypatch.setattr(judge, "train", fake_train)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    refused(capsys, ["judge", "train", "--steps", "1", "--device", "auto", "--out", str(tmp_path / "j")], "-", tmp_path)
+    assert seen == ["cpu"]

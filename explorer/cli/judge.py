@@ -34,7 +34,7 @@ def parser() -> ArgumentParser:
     t.add_argument("--n-layer", type=positive_int, default=4, help="transformer layers")
     t.add_argument("--n-embd", type=positive_int, default=256, help="width (must be divisible by --n-head)")
     t.add_argument("--n-head", type=positive_int, default=4, help="attention heads")
-    t.add_argument("--device", default="cpu", help="torch device")
+    t.add_argument("--device", default="cpu", help="torch device: cpu, cuda[:N], mps or auto")
     t.add_argument("--export", default=None, help="folder to write the HF model + tokenizer to")
     e = sub.add_parser("eval", help="held-out perplexity of a judge",
                        description="Held-out perplexity of a judge (shipped name or folder).")
@@ -85,11 +85,12 @@ def _train(a) -> None:
     if a.n_embd % a.n_head:
         raise UsageError(f"--n-head {a.n_head} does not divide --n-embd {a.n_embd}.",
                          "choose a head count that divides the width.")
+    device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")  # as explorer train
     config = judge.judge_config(n_layer=a.n_layer, n_embd=a.n_embd, n_head=a.n_head)
     check_resume(a.out, config)
     set_threads(a.threads)
     res = judge.train(a.out, a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
-                      eval_every=a.eval_every, ckpt_every=a.ckpt_every, device=a.device, config=config)
+                      eval_every=a.eval_every, ckpt_every=a.ckpt_every, device=device, config=config)
     st = res["state"]
     summary = {"steps": st["step"], "seconds": round(st["seconds"], 1),
                "best_step": st.get("best_step"), "best_heldout_loss": st["best_loss"],
