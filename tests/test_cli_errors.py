@@ -60,6 +60,7 @@ GEN = ["generate", "--model", "orders-oracle", "--steps", "4"]
 def test_unknown_model_names_the_cli_flag(capsys, tmp_path):
     err = refused(capsys, ["generate", "--model", "no-such-model", "--steps", "4"], "--allow-download", tmp_path)
     assert "unknown model 'no-such-model'" in err and "allow_download=True" not in err
+    assert "orders" in err and "stories-judge" not in err   # a judge LM, refused as an architecture if tried
 
 
 def test_negative_steps(capsys, tmp_path, no_model_loaded):

@@ -231,7 +231,10 @@ def model_from_cli(name: str, device: Any = None, allow_download: bool = False) 
         try:  # is it the name that is unknown, or a file inside a model folder that is wrong?
             directory, _ = resolve_model_dir(name, allow_download=allow_download)
         except FileNotFoundError:
-            shipped = ", ".join(known_models())
+            from explorer.metrics._judge import DEFAULT_JUDGE
+
+            # the judge LM is shipped beside the models but is no diffusion model: not offered here
+            shipped = ", ".join(m for m in known_models() if m != DEFAULT_JUDGE.name)
             raise UsageError(
                 f"unknown model {str(name)!r}: not a model folder, a shipped model ({shipped}) or a "
                 "Hugging Face hub id in the local cache.",
