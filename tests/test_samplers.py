@@ -421,3 +421,13 @@ def test_uniforms_at_selects_the_same_numbers():
     u = rng.uniforms(4, [10, 11, 12], 9, rng.TOKEN, torch.arange(50))
     row, pos = torch.tensor([0, 2, 2, 1]), torch.tensor([3, 0, 49, 7])
     assert torch.equal(rng.uniforms_at(4, [10, 11, 12], 9, rng.TOKEN, row, pos), u[row, pos])
+
+
+def test_a_spec_with_a_setting_the_sampler_lacks_names_those_it_takes():
+    """The library (not only the CLI) refuses an unknown setting with the list, instead of the
+    constructor's 'unexpected keyword argument'; a sampler's private init=False fields are not offered."""
+    from explorer.samplers.spec import SamplerSpecError, parse_sampler, settings_of
+    with pytest.raises(SamplerSpecError, match=r"remdm-cap has no setting 'bogus'; it takes eta, nucleus_p, remaskable"):
+        parse_sampler("remdm-cap:bogus=1")
+    assert "_grids" not in settings_of("fire") and "rounds" in settings_of("fire")
+    assert parse_sampler("remdm-cap:eta=0.01").eta == 0.01

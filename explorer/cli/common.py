@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -154,16 +155,11 @@ def _settings_from_json(settings: str | dict | None, option: str) -> dict:
 
 
 def _no_unknown_settings(name: str, settings: dict, where: str) -> None:
-    """A setting the sampler ``name`` does not take is refused with the ones it does (the sampler
-    itself says only ``__init__() got an unexpected keyword argument``)."""
-    import inspect
+    """A setting the sampler ``name`` does not take is refused with the ones it does, naming the
+    option it came from (``where``)."""
+    from explorer.samplers.spec import settings_of
 
-    from explorer.samplers import REGISTRY
-
-    params = inspect.signature(REGISTRY[name]).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
-    takes = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes = settings_of(name)
     unknown = [k for k in settings if k not in takes]
     if unknown:
         raise UsageError(f"{where}: {name} has no setting {', '.join(map(repr, unknown))}.",
@@ -315,7 +311,11 @@ def run(prog: str, command: Callable[[list[str]], Any], argv: Sequence[str] | No
     status 2 (see the module docstring). Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        result = command(argv)
+        with warnings.catch_warnings():
+            # the library keeps a stopped run's partial trace and says so; a command never saves one
+            # as a result, so that warning would contradict the "interrupted" line below
+            warnings.filterwarnings("ignore", message="generation interrupted")
+            result = command(argv)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

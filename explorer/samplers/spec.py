@@ -128,9 +128,15 @@ class SamplerSpec:
 
     def build(self, **defaults) -> Any:
         """The sampler: ``defaults`` first, then this spec's settings. A setting the sampler does
-        not take, or a value out of its range, is a :class:`SamplerSpecError` naming the sampler."""
+        not take (named with those it does), or a value out of its range, is a
+        :class:`SamplerSpecError` naming the sampler."""
         from explorer.samplers import REGISTRY
 
+        takes = settings_of(self.name)
+        unknown = [k for k in self.settings if k not in takes]
+        if unknown:
+            raise SamplerSpecError(f"{self.name} has no setting {', '.join(map(repr, unknown))}; it takes "
+                                   f"{', '.join(takes)}.")
         try:
             return REGISTRY[self.name](**{**defaults, **self.settings})
         except TypeError as e:
@@ -140,6 +146,16 @@ class SamplerSpec:
 
     def __str__(self) -> str:
         return ":".join([self.name, *(f"{k}={json.dumps(v)}" for k, v in self.settings.items())])
+
+
+def settings_of(name: str) -> list[str]:
+    """The settings a registered sampler takes (its constructor's keyword arguments), in order."""
+    import inspect
+
+    from explorer.samplers import REGISTRY
+
+    params = inspect.signature(REGISTRY[name]).parameters.values()
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def parse_sampler(spec: Any, **defaults) -> Any:
