@@ -494,3 +494,12 @@ def test_a_prefix_prompt_keeps_the_models_fixed_tokens():
         assert tr.decode([int(tr.final[0, 16])]).strip() == "order"
     with pytest.raises(ValueError, match="position 16, where the model always has its fixed token"):
         explorer.generate(m, MDLM(), 4, prompt=record + " spain", progress=False)   # 'spain' where 'order' stands
+
+
+
+def test_a_seed_beyond_the_streams_range_is_refused():
+    """The random streams key on the seed mod 2**64, so seed 2**64 replayed seed 0's samples."""
+    m = ContextModel(L=6, V=5)
+    with pytest.raises(ValueError, match=r"seed=18446744073709551616 is above 2\*\*63 - 1"):
+        explorer.generate(m, MDLM(), 2, seed=2 ** 64, progress=False)
+    explorer.generate(m, MDLM(), 2, seed=2 ** 63 - 1, progress=False)
