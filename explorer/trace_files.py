@@ -110,6 +110,21 @@ class TraceFileError(ValueError):
         super().__init__(f"{path}{f' ({where})' if where else ''}: {problem}{f' {fix}' if fix else ''}")
 
 
+_CSV_HEAD = b"sample,step,position,kind,"
+
+
+def _foreign_sidecar(path: Path, meta: dict) -> str | None:
+    """Why the sidecar cannot be this file's (written for the other format), or None."""
+    with open(path, "rb") as f:
+        head = f.read(len(_CSV_HEAD))
+    # every Parquet file starts with PAR1, every trace CSV with its header; anything else says nothing
+    actual = "parquet" if head.startswith(b"PAR1") else "csv" if head == _CSV_HEAD else None
+    if actual is None or actual == meta.get("data_format"):
+        return None
+    return (f"its sidecar was written for a {meta.get('data_format')} file, but {path.name} is a {actual} file: the "
+            f"sidecar belongs to another file. Put beside it the {path.name}.meta.json written with it.")
+
+
 class TraceSidecarMissing(TraceFileError, FileNotFoundError):
     """The data file has no ``<path>.meta.json`` beside it (also a ``FileNotFoundError``)."""
 
@@ -397,7 +412,7 @@ def _sidecar_mismatch(meta: dict, sha: str, steps: np.ndarray, table: pd.DataFra
         problems.append(f"it has {len(steps)} event rows but its sidecar recorded {recorded}")
     if sha != meta["data_sha256"]:
         problems.append(f"its sha256 {sha[:12]}... is not the {meta['data_sha256'][:12]}... its sidecar "
-                        "recorded, so it changed after it was written")
+                        "recorded, so it changed after it was written (or the sidecar is another file's)")
     if _sidecar_edited(meta):
         problems.append("its sidecar's content no longer has the sidecar_sha256 recorded in it, so the sidecar "
                         "(settings, steps table or states) was edited after it was written")
@@ -506,8 +521,10 @@ def verify(path) -> Verification:
     if not isinstance(recorded, str):
         return Verification(False, f"{side} records no data_sha256")
     if sha != recorded:
-        return Verification(False, f"{path} has sha256 {sha[:12]}..., its sidecar recorded {recorded[:12]}...: "
-                                   "the file changed after it was written")
+        foreign = _foreign_sidecar(path, meta)
+        return Verification(False, f"{path}: {foreign}" if foreign else
+                            f"{path} has sha256 {sha[:12]}..., its sidecar recorded {recorded[:12]}...: the file "
+                            "changed after it was written (or the sidecar is another file's)")
     if _sidecar_edited(meta):
         return Verification(False, f"{side} no longer matches the sidecar_sha256 recorded in it: the sidecar "
                                    "was edited after it was written")
@@ -542,6 +559,9 @@ def read(path, verify: bool = True) -> dict:
     initial, fixed, final = _states(side, meta)
     steps = _steps_table(side, meta["steps_table"])
     sha = _sha256_file(path)
+    foreign = _foreign_sidecar(path, meta) if sha != meta["data_sha256"] else None
+    if foreign is not None:
+        raise TraceFileError(path, foreign, key="data_format", fix=None)
     k = int(meta.get("topk", 0))
     if meta["data_format"] == "csv":   # a file that changed gets the strict RFC 4180 pass first
         df, where = _read_csv_events(path, k, bool(meta.get("csv_formulas_neutralized")),

@@ -406,3 +406,18 @@ def test_an_intact_file_reads_back_losslessly_without_a_warning(tmp_path, trace,
     # written again, it is byte for byte the same data file
     again = getattr(back, f"to_{fmt}")(tmp_path / f"again.{fmt}")
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_a_sidecar_written_for_the_other_format_is_named_as_another_files(tmp_path, trace):
+    """A Parquet file beside its CSV's sidecar (or the reverse) was told it 'changed or was cut short'
+    and to restore the data file, which was intact; the format the sidecar was written for tells."""
+    import shutil
+    a_csv, a_pq = trace.to_csv(tmp_path / "a.csv"), trace.to_parquet(tmp_path / "a.parquet")
+    for data, side in ((a_pq, a_csv), (a_csv, a_pq)):
+        dst = tmp_path / f"x_{data.name}"
+        shutil.copy(data, dst)
+        shutil.copy(f"{side}.meta.json", f"{dst}.meta.json")
+        with pytest.raises(TraceFileError, match="sidecar was written for a .* file: the sidecar belongs to another file"):
+            Trace.read(dst)
+        v = Trace.verify(dst)
+        assert not v and "belongs to another file" in v.reason
