@@ -137,6 +137,10 @@ def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Te
             if start and ids[:start].tolist() == tokens[:start].tolist():
                 start = 0                          # the prefix already holds the leading fixed tokens
             items = [(start + i, int(t)) for i, t in enumerate(ids.tolist())]
+            if start + ids.numel() > seq_len:
+                raise ValueError(f"the prompt is {ids.numel()} tokens but the sequence holds {seq_len - start}"
+                                 + (f" after its {start} leading fixed token(s)" if start else "")
+                                 + f"; shorten it by {start + ids.numel() - seq_len} token(s).")
     for pos, tok in items:
         if not 0 <= pos < seq_len:
             raise ValueError(f"prompt position {pos} is outside the sequence (length {seq_len}).")

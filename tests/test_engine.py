@@ -503,3 +503,9 @@ def test_a_seed_beyond_the_streams_range_is_refused():
     with pytest.raises(ValueError, match=r"seed=18446744073709551616 is above 2\*\*63 - 1"):
         explorer.generate(m, MDLM(), 2, seed=2 ** 64, progress=False)
     explorer.generate(m, MDLM(), 2, seed=2 ** 63 - 1, progress=False)
+
+
+def test_a_prompt_longer_than_the_sequence_says_by_how_much():
+    m = ContextModel(L=6, V=5)
+    with pytest.raises(ValueError, match=r"the prompt is 8 tokens but the sequence holds 6; shorten it by 2 token"):
+        explorer.generate(m, MDLM(), 2, prompt=torch.tensor([1, 2, 3, 1, 2, 3, 1, 2]), progress=False)
