@@ -315,7 +315,7 @@ def test_a_spec_reads_the_same_alone_and_in_a_list():
     ("remdm-cap:0.02", "write key=value"),
     ("remdm-cap:eta", "write key=value"),
     ("remdm-cap:eta=5", "remdm-cap: eta=5 is outside"),
-    ("mdlm:eta=0.1", "bad settings for mdlm"),
+    ("mdlm:eta=0.1", "mdlm has no setting 'eta'"),
     ("mdlm,remdm-cap", "holds 2 samplers"),
     ("", "empty sampler spec"),
 ])
