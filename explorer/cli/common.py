@@ -89,11 +89,9 @@ positive_float = _number_at_least(float, 0.0, True, "a number > 0")
 
 def no_repeats(option: str, text: str, values: Sequence, resolved: str = "") -> None:
     """A value given twice runs its cells twice and counts them twice in the statistics: refused."""
-    twice, seen = [], set()
-    for v in values:
-        if v in seen and v not in twice:
-            twice.append(v)
-        seen.add(v)
+    from explorer.sweep import repeated
+
+    twice = repeated(values)
     if twice:
         raise UsageError(f"{option} {text!r}{resolved} repeats {', '.join(map(str, twice))}.",
                          "give each once (a repeat counts its cells twice and shrinks the standard errors).")
@@ -180,8 +178,7 @@ def sampler_from_cli(spec: str, settings: str | dict | None = None, option: str 
         raise UsageError(f"unknown sampler {spec!r}.", f"choose one of {', '.join(sampler_names())}.") from None
     except SamplerSpecError as e:
         raise UsageError(f"{option}: {e}", f"write e.g. {option} remdm-cap:eta=0.02.") from None
-    _no_unknown_settings(parsed.name, parsed.settings, option)
-    _no_unknown_settings(parsed.name, extra, settings_option)
+    _no_unknown_settings(parsed.name, extra, settings_option)   # the spec's own: SamplerSpec.build says them
     try:
         return SamplerSpec(parsed.name, {**parsed.settings, **extra}).build()
     except SamplerSpecError as e:
@@ -197,16 +194,9 @@ def samplers_from_cli(specs: str | Sequence[str], option: str = "--samplers", ex
                       **defaults) -> dict[str, Any]:
     """``{label: sampler}`` from a list of specs (``mdlm,remdm-cap:eta=0.02``, or several
     arguments); any mistake is a :class:`UsageError` whose fix shows ``example``."""
-    from explorer.samplers.spec import SamplerSpec, SamplerSpecError, parse_samplers, sampler_names, split_specs
+    from explorer.samplers.spec import SamplerSpecError, parse_samplers, sampler_names
 
     example = example or f"{option} mdlm,remdm-cap:eta=0.02"
-    for item in [specs] if isinstance(specs, str) else specs if isinstance(specs, (list, tuple)) else []:
-        for entry in split_specs(item) if isinstance(item, str) else []:
-            try:
-                parsed = SamplerSpec.parse(entry)
-            except SamplerSpecError:
-                continue   # said below, by parse_samplers
-            _no_unknown_settings(parsed.name, parsed.settings, option)
     try:
         return parse_samplers(specs, **defaults)
     except SamplerSpecError as e:
