@@ -291,3 +291,20 @@ def test_calibration_raises_a_loose_bound_but_stays_within_the_budget():
     assert t > t0 and tr.nfe.double().mean() <= 30
     lab = compare(m, {"rescore": s}, budgets=[30], num_samples=4, seed=1, progress=False)
     assert int(lab.table.steps.iloc[0]) == t and lab.table.quality.iloc[0] == "texts"
+
+
+def test_saber_on_orders_gains_one_token_a_step_and_leaves_the_rest_to_the_final_pass():
+    """The numbers notebook 08 and the README give for Saber's 0 % on ``orders`` (nucleus 0.9,
+    budget 80 = 27 steps, 4 samples, seed 0): its threshold is never beaten, so every step writes the
+    minimum n = 2 tokens and, from the second step on, takes one back; a step costs one draw and
+    two re-scoring passes; the final argmax pass writes 848 of the 960 writable tokens."""
+    from explorer.samplers import Saber
+    m = explorer.load_model("orders")
+    tr = explorer.generate(m, Saber(nucleus_p=0.9), 27, num_samples=4, seed=0, progress=False)
+    ev = tr.events
+    per_step = ev[ev.reason != "final_argmax"].groupby(["sample", "step", "kind"]).size().unstack(fill_value=0)
+    assert (per_step["unmask"] == 2).all() and len(per_step) == 4 * 27
+    assert (per_step["remask"] == (per_step.index.get_level_values("step") > 1)).all()
+    assert list(tr.nfe) == [80] * 4            # 27 draws + 26 x 2 re-scoring passes + the final pass
+    final = ev[ev.reason == "final_argmax"]
+    assert len(final) == 848 and 4 * (m.seq_len - len(m.fixed_tokens)) == 960
