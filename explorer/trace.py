@@ -163,7 +163,7 @@ class Trace:
 
     def __init__(self, *, initial: torch.Tensor, fixed: torch.Tensor, events: dict[str, np.ndarray],
                  steps: pd.DataFrame | dict, meta: RunRecord | dict, final: torch.Tensor | None = None,
-                 tokenizer: Any = None, token_texts: dict[int, str] | None = None):
+                 tokenizer: Any = None, token_texts: dict[int, str] | None = None, column_docs: dict | None = None):
         self.initial = initial.long().cpu()
         self.fixed = fixed.bool().cpu()
         self._ev = events
@@ -174,6 +174,7 @@ class Trace:
         self._sorted: dict | None = None
         self._samples: dict[int, SampleIndex] = {}
         self._final = None if final is None else final.long().cpu()
+        self.column_docs = column_docs   # a file's own column descriptions, written back as read (trace_files)
 
     # ------------------------------------------------------------------ basic facts
     @property

@@ -455,9 +455,10 @@ def _sidecar(trace, events: pd.DataFrame, fmt: str, data_sha: str, neutralized: 
         "final": None if trace.recorded else trace.final.tolist(),
         "steps_table": [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
                         for r in trace.steps.to_dict(orient="records")],
-        "event_columns": {**EVENT_COLUMNS, **{c: "top-k candidate of p(x0) before nucleus filtering "
-                                              "(unmask events only)" for c in cand_columns(trace.topk)}},
-        "step_columns": STEP_COLUMNS,
+        **(trace.column_docs or {
+            "event_columns": {**EVENT_COLUMNS, **{c: "top-k candidate of p(x0) before nucleus filtering "
+                                                  "(unmask events only)" for c in cand_columns(trace.topk)}},
+            "step_columns": STEP_COLUMNS}),
         "token_texts": {str(k): v for k, v in trace.token_texts.items()},
     })
     return meta
@@ -596,7 +597,10 @@ def read(path, verify: bool = True) -> dict:
         texts.update(_texts_of(ev[f"cand{i + 1}_id"], df[f"cand{i + 1}_token"]))
     texts.update(_sidecar_value(side, "token_texts",
                                 lambda: {int(a): str(b) for a, b in meta.get("token_texts", {}).items()}))
+    # the file's own words for its columns, so that writing it back gives the same sidecar (their
+    # wording has been corrected since some files were written)
+    docs = {key: meta[key] for key in ("event_columns", "step_columns") if isinstance(meta.get(key), dict)}
     for key in _FILE_KEYS:
         meta.pop(key, None)
     return dict(initial=initial, fixed=fixed, events=events, steps=steps, meta=meta, final=final,
-                token_texts=texts)
+                token_texts=texts, column_docs=docs if len(docs) == 2 else None)

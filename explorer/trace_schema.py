@@ -14,7 +14,7 @@ KINDS = ("unmask", "remask")            # event kind codes 0 and 1
 REASONS = ("posterior", "confidence", "final_argmax", "rescore")   # codes 0..3; "rescore": chosen by a re-scored probability
 
 STEP_COLUMNS = {
-    "step": "1..T; T+1 is the final argmax pass",
+    "step": "1..the grid's step count (T; DFM's adaptive grid has more); the next is the final argmax pass",
     "t": "time at the start of the step",
     "s": "time at the end of the step",
     "alpha_t": "schedule alpha at t as the sampler uses it",
@@ -34,15 +34,19 @@ STEP_DTYPES = {"step": "int64", "t": "float64", "s": "float64", "alpha_t": "floa
 
 EVENT_COLUMNS = {
     "sample": "sample index (depends only on the seed and this index)",
-    "step": "step at which the change happened",
+    "step": "step at which the change happened (the steps table's step)",
     "position": "token position",
     "kind": "unmask (mask -> token) or remask (token -> mask)",
     "token_id": "unmask: the decoded token; remask: the token that was removed",
     "token": "text of token_id",
-    "prob": "unmask: p(x0) of the token (after nucleus filtering) at this step; remask: the prob it had when decoded",
-    "p_transition": "probability the sampler gave this change (unmask prob of a masked position, or sigma)",
-    "sigma": "remasking probability at this position at this step",
-    "reason": "posterior (ancestral/ReMDM draw), confidence (ordering baseline), final_argmax (§1.8)",
+    "prob": ("unmask: p(x0) of the token (after nucleus filtering) at this step; remask: the score that chose "
+             "it -- the prob the token had when decoded, or, where the sampler re-judged it this step (reason "
+             "rescore; P2, FiRe and the LLaDA 2.1 swap too), the probability it re-judged it with"),
+    "p_transition": "probability the sampler gave this change (unmask prob of a masked position, or sigma; "
+                    "1 for a change the sampler chose outright)",
+    "sigma": "remasking probability at this position at this step (nan where the sampler has none)",
+    "reason": ("posterior (ancestral/ReMDM draw), confidence (chosen by the model's confidence), final_argmax "
+               "(§1.8), rescore (chosen by a re-scored probability: the token's p with its position masked)"),
 }
 
 

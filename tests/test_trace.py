@@ -15,7 +15,7 @@ import explorer
 from explorer.samplers import ReMDMCap, ReMDMLoop, Rescore
 from explorer.trace import FIXED, MASKED, REMASKED, REWRITTEN, STABLE, UNMASKED, Trace
 from explorer.trace_files import _FILE_KEYS, neutralize, sidecar_path, unneutralize
-from explorer.trace_schema import KINDS, STEP_COLUMNS, RunRecord
+from explorer.trace_schema import EVENT_COLUMNS, KINDS, REASONS, STEP_COLUMNS, RunRecord
 from stub_models import ContextModel
 
 NASTY = ['=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "a,b", 'say "hi"', "new\nline", "\ttab",
@@ -92,6 +92,27 @@ def test_sidecar_has_the_audit_metadata(tmp_path):
     assert meta["model"]["sha256"] and len(meta["model"]["sha256"]) == 64
     assert {"torch", "python", "pandas"} <= set(meta["versions"])
     assert set(meta["event_columns"]) >= {"sample", "step", "position", "kind", "token", "prob", "sigma"}
+    # every reason code a file can hold is explained, and a remask's prob is not only "when decoded"
+    assert all(r in meta["event_columns"]["reason"] for r in REASONS)
+    assert "re-judged" in meta["event_columns"]["prob"]
+
+
+def test_a_read_trace_keeps_its_files_column_words_and_a_new_run_gets_todays(tmp_path):
+    """Column descriptions are the file's own: a file written with older wording writes back the
+    same words, while a new run is described with the current ones (EVENT_COLUMNS)."""
+    tr = nasty_trace()
+    assert tr.column_docs is None
+    tr.to_csv(tmp_path / "t.csv")
+    side = json.loads(sidecar_path(tmp_path / "t.csv").read_text())
+    assert side["event_columns"]["prob"] == EVENT_COLUMNS["prob"]
+    side["event_columns"]["prob"] = "older words"
+    del side["sidecar_sha256"]                 # as in a sidecar of an older format
+    old = tmp_path / "old.csv"
+    old.write_bytes((tmp_path / "t.csv").read_bytes())
+    sidecar_path(old).write_text(json.dumps(side), encoding="utf-8")
+    Trace.read(old).to_csv(tmp_path / "again.csv")
+    again = json.loads(sidecar_path(tmp_path / "again.csv").read_text())
+    assert again["event_columns"]["prob"] == "older words" and again["step_columns"] == side["step_columns"]
 
 
 def test_writes_are_atomic_and_leave_nothing_behind(tmp_path, monkeypatch):
