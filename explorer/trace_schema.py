@@ -41,7 +41,8 @@ EVENT_COLUMNS = {
     "token": "text of token_id",
     "prob": ("unmask: p(x0) of the token (after nucleus filtering) at this step; remask: the score that chose "
              "it -- the prob the token had when decoded, or, where the sampler re-judged it this step (reason "
-             "rescore; P2, FiRe and the LLaDA 2.1 swap too), the probability it re-judged it with"),
+             "rescore; P2, FiRe and the LLaDA 2.1 swap too), the score it re-judged it with (the sampler's "
+             "docstring says which)"),
     "p_transition": "probability the sampler gave this change (unmask prob of a masked position, or sigma; "
                     "1 for a change the sampler chose outright)",
     "sigma": "remasking probability at this position at this step (nan where the sampler has none)",
