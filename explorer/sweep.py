@@ -257,6 +257,12 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
         torch.cuda.set_device(torch.device(device))
     mets = [get_metric(m, device=device, **(metric_options or {})) if isinstance(m, str) else get_metric(m)
             for m in metrics]
+    for m in mets:
+        why = m.unfit(model)
+        if why is not None:
+            raise ValueError(f"metric {m.name!r} does not fit this model: {why}. Drop it (e.g. metrics=['entropy']), "
+                             "sweep a model it reads, or, for gen_ppl / mauve, pass metric_options={'judge': ...} "
+                             "with a judge that reads this model's text.")
     cache = Path(cache_dir) if cache_dir is not None else None
     sha = model_sha256(model) if cache is not None else ""
     cells = [_Cell(name, smp, T, seed, _cell_key(smp.config, T, seed, num_samples, sha))

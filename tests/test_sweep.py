@@ -313,3 +313,21 @@ def test_cli_mauve_references_are_checked_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "mauve is not among the metrics" in err and "add mauve to --metrics" in err
     assert not out.exists()
+
+
+def test_a_metric_that_cannot_read_the_model_is_refused_by_the_library_before_any_work(tmp_path):
+    """validity on a model that does not write orders records would score every sample 0, and the
+    shipped stories judge on orders records would score word salad: both refused up front, naming
+    the metric and the fix; a judge of the user's choice is theirs to pick."""
+    with pytest.raises(ValueError, match="metric 'validity' does not fit.*does not write them.*entropy"):
+        sweep(stub(), SAMPLERS, steps=[2], num_samples=2, metrics=["validity"], cache_dir=tmp_path / "c",
+              progress=False)
+    orders = explorer.load_model("orders")
+    for name in ("gen_ppl", "mauve"):
+        with pytest.raises(ValueError, match=f"metric '{name}' does not fit.*stories-judge.*orders records"):
+            sweep(orders, SAMPLERS, steps=[2], num_samples=2, metrics=[name], cache_dir=tmp_path / "c",
+                  progress=False)
+    assert not (tmp_path / "c").exists()
+    from explorer.metrics.registry import get_metric
+    assert get_metric("validity").unfit(orders) is None and get_metric("entropy").unfit(stub()) is None
+    assert get_metric("gen_ppl", judge="some-judge").unfit(orders) is None

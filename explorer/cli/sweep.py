@@ -77,8 +77,7 @@ def metrics_fit(metrics: list[str], model, model_name: str, judge: str | None) -
     (another ``--judge`` is the user's choice). An orders model is known by its length and vocabulary."""
     from explorer.tasks import orders
 
-    is_orders = (getattr(model, "seq_len", None), getattr(model, "vocab_size", None)) == (orders.SEQ_LEN,
-                                                                                          orders.VOCAB_SIZE)
+    is_orders = orders.writes_records(model)
     if "validity" in metrics and not is_orders:
         raise UsageError(f"--metrics validity checks orders records, and {model_name} is not an orders model.",
                          f"drop validity (e.g. --metrics {','.join(default_metrics(model_name)) or 'entropy'}), "

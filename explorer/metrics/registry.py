@@ -33,6 +33,12 @@ class Metric:
     name: str
     fn: Callable[[torch.Tensor, list], Any] = field(repr=False)
     options: dict = field(default_factory=dict)
+    #: ``model -> str | None``: why this metric cannot read the model's samples (None: it can)
+    reads: Callable[[Any], str | None] | None = field(default=None, repr=False)
+
+    def unfit(self, model) -> str | None:
+        """Why this metric cannot read ``model``'s samples, or None when it can (or cannot tell)."""
+        return None if self.reads is None else self.reads(model)
 
     def __call__(self, ids: torch.Tensor, texts: list) -> pd.DataFrame:
         out = self.fn(ids, texts)
@@ -102,6 +108,20 @@ def _digest(obj) -> str:
     return h.hexdigest()[:16]
 
 
+def _reads_orders(model) -> str | None:
+    from explorer.tasks import orders
+    if orders.writes_records(model):
+        return None
+    return "validity checks orders records, and this model does not write them"
+
+
+def _stories_judge_reads(model) -> str | None:
+    from explorer.tasks import orders
+    if orders.writes_records(model):
+        return "the shipped judge (stories-judge) reads stories text, and this model writes orders records"
+    return None
+
+
 def get_metric(spec: Any, device: Any = None, **options) -> Metric:
     """A :class:`Metric` from a name (``"entropy"``, ``"gen_ppl"``, ``"mauve"``, ``"validity"``),
     a ``Metric``, a ``(name, fn)`` pair or a plain callable ``fn(ids, texts)``.
@@ -124,7 +144,8 @@ def get_metric(spec: Any, device: Any = None, **options) -> Metric:
             r = generative_perplexity(texts, judge=options.get("judge"), device=device,
                                       batch_size=options.get("batch_size", 8))
             return pd.DataFrame({"metric": ["gen_ppl"], "value": [r.value], "stderr": [r.stderr]})
-        return Metric("gen_ppl", _gen_ppl, {"judge": _judge_tag(options.get("judge"))})
+        return Metric("gen_ppl", _gen_ppl, {"judge": _judge_tag(options.get("judge"))},
+                      reads=_stories_judge_reads if options.get("judge") is None else None)
     if name == "mauve":
         def _mauve(ids, texts, **_):
             from .mauve import mauve_score
@@ -134,13 +155,13 @@ def get_metric(spec: Any, device: Any = None, **options) -> Metric:
         key = {"judge": _judge_tag(options.get("judge"))}
         if options.get("references") is not None:
             key["references"] = _digest(options["references"])
-        return Metric("mauve", _mauve, key)
+        return Metric("mauve", _mauve, key, reads=_stories_judge_reads if options.get("judge") is None else None)
     if name == "validity":
         def _validity(ids, texts, **_):
             from .validity import orders_validity
             return orders_validity(texts)
         # the unit is part of the cache key: sweeps cached when validity was per sequence are redone
-        return Metric("validity", _validity, {"unit": "record"})
+        return Metric("validity", _validity, {"unit": "record"}, reads=_reads_orders)
     raise ValueError(f"unknown metric {name!r}; choose entropy, gen_ppl, mauve, validity or pass a callable.")
 
 

@@ -155,6 +155,13 @@ MASK_ID = VOCAB_SIZE - 1
 FIXED_TOKENS: dict[int, int] = {r * RECORD_LEN: TOKEN_ID["order"] for r in range(RECORDS_PER_SEQ)}
 
 
+def writes_records(model) -> bool:
+    """Whether ``model`` writes this task's sequences: a canvas of SEQ_LEN tokens over this
+    vocabulary (the shipped ``orders`` model and the oracle do). The metrics that read orders
+    records, or that read only stories, ask this before a sweep starts."""
+    return (getattr(model, "seq_len", None), getattr(model, "vocab_size", None)) == (SEQ_LEN, VOCAB_SIZE)
+
+
 def build_tokenizer():
     """A word-level HF tokenizer (``tokenizers.Tokenizer``): whitespace split, fixed vocabulary."""
     from tokenizers import Tokenizer
