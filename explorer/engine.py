@@ -164,7 +164,7 @@ def _check_common(model, sampler, steps, num_samples, seed, batch_size, topk):
     for name, v, lo in (("num_samples", num_samples, 1), ("seed", seed, 0), ("topk", topk, 0)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}.")
-    if seed > 2 ** 63 - 1:       # the streams key on the seed mod 2**64: 2**64 would replay seed 0
+    if seed > rng.MAX_SEED:
         raise ValueError(f"seed={seed} is above 2**63 - 1; choose a seed in 0 .. 2**63 - 1.")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")

@@ -14,6 +14,9 @@ from __future__ import annotations
 import torch
 
 _MASK64 = (1 << 64) - 1
+#: the largest seed: the streams key on the seed mod 2**64, so 2**64 would replay seed 0; the
+#: engine and the command line refuse seeds above this (numpy's range for the judge's seed too)
+MAX_SEED = 2**63 - 1
 _C1 = 0xBF58476D1CE4E5B9
 _C2 = 0x94D049BB133111EB
 _GOLDEN = 0x9E3779B97F4A7C15

@@ -22,6 +22,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from explorer.rng import MAX_SEED
+
 DEBUG_ENV = "EXPLORER_DEBUG"
 MAX_PROBLEM_LINES = 2
 
@@ -80,7 +82,6 @@ positive_int = _number_at_least(int, 1, False, "a whole number >= 1")
 nonnegative_int = _number_at_least(int, 0, False, "a whole number >= 0")
 #: Seeds are mixed as 64-bit integers (explorer/rng.py) and stored in int64 columns: a larger one
 #: would draw the same samples as a small one (2**64 as 0) or fail when the results are written.
-MAX_SEED = 2**63 - 1
 SEED_RANGE = "a whole number >= 0 and <= 2**63 - 1"
 seed_int = _number_at_least(int, 0, False, SEED_RANGE, high=MAX_SEED)
 nonnegative_float = _number_at_least(float, 0.0, False, "a number >= 0")
