@@ -272,6 +272,25 @@ def test_error_causes_one_step_means_every_clash_is_decoded_together():
     assert set(causes["rule"]) <= set(orders.RULE_FIELDS)
 
 
+def test_error_causes_remasked_names_the_rules_with_a_field_taken_back_during_the_run():
+    """``remasked`` is True exactly when one of the rule's field positions has a remask event; an
+    MDLM run never remasks, a ReMDM-loop run of the blind model does."""
+    from explorer import generate
+    from explorer.samplers import MDLM, ReMDMLoop
+
+    prompt = dict(orders.FIXED_TOKENS)
+    assert not studies.error_causes(generate(blind_stub(), MDLM(), 8, num_samples=4, seed=0, progress=False,
+                                             prompt=prompt))["remasked"].any()
+    trace = generate(blind_stub(), ReMDMLoop(eta=0.1), 32, num_samples=4, seed=0, progress=False, prompt=prompt)
+    causes = studies.error_causes(trace)
+    rem = trace.events.query("kind == 'remask'")
+    taken = set(zip(rem["sample"], rem["position"]))
+    col = {f: orders.TEMPLATE.index(f"<{f}>") for f in orders.FIELDS}
+    expect = [any((row.sample, row.record * orders.RECORD_LEN + col[f]) in taken for f in orders.RULE_FIELDS[row.rule])
+              for row in causes.itertuples()]
+    assert causes["remasked"].tolist() == expect and 0 < sum(expect) < len(expect)
+
+
 def test_error_causes_together_rate_is_the_collision_rate_of_the_schedule():
     """MDLM's linear schedule unmasks each token at a uniform step of T, so two coupled fields share
     a step with probability 1/T. A blind model breaks rules whatever the timing, so among its

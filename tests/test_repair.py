@@ -236,6 +236,15 @@ def test_error_causes_figure_counts_clashes_and_model_errors():
     assert list(fig.data[0].y) == [2, 1] and list(fig.data[1].y) == [1, 1]
     assert fig.layout.meta["takeaway"] == ("Broken rules whose fields were written in the same step -- "
                                            "MDLM: 2 of 3 (67%); ReMDM-loop: 1 of 2 (50%).")
+    # with the remasked column, rules written apart split into remasked and never remasked
+    a["remasked"] = [True, False, False]          # a clash counts as a clash even if remasked
+    b = pd.DataFrame({"together": [False, False, True], "remasked": [True, False, True]})
+    fig = error_causes_figure({"MDLM": a, "ReMDM-loop": b})
+    assert [list(d.y) for d in fig.data] == [[2, 1], [0, 1], [1, 1]]
+    assert "remasked" in fig.data[1].name and "never remasked" in fig.data[2].name
+    assert fig.layout.meta["remasked"] == [0, 1]
+    assert fig.layout.meta["takeaway"].endswith("Written apart with a remasked field -- MDLM: 0 of 3; "
+                                                "ReMDM-loop: 1 of 3.")
 
 
 def test_revised_text_marks_what_the_loop_changed():

@@ -334,13 +334,16 @@ def suggest_revisit(trace, sample: int | None = None) -> dict | None:
 def error_causes(trace) -> pd.DataFrame:
     """Why each broken rule in a recorded trace's final records broke: one row per (sample,
     record, rule) that the final record breaks, with ``steps`` (the step at which each of the
-    rule's fields was last unmasked, in ``RULE_FIELDS`` order) and ``together``: True when two of
-    those fields were unmasked **in the same step**. Such fields are drawn independently from
+    rule's fields was last unmasked, in ``RULE_FIELDS`` order), ``together``: True when two of
+    those fields were unmasked **in the same step**, and ``remasked``: True when one of them was
+    remasked at some step of the run. Fields unmasked together are drawn independently from
     their marginals (reference §1.2, the factorised reverse step), so a clash between them is a
-    property of the schedule, not of the model; ``together=False`` means the model broke the
-    rule while seeing the other field (a model error, or a remask that changed one side).
+    property of the schedule, not of the model. ``together=False`` means the last of them was
+    written while the other was in view: with ``remasked`` a remask changed one side; without,
+    the model broke the rule (a model error, or a knock-on of an earlier clash in the record).
     """
     ev = trace.events
+    remasked = set(zip(*ev.loc[ev["kind"] == "remask", ["sample", "position"]].to_numpy().T))
     ev = ev[ev["kind"] == "unmask"]
     last = ev.groupby(["sample", "position"])["step"].max()
     rows = []
@@ -349,11 +352,13 @@ def error_causes(trace) -> pd.DataFrame:
             rule, r = bad["rule"], int(bad["record"])
             if rule not in RULE_FIELDS:
                 continue
-            steps = [int(last.get((i, r * RECORD_LEN + FIELD_POS[f]), -1)) for f in RULE_FIELDS[rule]]
+            where = [r * RECORD_LEN + FIELD_POS[f] for f in RULE_FIELDS[rule]]
+            steps = [int(last.get((i, p), -1)) for p in where]
             known = [s for s in steps if s >= 0]
             rows.append({"sample": i, "record": r, "rule": rule, "steps": steps,
-                         "together": len(known) != len(set(known))})
-    return pd.DataFrame(rows, columns=["sample", "record", "rule", "steps", "together"])
+                         "together": len(known) != len(set(known)),
+                         "remasked": any((i, p) in remasked for p in where)})
+    return pd.DataFrame(rows, columns=["sample", "record", "rule", "steps", "together", "remasked"])
 
 
 def repair_ledger(trace) -> pd.DataFrame:

@@ -188,33 +188,45 @@ def error_causes_figure(causes: dict, sequences: int | dict | None = None,
     """Why rules broke, per run: ``{label: explorer.studies.orders.error_causes(trace)}``. Each bar
     splits a run's broken rules into those whose fields were written *in the same step* (a clash of
     the schedule: drawn independently, §1.2 -- remasking can only re-roll them) and those written
-    apart. "Apart" is not all model error: a field written after a clash into a record the clash
-    already made impossible breaks a rule too (a perfect model, sampled the same way, has such
-    breaks), and in a remasking run a remask may have changed one side.
+    apart, these split (where the tables have ``remasked``) into those with a field remasked during the
+    run and the rest. The rest is not all model error: a field written after a clash into a record
+    the clash already made impossible breaks a rule too (a perfect model, sampled the same way, has
+    such breaks).
 
     The title says in words what share are clashes ("Most" above 60 %, "About half" from 40 to
     60 %, "Some" below). With ``sequences`` (the number of sequences of each run, one int or a
     ``{label: n}``) it also compares every run with the first by the share of records broken, mean
     ± 1 SE over sequences: "more" / "fewer" only beyond 2 SE, "about as many (within noise)"
-    otherwise. ``meta``: ``takeaway, headline, together, total`` and, with ``sequences``,
+    otherwise. ``meta``: ``takeaway, headline, together, remasked, total`` and, with ``sequences``,
     ``broken_records`` (mean, SE: share of records per sequence) and ``z`` (each later run
     against the first)."""
     labels = list(causes)
     together = [int(causes[k]["together"].sum()) for k in labels]
     total = [len(causes[k]) for k in labels]
-    apart = [n - t for n, t in zip(total, together)]
-    fig = go.Figure([
-        go.Bar(x=labels, y=together, name="fields written in the same step (schedule clash)",
-               marker_color=LINE_COLORS[1], text=together, textposition="inside"),
-        go.Bar(x=labels, y=apart, name="fields written apart (model error, knock-on of an earlier clash, or a remask)",
-               marker_color=LINE_COLORS[0], text=apart, textposition="inside"),
-    ])
+    # rules written apart with a remasked field (a table from before that column counts none)
+    remasked = [int((~causes[k]["together"].astype(bool) & causes[k]["remasked"].astype(bool)).sum())
+                if "remasked" in causes[k] else 0 for k in labels]
+    apart = [n - t - r for n, t, r in zip(total, together, remasked)]
+    bars = [go.Bar(x=labels, y=together, name="fields written in the same step (schedule clash)",
+                   marker_color=LINE_COLORS[1], text=together, textposition="inside")]
+    if any(remasked):
+        bars.append(go.Bar(x=labels, y=remasked, name="written apart, a field remasked and rewritten",
+                           marker_color=LINE_COLORS[2], text=remasked, textposition="inside"))
+    why = ("model error, or knock-on of an earlier clash" if all("remasked" in causes[k] for k in labels)
+           else "model error, knock-on of an earlier clash, or a remask")    # tables that cannot tell
+    bars.append(go.Bar(x=labels, y=apart, name=f"written apart{', never remasked' if any(remasked) else ''} ({why})",
+                       marker_color=LINE_COLORS[0], text=apart, textposition="inside"))
+    fig = go.Figure(bars)
     share = "; ".join(f"{k}: {t} of {n}" + (f" ({t / n:.0%})" if n else "") for k, t, n in zip(labels, together, total))
     takeaway = f"Broken rules whose fields were written in the same step -- {share}."
+    if any(remasked):
+        takeaway += " Written apart with a remasked field -- " + "; ".join(
+            f"{k}: {r} of {n}" for k, r, n in zip(labels, remasked, total)) + "."
     frac = sum(together) / sum(total) if sum(total) else float("nan")
     headline = (f"{_share_words(frac)} broken rules are schedule clashes (both fields written in the same step)"
                 if sum(total) else "No broken rules in these runs")
-    meta = {"takeaway": takeaway, "headline": headline, "together": together, "total": total}
+    meta = {"takeaway": takeaway, "headline": headline, "together": together, "remasked": remasked,
+            "total": total}
     lines, shown = [takeaway], headline        # shown: the title, one line per comparison
     if sequences is not None:
         n_of = {k: int(sequences[k] if isinstance(sequences, dict) else sequences) for k in labels}
