@@ -11,15 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 KINDS = ("unmask", "remask")            # event kind codes 0 and 1
-REASONS = ("posterior", "confidence", "final_argmax", "rescore")   # codes 0..3; "rescore": chosen by a re-scored probability
+REASONS = ("posterior", "confidence", "final_argmax", "rescore")   # codes 0..3 (EVENT_COLUMNS["reason"] says each)
 
 STEP_COLUMNS = {
-    "step": "1..the grid's step count (T; DFM's adaptive grid has more); the next is the final argmax pass",
-    "t": "time at the start of the step",
+    "step": ("first_step + 1 .. first_step + grid_steps (the run record's: T, or more for DFM's adaptive grid, "
+             "ReMDM-LLaDA (2T), Rescore and FiRe (T + rounds)); the next is the final argmax pass"),
+    "t": ("time at the start of the step (steps that follow no schedule -- WINO's and Saber's, the correction "
+          "rounds of Rescore and FiRe -- hold 1 or 0 here and in s, alpha_t, alpha_s)"),
     "s": "time at the end of the step",
     "alpha_t": "schedule alpha at t as the sampler uses it",
     "alpha_s": "schedule alpha at s",
-    "sigma": "the step's remasking probability sigma_t (ReMDM-conf: sigma_max; nan for ordering samplers)",
+    "sigma": ("the step's remasking probability sigma_t (ReMDM-conf: sigma_max; nan for ordering samplers; 0 in "
+              "the final argmax pass)"),
     "phase": "sampler phase (e.g. ReMDM-loop: unmask / loop / finish)",
     "model_called": "whether the denoiser ran in this step (False: exact p(x0) cache hit or nothing to draw)",
     "n_masked": "masked tokens after the step, summed over samples",
@@ -33,21 +36,27 @@ STEP_DTYPES = {"step": "int64", "t": "float64", "s": "float64", "alpha_t": "floa
                "n_unmasked": "int64", "n_remasked": "int64", "seconds": "float64"}
 
 EVENT_COLUMNS = {
-    "sample": "sample index (depends only on the seed and this index)",
+    "sample": ("row of the run: sample index s, depending only on the seed and s (with several prompts, row "
+               "p * num_samples + s is prompt p's sample s, drawn from sample s's streams)"),
     "step": "step at which the change happened (the steps table's step)",
     "position": "token position",
     "kind": "unmask (mask -> token) or remask (token -> mask)",
     "token_id": "unmask: the decoded token; remask: the token that was removed",
     "token": "text of token_id",
-    "prob": ("unmask: p(x0) of the token (after nucleus filtering) at this step; remask: the score that chose "
-             "it -- the prob the token had when decoded, or, where the sampler re-judged it this step (reason "
-             "rescore; P2, FiRe and the LLaDA 2.1 swap too), the score it re-judged it with (the sampler's "
-             "docstring says which)"),
+    "prob": ("unmask: p(x0) of the token after nucleus filtering at this step, or, for samplers that rank by "
+             "another score, that score (LLaDA: its softmax, a uniform with remasking='random'; Dream: its alg's "
+             "confidence, exp(-entropy) or top-1 margin); final_argmax: p(x0) before nucleus filtering. remask: "
+             "the score that chose it -- the prob the token had when decoded, or, where the sampler re-judged it "
+             "this step (reason rescore; P2 and the LLaDA 2.1 swap too), the score it re-judged it with (P2: "
+             "p^eta; the swap: the new token's confidence; the sampler's docstring says which)"),
     "p_transition": "probability the sampler gave this change (unmask prob of a masked position, or sigma; "
                     "1 for a change the sampler chose outright)",
-    "sigma": "remasking probability at this position at this step (nan where the sampler has none)",
-    "reason": ("posterior (ancestral/ReMDM draw), confidence (chosen by the model's confidence), final_argmax "
-               "(§1.8), rescore (chosen by a re-scored probability: the token's p with its position masked)"),
+    "sigma": ("remasking probability at this position at this step (samplers without one: 0 at unmask events, "
+              "nan at remask events)"),
+    "reason": ("posterior (ancestral/ReMDM draw), confidence (chosen by a ranking score: the model's confidence, "
+               "or a random order with order='random' / remasking='random'), final_argmax (§1.8), rescore (a "
+               "re-scoring sampler's change, recorded with the token's p with its position or group masked; "
+               "FiRe remasks a random group)"),
 }
 
 
@@ -71,7 +80,8 @@ class RunRecord(MutableMapping):
     created: str | None = None                  # ISO 8601, UTC
     sampler: dict | None = None                 # sampler.config (samplers.from_config rebuilds it)
     steps: int | None = None                    # T as asked for
-    grid_steps: int | None = None               # steps of the sampler's grid (DFM: more than T)
+    grid_steps: int | None = None               # steps of this run's grid (more than T for DFM, ReMDM-LLaDA,
+    #                                             Rescore, FiRe; a resumed branch counts only its own)
     seed: int | None = None
     num_samples: int | None = None
     batch_size: int | None = None
