@@ -351,7 +351,8 @@ class _Context:
         self.num_steps, self.topk, self.px0 = num_steps, topk, px0
         self.sample_ids, self.rng_list, self.seed = sample_ids, rng_list, seed
         self._nfe = torch.zeros(B, dtype=torch.long, device=x.device)
-        self._drawn: list[torch.Tensor] = []   # the rows of each draw not yet charged (see nfe)
+        self._drawn: list[tuple] = []   # (rows, charged) of each draw not yet counted (see nfe)
+        self._fresh = torch.ones(B, dtype=torch.bool, device=x.device)   # rows changed since their last draw
         self._prefixes = [rng.sample_prefix(seed, s) for s in rng_list]
         self._order: dict[int, int] = {}   # step number -> its row in _keys_grid (see prepare)
         self._blocks: dict[int, tuple] = {}   # purpose -> (first row, n views [B, L]) of upcoming steps
@@ -407,14 +408,17 @@ class _Context:
     @property
     def nfe(self) -> torch.Tensor:
         """LongTensor[B]: each sample's evaluations so far (its NFE; see Trace.nfe): ``passes`` per draw in
-        which the row has at least one position, plus its re-scoring passes.  The draws are charged
-        here, all at once, rather than by three tensor operations in every step."""
+        which the row has at least one position and a state that changed since its last charged draw
+        (alone, the row's unchanged state would be served by the cache, §1.7), plus its re-scoring
+        passes.  The draws are counted here, all at once, rather than by tensor operations in every step."""
         if self._drawn:
             B, D, device = self._nfe.shape[0], len(self._drawn), self._nfe.device
-            rows = torch.cat(self._drawn)
-            sizes = torch.tensor([b.numel() for b in self._drawn], device=device)
+            rows = torch.cat([b for b, _ in self._drawn])
+            charged = torch.cat([c for _, c in self._drawn])
+            sizes = torch.tensor([b.numel() for b, _ in self._drawn], device=device)
             draw = torch.repeat_interleave(torch.arange(D, device=device), sizes, output_size=rows.numel())
-            hit = torch.zeros(D * B, dtype=torch.bool, device=device).index_fill_(0, draw * B + rows, True)
+            # every entry of one row in one draw has the same ``charged``, so the duplicates agree
+            hit = torch.zeros(D * B, dtype=torch.bool, device=device).index_put_((draw * B + rows,), charged)
             self._nfe += hit.view(D, B).sum(0) * self.px0.passes
             self._drawn.clear()
         return self._nfe
@@ -458,12 +462,19 @@ class _Context:
         The logits are ``fn``'s own (a new tensor per call): it may overwrite them.
 
         Every draw is per row, so chunking never changes a sample.  Each row's sample is charged
-        one evaluation (its ``nfe``): a draw always changes its state, so no cache (§1.7) could serve it.
+        one evaluation (its ``nfe``) when its state changed since its last charged draw, or is
+        ``remasked`` here: otherwise the row alone would be served by the cache (§1.7), as when a
+        ranked sampler's step wrote nothing.
         """
         z = self.x
+        charged = self._fresh[b]
+        self._fresh.index_fill_(0, b, False)
         if remasked is not None and bool(remasked.any()):
             z = self.x.masked_fill(remasked, self.mask_id)
-        self._drawn.append(b)                # charged when nfe is read: once per row and draw
+            other = remasked.any(1)          # these rows were evaluated at a state that is not x
+            charged = charged | other[b]
+            self._fresh |= other
+        self._drawn.append((b, charged))     # counted when nfe is read: once per row and draw
         chunk = max(1, _ROW_BUDGET // self.vocab_size)     # vocab_size is the logits' width (protocol)
         if b.numel() <= chunk:
             return list(fn(self.px0.logits_at(z, b, pos), slice(None)))
@@ -584,6 +595,7 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
                             _at(d.remask_sigma, rb, rpos), d.remask_reason)
                 x.masked_fill_(remask, mask_id)
                 tp.masked_fill_(remask, math.nan)
+                ctx._fresh.index_fill_(0, rb, True)
                 n_re, changed = rb.numel(), True
                 if live:
                     re_rows = torch.stack((rb, rpos), 1)
@@ -591,6 +603,7 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
             remask = remask if d.valid_by_construction else remask & ctx.decoded
             x.masked_fill_(remask, mask_id)
             tp.masked_fill_(remask, math.nan)
+            ctx._fresh |= remask.any(1)
             n_re, changed = remask.sum(), True
     w = d.write
     n_un = 0
@@ -602,6 +615,7 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
                 w.cand_ids, w.cand_probs)
         x[w.b, w.pos] = w.token
         tp[w.b, w.pos] = w.prob.to(tp.dtype)
+        ctx._fresh.index_fill_(0, w.b, True)
         n_un, changed = w.b.numel(), True
         if live:
             un_rows = torch.stack((w.b, w.pos), 1)

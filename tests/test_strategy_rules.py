@@ -265,8 +265,14 @@ def test_token_swap_replaces_confident_disagreements():
             assert (n.prob > 0.95).all()
         else:
             assert len(n) == min(16 // 8, masked)
-    # one call per step (4 here), plus the final argmax pass where the schedule left masks
-    assert ((tr.nfe >= 4) & (tr.nfe <= 5)).all() and (tr.final != m.mask_id).all()
+    # a call per step (steps 5 to 8) and for the final argmax pass where the schedule left masks, but
+    # a sample alone pays none for a draw whose state is unchanged since its last one (§1.7 cache)
+    final = ev[ev.reason == "final_argmax"]
+    for s in range(64):
+        changed = set(ev.loc[(ev["sample"] == s) & (ev.reason != "final_argmax"), "step"])
+        expect = 1 + sum(k - 1 in changed for k in (6, 7, 8)) + int((final["sample"] == s).any() and 8 in changed)
+        assert tr.nfe[s] == expect, s
+    assert (tr.nfe < 4).any() and (tr.final != m.mask_id).all()
 
 
 @pytest.mark.parametrize("sampler, steps, model", [
