@@ -148,11 +148,21 @@ def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Te
             raise ValueError(f"prompt token id {tok} at position {pos} is not a valid non-mask token "
                              f"(vocabulary size {model.vocab_size}, mask id {mask_id}).")
         if pos in anchors and tok != anchors[pos]:
-            raise ValueError(f"the prompt puts token id {tok} at position {pos}, where the model always has its fixed "
-                             f"token id {anchors[pos]}; shorten the prompt to end before position {pos}, or write "
-                             "that token there (model.fixed_tokens lists them).")
+            raise ValueError(f"the prompt puts {_named(model, tok)} at position {pos}, where the model always has its "
+                             f"fixed {_named(model, anchors[pos])}; shorten the prompt to end before position {pos}, "
+                             "or write that token there (model.fixed_tokens lists them).")
         tokens[pos], fixed[pos] = tok, True
     return tokens, fixed
+
+
+def _named(model, tok: int) -> str:
+    """``token id 8 ('germany')`` where the model has a tokenizer that can say the word."""
+    tk = getattr(model, "tokenizer", None)
+    try:
+        word = tk.convert_ids_to_tokens(int(tok)) if tk is not None else None
+    except Exception:       # a tokenizer without the method, or one that refuses the id
+        word = None
+    return f"token id {tok}" + (f" ({word!r})" if isinstance(word, str) else "")
 
 
 def _check_common(model, sampler, steps, num_samples, seed, batch_size, topk):

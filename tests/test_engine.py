@@ -495,7 +495,8 @@ def test_a_prefix_prompt_keeps_the_models_fixed_tokens():
         tr = explorer.generate(m, MDLM(), 4, prompt=prompt, progress=False)
         assert tr.final[0, :16].tolist() == ids and bool(tr.fixed[0, :16].all()), prompt
         assert tr.decode([int(tr.final[0, 16])]).strip() == "order"
-    with pytest.raises(ValueError, match="position 16, where the model always has its fixed token"):
+    with pytest.raises(ValueError, match=r"token id \d+ \('spain'\) at position 16, where the model always has its "
+                                         r"fixed token id \d+ \('order'\)"):
         explorer.generate(m, MDLM(), 4, prompt=record + " spain", progress=False)   # 'spain' where 'order' stands
 
 

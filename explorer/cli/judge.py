@@ -22,7 +22,8 @@ def parser() -> ArgumentParser:
                            help="train: train (or resume) a judge; eval: its held-out perplexity")
     t = sub.add_parser("train", help="train (or resume) the stories judge",
                        description="Train (or resume) the stories judge; --export writes it in the HF format.")
-    t.add_argument("--out", default="runs/judge", help="run folder (checkpoint, history); its parent must exist")
+    t.add_argument("--out", required=True, help="run folder (checkpoint, history), e.g. runs/judge; its parent "
+                   "must exist")
     t.add_argument("--steps", type=positive_int, required=True, help="optimizer steps in all")
     t.add_argument("--batch-size", type=positive_int, default=32, help="blocks per step")
     t.add_argument("--lr", type=nonnegative_float, default=1e-3, help="peak learning rate")

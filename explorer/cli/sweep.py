@@ -179,5 +179,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out / "return_on_compute.parquet").unlink(missing_ok=True)
     report = report_html(df, out / "report.html", baseline=baseline,
                          title=f"Sweep: {a.model}", command=command)
-    print(f"wrote {out / 'sweep.parquet'} and {report}")
+    written = [out / "sweep.parquet"] + ([out / "return_on_compute.parquet"] if rocs else []) + [report]
+    print("wrote " + ", ".join(map(str, written[:-1])) + f" and {written[-1]}")
     return 0

@@ -77,7 +77,7 @@ def load_judge(name_or_path: str | Path = "stories-judge", device: str | torch.d
     if not path.is_dir():
         raise FileNotFoundError(
             f"no judge at {str(name_or_path)!r}: expected a shipped name (e.g. 'stories-judge') or a directory "
-            "saved by `python -m explorer.judge train --export DIR`"
+            "saved by `explorer judge train --export DIR`"
         )
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
