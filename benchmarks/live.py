@@ -9,6 +9,9 @@ viewer's worker thread; opening the scrubber on the finished trace afterwards is
 (it is what showing any finished trace costs). Outside a kernel the widgets' messages are built
 and serialised but not sent over a socket.
 
+Also timed: the same plain ``generate`` in a worker thread with no view at all, which is how the
+view runs it; on a 2-core CPU PyTorch alone makes that much slower (README, "What watching costs").
+
 Target (issue 19): live / plain <= 1.10 on the shipped models. The time the run spends inside the
 view's hook (bookkeeping every step, drawing a frame now and then) is printed as a share of the
 plain run too: it is the view's own cost, measured without the noise of two separate runs.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import threading
 import time
 
 from _common import print_ratio
@@ -33,11 +37,12 @@ def measure(name: str, steps: int, samples: int, repeats: int, fps: float) -> No
     sampler = samplers.ReMDMLoop()
     run = dict(num_samples=samples, seed=0)
     explorer.generate(model, sampler, steps, progress=False, **run)  # warm-up
-    plain, live, hook, draw, frames, opening = [], [], [], [], [], []
+    plain, threaded, live, hook, draw, frames, opening = [], [], [], [], [], [], []
     for _ in range(repeats):
         t = time.perf_counter()
         explorer.generate(model, sampler, steps, progress=False, **run)
         plain.append(time.perf_counter() - t)
+        threaded.append(_in_a_thread(lambda: explorer.generate(model, sampler, steps, progress=False, **run)))
         lv = widgets.LiveViewer(model, sampler, steps, fps=fps, columns=16, **run)
         t = time.perf_counter()
         lv.wait()
@@ -53,10 +58,29 @@ def measure(name: str, steps: int, samples: int, repeats: int, fps: float) -> No
           f"scrubber opened after {statistics.median(opening):.2f}s)", flush=True)
     print_ratio(f"{name} live view", "live generate", "plain generate", q / p,
                 f"{100 * (q - p) / p:+.1f} %, target <= +10 %")
+    # the same plain generate in a worker thread, as the view runs it, without any view: what a
+    # second thread costs PyTorch on this machine (its own OpenMP pool beside the main thread's)
+    w = statistics.median(threaded)
+    print(f"{name:8s} plain generate in a worker thread {w:.3f}s", flush=True)
+    print_ratio(f"{name} worker thread", "plain generate in a thread", "plain generate", w / p)
     # the part of the difference the view itself spends, measured inside the run (the side-by-side
     # ratio above also carries the engine's per-step CPU copies for the hook, and the machine's noise)
     print_ratio(f"{name} live view's own time", "time in the hook", "plain generate",
                 statistics.median(hook) / p)
+
+
+def _in_a_thread(fn) -> float:
+    """Seconds ``fn`` takes in a fresh ``threading.Thread`` (timed inside it)."""
+    took = {}
+
+    def run():
+        t = time.perf_counter()
+        fn()
+        took["s"] = time.perf_counter() - t
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    return took["s"]
 
 
 def main(argv=None):

@@ -141,6 +141,9 @@ def check_live(out, r):
         assert int(frames) > 0, name
         value = r[(f"{name} live view", "live generate", "plain generate")]
         assert close(value, float(live) / float(plain), rel=0.01, abs_=0.002), (name, value)
+        threaded, = numbers(rf"^{name}\s+plain generate in a worker thread ([\d.]+)s$", out)
+        value = r[(f"{name} worker thread", "plain generate in a thread", "plain generate")]
+        assert close(value, float(threaded) / float(plain), rel=0.01, abs_=0.002), (name, value)
 
 
 def check_reproduce_llada(out, r):
