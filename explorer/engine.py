@@ -383,6 +383,14 @@ class _Context:
         self._row = self._order[st.step]
         self._decoded = None
 
+    def changed(self, rows: torch.Tensor) -> None:
+        """The engine changed these rows' state (row indices, or a BoolTensor[B]): their next draw is
+        charged to their ``nfe`` (see :meth:`draw`)."""
+        if rows.dtype == torch.bool:
+            self._fresh |= rows
+        else:
+            self._fresh.index_fill_(0, rows, True)
+
     def end_step(self) -> torch.Tensor:
         """After the engine applied a step: the positions still masked, kept for the next
         :meth:`begin` (the state changes only through the engine); returns their count."""
@@ -483,7 +491,7 @@ class _Context:
             z = self.x.masked_fill(remasked, self.mask_id)
             other = remasked.any(1)          # these rows were evaluated at a state that is not x
             charged = charged | other[b]
-            self._fresh |= other
+            self.changed(other)
         self._drawn.append((b, charged))     # counted when nfe is read: once per row and draw
         chunk = max(1, _ROW_BUDGET // self.vocab_size)     # vocab_size is the logits' width (protocol)
         if b.numel() <= chunk:
@@ -605,7 +613,7 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
                             _at(d.remask_sigma, rb, rpos), d.remask_reason)
                 x.masked_fill_(remask, mask_id)
                 tp.masked_fill_(remask, math.nan)
-                ctx._fresh.index_fill_(0, rb, True)
+                ctx.changed(rb)
                 n_re, changed = rb.numel(), True
                 if live:
                     re_rows = torch.stack((rb, rpos), 1)
@@ -613,7 +621,7 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
             remask = remask if d.valid_by_construction else remask & ctx.decoded
             x.masked_fill_(remask, mask_id)
             tp.masked_fill_(remask, math.nan)
-            ctx._fresh |= remask.any(1)
+            ctx.changed(remask.any(1))
             n_re, changed = remask.sum(), True
     w = d.write
     n_un = 0
@@ -625,7 +633,7 @@ def _apply(ctx: _Context, d: Decision, rec: _Recorder, step: int, live: bool):
                 w.cand_ids, w.cand_probs)
         x[w.b, w.pos] = w.token
         tp[w.b, w.pos] = w.prob.to(tp.dtype)
-        ctx._fresh.index_fill_(0, w.b, True)
+        ctx.changed(w.b)
         n_un, changed = w.b.numel(), True
         if live:
             un_rows = torch.stack((w.b, w.pos), 1)
