@@ -476,8 +476,8 @@ def main(argv=None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() and not args.quick else "cpu")
     if device == "cuda" and dist is not None:   # one GPU per rank
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    if torch.device(device).type == "cuda":
-        torch.cuda.set_device(torch.device(device))
+    if torch.device(device).type == "cuda" and torch.device(device).index is not None:
+        torch.cuda.set_device(torch.device(device))   # plain "cuda" is the current device already
 
     def log(msg):
         if rank == 0:
