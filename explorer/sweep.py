@@ -252,9 +252,11 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     d, owned = process_group()
-    if d is not None and device is None and torch.cuda.is_available():
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', d.get_rank() % torch.cuda.device_count()))}"
-        torch.cuda.set_device(torch.device(device))
+    if d is not None and torch.cuda.is_available():
+        if device is None:
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', d.get_rank() % torch.cuda.device_count()))}"
+        if torch.device(device).type == "cuda" and torch.device(device).index is not None:
+            torch.cuda.set_device(torch.device(device))     # NCCL's collectives run on the rank's GPU
     mets = [get_metric(m, device=device, **(metric_options or {})) if isinstance(m, str) else get_metric(m)
             for m in metrics]
     for m in mets:

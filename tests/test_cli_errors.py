@@ -475,6 +475,36 @@ def test_a_device_this_machine_lacks_is_refused_before_loading(capsys, tmp_path,
     assert device in err
 
 
+@pytest.mark.parametrize("argv, module", [
+    (["generate", "--model", "orders", "--steps", "4"], "generate"),
+    (["sweep", "--model", "orders", "--out", "OUT"], "sweep"),
+    (["strategies", "--model", "orders", "--out", "OUT"], "strategies"),
+])
+@pytest.mark.parametrize("cuda, local_rank, expected", [(False, None, "cpu"), (False, "1", "cpu"),
+                                                        (True, None, "cuda"), (True, "1", "cuda:1")])
+def test_device_auto_reaches_the_loader_as_the_device_this_machine_has(capsys, tmp_path, monkeypatch, argv, module,
+                                                                        cuda, local_rank, expected):
+    """--device auto was let through the check and handed to torch as a device name (a traceback)."""
+    import importlib
+
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if cuda else 0)
+    if local_rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    seen = []
+
+    def fake_model(name, device=None, **k):
+        seen.append(device)
+        raise UsageError("stop here.", "-")
+    monkeypatch.setattr(importlib.import_module(f"explorer.cli.{module}"), "model_from_cli", fake_model)
+    argv = [str(tmp_path / "o") if w == "OUT" else w for w in argv]
+    refused(capsys, [*argv, "--device", "auto"], "-", tmp_path)
+    assert seen == [expected]
+
+
 def test_chat_on_a_fixed_length_model_is_refused(capsys, tmp_path):
     err = refused(capsys, [*GEN, "--prompt", "hi", "--chat"], "drop --chat", tmp_path)
     assert "chat template" in err and "dtype" not in err

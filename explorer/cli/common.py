@@ -237,11 +237,15 @@ def model_from_cli(name: str, device: Any = None, allow_download: bool = False) 
 
 
 def device_from_cli(device: str | None, option: str = "--device") -> str | None:
-    """Check ``--device`` before any model is loaded: cpu, cuda[:N] or mps, one this machine has (``None``
-    and ``auto`` pass: the command then chooses). A name torch does not know, or a GPU that is not
-    there, is a :class:`UsageError` (it was an AssertionError or RuntimeError from deep in torch)."""
-    if device is None or device == "auto":
-        return device
+    """Check ``--device`` before any model is loaded and return the device to use: cpu, cuda[:N] or
+    mps, one this machine has; ``None`` passes (the command's default); ``auto`` is a CUDA GPU when
+    there is one (the launch's ``cuda:LOCAL_RANK`` under torchrun), else cpu. A name torch does not
+    know, or a GPU that is not there, is a :class:`UsageError` (it was an AssertionError or
+    RuntimeError from deep in torch)."""
+    if device is None:
+        return None
+    if device == "auto":
+        return auto_device()
     import torch
 
     try:
@@ -261,6 +265,17 @@ def device_from_cli(device: str | None, option: str = "--device") -> str | None:
     elif parsed.type == "mps" and not (torch.backends.mps.is_available()):
         raise UsageError(f"{option} {device}: Apple's MPS is not available here.", f"use {option} cpu.")
     return device
+
+
+def auto_device() -> str:
+    """``--device auto``: ``cuda`` when torch sees a CUDA GPU (``cuda:LOCAL_RANK`` when torchrun set
+    LOCAL_RANK, so each rank takes its own), else ``cpu``."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    rank = os.environ.get("LOCAL_RANK")
+    return f"cuda:{int(rank) % torch.cuda.device_count()}" if rank is not None else "cuda"
 
 
 def judge_from_cli(judge: str | None, allow_download: bool = False) -> None:

@@ -27,7 +27,7 @@ def parser() -> ArgumentParser:
     add_num_samples(p, default=1, help="how many sequences to generate")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (same seed, same samples)")
     add_batch_size(p, help="sequences per model call (default: all at once; samples do not depend on it)")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--device", default=None, help="torch device: cpu, cuda[:N], mps, or auto (a CUDA GPU when there is one, else cpu) (default: cpu)")
     add_allow_download(p)
     p.add_argument("--out", default=None, help="write the trace here (.csv or .parquet) with its .meta.json; "
                    "the folder must exist")
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sampler = sampler_from_cli(a.sampler, a.settings)
     if a.chat and a.prompt is None:
         raise UsageError("--chat needs --prompt.", "add --prompt 'your question'.")
-    device_from_cli(a.device)
+    a.device = device_from_cli(a.device)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
     if a.chat and getattr(model, "seq_len", None) is not None:
         raise UsageError(f"{a.model} is a fixed-length model without a chat template; --chat is for instruct "

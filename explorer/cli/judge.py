@@ -82,11 +82,10 @@ def _train(a) -> None:
     output_dir(a.out, "--out")
     if a.export:
         output_dir(a.export, "--export")
-    device_from_cli(a.device)
+    device = device_from_cli(a.device)
     if a.n_embd % a.n_head:
         raise UsageError(f"--n-head {a.n_head} does not divide --n-embd {a.n_embd}.",
                          "choose a head count that divides the width.")
-    device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")  # as explorer train
     config = judge.judge_config(n_layer=a.n_layer, n_embd=a.n_embd, n_head=a.n_head)
     check_resume(a.out, config)
     set_threads(a.threads)

@@ -32,7 +32,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--judge", default=None, help="judge causal LM for stories' gen_ppl: a folder, a shipped "
                    "name or a hub id in the local cache (--allow-download fetches it) (default: stories-judge)")
     add_output_folder(p)
-    p.add_argument("--device", default=None, help="torch device (default: the model's)")
+    p.add_argument("--device", default=None, help="torch device: cpu, cuda[:N], mps, or auto (a CUDA GPU when there is one, else cpu) (default: the model's)")
     add_batch_size(p)
     add_allow_download(p)
     add_no_progress(p)
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (a.prompt is None) != (a.gen_length is None):
         raise UsageError("--prompt and --gen-length go together (a prompted model needs both).",
                          "give both, or neither for a fixed-length model.")
-    device_from_cli(a.device)
+    a.device = device_from_cli(a.device)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
     if getattr(model, "seq_len", None) is None and a.prompt is None:
         raise UsageError(f"{a.model} has no fixed length: every strategy needs the same prompt.",

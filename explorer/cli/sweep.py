@@ -50,7 +50,7 @@ def parser() -> ArgumentParser:
     add_output_folder(p)
     p.add_argument("--cache-dir", default=None, help="cache of finished cells; created if its parent exists "
                    "(default: OUT/cache)")
-    p.add_argument("--device", default=None, help="torch device (default: cpu; cuda:LOCAL_RANK under torchrun)")
+    p.add_argument("--device", default=None, help="torch device: cpu, cuda[:N], mps, or auto (a CUDA GPU when there is one, else cpu) (default: cpu; cuda:LOCAL_RANK under torchrun)")
     add_batch_size(p)
     add_allow_download(p)
     add_no_progress(p)
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             opts["references"] = np.load(a.mauve_references)
         else:
             opts["references"] = [t for t in Path(a.mauve_references).read_text().splitlines() if t.strip()]
-    device_from_cli(a.device)
+    a.device = device_from_cli(a.device)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
     steps = resolved_steps(a, model.seq_len)
     metrics_fit(metrics, model, a.model, a.judge)
