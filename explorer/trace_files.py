@@ -446,7 +446,7 @@ def _first_out_of_order(steps: np.ndarray) -> int | None:
 
 # ---------------------------------------------------------------------------- writing
 def _sidecar(trace, events: pd.DataFrame, fmt: str, data_sha: str, neutralized: bool) -> dict:
-    meta = dict(trace.meta)
+    meta = {k: v for k, v in trace.meta.items() if k != "texts"}    # texts goes in its place below, also when read
     meta.update({
         "format_version": FORMAT_VERSION, "data_format": fmt, "data_sha256": data_sha,
         "csv_formulas_neutralized": neutralized, "num_events": len(events),
@@ -592,11 +592,13 @@ def read(path, verify: bool = True) -> dict:
         "cand_probs": np.stack([ev[f"cand{i + 1}_prob"].astype(np.float32)[has] for i in range(k)], 1)
         if k else np.zeros((0, 0), np.float32),
     }
-    texts = _texts_of(ev["token_id"], df["token"])
+    found = _texts_of(ev["token_id"], df["token"])
     for i in range(k):
-        texts.update(_texts_of(ev[f"cand{i + 1}_id"], df[f"cand{i + 1}_token"]))
-    texts.update(_sidecar_value(side, "token_texts",
-                                lambda: {int(a): str(b) for a, b in meta.get("token_texts", {}).items()}))
+        found.update(_texts_of(ev[f"cand{i + 1}_id"], df[f"cand{i + 1}_token"]))
+    # the sidecar's texts win and keep the sidecar's order, so that writing the trace back gives the same bytes
+    texts = _sidecar_value(side, "token_texts",
+                           lambda: {int(a): str(b) for a, b in meta.get("token_texts", {}).items()})
+    texts.update((i, text) for i, text in found.items() if i not in texts)
     # the file's own words for its columns, so that writing it back gives the same sidecar (their
     # wording has been corrected since some files were written)
     docs = {key: meta[key] for key in ("event_columns", "step_columns") if isinstance(meta.get(key), dict)}

@@ -408,6 +408,16 @@ def test_an_intact_file_reads_back_losslessly_without_a_warning(tmp_path, trace,
     assert again.read_bytes() == path.read_bytes()
 
 
+def test_a_trace_read_and_written_again_gives_the_same_bytes(tmp_path, trace):
+    """A re-saved trace shows up unchanged in git: the data file and its sidecar (key order and the
+    order of token_texts included), for both formats."""
+    for fmt in ("csv", "parquet"):
+        first = getattr(trace, f"to_{fmt}")(tmp_path / f"first.{fmt}")
+        again = getattr(Trace.read(first), f"to_{fmt}")(tmp_path / f"again.{fmt}")
+        assert again.read_bytes() == first.read_bytes(), fmt
+        assert sidecar_path(again).read_bytes() == sidecar_path(first).read_bytes(), fmt
+
+
 def test_a_sidecar_written_for_the_other_format_is_named_as_another_files(tmp_path, trace):
     """A Parquet file beside its CSV's sidecar (or the reverse) was told it 'changed or was cut short'
     and to restore the data file, which was intact; the format the sidecar was written for tells."""
