@@ -121,6 +121,16 @@ def refuse_repeats(what: str, values: Sequence) -> None:
                          f"twice in the means and shrinks their standard errors; give each of the {what} once.")
 
 
+def grid_axis(what: str, values: Any, example: str) -> list[int]:
+    """A grid axis (steps, seeds) as a list of ints; a bare int is a one-value axis. An empty axis
+    would return an empty table as if the sweep had run, and a repeat is refused (:func:`refuse_repeats`)."""
+    axis = [int(values)] if isinstance(values, (int, np.integer)) else [int(v) for v in values]
+    if not axis:
+        raise ValueError(f"{what} is empty, so the sweep has no cell to run; give at least one, e.g. {what}={example}.")
+    refuse_repeats(what, axis)
+    return axis
+
+
 class _Cell:
     def __init__(self, name, sampler, steps, seed, key):
         self.name, self.sampler, self.steps, self.seed, self.key = name, sampler, int(steps), int(seed), key
@@ -226,15 +236,15 @@ def _run_cells(model, cells: list[_Cell], metrics: list[Metric], num_samples, de
     return rows
 
 
-def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: int = 64,
-          seeds: Sequence[int] = (0,), metrics: Sequence[Any] = ("entropy",),
+def sweep(model: Any, samplers: Any, steps: Sequence[int] | int | str, num_samples: int = 64,
+          seeds: Sequence[int] | int = (0,), metrics: Sequence[Any] = ("entropy",),
           cache_dir: str | os.PathLike | None = None, device: Any = None, batch_size: int | None = None,
           progress: bool = True, metric_options: dict | None = None) -> pd.DataFrame:
     """Generate ``num_samples`` per (sampler, steps, seed) and score them; tidy results.
 
     ``samplers``: ``{label: sampler or spec}``, a list of specs/samplers, or ``"mdlm,remdm-loop"``
-    (settings inline: ``"remdm-cap:eta=0.008"``; the one spec syntax, :mod:`explorer.samplers.spec`). ``steps``: a list, or ``"L/4,L,4L"`` in units of
-    the model's sequence length.
+    (settings inline: ``"remdm-cap:eta=0.008"``; the one spec syntax, :mod:`explorer.samplers.spec`). ``steps``: a list, one int, or ``"L/4,L,4L"`` in units of
+    the model's sequence length; each T >= 1. ``seeds``: a list or one int. An empty axis is refused.
     ``metrics``: names (``"entropy"``, ``"gen_ppl"``, ``"mauve"``, ``"validity"``), :class:`Metric`
     objects or callables ``fn(ids, texts)`` (see :func:`explorer.metrics.get_metric`);
     ``metric_options`` (e.g. ``{"judge": "gpt2-large"}``) go to the named ones.
@@ -245,10 +255,13 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | str, num_samples: in
                          "samplers on a prompted model (LLaDA, Dream) use `explorer strategies --prompt TEXT "
                          "--gen-length N` (explorer.studies.strategies).")
     sampler_map = parse_samplers(samplers)
-    steps = parse_steps(steps, model.seq_len) if isinstance(steps, str) else [int(s) for s in steps]
-    seeds = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
-    refuse_repeats("steps", steps)
-    refuse_repeats("seeds", seeds)
+    asked = steps
+    steps = grid_axis("steps", parse_steps(asked, model.seq_len) if isinstance(asked, str) else asked, "[16, 32]")
+    seeds = grid_axis("seeds", seeds, "[0, 1]")
+    if min(steps) < 1:   # refused here, before the cache is touched, not by the first cell's generate
+        at_L = f" (T = {', '.join(map(str, steps))} at L = {model.seq_len})" if isinstance(asked, str) else ""
+        raise ValueError(f"steps {asked!r}{at_L} asks for fewer than 1 step; give step counts >= 1, e.g. "
+                         "steps=[16, 32], or larger fractions of L: steps='L/4,L'.")
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     d, owned = process_group()
@@ -479,17 +492,23 @@ def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None)
 # ----------------------------------------------------------------------------- steps
 
 def parse_steps(spec: str, seq_len: int) -> list[int]:
-    """Steps from ``"16,32,64"`` or in units of the sequence length: ``"L/4,L/2,L,2L,4L,8L"``."""
+    """Steps from ``"16,32,64"`` or in units of the sequence length: ``"L/4,L/2,L,2L,4L,8L"``.
+
+    A part that is neither raises ValueError naming it (the CLI words its own message on that)."""
     out = []
     for tok in spec.split(","):
         tok = tok.strip().replace(" ", "")
         if not tok:
             continue
-        if "L" in tok:
-            num, _, den = tok.partition("/")
-            mult = num.replace("L", "").replace("*", "") or "1"
-            val = float(mult) * seq_len / (float(den) if den else 1.0)
-            out.append(int(round(val)))
-        else:
-            out.append(int(tok))
+        try:
+            if "L" in tok:
+                num, _, den = tok.partition("/")
+                mult = num.replace("L", "").replace("*", "") or "1"
+                val = float(mult) * seq_len / (float(den) if den else 1.0)
+                out.append(int(round(val)))
+            else:
+                out.append(int(tok))
+        except (ValueError, ZeroDivisionError, OverflowError):   # "abc", "L/0", "infL"
+            raise ValueError(f"steps {spec!r}: {tok!r} is not a step count; write e.g. '16,32,64' or "
+                             "'L/4,L,2L' (L = the sequence length).") from None
     return out

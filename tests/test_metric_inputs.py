@@ -1,0 +1,48 @@
+"""Inputs the metrics and the sweep refuse with a message that names the fix, before any work:
+texts where ids are expected (and the reverse), per-sample values from a callable metric, and
+sweep axes that are a bare int, unparseable or empty."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from explorer.protocol import StubDenoiser
+from explorer.sweep import sweep
+
+
+def stub(L=6, V=5):
+    probs = torch.rand(L, V, generator=torch.Generator().manual_seed(0))
+    probs[:, -1] = 0
+    return StubDenoiser(probs)
+
+
+def small_sweep(steps=(2,), **kw):
+    return sweep(stub(), "mdlm", steps, num_samples=3, progress=False, **kw)
+
+
+# ----------------------------------------------------------------------------- F10: sweep axes
+
+def test_a_bare_int_of_steps_is_one_step_count_like_seeds():
+    timed = ["seconds", "tokens_per_second"]
+    one = small_sweep(steps=2, seeds=1).drop(columns=timed)
+    assert one.equals(small_sweep(steps=[2], seeds=[1]).drop(columns=timed)) and one["steps"].tolist() == [2]
+
+
+@pytest.mark.parametrize("steps, said", [
+    ("abc", "'abc' is not a step count.*'L/4,L,2L'"),
+    ("L/0", "'L/0' is not a step count"),
+    ("L/1000", r"'L/1000' \(T = 0 at L = 6\) asks for fewer than 1 step.*'L/4,L'"),
+    (0, "steps 0 asks for fewer than 1 step"),
+    ([], "steps is empty.*steps=\\[16, 32\\]"),
+    ("", "steps is empty"),
+])
+def test_unusable_steps_are_refused_before_the_cache_is_touched(tmp_path, steps, said):
+    with pytest.raises(ValueError, match=said):
+        small_sweep(steps=steps, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_no_seeds_is_refused_not_an_empty_table(tmp_path):
+    with pytest.raises(ValueError, match=r"seeds is empty.*seeds=\[0, 1\]"):
+        small_sweep(seeds=[], cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
