@@ -387,6 +387,25 @@ def _event_arrays(path: Path, df: pd.DataFrame, meta: dict, shape: tuple[int, in
     return out
 
 
+def _check_record(side: Path, meta: dict, initial: torch.Tensor, ev: dict) -> None:
+    """The run record's num_samples, seq_len and mask_id against the data they describe: an edited one
+    would mislabel every text and mask of the trace, so it is refused even with verify=False."""
+    fix = "Put back the sidecar written with this file (or set {key} to {actual})."
+    for key, actual in (("num_samples", initial.shape[0]), ("seq_len", initial.shape[1])):
+        if meta.get(key) is not None and meta[key] != actual:
+            raise TraceFileError(side, f"{key} is {meta[key]!r}, but initial and fixed are "
+                                 f"{list(initial.shape)} ([num_samples, L]).", key=key,
+                                 fix=fix.format(key=key, actual=actual))
+    # a position's first event, if an unmask, replaces the mask id that the initial state holds there
+    cells, first = np.unique(ev["sample"] * initial.shape[1] + ev["position"], return_index=True)
+    replaced = initial.flatten().numpy()[cells[ev["kind"][first] == KINDS.index("unmask")]]
+    wrong = replaced[replaced != meta["mask_id"]]
+    if len(wrong):
+        raise TraceFileError(side, f"mask_id is {meta['mask_id']}, but the unmask events replace token "
+                             f"{int(wrong[0])} of the initial state, so that is the run's mask id.", key="mask_id",
+                             fix=fix.format(key="mask_id", actual=int(wrong[0])))
+
+
 def _texts_of(ids: np.ndarray, texts: pd.Series) -> dict[int, str]:
     """{token id: its text} from an id column and its text column (ids < 0: no candidate)."""
     pairs = pd.DataFrame({"id": ids, "text": texts.to_numpy()}).drop_duplicates("id", keep="last")
@@ -546,7 +565,8 @@ def read(path, verify: bool = True) -> dict:
 
     Raises :class:`TraceFileError` (a ``ValueError``) naming the file and the first bad line,
     row, column or sidecar key when the sidecar is missing or broken, a column is missing, a
-    value has the wrong type, kind or range, or the CSV quoting is broken; and when the data
+    value has the wrong type, kind or range, the CSV quoting is broken, or the sidecar's
+    num_samples, seq_len or mask_id contradict the data; and when the data
     no longer matches its sidecar (event count, sha256) or the sidecar its own recorded sha256
     (an edited setting or steps table) -- unless ``verify=False``, which loads
     such a file anyway with a :class:`TraceFileWarning`: the record's ``complete`` is then False
@@ -570,6 +590,7 @@ def read(path, verify: bool = True) -> dict:
     else:
         df, where = _read_parquet_events(path, k)
     ev = _event_arrays(path, df, meta, tuple(initial.shape), where)
+    _check_record(side, meta, initial, ev)
     mismatch = _sidecar_mismatch(meta, sha, ev["step"], steps, where)
     if mismatch is not None:
         problem, place = mismatch

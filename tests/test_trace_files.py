@@ -298,6 +298,23 @@ def test_a_sidecar_sha_mismatch_is_refused_unless_verify_false(csv_file, trace):
         explorer.resume(model, back, 4, progress=False)
 
 
+@pytest.mark.parametrize("key, value, expected", [
+    ("num_samples", 9, "num_samples is 9, but initial and fixed are [3, 12]"),
+    ("seq_len", 4, "seq_len is 4, but initial and fixed are [3, 12]"),
+    ("mask_id", 3, "mask_id is 3, but the unmask events replace token 8"),
+])
+def test_a_setting_that_contradicts_the_data_is_refused_even_with_verify_false(csv_file, key, value, expected):
+    """verify=False loads an edited sidecar, but not one whose shape or mask id would mislabel the data."""
+    side = sidecar_path(csv_file)
+    meta = json.loads(side.read_text())
+    meta[key] = value
+    side.write_text(json.dumps(meta))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TraceFileWarning)
+        err = refused(csv_file, expected, "Put back the sidecar written with this file", names=side, verify=False)
+    assert err.key == key
+
+
 @pytest.mark.parametrize("edit", ["sampler setting", "steps table", "seed"])
 def test_an_edited_sidecar_that_keeps_the_data_sha_is_refused(csv_file, trace, edit):
     """Sidecar edits that the data's sha256 and event count cannot see (a sampler setting, a
