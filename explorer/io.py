@@ -1,4 +1,10 @@
-"""Atomic file writes: readers see the old file or the complete new one, never half of one."""
+"""Atomic file writes: readers see the old file or the complete new one, never half of one.
+
+Every writer of the Python API (``Trace.to_csv`` / ``to_parquet``, ``viz.to_html``, a sweep's
+``cache_dir``, a saved model) writes through here and so creates missing parent folders, a
+convenience in a notebook.  The command line is stricter: it checks its output paths first and
+never creates a missing parent (``explorer.cli.common``).
+"""
 from __future__ import annotations
 
 import os
@@ -22,7 +28,8 @@ def atomic_write_many(writers: list[tuple[str | os.PathLike, Callable[[str], Non
     interrupted before the last rename, the targets already replaced get their old content back
     (kept meanwhile as a hard link, or a copy where links are not possible) and targets that did
     not exist are removed, so a pair (a trace and its sidecar) never mixes old and new.  A target
-    that is a folder is refused before anything is written.  Files get the usual permissions
+    that is a folder is refused before anything is written.  Missing parent folders are created
+    (see the module docstring).  Files get the usual permissions
     (0666 less the umask), not mkstemp's 0600.
     """
     targets = [Path(path) for path, _ in writers]
@@ -76,10 +83,10 @@ def _keep_aside(path: Path) -> Path | None:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Write one file atomically with ``write(tmp_path)``; returns the final path."""
+    """Write one file atomically with ``write(tmp_path)``, creating missing parent folders; returns the final path."""
     return atomic_write_many([(path, write)])[0]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write UTF-8 text atomically."""
+    """Write UTF-8 text atomically, creating missing parent folders."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -484,7 +484,8 @@ def _sidecar(trace, events: pd.DataFrame, fmt: str, data_sha: str, neutralized: 
 
 
 def write(trace, path, fmt: str, neutralize_formulas: bool = True) -> Path:
-    """Write ``trace``'s events as ``fmt`` ("csv" or "parquet") and its sidecar, atomically."""
+    """Write ``trace``'s events as ``fmt`` ("csv" or "parquet") and its sidecar, atomically, creating
+    missing parent folders (:mod:`explorer.io`)."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory; give a file path such as {path / ('trace.' + fmt)}.")

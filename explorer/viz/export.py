@@ -78,12 +78,14 @@ def page_html(parts, title: str = "ReMDM Explorer") -> str:
 
 
 def write_html(path, parts, title: str = "ReMDM Explorer") -> Path:
-    """Write a self-contained page (see :func:`page_html`) atomically; returns the path."""
+    """Write a self-contained page (see :func:`page_html`) atomically, creating missing parent folders;
+    returns the path."""
     return write_text_atomic(path, page_html(parts, title=title))
 
 
 def to_html(obj, path, title: str = "ReMDM Explorer") -> Path:
-    """Save a figure, an HTML view, a widget (anything with ``to_html``) or a list of them."""
+    """Save a figure, an HTML view, a widget (anything with ``to_html``) or a list of them; missing
+    parent folders of ``path`` are created."""
     if hasattr(obj, "to_html") and not isinstance(obj, (go.Figure, str)):
         return obj.to_html(path)
     return write_html(path, obj, title=title)
