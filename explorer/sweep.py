@@ -246,7 +246,8 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | int | str, num_sampl
     (settings inline: ``"remdm-cap:eta=0.008"``; the one spec syntax, :mod:`explorer.samplers.spec`). ``steps``: a list, one int, or ``"L/4,L,4L"`` in units of
     the model's sequence length; each T >= 1. ``seeds``: a list or one int. An empty axis is refused.
     ``metrics``: names (``"entropy"``, ``"gen_ppl"``, ``"mauve"``, ``"validity"``), :class:`Metric`
-    objects or callables ``fn(ids, texts)`` (see :func:`explorer.metrics.get_metric`);
+    objects or callables ``fn(ids, texts)`` returning a number, one number per sample (reported as
+    their mean and its standard error), a dict or a DataFrame (see :func:`explorer.metrics.get_metric`);
     ``metric_options`` (e.g. ``{"judge": "gpt2-large"}``) go to the named ones.
     ``cache_dir``: where finished cells live; a restarted sweep skips them (module doc).
     """

@@ -3,9 +3,12 @@ texts where ids are expected (and the reverse), per-sample values from a callabl
 sweep axes that are a bare int, unparseable or empty."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
+from explorer.metrics import get_metric
 from explorer.protocol import StubDenoiser
 from explorer.sweep import sweep
 
@@ -46,3 +49,21 @@ def test_no_seeds_is_refused_not_an_empty_table(tmp_path):
     with pytest.raises(ValueError, match=r"seeds is empty.*seeds=\[0, 1\]"):
         small_sweep(seeds=[], cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+# ----------------------------------------------------------------------------- F9: callable metrics
+
+def test_a_callable_metric_may_return_one_value_per_sample():
+    """Per-sample values give their mean and its standard error, as the built-in entropy does."""
+    per_sample = lambda ids, texts: [float(i) for i in range(len(texts))]  # noqa: E731
+    df = small_sweep(metrics=[("rank", per_sample)])
+    assert df["metric"].tolist() == ["rank"]
+    assert df["value"].item() == 1.0 and math.isclose(df["stderr"].item(), 1 / math.sqrt(3))
+
+
+def test_a_callable_metric_with_an_unusable_return_names_the_accepted_ones():
+    metric = get_metric(("short", lambda ids, texts: [1.0]))
+    with pytest.raises(TypeError, match="'short' returned 1 values for 2 samples.*a number.*dict.*DataFrame"):
+        metric(torch.zeros(2, 3, dtype=torch.long), ["a", "b"])
+    with pytest.raises(TypeError, match="'words' returned.*str.*a number"):
+        get_metric(("words", lambda ids, texts: "good"))(torch.zeros(2, 3, dtype=torch.long), ["a", "b"])

@@ -2,8 +2,9 @@
 
 A :class:`Metric` turns the final samples of one run (``ids LongTensor[N, L]`` and their decoded
 ``texts``) into rows ``metric, value, stderr``. Built-ins: ``"entropy"``, ``"gen_ppl"``,
-``"mauve"``, ``"validity"``. Any callable ``fn(ids, texts)`` returning a float, a dict
-``{metric: value}`` or such a DataFrame also works (wrap it with :func:`get_metric`).
+``"mauve"``, ``"validity"``. Any callable ``fn(ids, texts)`` also works (wrap it with
+:func:`get_metric`) when it returns a number, one number per sample (reported as their mean with
+its standard error, as entropy is), a dict ``{metric: value}`` or such a DataFrame.
 """
 from __future__ import annotations
 
@@ -47,10 +48,24 @@ class Metric:
         elif isinstance(out, dict):
             df = pd.DataFrame({"metric": list(out), "value": [float(v) for v in out.values()]})
         else:
-            df = pd.DataFrame({"metric": [self.name], "value": [float(out)]})
+            df = self._mean(out, len(texts))
         if "stderr" not in df:
             df["stderr"] = float("nan")
         return df[["metric", "value", "stderr"]].astype({"value": float, "stderr": float})
+
+    def _mean(self, out, n: int) -> pd.DataFrame:
+        """One number as it is; one number per sample as their mean with its standard error
+        (NaN for a single sample)."""
+        values = np.asarray(out.detach().cpu() if torch.is_tensor(out) else out)
+        numbers = values.dtype.kind in "biuf"
+        if numbers and values.ndim == 0:
+            return pd.DataFrame({"metric": [self.name], "value": [float(values)]})
+        if numbers and values.ndim == 1 and len(values) == n:
+            se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+            return pd.DataFrame({"metric": [self.name], "value": [float(values.mean())], "stderr": [se]})
+        got = f"{len(values)} values for {n} samples" if numbers and values.ndim == 1 else f"a {type(out).__name__}"
+        raise TypeError(f"metric {self.name!r} returned {got}; a metric returns a number, one number per "
+                        "sample, a dict {metric: number} or a DataFrame with columns metric, value[, stderr].")
 
     @property
     def key(self) -> str:
@@ -63,9 +78,7 @@ class Metric:
 
 def _entropy(ids, texts):
     from .entropy import unigram_entropy
-    h = unigram_entropy(ids).numpy()
-    se = float(h.std(ddof=1) / math.sqrt(len(h))) if len(h) > 1 else float("nan")
-    return pd.DataFrame({"metric": ["entropy"], "value": [float(h.mean())], "stderr": [se]})
+    return unigram_entropy(ids)   # per sample: the Metric reports the mean and its standard error
 
 
 _TAGS: dict[str, str] = {}
@@ -124,7 +137,9 @@ def _stories_judge_reads(model) -> str | None:
 
 def get_metric(spec: Any, device: Any = None, **options) -> Metric:
     """A :class:`Metric` from a name (``"entropy"``, ``"gen_ppl"``, ``"mauve"``, ``"validity"``),
-    a ``Metric``, a ``(name, fn)`` pair or a plain callable ``fn(ids, texts)``.
+    a ``Metric``, a ``(name, fn)`` pair or a plain callable ``fn(ids, texts)``. The callable returns
+    a number, one number per sample (the row is their mean, ``stderr`` its standard error), a dict
+    ``{metric: number}`` or a DataFrame with columns ``metric, value`` and optionally ``stderr``.
 
     ``options`` go to the metric function: ``judge=``/``batch_size=`` for gen_ppl and mauve,
     ``references=`` (texts or features) for mauve.
