@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from explorer.metrics import get_metric
+from explorer.metrics import get_metric, orders_validity, per_sample_validity, unigram_entropy
 from explorer.protocol import StubDenoiser
 from explorer.sweep import sweep
 
@@ -67,3 +68,21 @@ def test_a_callable_metric_with_an_unusable_return_names_the_accepted_ones():
         metric(torch.zeros(2, 3, dtype=torch.long), ["a", "b"])
     with pytest.raises(TypeError, match="'words' returned.*str.*a number"):
         get_metric(("words", lambda ids, texts: "good"))(torch.zeros(2, 3, dtype=torch.long), ["a", "b"])
+
+
+# ----------------------------------------------------------------------------- F8: texts vs ids
+
+@pytest.mark.parametrize("fn", [orders_validity, per_sample_validity])
+def test_validity_refuses_one_string_or_token_ids(fn):
+    with pytest.raises(TypeError, match=r"a list of texts \(e.g. trace.texts\).*one string.*\[text\]"):
+        fn("order france")
+    with pytest.raises(TypeError, match=r"a list of texts \(e.g. trace.texts\).*token ids"):
+        fn(torch.zeros(2, 5, dtype=torch.long))
+
+
+def test_entropy_refuses_texts_and_float_tensors():
+    with pytest.raises(TypeError, match=r"token ids \[N, L\] \(e.g. trace.final\), not texts"):
+        unigram_entropy(["order one", "order two"])
+    with pytest.raises(TypeError, match=r"integer token ids \(e.g. trace.final\), got torch.float32"):
+        unigram_entropy(torch.rand(2, 5))
+    assert unigram_entropy(np.array([[1, 1]])).tolist() == [0.0]

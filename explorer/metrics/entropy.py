@@ -14,9 +14,15 @@ def unigram_entropy(ids) -> torch.Tensor:
 
     Counts run over all ``L`` positions, special tokens (eos, mask) included, so the maximum is
     ``ln L`` (6.93 for L = 1024). Report ``.mean()`` to match upstream's number (reference §3).
-    A 1-D input is treated as a single sample.
+    A 1-D input is treated as a single sample. Texts and float values are refused (TypeError).
     """
-    ids = torch.as_tensor(np.asarray(ids) if not torch.is_tensor(ids) else ids)
+    if not torch.is_tensor(ids):
+        ids = np.asarray(ids)
+        if ids.dtype.kind in "USO":
+            raise TypeError("unigram_entropy() takes token ids [N, L] (e.g. trace.final), not texts.")
+        ids = torch.as_tensor(ids)
+    if ids.numel() and (ids.is_floating_point() or ids.is_complex()):
+        raise TypeError(f"unigram_entropy() takes integer token ids (e.g. trace.final), got {ids.dtype} values.")
     if ids.dim() == 1:
         ids = ids.unsqueeze(0)
     if ids.dim() != 2:

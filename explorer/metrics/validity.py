@@ -46,6 +46,20 @@ def cluster_stderr(hits: np.ndarray, sizes: np.ndarray) -> float:
     return float(math.sqrt((resid ** 2).sum() / (S * (S - 1))) / sizes.mean())
 
 
+def _texts(texts, caller: str) -> list[str]:
+    """``texts`` as a list of str. One string would be read as texts of one character each, and
+    token ids fail deep in the record parser: both refused, naming what to pass."""
+    if isinstance(texts, str):
+        raise TypeError(f"{caller}() takes a list of texts (e.g. trace.texts), got one string; "
+                        f"wrap it: {caller}([text]).")
+    texts = list(texts)
+    odd = next((t for t in texts if not isinstance(t, str)), None)
+    if odd is not None:
+        raise TypeError(f"{caller}() takes a list of texts (e.g. trace.texts), got items of type "
+                        f"{type(odd).__name__}; decode token ids first (trace.texts, or trace.decode(ids)).")
+    return texts
+
+
 def orders_validity(texts: Sequence[str]) -> pd.DataFrame:
     """Tidy validity of order-record ``texts``: one row per quantity, columns
     ``metric, value, stderr, n`` (``n`` = records, or sequences for ``sequence_validity``).
@@ -57,7 +71,7 @@ def orders_validity(texts: Sequence[str]) -> pd.DataFrame:
     """
     from explorer.tasks import orders
 
-    texts = list(texts)
+    texts = _texts(texts, "orders_validity")
     if not texts:
         raise ValueError("no texts to check.")
     recs = orders.record_table(texts)
@@ -85,7 +99,8 @@ def per_sample_validity(texts: Sequence[str]) -> np.ndarray:
     :func:`explorer.metrics.metric_by_step`)."""
     from explorer.tasks import orders
 
-    recs = orders.record_table(list(texts))
+    texts = _texts(texts, "per_sample_validity")
+    recs = orders.record_table(texts)
     frac = recs.groupby("sample")["valid"].mean()
     return frac.reindex(range(len(texts)), fill_value=0.0).to_numpy(dtype=float)
 
