@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .checks import check_labels, check_window
 from .grid import _legend_traces, grid_arrays, grid_title, position_origin
 from .palette import STATE_ZRANGE, discrete_colorscale
 
@@ -71,9 +72,10 @@ def grid_animation(traces, labels=None, sample: int = 0, start: int = 0, length:
     """
     if not isinstance(traces, (list, tuple)):
         traces = [traces]
-    labels = list(labels) if labels is not None else (
+    labels = check_labels(labels, traces) if labels is not None else (
         [None] if len(traces) == 1 else [f"run {i + 1}" for i in range(len(traces))])
     idx = [t.index(sample) for t in traces]
+    check_window(max(ix.seq_len for ix in idx), start, length, columns)   # a shorter trace shows its last cells
     align_steps(idx, 0, align)                  # an unknown alignment is refused before any work
     counted, prefix = list(range(len(traces))), "step "   # the traces the slider's step numbers are of
     if align == "progress":                     # the longest run's steps

@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .checks import check_sample
 from .palette import LINE_COLORS, STATE_COLORS, UNMASKED, REMASKED
 
 
@@ -15,6 +16,8 @@ def step_counts(trace, sample: int | None = None) -> pd.DataFrame:
 
     ``sample=None`` sums over samples (as ``trace.steps`` does); an int gives one sample.
     """
+    if sample is not None:
+        sample = check_sample(trace, sample)
     first = int(getattr(trace, "first_step", 0))
     steps = np.arange(first, int(trace.last_step) + 1)
     ev = trace.events

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 
 from ..trace import SampleIndex
 from .cells import display_token, hover_text
+from .checks import check_window
 from .palette import (MASKED, REMASKED, REWRITTEN, STATE_COLORS, STATE_NAMES, STATE_ORDER, STATE_ZRANGE, UNMASKED,
                       discrete_colorscale)
 
@@ -159,6 +160,7 @@ def token_grid(trace, step: int | None = None, sample: int = 0, start: int = 0, 
     """
     index = trace.index(sample)
     step = index.last_step if step is None else index.check_step(step)
+    check_window(index.seq_len, start, length, columns)
     a = grid_arrays(index, step, start, length, columns, max_chars, position_origin(trace))
     fig = go.Figure()
     fig.add_trace(go.Heatmap(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 
+from .checks import check_window
 from .export import HTMLView
 from .grid import END_TOKENS
 from .palette import MASKED, REMASKED, REWRITTEN, STATE_COLORS, STATE_NAMES, STATE_ORDER, TEXT_COLORS
@@ -18,6 +19,7 @@ def token_text(trace, step: int | None = None, sample: int = 0, start: int = 0,
     """
     index = trace.index(sample)
     step = index.last_step if step is None else index.check_step(step)
+    check_window(index.seq_len, start, length)
     fr = index.frame(step, start, length)
     # word-level vocabularies carry no spaces in their token texts: put one between tokens then
     sample_texts = [index.text(int(t)) for t in fr.shown[:64] if int(t) != index.mask_id]

@@ -9,6 +9,7 @@ import ipywidgets as W
 
 from ..viz import export
 from ..viz.animation import align_steps, default_alignment, grid_animation
+from ..viz.checks import check_labels
 from ..viz.curves import step_curves
 from .player import Player
 from .scrubber import SPEEDS, TraceViewer, default_speed, set_speed
@@ -47,10 +48,7 @@ class CompareViewer(W.VBox):
         self.traces = list(traces)
         if len(self.traces) < 2:
             raise ValueError("CompareViewer needs at least two traces; use TraceViewer for one.")
-        self.labels = list(labels) if labels is not None else [_label(t) for t in self.traces]
-        if len(self.labels) != len(self.traces):
-            raise ValueError(f"got {len(self.labels)} labels for {len(self.traces)} traces; give one label "
-                             "per trace (or none).")
+        self.labels = check_labels(labels, self.traces) if labels is not None else [_label(t) for t in self.traces]
         self.sample = sample
         self.viewers = [TraceViewer(t, sample=sample, start=start, length=length, columns=columns,
                                     label=lab, curves=curves, lifeline=True)

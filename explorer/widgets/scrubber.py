@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from ..viz import export
 from ..viz.animation import grid_animation
+from ..viz.checks import check_layout
 from ..viz.curves import step_curves
 from ..viz.grid import (absolute_note, grid_arrays, grid_title, longest_cell, position_name, position_origin,
                         readable_ends)
@@ -142,9 +143,7 @@ class TraceViewer(W.VBox):
         self.index = trace.index(sample)
         ix = self.index
         self.origin = position_origin(trace)
-        for name, value, what in (("length", length, "positions the grid shows"), ("columns", columns, "cells a row")):
-            if int(value) < 1:
-                raise ValueError(f"{name} ({what}) must be at least 1, got {value}.")
+        check_layout(length, columns)      # a start past the end is held to the last window, as paging is
         self.columns = int(columns)
         self.length = int(min(length, ix.seq_len))
         self.start = self.origin if start is None else int(start)
