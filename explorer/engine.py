@@ -59,7 +59,7 @@ import torch
 
 from . import prompts, rng
 from .protocol import check_denoiser, has_split, model_device, model_identity
-from .samplers.base import Sampler, StepTimes, _at, check_steps
+from .samplers.base import Sampler, StepTimes, _at, as_int, check_steps
 from .samplers.categorical import subs_probs, top_candidates
 from .samplers.step import FINAL_ARGMAX, Decision, Write
 from .trace import REASONS, STEP_COLUMNS, STEP_DTYPES, RunRecord, Trace
@@ -129,7 +129,7 @@ def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Te
     if isinstance(prompt, dict):
         items = [(int(p), to_id(t)) for p, t in prompt.items()]
     else:
-        ids = torch.as_tensor(prompt).long().flatten()
+        ids = _prompt_ids(prompt, seq_len)
         if ids.numel() == seq_len and (ids == mask_id).any():      # a full template with masks
             items = [(i, int(t)) for i, t in enumerate(ids.tolist()) if t != mask_id]
         else:
@@ -155,6 +155,24 @@ def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Te
     return tokens, fixed
 
 
+def _prompt_ids(prompt, seq_len: int) -> torch.Tensor:
+    """LongTensor[n] of a fixed-length model's prompt given as token ids: a list, a 1-D tensor or
+    array, or a [1, n] one (as a tokenizer returns it).  A batch of prompts, float ids or anything
+    else is refused: it would be silently flattened, truncated, or fail inside torch."""
+    accepted = (f"a fixed-length model takes one prompt: text, token ids (a prefix), {{position: token}} or a "
+                f"length-{seq_len} template with the mask id at free positions")
+    try:
+        ids = torch.as_tensor(prompt)
+    except (TypeError, ValueError, RuntimeError):      # e.g. a list of words, an arbitrary object
+        raise TypeError(f"prompt={prompt!r:.80} is not a prompt; {accepted}.") from None
+    if ids.dtype == torch.bool or (ids.numel() and (ids.dtype.is_floating_point or ids.dtype.is_complex)):
+        raise TypeError(f"prompt token ids must be integers, got {ids.dtype}; {accepted}.")
+    if ids.dim() > 2 or (ids.dim() == 2 and ids.shape[0] != 1):
+        raise ValueError(f"prompt has shape {list(ids.shape)}, a batch of prompts; {accepted}. Generate once per "
+                         "prompt (only models without a fixed length, LLaDA and Dream, take a batch).")
+    return ids.long().flatten()
+
+
 def _named(model, tok: int) -> str:
     """``token id 8 ('germany')`` where the model has a tokenizer that can say the word."""
     tk = getattr(model, "tokenizer", None)
@@ -166,18 +184,21 @@ def _named(model, tok: int) -> str:
 
 
 def _check_common(model, sampler, steps, num_samples, seed, batch_size, topk):
+    """The settings every run shares, checked, as Python ints: (steps, num_samples, seed, batch_size, topk)."""
     check_denoiser(model)
     if not isinstance(sampler, Sampler):
         raise TypeError(f"sampler must be an explorer.samplers.Sampler (e.g. ReMDMLoop()), got "
                         f"{type(sampler).__name__}; build one by name with explorer.samplers.by_name().")
-    check_steps(steps)
-    for name, v, lo in (("num_samples", num_samples, 1), ("seed", seed, 0), ("topk", topk, 0)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}.")
+    steps, num_samples = check_steps(steps), as_int("num_samples", num_samples)
+    seed, topk = as_int("seed", seed, 0), as_int("topk", topk, 0)
     if seed > rng.MAX_SEED:
         raise ValueError(f"seed={seed} is above 2**63 - 1; choose a seed in 0 .. 2**63 - 1.")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
+    if topk > model.vocab_size:
+        raise ValueError(f"topk={topk} is more candidates than the vocabulary has ({model.vocab_size} tokens); "
+                         f"choose topk <= {model.vocab_size} (0 records none).")
+    if batch_size is not None:
+        batch_size = as_int("batch_size", batch_size, must="a positive integer or None")
+    return steps, num_samples, seed, batch_size, topk
 
 
 # ---------------------------------------------------------------------------- recording
@@ -776,6 +797,9 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
     t_start = time.perf_counter()
     if on_step is not None and not callable(on_step):
         raise TypeError(f"on_step must be a function of one StepUpdate, got {type(on_step).__name__}.")
+    sampler.check_remaskable(L, {min(batch_size, N - lo) for lo in range(0, N, batch_size)})
+    if device != model_device(model) and hasattr(model, "to"):
+        model.to(device)   # in place (nn.Module, MDLMDenoiser, StubDenoiser): only once every input is checked
     live = _Live(on_step, len(grid) * math.ceil(N / batch_size))
     try:
         for lo in range(0, N, batch_size):
@@ -818,15 +842,28 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
                  tokenizer=getattr(model, "tokenizer", None))
 
 
-def _device(model, device):
+def _device(model, device) -> torch.device:
+    """The device a run asks for, checked without moving anything (the loop moves the model once
+    every input is checked): the model's own (None), ``cpu``, a CUDA GPU of this machine
+    (``cuda`` / ``cuda:N``) or ``mps`` where available.  ``meta`` holds no weights: moving the
+    caller's model there would destroy it."""
     if device is None:
         return model_device(model)
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
-    if hasattr(model, "to"):
-        model.to(device)   # the models here move in place (nn.Module, MDLMDenoiser, StubDenoiser)
-    return device
+    usable = "use device='cpu', 'cuda' or 'cuda:N' (a GPU of this machine), 'mps' (Apple) or None (the model's own)"
+    try:
+        dev = torch.device(device) if isinstance(device, (str, torch.device)) else None
+    except RuntimeError:      # an unknown device string
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r} is not a device a model can run on; {usable}.")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but no CUDA GPU is available; use device='cpu'.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                         f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}; {usable}.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} was asked for but Apple's MPS is not available here; {usable}.")
+    return dev
 
 
 def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: int = 0, prompt=None,
@@ -849,18 +886,22 @@ def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: in
     changes memory use, never the samples.  Ctrl-C returns the partial trace
     (``trace.complete is False``).  ``fast=False`` computes full logits (same samples).
 
+    ``device``: ``cpu``, ``cuda`` / ``cuda:N`` or ``mps`` (None: where the model is); the model moves
+    there in place, once every other input has been checked.
+
     ``on_step(update)`` is called after every step of every batch and after the final pass with a
     :class:`StepUpdate` (CPU copies: the hook cannot change the run); raising
     :class:`StopGeneration` in it ends the run like Ctrl-C.
     """
-    _check_common(model, sampler, steps, num_samples, seed, batch_size, topk)
+    steps, num_samples, seed, batch_size, topk = _check_common(model, sampler, steps, num_samples, seed,
+                                                               batch_size, topk)
+    device = _device(model, device)
     if getattr(model, "seq_len", None) is None:
         return _generate_prompted(model, sampler, steps, num_samples, seed, prompt, device, batch_size,
                                   record, progress, topk, fast, gen_length, on_step)
     if gen_length is not None:
         raise ValueError(f"gen_length is for models without a fixed length (LLaDA, Dream); this model always "
                          f"writes seq_len={model.seq_len} tokens: drop gen_length=.")
-    device = _device(model, device)
     L = model.seq_len
     sampler.check_shape(L, steps)      # e.g. a ranked sampler's blocks, which then span the whole canvas
     if sampler.needs_prompt and prompt is None:
@@ -879,7 +920,6 @@ def _generate_prompted(model, sampler, steps, num_samples, seed, prompt, device,
     """generate() for a variable-length model: prompts + gen_length masks, left-padded (reference §3, §4)."""
     canvas = prompts.build_canvas(model, prompt, gen_length)
     sampler.check_shape(canvas.gen_length, steps)
-    device = _device(model, device)
     P, L = canvas.tokens.shape
     rows = torch.arange(P).repeat_interleave(num_samples)
     x0 = canvas.tokens[rows].clone()
@@ -989,7 +1029,9 @@ def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | No
         raise ValueError(f"step={step!r} must be an integer in [{trace.first_step}, {len(full_grid) - 1}] "
                          "(a step of the trace before its last sampler step).")
     seed = trace.meta["seed"] if seed is None else seed
-    _check_common(model, sampler, trace.num_steps, trace.num_samples, seed, batch_size, trace.topk)
+    _, _, seed, batch_size, _ = _check_common(model, sampler, trace.num_steps, trace.num_samples, seed, batch_size,
+                                              trace.topk)
+    device = _device(model, device)
     prompted = "gen_start" in trace.meta      # a variable-length (LLaDA / Dream) canvas
     if model.mask_id != trace.mask_id or (model.seq_len != trace.seq_len and not
                                           (prompted and model.seq_len is None)):
@@ -1017,7 +1059,6 @@ def resume(model, trace: Trace, step: int, remask=None, pin=None, seed: int | No
     x[rm] = trace.mask_id
     tp[rm] = float("nan")
     fixed |= pn
-    device = _device(model, device)
     grid = [g for g in full_grid if g.step > step]
     edit = {"remask": rm.nonzero().tolist(), "pin": pn.nonzero().tolist(),
             "replace": {str(p): t for p, t in rp.items()}}

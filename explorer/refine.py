@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .engine import _check_common, _device, _loop, _positions_mask, _resolve_prompt
+from .protocol import check_denoiser
 from .samplers.base import Sampler
 from .samplers.refine import ReMDMRefine
 from .trace import Trace
@@ -80,13 +81,19 @@ def refine(model, x, sampler: Sampler | None = None, steps: int | None = None, s
     be remasked (selective remasking); every other position keeps its token.
     Sample ``i`` depends only on ``(seed, i)``.
     """
+    check_denoiser(model)
+    if model.seq_len is None:
+        raise ValueError("refine() rewrites complete sequences of a fixed-length model (seq_len an int), and this "
+                         "model has none (LLaDA, Dream); to revise one of its answers, resume its trace with "
+                         "remasking: explorer.resume(model, trace, step, remask=[positions]).")
     sampler = ReMDMRefine() if sampler is None else sampler
     if getattr(sampler, "ranks_written_confidence", False):
         raise ValueError(f"{sampler.name} picks the tokens to remask by the confidence each was written with, and "
                          "the tokens refine() is given have none (this sampler did not write them), so it would "
                          "never remask them; use remdm-refine (the default), remdm-cap, remdm-loop or rescore.")
     steps = model.seq_len if steps is None else steps
-    _check_common(model, sampler, steps, 1, seed, None, topk)
+    steps, _, seed, _, topk = _check_common(model, sampler, steps, 1, seed, None, topk)
+    device = _device(model, device)
     ids = _as_ids(model, x)
     N, L = ids.shape
     mask_id = model.mask_id
@@ -113,7 +120,6 @@ def refine(model, x, sampler: Sampler | None = None, steps: int | None = None, s
         allowed = allowed[0] if bool((allowed == allowed[:1]).all()) else allowed
         sampler = dataclasses.replace(sampler, remaskable=allowed)   # raises if it never remasks
     sampler.check_shape(L, steps)
-    device = _device(model, device)
     fixed = fixed1.expand(N, L).clone()
     token_prob = torch.full((N, L), float("nan"))   # given tokens: their p(x0) is unknown
     return _loop(model, sampler, sampler.grid(steps), steps, ids, fixed, token_prob, seed, 0, device, None,

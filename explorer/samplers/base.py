@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Union
 
@@ -79,9 +80,22 @@ def linear_grid(steps: int, eps: float = EPS_S) -> list[tuple[int, float, float]
     return [(i + 1, ts[i], ts[i] - dt) for i in range(steps)]
 
 
-def check_steps(steps: Any) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+def as_int(name: str, value: Any, low: int = 1, must: str = "") -> int:
+    """``value`` as a Python int: any integral number >= ``low`` (numpy's integers too, as a sweep
+    table gives them), never a bool; else a ValueError saying what ``name`` must be."""
+    try:
+        n = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        n = None
+    if n is None or n < low:
+        must = must or ("a positive integer" if low == 1 else f"an integer >= {low}")
+        raise ValueError(f"{name} must be {must}, got {value!r}.")
+    return n
+
+
+def check_steps(steps: Any) -> int:
+    """``steps`` as a Python int (see :func:`as_int`)."""
+    return as_int("steps", steps)
 
 
 def mdlm_unmask(alpha_t: float, alpha_s: float) -> float:
@@ -178,6 +192,21 @@ class Sampler:
 
     def check_shape(self, gen_length: int, steps: int) -> None:
         """Raise a clear error when the canvas / step count do not fit the sampler (blocks...)."""
+
+    def check_remaskable(self, length: int, batch_rows: set[int]) -> None:
+        """Raise a clear error when a ``remaskable`` mask does not fit a canvas of ``length`` positions
+        run in batches of ``batch_rows`` rows (it would fail only at the first step that remasks)."""
+        r = self.remaskable
+        if not isinstance(r, torch.Tensor):
+            return
+        if r.shape[-1] != length:
+            raise ValueError(f"remaskable is a mask over {r.shape[-1]} positions but the canvas has {length}; "
+                             f"pass a boolean mask [{length}] (the same positions in every sample) or "
+                             f"[B, {length}] (one row per sample of a batch).")
+        if r.dim() == 2 and r.shape[0] != 1 and batch_rows != {r.shape[0]}:
+            raise ValueError(f"remaskable has {r.shape[0]} rows but this run's batches have "
+                             f"{' and '.join(map(str, sorted(batch_rows)))} rows; give one row per sample of every "
+                             f"batch, or a mask [{length}] for all of them.")
 
     # --- one step ------------------------------------------------------------------------------
     def rates(self, st: StepTimes, state: SamplerState) -> Rates:

@@ -1,0 +1,134 @@
+"""generate / resume / refine refuse bad inputs up front, with an error naming the fix, and leave the
+caller's model where it was (the API audit's F1-F5 and F12)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import explorer
+from stub_models import ContextModel
+from explorer.samplers import MDLM, ReMDMCap
+
+
+class MoveRecorder(ContextModel):
+    """A ContextModel that records every ``to(device)`` asked of it (and never moves)."""
+
+    def __init__(self):
+        super().__init__()
+        self.device, self.moves = torch.device("cpu"), []
+
+    def to(self, device):
+        self.moves.append(device)
+        return self
+
+
+def run(model=None, sampler=None, steps=4, **kw):
+    return explorer.generate(model or ContextModel(), sampler or MDLM(), steps, progress=False, **kw)
+
+
+# ---------------------------------------------------------------------------- F1: device
+@pytest.mark.parametrize("device", ["meta", "bogus", 3, "cuda:99", object()])
+def test_a_device_no_model_runs_on_is_refused_before_the_model_moves(device):
+    m = MoveRecorder()
+    with pytest.raises(ValueError, match="device="):
+        run(m, device=device)
+    assert m.moves == []
+
+
+def test_meta_leaves_a_real_model_usable():
+    m = explorer.StubDenoiser(torch.tensor([0.5, 0.3, 0.2, 0.0]), seq_len=6)
+    with pytest.raises(ValueError, match="'meta' is not a device.*device='cpu'"):
+        run(m, device="meta")
+    assert m.device.type == "cpu" and run(m).final.shape == (1, 6)
+
+
+@pytest.mark.parametrize("bad", [{"prompt": [99]}, {"on_step": 5}, {"topk": 99},
+                                 {"sampler": ReMDMCap(0.5, remaskable=torch.ones(3, dtype=torch.bool))}])
+def test_a_call_refused_for_another_input_never_moves_the_model(bad):
+    m = MoveRecorder()
+    with pytest.raises((ValueError, TypeError)):
+        run(m, device="cpu", **bad)
+    assert m.moves == []
+
+
+def test_resume_and_refine_check_the_device_first():
+    m = MoveRecorder()
+    trace = run(m, num_samples=2)
+    with pytest.raises(ValueError, match="'meta' is not a device"):
+        explorer.resume(m, trace, 2, device="meta", progress=False)
+    with pytest.raises(ValueError, match="'meta' is not a device"):
+        explorer.refine(m, trace.final, ReMDMCap(0.5), steps=2, device="meta", progress=False)
+    assert m.moves == []
+
+
+# ---------------------------------------------------------------------------- F2: topk
+def test_topk_above_the_vocabulary_is_refused_before_anything_runs():
+    m = ContextModel()
+    with pytest.raises(ValueError, match=f"topk=8 .*vocabulary has \\({m.vocab_size} tokens\\).*topk <= 7"):
+        run(m, topk=m.vocab_size + 1)
+    assert m.calls == 0
+    assert f"cand{m.vocab_size}_id" in run(m, topk=m.vocab_size).events
+
+
+# ---------------------------------------------------------------------------- F3: numpy integers
+def test_numpy_integers_are_accepted_as_the_python_ints_they_equal():
+    plain = run(steps=6, num_samples=3, seed=3, batch_size=2, topk=2)
+    numpy = run(steps=np.int64(6), num_samples=np.int32(3), seed=np.int64(3), batch_size=np.int64(2),
+                topk=np.uint8(2))
+    assert numpy.same_as(plain) and torch.equal(numpy.final, plain.final)
+    assert all(type(numpy.meta[k]) is int for k in ("steps", "num_samples", "seed", "batch_size", "topk"))
+
+
+@pytest.mark.parametrize("name", ["steps", "num_samples", "seed", "batch_size", "topk"])
+def test_bools_stay_refused(name):
+    with pytest.raises(ValueError, match=f"{name} must be"):
+        run(**{name: True})
+
+
+# ---------------------------------------------------------------------------- F4: prompts, fixed length
+@pytest.mark.parametrize("prompt, error, says", [
+    (torch.tensor([[1, 2], [3, 4]]), ValueError, r"shape \[2, 2\], a batch of prompts"),
+    (torch.tensor([1.7, 2.2]), TypeError, "must be integers, got torch.float32"),
+    ([1.5, 2.0], TypeError, "must be integers"),
+    ([True, False], TypeError, "must be integers, got torch.bool"),
+    (["order", "germany"], TypeError, "is not a prompt"),
+    (object(), TypeError, "is not a prompt"),
+])
+def test_a_prompt_in_no_accepted_form_is_refused_saying_what_is(prompt, error, says):
+    with pytest.raises(error, match=f"{says}.*text, token ids .a prefix., {{position: token}} or a length-10"):
+        run(prompt=prompt)
+
+
+@pytest.mark.parametrize("same", [np.array([1, 2]), torch.tensor([1, 2]), torch.tensor([[1, 2]]), (1, 2)])
+def test_the_accepted_forms_of_ids_still_mean_the_same_prefix(same):
+    assert run(prompt=same, seed=1).same_as(run(prompt=[1, 2], seed=1))
+
+
+# ---------------------------------------------------------------------------- F5: remaskable shape
+@pytest.mark.parametrize("mask, says", [
+    (torch.ones(3, dtype=torch.bool), "over 3 positions but the canvas has 10"),
+    (torch.ones(2, 10, dtype=torch.bool), "2 rows but this run's batches have 3 rows"),
+])
+def test_a_remaskable_mask_that_does_not_fit_is_refused_before_the_first_step(mask, says):
+    m = ContextModel()
+    with pytest.raises(ValueError, match=says):
+        run(m, ReMDMCap(0.5, remaskable=mask), num_samples=3)
+    assert m.calls == 0
+
+
+def test_a_remaskable_mask_per_row_fits_batches_of_that_many_rows():
+    mask = torch.rand(2, 10, generator=torch.Generator().manual_seed(0)) < 0.5
+    a = run(sampler=ReMDMCap(0.5, remaskable=mask), num_samples=4, batch_size=2)
+    assert a.complete
+    with pytest.raises(ValueError, match="batches have 1 and 2 rows"):
+        run(sampler=ReMDMCap(0.5, remaskable=mask), num_samples=3, batch_size=2)
+
+
+# ---------------------------------------------------------------------------- F12: refine, variable length
+@pytest.mark.parametrize("steps", [None, 2])
+def test_refine_says_it_needs_a_fixed_length_model(steps):
+    m = ContextModel()
+    m.seq_len, m.max_length = None, 64          # a LLaDA / Dream-like model: no fixed length
+    with pytest.raises(ValueError, match="fixed-length model.*explorer.resume"):
+        explorer.refine(m, torch.zeros(2, 10, dtype=torch.long), steps=steps, progress=False)
