@@ -46,6 +46,8 @@ from . import engine
 from .io import atomic_write, write_text_atomic
 from .metrics.registry import Metric, get_metric, higher_is_better
 from .protocol import model_identity
+from .rng import MAX_SEED
+from .samplers.base import as_int
 from .samplers.spec import parse_samplers
 
 RESULT_COLUMNS = ["sampler", "steps", "seed", "metric", "value", "stderr", "model_calls", "nfe", "seconds",
@@ -121,10 +123,15 @@ def refuse_repeats(what: str, values: Sequence) -> None:
                          f"twice in the means and shrinks their standard errors; give each of the {what} once.")
 
 
-def grid_axis(what: str, values: Any, example: str) -> list[int]:
-    """A grid axis (steps, seeds) as a list of ints; a bare int is a one-value axis. An empty axis
-    would return an empty table as if the sweep had run, and a repeat is refused (:func:`refuse_repeats`)."""
-    axis = [int(values)] if isinstance(values, (int, np.integer)) else [int(v) for v in values]
+def grid_axis(what: str, values: Any, example: str, low: int) -> list[int]:
+    """A grid axis (steps, seeds) as a list of Python ints >= ``low``; a bare int is a one-value axis.
+    A float, a word or a value below ``low`` is refused here, before the cache is touched (it was cut
+    to an int, or refused by the first cell's generate); so are an empty axis, which would return an
+    empty table as if the sweep had run, and a repeat (:func:`refuse_repeats`)."""
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        values = [values]
+    axis = [as_int(f"each of {what}", v, low, must=f"a whole number >= {low} (e.g. {what}={example})")
+            for v in values]
     if not axis:
         raise ValueError(f"{what} is empty, so the sweep has no cell to run; give at least one, e.g. {what}={example}.")
     refuse_repeats(what, axis)
@@ -257,8 +264,11 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | int | str, num_sampl
                          "--gen-length N` (explorer.studies.strategies).")
     sampler_map = parse_samplers(samplers)
     asked = steps
-    steps = grid_axis("steps", parse_steps(asked, model.seq_len) if isinstance(asked, str) else asked, "[16, 32]")
-    seeds = grid_axis("seeds", seeds, "[0, 1]")
+    steps = grid_axis("steps", parse_steps(asked, model.seq_len) if isinstance(asked, str) else asked, "[16, 32]",
+                      low=0)      # T < 1 is refused just below, with the step expression at the model's L
+    seeds = grid_axis("seeds", seeds, "[0, 1]", low=0)
+    if max(seeds) > MAX_SEED:
+        raise ValueError(f"seed {max(seeds)} is above 2**63 - 1; choose seeds in 0 .. 2**63 - 1.")
     if min(steps) < 1:   # refused here, before the cache is touched, not by the first cell's generate
         at_L = f" (T = {', '.join(map(str, steps))} at L = {model.seq_len})" if isinstance(asked, str) else ""
         raise ValueError(f"steps {asked!r}{at_L} asks for fewer than 1 step; give step counts >= 1, e.g. "

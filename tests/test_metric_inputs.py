@@ -52,6 +52,28 @@ def test_no_seeds_is_refused_not_an_empty_table(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("axis, values, said", [
+    ("steps", [4.7], r"each of steps must be a whole number >= 0 .*got 4.7"),
+    ("steps", ["8"], r"each of steps must be a whole number"),
+    ("seeds", [-1], r"each of seeds must be a whole number >= 0 .*got -1"),
+    ("seeds", 0.5, r"each of seeds must be a whole number"),
+    ("seeds", [2**63], r"seed 9223372036854775808 is above 2\*\*63 - 1"),
+])
+def test_a_float_word_or_negative_seed_on_an_axis_is_refused_before_the_cache_is_touched(tmp_path, axis, values,
+                                                                                         said):
+    """A float step count was cut to an int (4.7 ran as 4), and a negative seed was refused only by
+    the first cell's generate, after the cache folder was made."""
+    with pytest.raises(ValueError, match=said):
+        small_sweep(cache_dir=tmp_path / "cache", **{axis: values})
+    assert not (tmp_path / "cache").exists()
+
+
+def test_numpy_integers_on_an_axis_are_the_same_cells_as_python_ints():
+    timed = ["seconds", "tokens_per_second"]
+    assert small_sweep(steps=np.array([2]), seeds=np.int64(1)).drop(columns=timed).equals(
+        small_sweep(steps=[2], seeds=[1]).drop(columns=timed))
+
+
 # ----------------------------------------------------------------------------- F9: callable metrics
 
 def test_a_callable_metric_may_return_one_value_per_sample():
