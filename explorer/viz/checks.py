@@ -1,5 +1,5 @@
-"""The one place the figures and widgets check which sample, which window of positions and which
-labels to draw: a zero or out-of-range layout argument would otherwise surface as a
+"""The one place the figures and widgets check which sample, which window of positions, which
+labels and which of their choices to draw: a zero or out-of-range layout argument would otherwise surface as a
 ZeroDivisionError, an IndexError from numpy, or a figure of the wrong (or no) positions.
 """
 from __future__ import annotations
@@ -30,6 +30,13 @@ def check_window(seq_len: int, start: int, length: int | None, columns: int | No
     if not isinstance(start, numbers.Integral) or not 0 <= start < seq_len:
         raise ValueError(f"start={start!r} is outside this trace's positions 0..{seq_len - 1}; give a start in "
                          "that range (the window shows positions [start, start+length)).")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """Refuse an option that is not one of ``choices`` (a widget's dropdown would raise a bare TraitError)."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of the choices: {', '.join(map(repr, choices))}; pass one "
+                         f"of them (or leave {name} out for the default).")
 
 
 def check_labels(labels, traces) -> list:

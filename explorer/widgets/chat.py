@@ -8,6 +8,7 @@ import html
 import ipywidgets as W
 
 from ..samplers.spec import parse_sampler
+from ..viz.checks import check_choice
 from .compare import CompareViewer
 from .live import LiveViewer, one_line
 
@@ -115,6 +116,7 @@ class ChatPanel(W.VBox):
         names = list(REGISTRY)
         if sampler is None:
             sampler = "remdm-loop" if self.fixed_length else "remdm-llada"
+        check_choice("sampler", sampler, names)
         self.sampler_box = W.Dropdown(options=names, value=sampler, description="sampler",
                                       layout=W.Layout(width="260px"))
         self.sampler_box.add_class("remdm-chat-sampler")

@@ -6,6 +6,7 @@ import html
 import ipywidgets as W
 import torch
 
+from ..samplers.base import as_int
 from ..viz import export
 from ..viz.animation import grid_animation
 from ..viz.grid import position_name
@@ -38,7 +39,7 @@ class InterventionViewer(W.VBox):
                  columns: int = 16, seed: int | None = None):
         self.model = model
         self.trace = trace
-        self.seed = seed
+        self.seed = seed if seed is None else as_int("seed", seed, 0)    # resume's own check, before any use
         self.columns = columns
         self.length = length
         step = last_resumable_step(trace) if step is None else step

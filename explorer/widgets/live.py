@@ -21,6 +21,7 @@ import warnings
 import ipywidgets as W
 import numpy as np
 
+from ..viz.checks import check_layout
 from ..viz.grid import absolute_note, cell_text, position_name, readable_ends
 from ..viz.palette import FIXED, MASKED, REMASKED, REWRITTEN, STABLE, STATE_COLORS, STATE_NAMES, UNMASKED
 from .scrubber import TraceViewer
@@ -142,6 +143,10 @@ class LiveViewer(W.VBox):
         generate_kwargs.pop("progress", None)  # the live view is the progress display
         self.model, self.sampler, self.steps = model, sampler, steps
         self.kwargs = dict(num_samples=num_samples, seed=seed, prompt=prompt, **generate_kwargs)
+        check_layout(length, columns)
+        if not fps > 0:
+            raise ValueError(f"fps (the most grid frames drawn a second) must be above 0, got {fps!r}; give e.g. "
+                             "fps=6 (higher draws more often and slows the run more).")
         self.columns, self.length, self.fps = int(columns), int(length), float(fps)
         self.debug, self.label, self.on_done = debug, label, on_done
         self.sample = int(sample)

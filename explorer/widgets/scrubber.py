@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import time
 
 from copy import deepcopy
@@ -11,6 +12,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
+from ..trace import Trace
 from ..viz import export
 from ..viz.animation import grid_animation
 from ..viz.checks import check_layout
@@ -130,7 +132,8 @@ class TraceViewer(W.VBox):
     Every panel (grid, details, lifeline, curves) follows the step and the selected sample, and
     each is drawn from its widget's synced state, so a browser reload shows the same view.
     ``rows`` labels the sample box's entries as ``(label, row)`` pairs (a live run of several
-    prompts passes "prompt p · sample s"); by default they are the row numbers.
+    prompts passes "prompt p · sample s"); by default they are the row numbers. ``trace`` may be
+    the path of a trace file (read with ``Trace.read``).
     """
 
     PLACEHOLDER = "<i>hover a token for its p, top-k and history; click it to keep it here with its lifeline</i>"
@@ -138,6 +141,11 @@ class TraceViewer(W.VBox):
     def __init__(self, trace, sample: int = 0, step: int | None = None, start: int | None = None,
                  length: int = 256, columns: int = 32, label: str | None = None, curves: bool = True,
                  lifeline: bool = True, cell_chars: int | None = None, rows: list[tuple[str, int]] | None = None):
+        if isinstance(trace, (str, os.PathLike)):
+            trace = Trace.read(trace)
+        elif not isinstance(trace, Trace):
+            raise TypeError(f"TraceViewer shows a Trace (what explorer.generate returns) or a trace file's path, "
+                            f"got {type(trace).__name__}.")
         self.trace = trace
         self.sample = sample
         self.index = trace.index(sample)

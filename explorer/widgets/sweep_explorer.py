@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..viz import export
+from ..viz.checks import check_choice
 from .scrubber import figure_output
 
 
@@ -34,8 +35,11 @@ class SweepExplorer(W.VBox):
                              "(make one with explorer.sweep).")
         self.df = df
         samplers = list(dict.fromkeys(df["sampler"]))
-        self.baseline = baseline if baseline is not None else ("mdlm" if "mdlm" in samplers else samplers[0])
         metrics = list(dict.fromkeys(df["metric"]))
+        for name, value, choices in (("baseline", baseline, samplers), ("metric", metric, metrics)):
+            if value is not None:
+                check_choice(name, value, choices)
+        self.baseline = baseline if baseline is not None else ("mdlm" if "mdlm" in samplers else samplers[0])
         self.metric_box = W.Dropdown(options=metrics, value=metric or metrics[0], description="metric")
         self.view_box = W.ToggleButtons(options=list(self.VIEWS), value=self.VIEWS[0])
         self.sampler_box = W.SelectMultiple(options=samplers, value=tuple(samplers), description="samplers",
