@@ -71,3 +71,11 @@ def test_intervention_viewer_checks_its_seed_when_built(model, trace):
     with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
         widgets.InterventionViewer(model, trace, seed=-1)
     assert widgets.InterventionViewer(model, trace, seed=2).branch(2, remask=[0]).meta["seed"] == 2
+
+
+def test_waiting_on_a_refused_live_run_raises_generates_error(model):
+    """wait() returned None, so `trace = live.wait()` went on with no trace; the status line says it too."""
+    live = widgets.LiveViewer(model, samplers.MDLM(), 4, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer or None, got 0") as refused:
+        live.wait(timeout=60)
+    assert refused.value is live.error and live.trace is None and "could not run" in live.status.value

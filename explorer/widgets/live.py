@@ -127,11 +127,12 @@ class LiveViewer(W.VBox):
 
     ``fps`` bounds the drawing rate. A run ``generate`` refuses shows its one-line error in the
     status line (``debug=True`` adds the traceback below it). ``wait()`` blocks until the run ends
-    and returns the trace; a kernel interrupt while waiting stops the run and keeps the partial
-    trace. ``start=False`` builds the widget without running (call ``start()``). Closing the browser
-    tab does not end the run: ``.trace`` holds it when it ends, and ``stop()`` from any cell ends it
-    early. ``text=True`` adds the text so far above the grid; ``on_done(viewer)`` is called when the
-    run has ended (finished, stopped or refused), before ``wait()`` returns.
+    and returns the trace, or raises generate's error if it refused the run; a kernel interrupt
+    while waiting stops the run and keeps the partial trace. ``start=False`` builds the widget
+    without running (call ``start()``). Closing the browser tab does not end the run: ``.trace``
+    holds it when it ends, and ``stop()`` from any cell ends it early. ``text=True`` adds the text
+    so far above the grid; ``on_done(viewer)`` is called when the run has ended (finished, stopped
+    or refused), before ``wait()`` returns.
     """
 
     def __init__(self, model, sampler, steps: int, num_samples: int = 1, seed: int = 0, prompt=None, *,
@@ -228,8 +229,9 @@ class LiveViewer(W.VBox):
         return self._thread is not None and not self._done.is_set()
 
     def wait(self, timeout: float | None = None):
-        """Block until the run ends; return the trace (None if it was refused). A kernel interrupt
-        (Ctrl-C) while waiting stops the run and keeps the partial trace."""
+        """Block until the run ends and return the trace (None if ``timeout`` passed first); raise the
+        error of a run that generate refused, so a script does not go on with no trace. A kernel
+        interrupt (Ctrl-C) while waiting stops the run and keeps the partial trace."""
         if self._thread is None:
             self.start()
         try:
@@ -237,6 +239,8 @@ class LiveViewer(W.VBox):
         except KeyboardInterrupt:
             self.stop()
             self._done.wait()
+        if self.trace is None and self.error is not None:
+            raise self.error
         return self.trace
 
     def _run(self) -> None:
