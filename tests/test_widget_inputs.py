@@ -79,3 +79,16 @@ def test_waiting_on_a_refused_live_run_raises_generates_error(model):
     with pytest.raises(ValueError, match="batch_size must be a positive integer or None, got 0") as refused:
         live.wait(timeout=60)
     assert refused.value is live.error and live.trace is None and "could not run" in live.status.value
+
+
+def test_a_viewer_paged_past_the_end_exports_what_it_shows(tmp_path):
+    """show_window past the end of a short trace clips to its last position (test_widgets); the
+    page export then refused the same start that the grid had drawn."""
+    probs = torch.rand(6, 5, generator=torch.Generator().manual_seed(0))
+    probs[:, -1] = 0
+    t = explorer.generate(explorer.StubDenoiser(probs), samplers.MDLM(), steps=4, seed=0, progress=False)
+    v = widgets.TraceViewer(t, curves=False)
+    v.show_window(100)
+    assert list(v.grid.positions) == [5]
+    v.to_html(tmp_path / "page.html")
+    assert (tmp_path / "page.html").stat().st_size > 0

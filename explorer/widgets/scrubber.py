@@ -321,7 +321,10 @@ class TraceViewer(W.VBox):
 
     # -- static fallback ------------------------------------------------------------------
     def figure(self, max_frames: int = 60) -> go.Figure:
-        return grid_animation([self.trace], [self.label], self.sample, self.start, self.length,
+        """The grid as a plotly animation, from the position the grid shows (a window paged past the
+        end of the trace shows its last position, as the index clips it)."""
+        start = min(self.start, self.index.seq_len - 1)
+        return grid_animation([self.trace], [self.label], self.sample, start, self.length,
                               self.columns, max_frames=max_frames)
 
     def page_parts(self, max_frames: int = 60) -> list:
