@@ -407,12 +407,12 @@ class Trace:
 
     # ------------------------------------------------------------------ files (explorer.trace_files)
     def to_csv(self, path, neutralize_formulas: bool = True):
-        """Write the audit CSV (events) and its ``.meta.json`` sidecar, atomically (formula-looking
-        text gets a leading ``'`` unless ``neutralize_formulas=False``)."""
+        """Write the audit CSV (events) and its ``.meta.json`` sidecar, atomically, making missing
+        folders (formula-looking text gets a leading ``'`` unless ``neutralize_formulas=False``)."""
         return trace_files.write(self, path, "csv", neutralize_formulas)
 
     def to_parquet(self, path):
-        """Write the events as Parquet and the ``.meta.json`` sidecar, atomically."""
+        """Write the events as Parquet and the ``.meta.json`` sidecar, atomically, making missing folders."""
         return trace_files.write(self, path, "parquet")
 
     @staticmethod
