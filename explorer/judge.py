@@ -29,6 +29,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from explorer.metrics._judge import DEFAULT_JUDGE, Judge, load_judge  # noqa: F401 (loading sits below the metrics; re-exported)
 from explorer.tasks import stories
+from explorer.train import damaged_checkpoint
 
 SHIPPED_DIR = DEFAULT_JUDGE
 
@@ -102,7 +103,8 @@ def train(
     """Train (or resume) a judge in ``out``; returns a summary with held-out loss when evaluated.
 
     ``ckpt.pt`` holds model, optimizer, step and the RNG state and is written every ``ckpt_every``
-    steps; ``best.pt`` holds the weights with the lowest held-out loss so far.
+    steps; ``best.pt`` holds the weights with the lowest held-out loss so far. A ``ckpt.pt`` that
+    cannot be read back is a :class:`~explorer.train.RunFolderError`, raised before ``out`` changes.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,11 +120,17 @@ def train(
     state = {"step": 0, "best_loss": float("inf"), "history": [], "seconds": 0.0}
     ckpt = out / "ckpt.pt"
     if ckpt.is_file():
-        saved = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        state = saved["state"]
-        torch.set_rng_state(saved["torch_rng"])
+        fix = "delete it (judge train then starts again from step 0) or choose another --out."
+        try:
+            saved = torch.load(ckpt, map_location=device, weights_only=False)
+            weights, opt_state, state, rng = saved["model"], saved["opt"], saved["state"], saved["torch_rng"]
+            if not isinstance(state["step"], int):
+                raise TypeError(f"step {state['step']!r} is not a whole number")
+        except Exception as err:  # noqa: BLE001 -- zip, pickle, EOF errors and lost parts alike: the file is damaged
+            raise damaged_checkpoint(ckpt, err, fix) from err
+        model.load_state_dict(weights)  # another architecture is refused by name earlier, by `judge train`
+        opt.load_state_dict(opt_state)
+        torch.set_rng_state(rng)
         print(f"resumed from {ckpt} at step {state['step']}")
     data = data if data is not None else stories.batches("train", batch_size, seed)
     data = itertools.islice(data, state["step"], None)  # the batch at step k depends only on (seed, k)

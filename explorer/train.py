@@ -222,16 +222,36 @@ def _check_architecture(path: Path, saved: dict, model) -> None:
                              f"resume with the run's settings ({options}), or choose a new --out folder.")
 
 
+def damaged_checkpoint(path: Path, err: BaseException, fix: str) -> RunFolderError:
+    """The error for a checkpoint that cannot be read back (truncated, overwritten, not torch's)."""
+    first_sentence = (str(err).splitlines() or [""])[0].split(". ")[0].rstrip(".")
+    return RunFolderError(f"{path} is damaged or not a checkpoint ({type(err).__name__}: {first_sentence}).", fix)
+
+
 def load_checkpoint(path: Path, model, ema: EMA, optimizer, noise_gen: torch.Generator) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    _check_architecture(path, state.get("config", {}), model)
-    model.load_state_dict(state["model"])
-    ema.load_state_dict(state["ema"])
-    optimizer.load_state_dict(state["optimizer"])
-    noise_gen.set_state(state["rng"]["noise"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if state["rng"]["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    """Restore a run from ``path``. A checkpoint that cannot be read back, or one of another
+    architecture, is a :class:`RunFolderError`, raised before the run folder changes."""
+    fix = "delete it (--resume then starts the run again from step 0) or choose a new --out folder."
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved_config = state.get("config", {})
+        if not isinstance(saved_config, dict):
+            raise TypeError(f"its config is a {type(saved_config).__name__}, not a dict")
+    except Exception as err:  # noqa: BLE001 -- zip, pickle, EOF and int() errors alike: the file is damaged
+        raise damaged_checkpoint(path, err, fix) from err
+    _check_architecture(path, saved_config, model)
+    try:
+        if not isinstance(state["step"], int):
+            raise TypeError(f"step {state['step']!r} is not a whole number")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        noise_gen.set_state(state["rng"]["noise"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a part lost, or of the wrong kind
+        raise damaged_checkpoint(path, err, fix) from err
     return state
 
 
