@@ -40,6 +40,7 @@ import dataclasses
 import json
 import math
 import platform
+import re
 import shlex
 import sys
 import time
@@ -63,11 +64,41 @@ ARCHITECTURE_OPTIONS = {"hidden_dim": "--hidden-dim", "n_blocks": "--n-blocks", 
 
 
 class RunFolderError(ValueError):
-    """A run folder that cannot be used as asked: ``problem`` and ``fix`` (the command line prints both)."""
+    """A folder that cannot be used as asked (the run's, or the model ``init_from`` names):
+    ``problem`` and ``fix`` (the command line prints both)."""
 
     def __init__(self, problem: str, fix: str):
         super().__init__(f"{problem} {fix}")
         self.problem, self.fix = problem, fix
+
+
+class MissingWeightsError(RunFolderError, FileNotFoundError):
+    """``init_from`` names a folder without weights: a FileNotFoundError to Python, a problem and a
+    fix to the command line."""
+
+
+class SettingError(ValueError):
+    """A setting out of range, told with Python's names (``n_heads``); :meth:`options` tells it with
+    the command line's (``--n-heads``), for the ``settings`` it names."""
+
+    def __init__(self, settings: tuple[str, ...], problem: str, fix: str):
+        super().__init__(f"{problem}; {fix}")
+        self.settings, self.problem, self.fix = settings, problem, fix
+
+    def options(self) -> tuple[str, str]:
+        """(problem, fix) with each setting spelled as its option: ``n_heads`` -> ``--n-heads``."""
+        def spelled(text: str) -> str:
+            for name in self.settings:
+                text = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), text)
+            return text
+        return spelled(self.problem) + ".", spelled(self.fix)
+
+
+def check_finite_nonnegative(name: str, value: float, fix: str) -> None:
+    """A float setting (a learning rate, a decay) is a number >= 0: an infinite learning rate
+    trains to NaN without an error, so it is refused here, before any step."""
+    if not (math.isfinite(value) and value >= 0):
+        raise SettingError((name,), f"{name} must be a finite number >= 0, got {value!r}", fix)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,8 +356,9 @@ def export(directory: Path, model, ema: EMA, tokenizer, card: str,
 class TrainConfig:
     """Everything a training run takes (``explorer train`` builds one from its options, same names).
 
-    Checked when built: a known task, positive sizes and step counts, ``n_heads`` dividing
-    ``hidden_dim``, ``ema`` and ``dropout`` in [0, 1). Files are checked by :func:`train` when it
+    Checked when built (a :class:`SettingError`): a known task, positive sizes and step counts,
+    finite ``lr`` and ``weight_decay`` >= 0, ``n_heads`` dividing ``hidden_dim``, ``ema`` and
+    ``dropout`` in [0, 1). Files are checked by :func:`train` when it
     reads them (``init_from``) or creates them (``out``, ``export``)."""
     task: str
     out: Path
@@ -358,23 +390,29 @@ class TrainConfig:
         self.init_from = None if self.init_from is None else Path(self.init_from)
         self.export = None if self.export is None else Path(self.export)
         if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}.")
+            raise SettingError(("task",), f"unknown task {self.task!r}", f"choose one of {', '.join(TASKS)}.")
         if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"schedule {self.schedule!r} is neither 'constant' nor 'cosine'.")
+            raise SettingError(("schedule",), f"schedule {self.schedule!r} is neither 'constant' nor 'cosine'",
+                               "choose one of the two.")
         for name in ("steps", "batch_size", "hidden_dim", "n_blocks", "n_heads", "cond_dim", "eval_every",
                      "eval_n", "ckpt_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
-        if self.lr < 0 or self.warmup < 0:
-            raise ValueError(f"lr and warmup must be >= 0, got lr={self.lr!r}, warmup={self.warmup!r}.")
+                raise SettingError((name,), f"{name} must be a whole number >= 1, got {value!r}",
+                                   f"give {name} a whole number >= 1.")
+        if self.warmup < 0:
+            raise SettingError(("warmup",), f"warmup must be >= 0, got {self.warmup!r}",
+                               "give warmup a number of steps >= 0.")
+        check_finite_nonnegative("lr", self.lr, "give lr a finite learning rate, e.g. 1e-3.")
+        check_finite_nonnegative("weight_decay", self.weight_decay, "give weight_decay a finite decay, e.g. 0 or 0.1.")
         if self.hidden_dim % self.n_heads:
-            raise ValueError(f"n_heads {self.n_heads} does not divide hidden_dim {self.hidden_dim}; "
-                             "choose a head count that divides the width, e.g. 4.")
+            raise SettingError(("n_heads", "hidden_dim"),
+                               f"n_heads {self.n_heads} does not divide hidden_dim {self.hidden_dim}",
+                               "choose a head count that divides the width, e.g. 4.")
         for name in ("ema", "dropout"):
             value = getattr(self, name)
             if not 0 <= value < 1:
-                raise ValueError(f"{name} {value} is outside [0, 1); give {name} a value in [0, 1).")
+                raise SettingError((name,), f"{name} {value} is outside [0, 1)", f"give {name} a value in [0, 1).")
 
     def command_line(self) -> str:
         """The ``explorer train`` command that runs this config (every setting spelled out)."""
@@ -405,15 +443,19 @@ def _init_from(model: MDLM, directory: Path) -> None:
     try:
         weights = weights_file(directory)
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"--init-from {directory}: no model.safetensors there; pass a folder "
-                                "written by `explorer train --export` or `save_pretrained`.") from err
-    state = load_state_dict_file(weights)
+        raise MissingWeightsError(f"--init-from {directory}: no model.safetensors there.",
+                                  "pass a folder written by `explorer train --export` or `save_pretrained`.") from err
+    try:
+        state = load_state_dict_file(weights)
+    except ValueError as err:
+        raise RunFolderError(f"--init-from {directory}: {weights.name} is damaged or incomplete.",
+                             "export the model again, or pass another --init-from folder.") from err
     try:
         check_state_dict(state, {k: tuple(v.shape) for k, v in model.state_dict().items()}, source=weights)
     except ValueError as err:
-        raise ValueError(f"--init-from {directory}: its weights do not fit this architecture; use the "
-                         "same --hidden-dim, --n-blocks, --n-heads, --cond-dim and task vocabulary as "
-                         f"that model.\n{err}") from err
+        raise RunFolderError(f"--init-from {directory}: its weights do not fit this architecture "
+                             "(--debug names each tensor).",
+                             "use that model's --hidden-dim, --n-blocks, --n-heads, --cond-dim and --task.") from err
     model.load_state_dict(state)
 
 

@@ -1,12 +1,17 @@
 """``explorer train`` and ``judge train`` refuse what they cannot use, in the command line's terms:
-a damaged checkpoint (it was a traceback or 'invalid literal for int()'). Each refusal leaves the
-folders as they were."""
+a damaged checkpoint (it was a traceback or 'invalid literal for int()'), an infinite learning rate
+or weight decay (the run trained to NaN and exited 0), settings named as Python fields (``n_heads``
+for ``--n-heads``) and ``--init-from`` errors without a fix. Each refusal leaves the folders as they were."""
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from explorer import cli, judge
+from explorer.models.dit import MDLM, MDLMConfig
+from explorer.tasks import orders
 from explorer.train import RunFolderError, TrainConfig, train
 
 TINY = ["train", "--task", "orders", "--steps", "2", "--batch-size", "2", "--hidden-dim", "16", "--n-blocks", "1",
@@ -58,6 +63,37 @@ def test_train_resume_refuses_a_damaged_checkpoint(capsys, tmp_path, damage):
                           cond_dim=8, eval_n=2, threads=1, progress=False, device="cpu", resume=True))
 
 
+@pytest.mark.parametrize("option, field", [("--lr", "lr"), ("--weight-decay", "weight_decay")])
+def test_train_refuses_an_infinite_rate(capsys, tmp_path, option, field):
+    """An infinite learning rate or decay trained to NaN and exited 0."""
+    refused(capsys, [*TINY, "--out", str(tmp_path / "run"), option, "inf"], f"{option} must be a finite number",
+            f"fix: give {option}", folder=tmp_path)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match=f"{field} must be a finite number"):
+        TrainConfig(task="orders", out=tmp_path / "run", **{field: math.inf})
+
+
+@pytest.mark.parametrize("argv, problem, fix", [
+    (["--n-heads", "3"], "--n-heads 3 does not divide --hidden-dim 16.", "fix: choose a head count"),
+    (["--ema", "1"], "--ema 1.0 is outside [0, 1).", "fix: give --ema a value in [0, 1)."),
+    (["--dropout", "nan"], "--dropout nan is outside [0, 1).", "fix: give --dropout a value in [0, 1)."),
+])
+def test_train_names_settings_as_options(capsys, tmp_path, argv, problem, fix):
+    refused(capsys, [*TINY, "--out", str(tmp_path / "run"), *argv], problem, fix, folder=tmp_path)
+
+
+def test_init_from_errors_have_a_fix(capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused(capsys, [*TINY, "--out", str(tmp_path / "a"), "--init-from", str(empty)], "no model.safetensors",
+            "fix: pass a folder written by `explorer train --export`", folder=tmp_path)
+    wider = MDLMConfig(vocab_size=orders.VOCAB_SIZE, model_length=orders.SEQ_LEN, hidden_dim=32, cond_dim=8,
+                       n_blocks=1, n_heads=2)
+    MDLM(wider).save_pretrained(tmp_path / "wider")
+    refused(capsys, [*TINY, "--out", str(tmp_path / "b"), "--init-from", str(tmp_path / "wider")],
+            "do not fit this architecture", "fix: use that model's --hidden-dim", folder=tmp_path)
+
+
 def test_judge_train_refuses_a_damaged_checkpoint(capsys, tmp_path):
     run = tmp_path / "j"
     run.mkdir()
@@ -68,3 +104,12 @@ def test_judge_train_refuses_a_damaged_checkpoint(capsys, tmp_path):
         judge.train(run, 2, config=judge.judge_config(n_layer=1, n_embd=16, n_head=2), eval_every=0,
                     data=iter([]), progress=False)
     assert raised.value.fix.startswith("delete it")
+
+
+@pytest.mark.parametrize("setting", ["lr", "weight_decay"])
+def test_judge_train_refuses_an_infinite_rate_before_making_its_folder(tmp_path, setting):
+    blocks = iter([torch.zeros(2, 8, dtype=torch.long)] * 2)
+    with pytest.raises(ValueError, match=f"{setting} must be a finite number"):
+        judge.train(tmp_path / "j", 1, config=judge.judge_config(n_layer=1, n_embd=16, n_head=2), eval_every=0,
+                    data=blocks, progress=False, **{setting: math.inf})
+    assert not (tmp_path / "j").exists()

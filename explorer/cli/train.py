@@ -50,8 +50,9 @@ def parser() -> ArgumentParser:
 def config_from_args(a) -> "TrainConfig":  # noqa: F821 (imported below: torch loads only for the command)
     """The :class:`TrainConfig` of parsed options, refusing before any step what would fail late:
     output folders that cannot be written, a missing ``--init-from``, and every setting the config
-    checks (heads that do not divide the width, ``--ema``/``--dropout`` outside [0, 1), ...)."""
-    from explorer.train import TrainConfig
+    checks (heads that do not divide the width, ``--ema``/``--dropout`` outside [0, 1), an
+    infinite ``--lr`` or ``--weight-decay``, ...)."""
+    from explorer.train import SettingError, TrainConfig
 
     output_dir(a.out, "--out")
     device_from_cli(a.device)
@@ -63,9 +64,8 @@ def config_from_args(a) -> "TrainConfig":  # noqa: F821 (imported below: torch l
     values = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(a, f.name)}
     try:
         return TrainConfig(**values, progress=not a.no_progress)
-    except ValueError as e:
-        problem, _, fix = str(e).partition("; ")
-        raise UsageError(problem + ".", fix or "see `explorer train --help`.") from None
+    except SettingError as e:  # said with the options' names: --n-heads, not n_heads
+        raise UsageError(*e.options()) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,5 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         train(config, command="explorer train " + shlex.join(a for a in argv if a != "--debug"))
     except RunFolderError as e:   # a run already there without --resume; --resume with another --hidden-dim
+        # or a damaged checkpoint; an --init-from folder without weights, or of another architecture
         raise UsageError(e.problem, e.fix) from None
     return 0
