@@ -513,6 +513,9 @@ def train(config: TrainConfig, command: str | None = None) -> dict:
     if config.resume and ckpt.is_file():
         state = load_checkpoint(ckpt, model, ema, optimizer, noise_gen)
         step, elapsed_before = state["step"], state.get("elapsed_s", 0.0)
+        if step > config.steps:  # the loop below trains nothing: say so rather than finish in silence
+            print(f"--resume: {ckpt} is already at step {step}, past --steps {config.steps}: nothing to train.",
+                  file=sys.stderr)
     elif config.resume:
         print(f"--resume: no {ckpt}, starting from scratch", file=sys.stderr)
 

@@ -1,7 +1,8 @@
 """``explorer train`` and ``judge train`` refuse what they cannot use, in the command line's terms:
 a damaged checkpoint (it was a traceback or 'invalid literal for int()'), an infinite learning rate
 or weight decay (the run trained to NaN and exited 0), settings named as Python fields (``n_heads``
-for ``--n-heads``) and ``--init-from`` errors without a fix. Each refusal leaves the folders as they were."""
+for ``--n-heads``), ``--init-from`` errors without a fix, and a resume already past ``--steps``
+(which finished in silence). Each refusal leaves the folders as they were."""
 from __future__ import annotations
 
 import math
@@ -92,6 +93,17 @@ def test_init_from_errors_have_a_fix(capsys, tmp_path):
     MDLM(wider).save_pretrained(tmp_path / "wider")
     refused(capsys, [*TINY, "--out", str(tmp_path / "b"), "--init-from", str(tmp_path / "wider")],
             "do not fit this architecture", "fix: use that model's --hidden-dim", folder=tmp_path)
+
+
+def test_resume_past_steps_says_there_is_nothing_to_train(capsys, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main([*TINY, "--out", str(run)]) == 0
+    checkpoint = (run / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert cli.main([*TINY, "--out", str(run), "--resume", "--steps", "1"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"--resume: {run / 'checkpoint.pt'} is already at step 2, past --steps 1: nothing to train."]
+    assert (run / "checkpoint.pt").read_bytes() == checkpoint
 
 
 def test_judge_train_refuses_a_damaged_checkpoint(capsys, tmp_path):
