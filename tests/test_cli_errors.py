@@ -155,7 +155,7 @@ def test_train_with_an_unknown_task(capsys, tmp_path):
     (["--lr", "-1"], "explorer train --help"),
     (["--seed", "-1"], "explorer train --help"),
     (["--weight-decay", "-0.1"], "explorer train --help"),
-    (["--ema", "1.5"], "give ema a value in [0, 1)"),
+    (["--ema", "1.5"], "give --ema a value in [0, 1)"),
     (["--init-from", "/no/such/model"], "pass the folder an earlier run exported"),
 ])
 def test_train_with_a_bad_option(capsys, tmp_path, argv, fix):
