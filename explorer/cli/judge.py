@@ -105,6 +105,7 @@ def _train(a) -> None:
 
 def _eval(a) -> None:
     from explorer import judge
+    from explorer.metrics._judge import NotAJudge, check_judge
 
     set_threads(a.threads)
     folder = Path(a.path)
@@ -112,11 +113,19 @@ def _eval(a) -> None:
         raise UsageError(f"{a.path} is a `judge train` run folder (ckpt.pt), not an exported judge.",
                          f"export it first (explorer judge train --out {a.path} --steps N --export DIR, with the "
                          "run's N and settings) and pass DIR.")
+    missing = UsageError(f"no judge at {a.path!r}.", "pass a shipped name (stories-judge) or a folder "
+                         "written by `explorer judge train --export DIR`.")
+    try:
+        check_judge(a.path)             # its config.json, before any weights
+    except NotAJudge as e:
+        problem, _, fix = str(e).partition("; ")
+        raise UsageError(problem + ".", fix) from None
+    except (FileNotFoundError, ValueError):   # ValueError: huggingface_hub read a missing path as a bad hub id
+        raise missing from None
     try:
         judge.load_judge(a.path)
     except FileNotFoundError:
-        raise UsageError(f"no judge at {a.path!r}.", "pass a shipped name (stories-judge) or a folder "
-                         "written by `explorer judge train --export DIR`.") from None
+        raise missing from None
     print(json.dumps(judge.heldout_report(a.path), indent=1))
 
 

@@ -89,27 +89,76 @@ def _is_local(name: str) -> bool:
     return Path(name).is_dir() or (DEFAULT_JUDGE.parent / name).is_dir()
 
 
+def _local_dir(name: str) -> Path:
+    return Path(name) if Path(name).is_dir() else DEFAULT_JUDGE.parent / name
+
+
+class NotAJudge(FileNotFoundError):
+    """Where a judge was named there is a model, but not a causal LM (a diffusion model, say).
+    A FileNotFoundError -- no judge is there -- so a caller that names a missing judge names this one
+    the same way; the text is ``problem; fix``."""
+
+
+#: what to pass instead of something that is not a judge
+_A_JUDGE = "pass stories-judge, or a folder written by `explorer judge train --export DIR`."
+
+
+def check_causal_lm(name: str, config_file: str | Path) -> None:
+    """Raise :class:`NotAJudge` unless ``config_file`` (a judge's config.json) describes a causal LM
+    that ``AutoModelForCausalLM`` loads: read before any weights, so a wrong folder fails in a moment
+    instead of after sampling with transformers' 'upgrade transformers' advice."""
+    import json
+
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    config_file = Path(config_file)
+    if not config_file.is_file():
+        raise NotAJudge(f"{name} has no config.json, so it holds no judge (a causal LM); {_A_JUDGE}")
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise NotAJudge(f"{config_file} is not readable JSON, so {name} holds no usable judge; {_A_JUDGE}") from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return
+    if not model_type:
+        raise NotAJudge(f"{config_file} names no model_type, so {name} is not a judge (a causal LM); {_A_JUDGE}")
+    kind = "a diffusion model" if str(model_type).lower() in ("mdlm", "llada", "dream") else "a model"
+    raise NotAJudge(f"{name} is {kind} (model_type {model_type!r}), not a judge: a judge is a causal LM, which "
+                    f"scores text left to right; {_A_JUDGE}")
+
+
 def check_judge(judge: Any = None, allow_download: bool = False) -> None:
     """Before any work: a judge named by ``judge`` (``None``: the shipped one) can be loaded -- a
     local directory, a shipped name, or a hub name whose files are in the local HF cache; with
-    ``allow_download`` a hub name not in the cache is fetched into it now. A judge that is an object
+    ``allow_download`` a hub name not in the cache is fetched into it now. Its config.json must
+    describe a causal LM (:func:`check_causal_lm`; no weights are read). A judge that is an object
     (a pair, a :class:`Judge`) passes. Raises ``FileNotFoundError`` saying what to pass instead."""
     if judge is not None and not isinstance(judge, (str, Path)):
         return
     name = "stories-judge" if judge is None else str(judge)
+    if not name.strip():
+        raise NotAJudge(f"the judge's name is empty; {_A_JUDGE}")
     if _is_local(name):
+        check_causal_lm(name, _local_dir(name) / "config.json")
         return
     if judge is None:
         raise FileNotFoundError(f"the shipped judge is missing at {DEFAULT_JUDGE}; pass another judge "
                                 "(a local causal LM folder, or a hub name in the local Hugging Face cache).")
     from huggingface_hub import try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+    cached = try_to_load_from_cache(name, "config.json")
+    if isinstance(cached, str):
+        if Path(cached).is_file():      # the cache's own copy; transformers says if it is gone
+            check_causal_lm(name, cached)
         return
     if not allow_download:
         raise FileNotFoundError(f"judge {name!r} is not a folder, a shipped judge (stories-judge) or a hub name "
                                 "in the local Hugging Face cache; pass one of those, or allow the download "
                                 "(--allow-download).")
+    from huggingface_hub import hf_hub_download
+
+    check_causal_lm(name, hf_hub_download(name, "config.json"))    # its kind before its weights
     _load(name, allow_download=True)    # fetched into the HF cache, where later loads find it offline
 
 
