@@ -6,7 +6,6 @@ Under ``torchrun --nproc_per_node=K -m explorer.cli sweep ...`` the cells are sp
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
@@ -16,11 +15,20 @@ from explorer.cli.common import (MAX_SEED, ArgumentParser, UsageError, device_fr
 from explorer.cli.common import no_repeats as _no_repeats
 
 
-def default_metrics(model_name: str) -> list[str]:
-    n = model_name.lower()
-    if "orders" in n:
+#: the metrics that read samples with the judge LM (--judge)
+JUDGED = ("gen_ppl", "mauve")
+
+
+def default_metrics(model) -> list[str]:
+    """``--metrics`` when it is not given, chosen from the loaded model (the text of ``--model`` says
+    nothing: an exported orders model may sit in any folder): validity,entropy for a model that writes
+    orders records, gen_ppl,entropy for one on the stories canvas (its length and vocabulary, as
+    :func:`explorer.tasks.orders.writes_records` tells orders), entropy for any other."""
+    from explorer.tasks import orders, stories
+
+    if orders.writes_records(model):
         return ["validity", "entropy"]
-    if "stories" in n:
+    if (getattr(model, "seq_len", None), getattr(model, "vocab_size", None)) == (stories.SEQ_LEN, stories.VOCAB_SIZE):
         return ["gen_ppl", "entropy"]
     return ["entropy"]
 
@@ -37,7 +45,8 @@ def parser() -> ArgumentParser:
     add_num_samples(p, default=64)
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--metrics", default=None, help="comma-separated: validity, entropy, gen_ppl, mauve "
-                   "(default: validity,entropy for orders; gen_ppl,entropy for stories)")
+                   "(default: chosen from the loaded model: validity,entropy for an orders model, gen_ppl,entropy "
+                   "for a stories one, entropy for any other)")
     p.add_argument("--judge", default=None, help="judge causal LM for gen_ppl/mauve: a folder, a shipped "
                    "name or a hub id in the local cache (--allow-download fetches it) (default: stories-judge)")
     add_nucleus_p(p, help="top-p for every sampler (the paper uses 0.9)")
@@ -80,17 +89,42 @@ def metrics_fit(metrics: list[str], model, model_name: str, judge: str | None) -
     is_orders = orders.writes_records(model)
     if "validity" in metrics and not is_orders:
         raise UsageError(f"--metrics validity checks orders records, and {model_name} is not an orders model.",
-                         f"drop validity (e.g. --metrics {','.join(default_metrics(model_name)) or 'entropy'}), "
+                         f"drop validity (e.g. --metrics {','.join(default_metrics(model))}), "
                          "or sweep an orders model.")
-    judged = [m for m in metrics if m in ("gen_ppl", "mauve")]
+    judged = [m for m in metrics if m in JUDGED]
     if judged and is_orders and judge is None:
         raise UsageError(f"--metrics {','.join(judged)}: the shipped judge (stories-judge) reads stories text, "
                          f"and {model_name} writes orders records.",
                          "use --metrics validity,entropy on an orders model, or pass a --judge that reads them.")
 
 
-def plan(a) -> tuple[dict, list[int], list[str]]:
-    """Samplers, seeds and metrics of a sweep, checked before the model is loaded."""
+def judge_used(a, metrics: list[str], whose: str) -> None:
+    """A ``--judge`` that no metric reads is refused, as ``--mauve-references`` without mauve is:
+    silently unused, it would look like the judge of the results."""
+    if a.judge is not None and not set(JUDGED) & set(metrics):
+        raise UsageError(f"--judge is given but {whose} ({','.join(metrics)}) read no judge.",
+                         "add gen_ppl or mauve to --metrics, or drop --judge.")
+
+
+def mauve_references(a):
+    """``--mauve-references``, read and checked (not empty; a .npy of float features [N, D] that loads
+    without pickle; a text file with a text on some line) before the model loads or a folder is made."""
+    if a.mauve_references == "heldout":
+        from explorer.tasks import stories
+        return stories.heldout_texts(a.num_samples)
+    from explorer.metrics.mauve import read_references
+
+    try:
+        return read_references(a.mauve_references)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--mauve-references: {e}.".replace("..", "."),
+                         "give a .npy of judge features [N, D], a text file with one reference text per line, "
+                         "or heldout.") from None
+
+
+def plan(a) -> tuple[dict, list[int], list[str] | None]:
+    """Samplers, seeds and metrics of a sweep, checked before the model is loaded; metrics are None
+    when ``--metrics`` is not given (the model's own, :func:`default_metrics`, once it is loaded)."""
     from explorer.metrics.registry import get_metric
     from explorer.sweep import parse_steps
 
@@ -114,8 +148,13 @@ def plan(a) -> tuple[dict, list[int], list[str]]:
     if a.baseline is not None and a.baseline not in samplers:
         raise UsageError(f"--baseline {a.baseline!r} is not one of the samplers ({', '.join(samplers)}).",
                          f"choose one of them, or add it to --samplers.")
-    metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else default_metrics(a.model)
-    _no_repeats("--metrics", a.metrics or "", metrics)
+    if a.metrics is None:
+        return samplers, seeds, None
+    metrics = [m.strip() for m in a.metrics.split(",")]
+    if not any(metrics):
+        raise UsageError(f"--metrics {a.metrics!r} names no metric.",
+                         "name them, e.g. --metrics validity,entropy, or leave --metrics out for the model's own.")
+    _no_repeats("--metrics", a.metrics, metrics)
     for m in metrics:
         try:
             get_metric(m)
@@ -126,7 +165,6 @@ def plan(a) -> tuple[dict, list[int], list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a grid, write sweep.parquet, return_on_compute.parquet and report.html."""
-    import numpy as np
     import pandas as pd
 
     from explorer.metrics.registry import higher_is_better
@@ -139,23 +177,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.cache_dir is not None:
         output_dir(a.cache_dir, "--cache-dir")   # missing parents are never created
     samplers, seeds, metrics = plan(a)
-    if {"gen_ppl", "mauve"} & set(metrics):
-        judge_from_cli(a.judge, allow_download=a.allow_download)
+    if metrics is not None:
+        judge_used(a, metrics, "the metrics")
+    if a.judge is not None or (metrics and set(JUDGED) & set(metrics)):
+        judge_from_cli(a.judge, allow_download=a.allow_download)     # its config.json: seconds, no weights
     opts = {"judge": a.judge} if a.judge else {}
     if a.mauve_references is not None:      # read before the model loads: a bad file fails in seconds
-        if "mauve" not in metrics:
-            raise UsageError(f"--mauve-references is given but mauve is not among the metrics ({','.join(metrics)}).",
+        if "mauve" not in (metrics or ()):
+            said = ",".join(metrics) if metrics else "the model's own, as --metrics is not given"
+            raise UsageError(f"--mauve-references is given but mauve is not among the metrics ({said}).",
                              "add mauve to --metrics, or drop --mauve-references.")
-        if a.mauve_references == "heldout":
-            from explorer.tasks import stories
-            opts["references"] = stories.heldout_texts(a.num_samples)
-        elif a.mauve_references.endswith(".npy"):
-            opts["references"] = np.load(a.mauve_references)
-        else:
-            opts["references"] = [t for t in Path(a.mauve_references).read_text().splitlines() if t.strip()]
+        opts["references"] = mauve_references(a)
     a.device = device_from_cli(a.device)
     model = model_from_cli(a.model, device=a.device, allow_download=a.allow_download)
     steps = resolved_steps(a, model.seq_len)
+    if metrics is None:
+        metrics = default_metrics(model)
+        judge_used(a, metrics, f"the default metrics of {a.model}")
+        if a.judge is None and set(JUDGED) & set(metrics):
+            judge_from_cli(None)             # the shipped judge, there before any cell
     metrics_fit(metrics, model, a.model, a.judge)
     out.mkdir(exist_ok=True)
     df = sweep(model, samplers, steps, num_samples=a.num_samples, seeds=seeds, metrics=metrics,

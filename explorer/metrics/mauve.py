@@ -97,6 +97,42 @@ def reference_features(judge: Any = None, texts: Sequence[str] | None = None, *,
     return feats
 
 
+def read_references(path: str | Path) -> np.ndarray | list[str]:
+    """MAUVE references from a file, checked before any work: a ``.npy`` of judge features
+    (``float[N, D]``, N and D at least 1, read without pickle) or a UTF-8 text file with one
+    reference per line (blank lines skipped, at least one left). Raises ``ValueError`` saying what
+    the file holds instead."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is not a file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty")
+    if path.suffix.lower() == ".npy":
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise ValueError(f"{path} is not a .npy file (it has no numpy header)")
+        try:
+            feats = np.load(path, allow_pickle=False)
+        except OSError as e:
+            raise ValueError(f"{path} cannot be read as a numpy array ({e})") from None
+        except ValueError:   # numpy: object arrays need pickle, which a reference file never needs
+            raise ValueError(f"{path} holds Python objects (pickled), not an array of numbers") from None
+        if not isinstance(feats, np.ndarray) or feats.ndim != 2 or 0 in feats.shape:
+            raise ValueError(f"{path} holds an array of shape {getattr(feats, 'shape', '?')}, not features [N, D]")
+        if not np.issubdtype(feats.dtype, np.floating):
+            raise ValueError(f"{path} holds {feats.dtype} numbers, not float features")
+        if not np.isfinite(feats).all():
+            raise ValueError(f"{path} holds NaN or infinite features")
+        return feats
+    try:
+        texts = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    if not texts:
+        raise ValueError(f"{path} has no text, only blank lines")
+    return texts
+
+
 def build_stories_reference(n: int = 1000, judge: Any = None, seed: int = 0, **kw) -> Path:
     """Featurise ``n`` held-out stories (``explorer.tasks.stories.heldout_texts``) with the judge and
     save them as ``mauve_reference_features.npy`` next to it; returns the path.
