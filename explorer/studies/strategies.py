@@ -8,7 +8,7 @@ same *budget in model calls per sequence*: its step count starts as the largest 
 grows while the probe stays within the budget (:func:`calibrate_steps`).  The calls each cell
 really spent (``trace.nfe``, scoring passes included) are reported beside the budget.
 
-    lab = compare(model, ["mdlm", "remdm-loop", "rescore"], budgets=[64, 128], num_samples=32,
+    lab = compare(model, ["mdlm", "remdm-loop", "rescore"], budgets=[80, 128], num_samples=32,
                   nucleus_p=0.9, cache="runs/lab")
     lab.table      # one row per (strategy, budget): quality, model calls, wall seconds, ledger summary
     lab.ledger     # orders: one row per remask -- hit or miss; its rewrite a fix, a harm or neutral
@@ -47,7 +47,8 @@ from explorer.samplers.spec import parse_sampler
 from explorer.studies.ledger import ledger_summary, remask_ledger
 from explorer.tasks import orders
 
-__all__ = ["compare", "calibrate_steps", "plan_cells", "steps_for_budget", "LabResult", "TABLE_COLUMNS", "task_of"]
+__all__ = ["compare", "calibrate_steps", "plan_cells", "steps_for_budget", "BudgetTooSmall", "LabResult",
+           "TABLE_COLUMNS", "task_of"]
 
 TABLE_COLUMNS = ["strategy", "nucleus_p", "budget", "steps", "model_calls", "model_calls_max", "seconds", "num_samples",
                  "quality", "value", "stderr", "entropy", "remasks", "precision", "recall", "fixes", "harms",
@@ -72,6 +73,17 @@ def task_of(model) -> str:
     return "text"
 
 
+class BudgetTooSmall(ValueError):
+    """A strategy costs more than the budget even at one step; ``strategy``, ``need`` (its calls at
+    T = 1) and ``budget`` let a caller name its own options in the fix."""
+
+    def __init__(self, strategy: str, need: float, budget: int):
+        super().__init__(f"{strategy} needs {need:g} model calls per sequence even at 1 step (its draft plus its "
+                         f"correction rounds), more than the budget of {budget}; raise the budget or lower its "
+                         "rounds / groups.")
+        self.strategy, self.need, self.budget = strategy, need, budget
+
+
 def steps_for_budget(sampler: Sampler, budget: int, gen_length: int) -> int:
     """The largest T with ``sampler.expected_calls(T, gen_length) <= budget``; a clear error when
     even one step (or a draft's first step plus its corrections) costs more than the budget."""
@@ -79,9 +91,7 @@ def steps_for_budget(sampler: Sampler, budget: int, gen_length: int) -> int:
         raise ValueError(f"budget must be a positive number of model calls per sequence, got {budget!r}.")
     cost = lambda t: sampler.expected_calls(t, gen_length)   # noqa: E731
     if cost(1) > budget:
-        raise ValueError(f"{sampler.name} needs {cost(1):g} model calls per sequence even at 1 step (its draft plus "
-                         f"its correction rounds), more than the budget of {budget}; raise the budget or lower "
-                         "its rounds / groups.")
+        raise BudgetTooSmall(sampler.name, cost(1), budget)
     lo, hi = 1, 2
     while cost(hi) <= budget and hi < 1 << 16:
         lo, hi = hi, hi * 2
