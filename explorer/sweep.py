@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -502,10 +503,20 @@ def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None)
 
 # ----------------------------------------------------------------------------- steps
 
+#: The most sampling steps a sweep or a command accepts: far above any use (the paper's largest T is
+#: 4096), and low enough that the time grid of a mistyped T is refused instead of filling the memory.
+MAX_STEPS = 1_000_000
+# a step count in units of L: [k][*]L[*k][/m] (k, m plain decimals), e.g. L, 2L, L*2, L/4, 0.5L, 3L/4
+_L_STEPS = re.compile(r"(?:(?P<pre>\d+(?:\.\d*)?)\*?)?L(?:\*(?P<post>\d+(?:\.\d*)?))?(?:/(?P<den>\d+(?:\.\d*)?))?")
+
+
 def parse_steps(spec: str, seq_len: int) -> list[int]:
     """Steps from ``"16,32,64"`` or in units of the sequence length: ``"L/4,L/2,L,2L,4L,8L"``.
 
-    A part that is neither raises ValueError naming it (the CLI words its own message on that)."""
+    A part in units of L is ``L``, ``kL`` (or ``k*L``, ``L*k``), ``L/m`` or ``kL/m``, with k and m
+    plain numbers; T = round(k * seq_len / m). A part that is none of these (``2L2``, ``LL``,
+    ``L/0``), or a T above :data:`MAX_STEPS`, raises ValueError naming it (the CLI words its own
+    message on that)."""
     out = []
     for tok in spec.split(","):
         tok = tok.strip().replace(" ", "")
@@ -513,13 +524,17 @@ def parse_steps(spec: str, seq_len: int) -> list[int]:
             continue
         try:
             if "L" in tok:
-                num, _, den = tok.partition("/")
-                mult = num.replace("L", "").replace("*", "") or "1"
-                val = float(mult) * seq_len / (float(den) if den else 1.0)
-                out.append(int(round(val)))
+                m = _L_STEPS.fullmatch(tok)
+                if m is None or (m["pre"] and m["post"]) or (m["den"] is not None and float(m["den"]) == 0):
+                    raise ValueError
+                mult = float(m["pre"] or m["post"] or 1)
+                out.append(int(round(mult * seq_len / float(m["den"] or 1))))
             else:
                 out.append(int(tok))
-        except (ValueError, ZeroDivisionError, OverflowError):   # "abc", "L/0", "infL"
+        except ValueError:   # "abc", "L/0", "2L2"
             raise ValueError(f"steps {spec!r}: {tok!r} is not a step count; write e.g. '16,32,64' or "
-                             "'L/4,L,2L' (L = the sequence length).") from None
+                             "'L/4,L,2L' (L = the sequence length; kL/m with plain numbers k, m).") from None
+        if out[-1] > MAX_STEPS:
+            raise ValueError(f"steps {spec!r}: {tok!r} is T = {out[-1]}, above the limit of {MAX_STEPS:,} steps "
+                             "(the paper's largest T is 4096); give fewer steps.")
     return out
