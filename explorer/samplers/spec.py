@@ -123,6 +123,8 @@ class SamplerSpec:
             if not sep or not k.strip() or not v.strip():
                 raise SamplerSpecError(f"bad sampler setting {pair!r} in {text!r}; write key=value, "
                                        f"e.g. {key}:eta=0.02.")
+            if k.strip() in settings:   # last-wins would silently drop one of the two values
+                raise SamplerSpecError(f"setting {k.strip()!r} is given twice in {text!r}; give each setting once.")
             settings[k.strip()] = _value(v)
         return cls(key, settings)
 
@@ -172,20 +174,29 @@ def parse_sampler(spec: Any, **defaults) -> Any:
 def parse_samplers(specs: Any, **defaults) -> dict[str, Any]:
     """``{label: sampler}`` from ``"a,b:k=v"``, a list of specs and samplers, or a dict whose values are
     specs or samplers. A spec's label is its text as written; a sampler's is its ``name``; two
-    entries with one label are refused."""
+    entries with one label, or one spec written two ways (``mdlm,MDLM``, ``eta=0.02`` and ``eta=2e-2``),
+    are refused."""
     if isinstance(specs, Mapping):
         return {str(k): parse_sampler(v, **defaults) for k, v in specs.items()}
     if isinstance(specs, (str, SamplerSpec)) or hasattr(specs, "config"):
         specs = [specs]
     out: dict[str, Any] = {}
+    seen: list[tuple[SamplerSpec, str]] = []   # specs as parsed, with their labels: mdlm and MDLM are one sampler
     for item in specs:
         entries = split_specs(item) if isinstance(item, str) else [item]
         for entry in entries:
             label = entry.config["name"] if hasattr(entry, "config") else str(entry)
+            parsed = SamplerSpec.parse(entry) if isinstance(entry, str) else entry
             if label in out:
                 raise SamplerSpecError(f"sampler {label!r} is listed twice; give each one once "
                                        "(or label them with a dict).")
-            out[label] = parse_sampler(entry, **defaults)
+            same = next((first for spec, first in seen if spec == parsed), None)
+            if same is not None:
+                raise SamplerSpecError(f"samplers {same!r} and {label!r} are the same sampler written two ways; "
+                                       "give each one once (or label them with a dict).")
+            out[label] = parse_sampler(parsed, **defaults)
+            if isinstance(parsed, SamplerSpec):
+                seen.append((parsed, label))
     if not out:
         raise SamplerSpecError(f"no sampler in {specs!r}; write e.g. 'mdlm,remdm-loop'.")
     return out
