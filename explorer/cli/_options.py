@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from argparse import Namespace
 
-from explorer.cli.common import ArgumentParser, positive_float, positive_int
+from explorer.cli.common import MAX_SAMPLES, ArgumentParser, positive_int, probability, samples_int
 
 
 def add_allow_download(p: ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def add_no_progress(p: ArgumentParser) -> None:
 
 
 def add_num_samples(p: ArgumentParser, default: int, help: str = "sequences per cell") -> None:
-    p.add_argument("--num-samples", type=positive_int, default=default, help=help)
+    p.add_argument("--num-samples", type=samples_int, default=default, help=f"{help} (at most {MAX_SAMPLES:,})")
 
 
 def add_output_folder(p: ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_output_folder(p: ArgumentParser) -> None:
 
 def add_nucleus_p(p: ArgumentParser, help: str) -> None:
     """``--nucleus-p``, read back by :func:`sampler_defaults`."""
-    p.add_argument("--nucleus-p", type=positive_float, default=None, help=help)
+    p.add_argument("--nucleus-p", type=probability, default=None, help=f"{help}; in (0, 1]")
 
 
 def sampler_defaults(a: Namespace) -> dict:

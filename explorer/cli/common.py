@@ -5,9 +5,11 @@
   and which adds ``--debug`` to every command.
 * :func:`run` -- the one place that turns exceptions into messages and exit status 2: a
   :class:`UsageError`, a ``ValueError`` or an ``OSError`` (a bad value, a missing or damaged
-  file) prints ``PROG: error: ...`` on stderr, with no traceback unless ``--debug`` or
-  ``EXPLORER_DEBUG=1``; anything else is a bug and keeps its traceback.
-* :func:`output_file`, :func:`output_dir`, :func:`positive_int`, :func:`sampler_from_cli`,
+  file) or a failed allocation (too much asked of the memory) prints ``PROG: error: ...`` on
+  stderr, with no traceback unless ``--debug`` or ``EXPLORER_DEBUG=1``; anything else is a bug
+  and keeps its traceback.
+* :func:`output_file`, :func:`output_dir`, :func:`positive_int`, :func:`steps_int`, :func:`samples_int`,
+  :func:`at_most`, :func:`sampler_from_cli`,
   :func:`samplers_from_cli`, :func:`model_from_cli`, :func:`judge_from_cli`, :func:`device_from_cli` -- turn an argument into a checked value
   *before* a model is loaded or a sample is drawn, so a wrong ``--out`` does not cost a finished run.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from explorer.rng import MAX_SEED
+from explorer.sweep import MAX_STEPS
 
 DEBUG_ENV = "EXPLORER_DEBUG"
 MAX_PROBLEM_LINES = 2
@@ -86,6 +90,23 @@ SEED_RANGE = "a whole number >= 0 and <= 2**63 - 1"
 seed_int = _number_at_least(int, 0, False, SEED_RANGE, high=MAX_SEED)
 nonnegative_float = _number_at_least(float, 0.0, False, "a number >= 0")
 positive_float = _number_at_least(float, 0.0, True, "a number > 0")
+probability = _number_at_least(float, 0.0, True, "a number > 0 and <= 1", high=1.0)
+#: a mistyped T (99999999999) is refused here, not by a time grid that fills the memory
+STEPS_RANGE = f"a whole number >= 1 and <= {MAX_STEPS:,} (the paper's largest T is 4096)"
+steps_int = _number_at_least(int, 1, False, STEPS_RANGE, high=MAX_STEPS)
+#: sequences per run or cell: far above the paper's (5000 for MAUVE), low enough that a mistyped
+#: count is refused here instead of by a canvas of num_samples x L tokens that fills the memory
+MAX_SAMPLES = 100_000
+SAMPLES_RANGE = f"a whole number >= 1 and <= {MAX_SAMPLES:,}"
+samples_int = _number_at_least(int, 1, False, SAMPLES_RANGE, high=MAX_SAMPLES)
+
+
+def at_most(option: str, text: str, values: Sequence[int], most: int = MAX_STEPS, what: str = "steps") -> None:
+    """Refuse, before any work, a value of a list option (``--budgets 64,99999999999``) above ``most``."""
+    over = [v for v in values if v > most]
+    if over:
+        raise UsageError(f"{option} {text!r}: {', '.join(map(str, over))} is above the limit of {most:,} {what}.",
+                         f"give at most {most:,} {what} (the paper's largest is 4096).")
 
 
 def no_repeats(option: str, text: str, values: Sequence, resolved: str = "") -> None:
@@ -114,11 +135,19 @@ def _check_folder(folder: Path, option: str, what: str) -> None:
                          "choose a folder you can write to, or change its permissions.") from None
 
 
+def _given_path(path: str | os.PathLike, option: str, example: str) -> Path:
+    """``path`` as a Path; an empty one is refused (``Path("")`` is the current folder, which the user
+    did not name)."""
+    if not str(path).strip():
+        raise UsageError(f"{option} is empty.", f"give {example}.")
+    return Path(path).expanduser()
+
+
 def output_file(path: str | os.PathLike, option: str = "--out",
                 suffixes: Sequence[str] = ()) -> Path:
     """Check an output file before any work: its folder exists and is writable, the path is not a
     folder, and its suffix is one of ``suffixes`` (when given). Missing folders are not created."""
-    path = Path(path).expanduser()
+    path = _given_path(path, option, "a file name" + (f" ending in {' or '.join(suffixes)}" if suffixes else ""))
     if path.is_dir():
         raise UsageError(f"{option} {path} is a folder.", "give a file name inside it"
                          + (f", ending in {' or '.join(suffixes)}." if suffixes else "."))
@@ -132,7 +161,7 @@ def output_file(path: str | os.PathLike, option: str = "--out",
 def output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     """Check an output folder before any work: it exists and is writable, or its parent does (the
     command then creates this one folder, never missing parents)."""
-    path = Path(path).expanduser()
+    path = _given_path(path, option, "a folder name, e.g. runs/out")
     if path.exists():
         _check_folder(path, option, f"{option} folder")
     else:
@@ -212,6 +241,8 @@ def model_from_cli(name: str, device: Any = None, allow_download: bool = False) 
     from explorer.models.hf_adapter import damaged_file
     from explorer.models.loading import known_models, resolve_model_dir
 
+    if not str(name).strip():   # Path("") would be the current folder
+        raise UsageError("--model is empty.", "pass a shipped name (e.g. --model orders), a model folder or a hub id.")
     try:
         return explorer.load_model(name, device=device, allow_download=allow_download)
     except (FileNotFoundError, ValueError) as e:
@@ -229,6 +260,10 @@ def model_from_cli(name: str, device: Any = None, allow_download: bool = False) 
                 "to fetch a hub id.") from None
         except ValueError as not_a_folder:
             raise UsageError(str(not_a_folder), "pass the folder that holds config.json and the weights.") from None
+        if not (Path(directory) / "config.json").is_file():   # then other JSON files there are not the model's
+            raise UsageError(f"{name} has no config.json; cannot tell which kind of model it holds.",
+                             "pass a folder with config.json and the weights (`explorer train --export DIR` "
+                             "writes one) or a shipped name.") from None
         damaged = damaged_file(directory)
         if damaged is not None and damaged[0].name not in str(e):  # the loader did not name it
             raise UsageError(f"{damaged[0]} is damaged ({damaged[1]}).",
@@ -299,10 +334,29 @@ def _debug(argv: Sequence[str]) -> bool:
     return "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
 
 
+def _out_of_memory(exc: BaseException) -> str | None:
+    """What ran out, when ``exc`` is a failed allocation (MemoryError, torch's CPU allocator, CUDA
+    out of memory); None otherwise."""
+    text = str(exc)
+    if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or (isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))):
+        return None
+    asked = re.search(r"allocate (\d+) bytes", text) or re.search(r"allocate ([\d.]+ [KMGT]i?B)", text)
+    if asked is None:
+        return "out of memory"
+    size = asked.group(1)
+    return f"out of memory (it asked for {int(size) / 2**30:,.1f} GiB)" if size.isdigit() else \
+        f"out of memory (it asked for {size})"
+
+
 def _message(exc: BaseException) -> tuple[str, str | None] | None:
     """(problem, fix) for a user error; None for a bug (which keeps its traceback)."""
     if isinstance(exc, UsageError):
         return exc.problem, exc.fix
+    memory = _out_of_memory(exc)
+    if memory is not None:   # too many sequences or steps at once for this machine
+        return (f"{memory}.", "ask for less at once: lower --batch-size, --num-samples (--samples, --sequences) "
+                "or --steps, whichever this command takes.")
     if isinstance(exc, json.JSONDecodeError):
         return f"a JSON file is damaged: {exc}.", "replace the file (run with --debug to see which)."
     if isinstance(exc, OSError) and exc.filename is not None:

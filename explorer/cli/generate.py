@@ -5,8 +5,8 @@ import sys
 from typing import Sequence
 
 from explorer.cli._options import add_allow_download, add_batch_size, add_num_samples
-from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, model_from_cli, output_file,
-                                 positive_int, sampler_from_cli, seed_int)
+from explorer.cli.common import (STEPS_RANGE, ArgumentParser, UsageError, device_from_cli, model_from_cli,
+                                 output_file, positive_int, sampler_from_cli, seed_int, steps_int)
 
 TRACE_SUFFIXES = (".csv", ".parquet")
 
@@ -23,7 +23,7 @@ def parser() -> ArgumentParser:
                    f"remdm-cap:eta=0.02; names: {', '.join(sampler_names())}")
     p.add_argument("--settings", default="{}", help='more sampler settings as JSON, laid over the spec\'s, '
                    'e.g. \'{"eta": 0.02}\'')
-    p.add_argument("--steps", type=positive_int, required=True, help="number of sampling steps T (>= 1)")
+    p.add_argument("--steps", type=steps_int, required=True, help=f"number of sampling steps T, {STEPS_RANGE}")
     add_num_samples(p, default=1, help="how many sequences to generate")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (same seed, same samples)")
     add_batch_size(p, help="sequences per model call (default: all at once; samples do not depend on it)")
@@ -46,11 +46,37 @@ def format_samples(texts: Sequence[str]) -> str:
     return "\n\n".join(f"--- sample {i + 1} of {n} ---\n{text}" for i, text in enumerate(texts))
 
 
+def check_prompt(model, prompt, gen_length: int | None) -> None:
+    """Read ``--prompt`` as generate will (the same functions), so that a word the model does not know
+    or a prompt too long is told in the command line's terms, not the Python API's."""
+    from explorer.engine import _resolve_prompt
+    from explorer.prompts import build_canvas
+
+    try:
+        if model.seq_len is None:
+            build_canvas(model, prompt, gen_length)
+        else:
+            _resolve_prompt(model, prompt, model.seq_len, model.mask_id)
+    except ValueError as e:
+        text = str(e)
+        problem = text.split(". ")[0].split("; ")[0].rstrip(".")
+        if "vocabulary does not know" in text:
+            fix = "write --prompt in words the model knows (those in the samples it prints without --prompt)."
+        elif "shorten it by" in text:
+            fix = f"shorten --prompt by {text.split('shorten it by ')[1].rstrip('.')}."
+        elif "gen_length" in text:
+            fix = "shorten --prompt, or give a smaller --gen-length."
+        else:
+            fix = "change --prompt (it is tokenised with the model's tokenizer)."
+        said = problem.removeprefix("the prompt ")
+        raise UsageError(f"--prompt {said}." if said != problem else f"--prompt: {problem}.", fix) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import explorer
 
     a = parser().parse_args(argv)
-    out = output_file(a.out, suffixes=TRACE_SUFFIXES) if a.out else None
+    out = output_file(a.out, suffixes=TRACE_SUFFIXES) if a.out is not None else None
     if out is not None:
         from explorer.trace_files import sidecar_path
 
@@ -74,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"{a.model} always writes {model.seq_len} tokens; --gen-length is for LLaDA/Dream.",
                          "drop --gen-length.")
     extra = {} if a.gen_length is None else {"gen_length": a.gen_length}
+    if prompt is not None:
+        check_prompt(model, prompt, a.gen_length)
     trace = explorer.generate(model, sampler, a.steps, num_samples=a.num_samples, seed=a.seed,
                               batch_size=a.batch_size, prompt=prompt, **extra)
     if not trace.complete:  # Ctrl-C: a half-finished run is not printed or written as if real

@@ -51,11 +51,15 @@ def damaged_file(directory: str | os.PathLike) -> tuple[Path, str] | None:
     from safetensors import safe_open
 
     for path in sorted(Path(directory).glob("*.json")):
+        if not path.is_file():   # a folder named x.json (a trace's sidecar folder) is no model file
+            continue
         try:
             json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             return path, f"not valid JSON: {e}"
     for path in sorted(Path(directory).glob("*.safetensors")):
+        if not path.is_file():
+            continue
         try:
             with safe_open(str(path), framework="pt") as f:
                 names = list(f.keys())
