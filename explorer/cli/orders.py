@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from explorer.cli._options import add_allow_download, add_threads, set_threads
-from explorer.cli.common import (ArgumentParser, UsageError, model_from_cli, no_repeats, output_file,
-                                 positive_float, positive_int, sampler_from_cli, samplers_from_cli, seed_int)
+from explorer.cli.common import (SAMPLES_RANGE, STEPS_RANGE, ArgumentParser, UsageError, model_from_cli, no_repeats,
+                                 output_file, positive_float, sampler_from_cli, samplers_from_cli, samples_int,
+                                 seed_int, steps_int)
 from explorer.tasks.orders import RECORDS_PER_SEQ, SEQ_LEN, VOCAB_SIZE
 
 
@@ -26,25 +27,32 @@ def orders_model(name: str, allow_download: bool):
     return model
 
 
-def partial_on_interrupt(out, run):
-    """``run()``; on Ctrl-C, a results CSV this run wrote (its finished cells only) is renamed
-    ``NAME.partial.csv``, so that it cannot pass later for a finished run. A file this run did not
-    touch (Ctrl-C before the first cell finished) stays as it was."""
+def written_whole(out, run):
+    """``run(path)`` with ``path`` the file to fill as cells finish: ``NAME.partial.csv`` beside ``out``,
+    renamed ``out`` only once the run has finished, so that a file under the final name is always a
+    whole run and the previous one stays there until then. On a failure or Ctrl-C the cut-short file
+    keeps its partial name and stderr says so. ``out`` None: ``run(None)``."""
     import os
     import sys
 
-    def written(path):
-        return (path.stat().st_ino, path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+    if out is None:
+        return run(None)
+    partial = out.with_name(f"{out.stem}.partial{out.suffix}")
 
-    before = written(out) if out is not None else None
+    def written():
+        return (partial.stat().st_ino, partial.stat().st_mtime_ns, partial.stat().st_size) if partial.is_file() else None
+
+    before = written()
     try:
-        return run()
-    except KeyboardInterrupt:
-        if out is not None and written(out) not in (None, before):
-            partial = out.with_name(f"{out.stem}.partial{out.suffix}")
-            os.replace(out, partial)
-            print(f"{out} was cut short: its finished cells are in {partial}", file=sys.stderr)
+        result = run(partial)
+    except BaseException:
+        kept = "" if not out.is_file() else f"; {out} is as it was"
+        if written() not in (None, before):
+            print(f"the run stopped: its finished cells are in {partial}{kept}", file=sys.stderr)
         raise
+    if partial.is_file():
+        os.replace(partial, out)
+    return result
 
 
 # ----------------------------------------------------------------------------- evaluate-orders
@@ -56,13 +64,14 @@ def evaluate_parser() -> ArgumentParser:
     p.add_argument("--model", default="orders", help="a shipped name (orders, orders-oracle) or a model folder")
     p.add_argument("--samplers", nargs="+", default=["mdlm"],
                    help='sampler specs, settings after colons: mdlm "remdm-cap:eta=0.02:nucleus_p=0.9"')
-    p.add_argument("--steps", nargs="+", type=positive_int, default=[SEQ_LEN // 4, 4 * SEQ_LEN],
-                   help="numbers of sampling steps T")
-    p.add_argument("--samples", type=positive_int, default=128,
-                   help=f"sequences per cell ({RECORDS_PER_SEQ} records each)")
+    p.add_argument("--steps", nargs="+", type=steps_int, default=[SEQ_LEN // 4, 4 * SEQ_LEN],
+                   help=f"numbers of sampling steps T, each {STEPS_RANGE}")
+    p.add_argument("--samples", type=samples_int, default=128,
+                   help=f"sequences per cell ({RECORDS_PER_SEQ} records each), {SAMPLES_RANGE}")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed of every cell")
     add_threads(p)
-    p.add_argument("--out", default=None, help="CSV to write as cells finish (its folder must exist); on Ctrl-C it becomes NAME.partial.csv")
+    p.add_argument("--out", default=None, help="CSV to write (its folder must exist); cells are written to "
+                   "NAME.partial.csv as they finish, renamed NAME.csv when all have (a stopped run leaves the partial)")
     add_allow_download(p)
     p.add_argument("--repairs", action="store_true",
                    help="record each run and add what remasking did to the records (repair_ledger): "
@@ -78,12 +87,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
     a = evaluate_parser().parse_args(argv)
     no_repeats("--steps", " ".join(map(str, a.steps)), a.steps)
-    out = output_file(a.out, suffixes=(".csv",)) if a.out else None
+    out = output_file(a.out, suffixes=(".csv",)) if a.out is not None else None
     samplers = samplers_from_cli(a.samplers, example='--samplers mdlm "remdm-cap:eta=0.02"')
     set_threads(a.threads)
     model = orders_model(a.model, a.allow_download)
-    table = partial_on_interrupt(out, lambda: evaluate(model, samplers, a.steps, samples=a.samples, seed=a.seed,
-                                                       repairs=a.repairs, causes=a.causes, out=out, log=_log))
+    table = written_whole(out, lambda path: evaluate(model, samplers, a.steps, samples=a.samples, seed=a.seed,
+                                                     repairs=a.repairs, causes=a.causes, out=path, log=_log))
     print(table.to_string(index=False))
     return 0
 
@@ -96,17 +105,17 @@ def repair_parser() -> ArgumentParser:
         "repaired and the share of untouched records still valid, per number of steps (ReMDM-refine "
         "beside MDLM, which repairs nothing by construction)."))
     p.add_argument("--model", default="orders", help="a shipped name or a model folder")
-    p.add_argument("--sequences", type=positive_int, default=64,
-                   help=f"sequences ({RECORDS_PER_SEQ // 2} planted records each)")
-    p.add_argument("--steps", nargs="+", type=positive_int, default=[16, 32, 64, 128, 256, 512],
-                   help="numbers of refine steps T")
+    p.add_argument("--sequences", type=samples_int, default=64,
+                   help=f"sequences ({RECORDS_PER_SEQ // 2} planted records each), {SAMPLES_RANGE}")
+    p.add_argument("--steps", nargs="+", type=steps_int, default=[16, 32, 64, 128, 256, 512],
+                   help=f"numbers of refine steps T, each {STEPS_RANGE}")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the refine run")
     p.add_argument("--data-seed", type=seed_int, default=0, help="seed of the sequences and of the plants")
     p.add_argument("--alpha", type=positive_float, default=None, help="ReMDM-refine alpha (default: its own)")
     p.add_argument("--eta", type=positive_float, default=None, help="ReMDM-refine eta (default: the bound)")
     add_threads(p)
-    p.add_argument("--out", default=None, help="CSV to write, rewritten as each cell finishes (its folder must exist); on "
-                   "Ctrl-C it becomes NAME.partial.csv")
+    p.add_argument("--out", default=None, help="CSV to write (its folder must exist); cells are written to "
+                   "NAME.partial.csv as they finish, renamed NAME.csv when all have (a stopped run leaves the partial)")
     add_allow_download(p)
     return p
 
@@ -117,12 +126,12 @@ def repair_main(argv: Sequence[str] | None = None) -> int:
 
     a = repair_parser().parse_args(argv)
     no_repeats("--steps", " ".join(map(str, a.steps)), a.steps)
-    out = output_file(a.out, suffixes=(".csv",)) if a.out else None
+    out = output_file(a.out, suffixes=(".csv",)) if a.out is not None else None
     settings = {k: v for k, v in (("alpha", a.alpha), ("eta", a.eta)) if v is not None}
     refine = sampler_from_cli("remdm-refine", settings, settings_option="--alpha/--eta")
     set_threads(a.threads)
     model = orders_model(a.model, a.allow_download)
-    partial_on_interrupt(out, lambda: measure(model, a.steps, sequences=a.sequences, seed=a.seed,
-                                              data_seed=a.data_seed,
-                                              samplers={"remdm-refine": refine, "mdlm": MDLM()}, out=out))
+    written_whole(out, lambda path: measure(model, a.steps, sequences=a.sequences, seed=a.seed,
+                                            data_seed=a.data_seed,
+                                            samplers={"remdm-refine": refine, "mdlm": MDLM()}, out=path))
     return 0
