@@ -125,3 +125,15 @@ def test_judge_train_refuses_an_infinite_rate_before_making_its_folder(tmp_path,
         judge.train(tmp_path / "j", 1, config=judge.judge_config(n_layer=1, n_embd=16, n_head=2), eval_every=0,
                     data=blocks, progress=False, **{setting: math.inf})
     assert not (tmp_path / "j").exists()
+
+
+def test_judge_train_says_its_refusals_as_options_with_a_fix_line(capsys, tmp_path):
+    """judge train printed judge.train's errors as one line with Python's names (lr) and the --debug hint."""
+    err = refused(capsys, [*JUDGE_TINY, "--out", str(tmp_path / "j"), "--lr", "inf"], "--lr must be a finite",
+                  "fix: give --lr", folder=tmp_path)
+    assert "--debug" not in err and not (tmp_path / "j").exists()
+    run = tmp_path / "k"
+    run.mkdir()
+    truncated_checkpoint(run / "ckpt.pt")
+    err = refused(capsys, [*JUDGE_TINY, "--out", str(run)], "damaged", "fix: delete it", folder=tmp_path)
+    assert "--debug" not in err

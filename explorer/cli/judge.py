@@ -77,7 +77,7 @@ def _train(a) -> None:
 
     from explorer import judge
     from explorer.io import write_text_atomic
-    from explorer.train import json_text
+    from explorer.train import RunFolderError, SettingError, json_text
 
     output_dir(a.out, "--out")
     if a.export:
@@ -89,8 +89,13 @@ def _train(a) -> None:
     config = judge.judge_config(n_layer=a.n_layer, n_embd=a.n_embd, n_head=a.n_head)
     check_resume(a.out, config)
     set_threads(a.threads)
-    res = judge.train(a.out, a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
-                      eval_every=a.eval_every, ckpt_every=a.ckpt_every, device=device, config=config)
+    try:
+        res = judge.train(a.out, a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
+                          eval_every=a.eval_every, ckpt_every=a.ckpt_every, device=device, config=config)
+    except SettingError as e:       # said with the options' names (--lr), as explorer train does
+        raise UsageError(*e.options()) from None
+    except RunFolderError as e:     # a damaged ckpt.pt in --out
+        raise UsageError(e.problem, e.fix) from None
     st = res["state"]
     summary = {"steps": st["step"], "seconds": round(st["seconds"], 1),
                "best_step": st.get("best_step"), "best_heldout_loss": st["best_loss"],
