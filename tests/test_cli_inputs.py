@@ -42,6 +42,16 @@ def test_sweep_refuses_bad_steps_before_the_out_folder(capsys, tmp_path, no_mode
     refused(capsys, [*ORDERS_SWEEP, "--steps", steps, "--out", str(tmp_path / "sw")], "--steps", tmp_path)
 
 
+def test_sweep_names_the_step_limit_and_strategies_the_budget_limit(capsys, tmp_path, no_model_loaded):
+    """sweep said a T over the limit was 'not a list of positive step counts'; strategies ran a huge
+    budget into a 100 TB allocation traceback, leaving an empty --out folder."""
+    err = refused(capsys, [*ORDERS_SWEEP, "--steps", "99999999999", "--out", str(tmp_path / "sw")], "--steps", tmp_path)
+    assert f"above the limit of {MAX_STEPS:,} steps" in err
+    err = refused(capsys, ["strategies", "--model", "orders-oracle", "--strategies", "mdlm", "--budgets", "99999999999",
+                           "--out", str(tmp_path / "st")], "--budgets", tmp_path)
+    assert f"above the limit of {MAX_STEPS:,}" in err
+
+
 @pytest.mark.parametrize("steps", ["99999999999", "9223372036854775807", "99999999999999999999"])
 def test_generate_refuses_a_huge_step_count(capsys, tmp_path, no_model_loaded, steps):
     """It was a 400 GB allocation traceback, or 'Overflow when unpacking long long' naming no option."""
@@ -84,6 +94,7 @@ def test_a_failed_allocation_is_a_two_line_message(capsys, tmp_path, monkeypatch
     ["repair", "--model", "orders-oracle", "--steps", "4", "--out", ""],
     [*ORDERS_SWEEP, "--steps", "4", "--out", ""],
     ["strategies", "--model", "orders-oracle", "--out", ""],
+    ["train", "--task", "orders", "--steps", "1", "--out", ""],
     ["generate", "--model", "", "--steps", "4"],
 ])
 def test_an_empty_path_or_model_is_refused(capsys, tmp_path, monkeypatch, no_model_loaded, argv):

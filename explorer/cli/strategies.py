@@ -13,7 +13,7 @@ from typing import Sequence
 
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
                                    add_num_samples, add_output_folder, sampler_defaults)
-from explorer.cli.common import (ArgumentParser, UsageError, device_from_cli, judge_from_cli, model_from_cli,
+from explorer.cli.common import (ArgumentParser, UsageError, at_most, device_from_cli, judge_from_cli, model_from_cli,
                                  output_dir, positive_int, samplers_from_cli, seed_int)
 
 
@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if twice:
         raise UsageError(f"--budgets {a.budgets!r} repeats {', '.join(map(str, twice))}.",
                          "give each budget once (a repeat counts its cells twice in the table).")
+    at_most("--budgets", a.budgets, budgets, what="model calls per sequence")
     if (a.prompt is None) != (a.gen_length is None):
         raise UsageError("--prompt and --gen-length go together (a prompted model needs both).",
                          "give both, or neither for a fixed-length model.")

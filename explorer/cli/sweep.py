@@ -41,7 +41,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--model", required=True, help="shipped name (orders, stories), model folder or hub id")
     p.add_argument("--samplers", default="mdlm,remdm-loop", help="comma-separated sampler specs, each "
                    "optionally with settings: mdlm,remdm-cap:eta=0.008")
-    p.add_argument("--steps", default="L/4,L/2,L,2L", help="comma-separated T; 'L' = sequence length, e.g. L/2,2L")
+    p.add_argument("--steps", default="L/4,L/2,L,2L", help="comma-separated T; 'L' = sequence length, e.g. L/2,2L; each T at most 1,000,000")
     add_num_samples(p, default=64)
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--metrics", default=None, help="comma-separated: validity, entropy, gen_ppl, mauve "
@@ -70,7 +70,10 @@ def resolved_steps(a, seq_len: int) -> list[int]:
     """``--steps`` at the model's length, checked before any folder is made: every T >= 1 and none twice."""
     from explorer.sweep import parse_steps
 
-    steps = parse_steps(a.steps, seq_len)
+    try:
+        steps = parse_steps(a.steps, seq_len)
+    except ValueError as e:     # 2L at a long model's L can pass the limit that 2L at 1024 kept
+        raise UsageError(f"--steps: {e}", f"give smaller multiples of L (L = {seq_len}).") from None
     said = f" (T = {', '.join(map(str, steps))} at L = {seq_len})"
     if min(steps) < 1:
         raise UsageError(f"--steps {a.steps!r}{said} asks for fewer than 1 step.",
@@ -126,16 +129,17 @@ def plan(a) -> tuple[dict, list[int], list[str] | None]:
     """Samplers, seeds and metrics of a sweep, checked before the model is loaded; metrics are None
     when ``--metrics`` is not given (the model's own, :func:`default_metrics`, once it is loaded)."""
     from explorer.metrics.registry import get_metric
-    from explorer.sweep import parse_steps
+    from explorer.sweep import MAX_STEPS, parse_steps
 
     samplers = samplers_from_cli(a.samplers, "--samplers", "--samplers mdlm,remdm-cap:eta=0.02", **sampler_defaults(a))
     try:
         steps = parse_steps(a.steps, 1024)
-        if not steps or min(steps) < 1:
-            raise ValueError
-    except ValueError:
+    except ValueError as e:     # a part it cannot read, or a T above the limit: its own words say which
+        raise UsageError(f"--steps: {e}", "write e.g. --steps 16,32,64 or --steps L/4,L,2L (L = sequence length), "
+                         f"each T at most {MAX_STEPS:,}.") from None
+    if not steps or min(steps) < 1:
         raise UsageError(f"--steps {a.steps!r} is not a list of positive step counts.",
-                         "write e.g. --steps 16,32,64 or --steps L/4,L,2L (L = sequence length).") from None
+                         "write e.g. --steps 16,32,64 or --steps L/4,L,2L (L = sequence length).")
     _no_repeats("--steps", a.steps, [t.strip() for t in a.steps.split(",")])   # repeats at any L; more once L is known
     try:
         seeds = [int(s) for s in a.seeds.split(",")]

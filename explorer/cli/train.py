@@ -18,7 +18,7 @@ def parser() -> ArgumentParser:
     p = ArgumentParser(prog="explorer train", description="Train a masked diffusion LM (MDLM) on a task: "
                        "one recipe, readable in one sitting (explorer/train.py).")
     p.add_argument("--task", choices=TASKS, required=True, help="the task to learn")
-    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log); its parent must exist")
+    p.add_argument("--out", required=True, help="run folder (checkpoint, log); its parent must exist")
     p.add_argument("--steps", type=positive_int, default=20000, help="optimizer steps in all (a resumed run stops here too)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="sequences per step")
     p.add_argument("--lr", type=nonnegative_float, default=1e-3, help="peak learning rate (AdamW)")
@@ -42,7 +42,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from the weights of an exported model (same architecture and "
                         "vocabulary; the length may differ: the DiT has no absolute positions)")
-    p.add_argument("--export", type=Path, default=None, help="write the EMA model here at the end")
+    p.add_argument("--export", default=None, help="write the EMA model here at the end")
     add_no_progress(p)
     return p
 
@@ -54,10 +54,10 @@ def config_from_args(a) -> "TrainConfig":  # noqa: F821 (imported below: torch l
     infinite ``--lr`` or ``--weight-decay``, ...)."""
     from explorer.train import SettingError, TrainConfig
 
-    output_dir(a.out, "--out")
+    a.out = output_dir(a.out, "--out")    # a str until here: "" would have been Path("."), the current folder
     device_from_cli(a.device)
     if a.export is not None:
-        output_dir(a.export, "--export")
+        a.export = output_dir(a.export, "--export")
     if a.init_from is not None and not Path(a.init_from).is_dir():
         raise UsageError(f"--init-from {a.init_from}: no such model folder.",
                          "pass the folder an earlier run exported (config.json + model.safetensors).")
