@@ -29,7 +29,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from explorer.metrics._judge import DEFAULT_JUDGE, Judge, load_judge  # noqa: F401 (loading sits below the metrics; re-exported)
 from explorer.tasks import stories
-from explorer.train import check_finite_nonnegative, damaged_checkpoint
+from explorer.runs import check_finite_nonnegative, damaged_checkpoint
 
 SHIPPED_DIR = DEFAULT_JUDGE
 
@@ -104,8 +104,8 @@ def train(
 
     ``ckpt.pt`` holds model, optimizer, step and the RNG state and is written every ``ckpt_every``
     steps; ``best.pt`` holds the weights with the lowest held-out loss so far. An infinite ``lr`` or
-    ``weight_decay`` is a :class:`~explorer.train.SettingError` and a ``ckpt.pt`` that cannot be read
-    back a :class:`~explorer.train.RunFolderError`, both raised before ``out`` changes.
+    ``weight_decay`` is a :class:`~explorer.runs.SettingError` and a ``ckpt.pt`` that cannot be read
+    back a :class:`~explorer.runs.RunFolderError`, both raised before ``out`` changes.
     """
     check_finite_nonnegative("lr", lr, "give lr a finite learning rate, e.g. 1e-3.")
     check_finite_nonnegative("weight_decay", weight_decay, "give weight_decay a finite decay, e.g. 0.1.")

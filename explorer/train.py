@@ -40,7 +40,6 @@ import dataclasses
 import json
 import math
 import platform
-import re
 import shlex
 import sys
 import time
@@ -51,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from explorer.io import atomic_write, write_text_atomic
+from explorer.runs import RunFolderError, SettingError, check_finite_nonnegative, damaged_checkpoint  # noqa: F401 (re-exported)
 from explorer.models.dit import MDLM, MDLMConfig
 from explorer.tasks import TASKS, get_task
 
@@ -63,42 +63,9 @@ ARCHITECTURE_OPTIONS = {"hidden_dim": "--hidden-dim", "n_blocks": "--n-blocks", 
                         "cond_dim": "--cond-dim", "vocab_size": "--task", "model_length": "--task"}
 
 
-class RunFolderError(ValueError):
-    """A folder that cannot be used as asked (the run's, or the model ``init_from`` names):
-    ``problem`` and ``fix`` (the command line prints both)."""
-
-    def __init__(self, problem: str, fix: str):
-        super().__init__(f"{problem} {fix}")
-        self.problem, self.fix = problem, fix
-
-
 class MissingWeightsError(RunFolderError, FileNotFoundError):
     """``init_from`` names a folder without weights: a FileNotFoundError to Python, a problem and a
     fix to the command line."""
-
-
-class SettingError(ValueError):
-    """A setting out of range, told with Python's names (``n_heads``); :meth:`options` tells it with
-    the command line's (``--n-heads``), for the ``settings`` it names."""
-
-    def __init__(self, settings: tuple[str, ...], problem: str, fix: str):
-        super().__init__(f"{problem}; {fix}")
-        self.settings, self.problem, self.fix = settings, problem, fix
-
-    def options(self) -> tuple[str, str]:
-        """(problem, fix) with each setting spelled as its option: ``n_heads`` -> ``--n-heads``."""
-        def spelled(text: str) -> str:
-            for name in self.settings:
-                text = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), text)
-            return text
-        return spelled(self.problem) + ".", spelled(self.fix)
-
-
-def check_finite_nonnegative(name: str, value: float, fix: str) -> None:
-    """A float setting (a learning rate, a decay) is a number >= 0: an infinite learning rate
-    trains to NaN without an error, so it is refused here, before any step."""
-    if not (math.isfinite(value) and value >= 0):
-        raise SettingError((name,), f"{name} must be a finite number >= 0, got {value!r}", fix)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,12 +218,6 @@ def _check_architecture(path: Path, saved: dict, model) -> None:
                                          else "the same --task" for k in differ))
         raise RunFolderError(f"{path} holds a model of another architecture ({said}).",
                              f"resume with the run's settings ({options}), or choose a new --out folder.")
-
-
-def damaged_checkpoint(path: Path, err: BaseException, fix: str) -> RunFolderError:
-    """The error for a checkpoint that cannot be read back (truncated, overwritten, not torch's)."""
-    first_sentence = (str(err).splitlines() or [""])[0].split(". ")[0].rstrip(".")
-    return RunFolderError(f"{path} is damaged or not a checkpoint ({type(err).__name__}: {first_sentence}).", fix)
 
 
 def load_checkpoint(path: Path, model, ema: EMA, optimizer, noise_gen: torch.Generator) -> dict:

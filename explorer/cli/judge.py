@@ -77,7 +77,8 @@ def _train(a) -> None:
 
     from explorer import judge
     from explorer.io import write_text_atomic
-    from explorer.train import RunFolderError, SettingError, json_text
+    from explorer.runs import RunFolderError, SettingError
+    from explorer.train import json_text
 
     output_dir(a.out, "--out")
     if a.export:

@@ -52,7 +52,8 @@ def config_from_args(a) -> "TrainConfig":  # noqa: F821 (imported below: torch l
     output folders that cannot be written, a missing ``--init-from``, and every setting the config
     checks (heads that do not divide the width, ``--ema``/``--dropout`` outside [0, 1), an
     infinite ``--lr`` or ``--weight-decay``, ...)."""
-    from explorer.train import SettingError, TrainConfig
+    from explorer.runs import SettingError
+    from explorer.train import TrainConfig
 
     a.out = output_dir(a.out, "--out")    # a str until here: "" would have been Path("."), the current folder
     device_from_cli(a.device)
@@ -69,7 +70,8 @@ def config_from_args(a) -> "TrainConfig":  # noqa: F821 (imported below: torch l
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from explorer.train import RunFolderError, train
+    from explorer.runs import RunFolderError
+    from explorer.train import train
 
     argv = list(sys.argv[1:] if argv is None else argv)
     config = config_from_args(parser().parse_args(argv))
