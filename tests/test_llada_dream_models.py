@@ -191,6 +191,22 @@ def test_bf16_files_load_into_the_requested_dtype(tmp_path):
     assert load_model(d, dtype=torch.bfloat16).dtype == torch.bfloat16
 
 
+def test_a_folder_with_both_a_single_file_and_an_index_loads_the_file_its_digest_names(tmp_path):
+    """A sharded checkpoint overwritten by a single-file one keeps the old index and shards: the index
+    was read (the old weights) while the trace's sha256 named model.safetensors (the new ones).
+    The single file wins, as in transformers, and it is the file the digest hashes."""
+    from explorer.models.checkpoint import sha256_file
+
+    write_random_checkpoint(tmp_path, "llada", num_shards=2, seed=0, with_tokenizer=False)
+    write_random_checkpoint(tmp_path, "llada", num_shards=1, seed=1, with_tokenizer=False)
+    assert (tmp_path / "model.safetensors.index.json").is_file() and (tmp_path / "model.safetensors").is_file()
+    den = load_model(tmp_path)
+    written = load_file(str(tmp_path / "model.safetensors"))
+    loaded = den.model.state_dict()
+    assert all(torch.equal(loaded[k], v.to(loaded[k].dtype)) for k, v in written.items())
+    assert den.identity["sha256"] == sha256_file(tmp_path / "model.safetensors")
+
+
 def test_dream_grouped_kv_heads_feed_consecutive_query_heads(dream_dir):
     """kv head j feeds q heads j*r .. j*r+r-1 (§2.3 item 7): the interleaved order gives other logits."""
     den = load_model(dream_dir)

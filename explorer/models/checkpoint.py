@@ -122,11 +122,16 @@ def open_safetensors(path: Path):
 
 
 def checkpoint_files(directory: str | os.PathLike) -> dict[str, Path]:
-    """{tensor name: shard file} from ``model.safetensors.index.json``, or every tensor of
-    ``model.safetensors``. Shards named by the index must exist; an index naming a tensor that
-    its shard lacks is an error naming both (checked in :func:`checkpoint_shapes`)."""
+    """{tensor name: shard file}: every tensor of ``model.safetensors`` when the folder has one (as
+    transformers reads it, and the file :func:`weights_sha256` hashes, so a trace names the weights
+    it ran), else those of ``model.safetensors.index.json``. Shards named by the index must exist;
+    an index naming a tensor that its shard lacks is an error naming both (checked in
+    :func:`checkpoint_shapes`)."""
     directory = Path(directory)
-    index = directory / INDEX_NAME
+    index, single = directory / INDEX_NAME, directory / WEIGHTS_NAME
+    if single.is_file():
+        with open_safetensors(single) as f:
+            return {name: single for name in f.keys()}
     if index.is_file():
         weight_map = read_json(index).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
@@ -138,10 +143,6 @@ def checkpoint_files(directory: str | os.PathLike) -> dict[str, Path]:
                                     "Copy or download every shard the index lists (an interrupted download leaves "
                                     "some out).")
         return files
-    single = directory / WEIGHTS_NAME
-    if single.is_file():
-        with open_safetensors(single) as f:
-            return {name: single for name in f.keys()}
     found = sorted(p.name for p in directory.glob("*.safetensors"))
     hint = (f" It holds {', '.join(found)} but no {INDEX_NAME} saying which tensor is where; restore the index."
             if found else " Only safetensors weights are read (no pytorch_model.bin for these models).")
