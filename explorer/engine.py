@@ -58,7 +58,7 @@ import pandas as pd
 import torch
 
 from . import prompts, rng
-from .protocol import check_denoiser, has_split, model_device, model_identity
+from .protocol import check_denoiser, check_device, has_split, model_device, model_identity
 from .samplers.base import Sampler, StepTimes, _at, as_int, check_steps
 from .samplers.categorical import subs_probs, top_candidates
 from .samplers.step import FINAL_ARGMAX, Decision, Write
@@ -844,26 +844,9 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
 
 def _device(model, device) -> torch.device:
     """The device a run asks for, checked without moving anything (the loop moves the model once
-    every input is checked): the model's own (None), ``cpu``, a CUDA GPU of this machine
-    (``cuda`` / ``cuda:N``) or ``mps`` where available.  ``meta`` holds no weights: moving the
-    caller's model there would destroy it."""
-    if device is None:
-        return model_device(model)
-    usable = "use device='cpu', 'cuda' or 'cuda:N' (a GPU of this machine), 'mps' (Apple) or None (the model's own)"
-    try:
-        dev = torch.device(device) if isinstance(device, (str, torch.device)) else None
-    except RuntimeError:      # an unknown device string
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={device!r} is not a device a model can run on; {usable}.")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but no CUDA GPU is available; use device='cpu'.")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                         f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}; {usable}.")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={device!r} was asked for but Apple's MPS is not available here; {usable}.")
-    return dev
+    every input is checked): the model's own (None), or one :func:`~explorer.protocol.check_device`
+    accepts.  ``meta`` holds no weights: moving the caller's model there would destroy it."""
+    return model_device(model) if device is None else check_device(device)
 
 
 def generate(model, sampler: Sampler, steps: int, num_samples: int = 1, seed: int = 0, prompt=None,

@@ -72,6 +72,27 @@ def model_device(model: Any) -> torch.device:
     return torch.device("cpu")
 
 
+def check_device(device: Any) -> torch.device:
+    """``device`` as a torch.device a model can run on here: ``cpu``, a CUDA GPU of this machine
+    (``cuda`` / ``cuda:N``) or ``mps`` where available; anything else (``meta``, an unknown name, a
+    GPU that is not there) is a ValueError naming the devices to use."""
+    usable = "use device='cpu', 'cuda' or 'cuda:N' (a GPU of this machine), 'mps' (Apple) or None (the default)"
+    try:
+        dev = torch.device(device) if isinstance(device, (str, torch.device)) else None
+    except RuntimeError:      # an unknown device string
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r} is not a device a model can run on; {usable}.")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but no CUDA GPU is available; use device='cpu'.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                         f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}; {usable}.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} was asked for but Apple's MPS is not available here; {usable}.")
+    return dev
+
+
 def model_identity(model: Any) -> dict:
     ident = getattr(model, "identity", None)
     if isinstance(ident, dict):

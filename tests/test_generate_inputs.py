@@ -132,3 +132,19 @@ def test_refine_says_it_needs_a_fixed_length_model(steps):
     m.seq_len, m.max_length = None, 64          # a LLaDA / Dream-like model: no fixed length
     with pytest.raises(ValueError, match="fixed-length model.*explorer.resume"):
         explorer.refine(m, torch.zeros(2, 10, dtype=torch.long), steps=steps, progress=False)
+
+
+@pytest.mark.parametrize("kw, said", [({"device": "meta"}, "not a device a model can run on"),
+                                      ({"device": "bogus"}, "not a device a model can run on"),
+                                      ({"dtype": "int8"}, "not a floating torch dtype"),
+                                      ({"dtype": torch.int64}, "not a floating torch dtype")])
+def test_load_model_checks_device_and_dtype_before_reading_files(kw, said):
+    """load_model(dir, device='cuda') without a GPU was torch's bare AssertionError; dtype='bfloat16'
+    a TypeError: the same check as generate's, before any file is read."""
+    with pytest.raises(ValueError, match=said):
+        explorer.load_model("stories", **kw)
+
+
+def test_load_model_takes_a_dtype_by_name():
+    weights = explorer.load_model("orders", dtype="float16").model.parameters()
+    assert {p.dtype for p in weights} == {torch.float16}

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..protocol import check_device
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
@@ -209,11 +211,24 @@ def _assign(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
 
 def default_device_dtype(device: str | torch.device | None,
                          dtype: torch.dtype | None) -> tuple[torch.device, torch.dtype]:
-    """CPU unless told; bf16 on CUDA and float32 elsewhere unless told."""
-    device = torch.device(device or "cpu")
+    """CPU unless told; bf16 on CUDA and float32 elsewhere unless told. A device this machine lacks
+    (``cuda`` without a GPU) or a dtype that is not a floating torch dtype (``torch.bfloat16``, or its
+    name ``"bfloat16"``) is a ValueError naming the fix, before any file is read."""
+    device, dtype = check_device(device or "cpu"), check_dtype(dtype)
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     return device, dtype
+
+
+def check_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A floating torch dtype, given as one or by name (``"bfloat16"``); None passes (the default)."""
+    if dtype is None:
+        return None
+    named = getattr(torch, dtype.removeprefix("torch."), None) if isinstance(dtype, str) else dtype
+    if not (isinstance(named, torch.dtype) and named.is_floating_point):
+        raise ValueError(f"dtype={dtype!r} is not a floating torch dtype; use torch.float32, torch.bfloat16 or "
+                         "torch.float16 (or their names, e.g. 'bfloat16'), or None for the device's default.")
+    return named
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CONFIG_NAME, default_device_dtype, read_json, weights_file
+from ..protocol import check_device
+from .checkpoint import CONFIG_NAME, check_dtype, default_device_dtype, read_json, weights_file
 from .denoiser import DiffusionLMDenoiser, MDLMDenoiser
 from .dit import MDLM
 from .dream import ARCHITECTURE as DREAM_ARCHITECTURE
@@ -262,6 +263,9 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device | Non
     (the DiT's length is its ``model_length``). ``trust_remote_code`` is passed to transformers
     explicitly and is never prompted for; the native DiT never needs it.
     """
+    if device is not None:      # checked before any file is read: torch's own errors say neither what nor why
+        device = check_device(device)
+    dtype = check_dtype(dtype)
     builtin = BUILTIN_MODELS.get(str(name_or_path))
     if builtin is not None:
         return builtin.build().to(device or "cpu")
