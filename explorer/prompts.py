@@ -22,6 +22,7 @@ How a prompt becomes ids (as each family's first-party scripts do, §3.1, §3.2,
 from __future__ import annotations
 
 import numbers
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -149,11 +150,16 @@ def stop_ids(model) -> list[int]:
 
 def build_canvas(model, prompt, gen_length) -> Canvas:
     """The canvas of one or several prompts: left-padded prompts followed by ``gen_length`` masks."""
+    given = gen_length
     if gen_length is None:
         raise ValueError("this model has no fixed length (seq_len is None): pass gen_length=<number of tokens "
                          "to generate>, e.g. gen_length=32.")
-    if isinstance(gen_length, bool) or not isinstance(gen_length, int) or gen_length < 1:
-        raise ValueError(f"gen_length must be a positive integer, got {gen_length!r}.")
+    try:        # numpy's integers too (a sweep table gives them), as steps and num_samples take them
+        gen_length = None if isinstance(gen_length, bool) else operator.index(gen_length)
+    except TypeError:
+        gen_length = None
+    if gen_length is None or gen_length < 1:
+        raise ValueError(f"gen_length must be a positive integer, got {given!r}.")
     prompts = [encode_prompt(model, p) for p in prompt_list(prompt)]
     start = max(len(p) for p in prompts)
     L = start + gen_length

@@ -148,3 +148,15 @@ def test_load_model_checks_device_and_dtype_before_reading_files(kw, said):
 def test_load_model_takes_a_dtype_by_name():
     weights = explorer.load_model("orders", dtype="float16").model.parameters()
     assert {p.dtype for p in weights} == {torch.float16}
+
+
+def test_gen_length_takes_numpy_integers_like_steps(tmp_path):
+    """gen_length=np.int64(8) was refused as 'not a positive integer' while steps took numpy ints."""
+    from explorer.models import write_random_checkpoint
+
+    model = explorer.load_model(write_random_checkpoint(tmp_path, "llada"))
+    run = lambda n: explorer.generate(model, explorer.samplers.by_name("llada"), 4, prompt="Hi", gen_length=n,  # noqa: E731
+                                      progress=False)
+    assert torch.equal(run(np.int64(8)).final, run(8).final)
+    with pytest.raises(ValueError, match="gen_length must be a positive integer, got 8.5"):
+        run(8.5)
