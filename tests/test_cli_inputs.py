@@ -203,3 +203,22 @@ def test_the_previous_csv_stays_until_the_run_has_finished(capsys, tmp_path, mon
     assert cli.main([command, "--steps", "4", "8", "--out", str(out)]) == 0
     assert out.read_text() == "steps,value\n4,0.5\n8,0.6\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep.csv"]
+
+
+def test_a_failed_hub_download_says_so_and_is_not_retried(capsys, tmp_path, monkeypatch):
+    """With --allow-download and no network the command said 'add --allow-download' (given already),
+    hid the network error, and tried the download a second time."""
+    import explorer
+    from explorer.models import loading
+
+    calls = []
+
+    def no_network(name, allow_download=False, **k):
+        calls.append(allow_download)
+        raise FileNotFoundError("An error happened while trying to locate the file on the Hub. ConnectError")
+    monkeypatch.setattr(explorer, "load_model", lambda name, allow_download=False, **k: no_network(name, allow_download))
+    monkeypatch.setattr(loading, "resolve_model_dir", no_network)
+    err = refused(capsys, ["generate", "--model", "org/model", "--allow-download", "--steps", "4"],
+                  "check the hub id and the network connection", tmp_path)
+    assert "could not download 'org/model'" in err and "ConnectError" in err
+    assert calls == [True, False]

@@ -246,9 +246,12 @@ def model_from_cli(name: str, device: Any = None, allow_download: bool = False) 
     try:
         return explorer.load_model(name, device=device, allow_download=allow_download)
     except (FileNotFoundError, ValueError) as e:
-        try:  # is it the name that is unknown, or a file inside a model folder that is wrong?
-            directory, _ = resolve_model_dir(name, allow_download=allow_download)
+        try:  # is it the name that is unknown, or a file inside a model folder that is wrong? (never a 2nd download)
+            directory, _ = resolve_model_dir(name, allow_download=False)
         except FileNotFoundError:
+            if allow_download and "/" in str(name) and not Path(name).exists():   # a hub id the hub did not give
+                raise UsageError(f"could not download {str(name)!r} from the Hugging Face hub ({one_line(e)}).",
+                                 "check the hub id and the network connection, or pass a local model folder.") from None
             from explorer.metrics._judge import DEFAULT_JUDGE
 
             # the judge LM is shipped beside the models but is no diffusion model: not offered here
@@ -269,6 +272,12 @@ def model_from_cli(name: str, device: Any = None, allow_download: bool = False) 
             raise UsageError(f"{damaged[0]} is damaged ({damaged[1]}).",
                              "replace it with a complete copy (download or export the model again).") from None
         raise e
+
+
+def one_line(error: BaseException, most: int = 160) -> str:
+    """The first line of an error's message, cut to ``most`` characters (a hub error runs to pages)."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return line if len(line) <= most else line[:most - 3] + "..."
 
 
 def device_from_cli(device: str | None, option: str = "--device") -> str | None:
