@@ -308,3 +308,16 @@ def test_saber_on_orders_gains_one_token_a_step_and_leaves_the_rest_to_the_final
     assert list(tr.nfe) == [80] * 4            # 27 draws + 26 x 2 re-scoring passes + the final pass
     final = ev[ev.reason == "final_argmax"]
     assert len(final) == 848 and 4 * (m.seq_len - len(m.fixed_tokens)) == 960
+
+
+def test_a_budget_plans_the_largest_steps_the_blocks_accept():
+    """ReMDM-LLaDA at gen_length 32 (Table 3): a budget of 80 allows T = 40 by cost, which its block
+    rule refuses; the lab aborted with a fix ('use steps=32') the command has no option for."""
+    from explorer.samplers import by_name
+    from explorer.studies.strategies import plan_cells, steps_for_budget
+
+    s = by_name("remdm-llada")
+    (_, _, _, t80), (_, _, _, t16) = plan_cells({"remdm-llada": s}, [80, 16], 32)
+    assert steps_for_budget(s, 80, 32) == 40 and t80 == 32 and t16 == 8
+    for t in (t80, t16):
+        s.check_shape(32, t)

@@ -103,14 +103,25 @@ def steps_for_budget(sampler: Sampler, budget: int, gen_length: int) -> int:
 
 def plan_cells(strategies: dict[str, Sampler], budgets: Sequence[int], length: int) -> list[tuple]:
     """(label, sampler, budget, steps) of every cell, all checked before any work: a budget that a
-    strategy cannot meet, or a step count its blocks refuse, fails here with the fix."""
+    strategy cannot meet fails here with the fix. T is the largest the budget allows that the
+    strategy's blocks accept (ReMDM-LLaDA at gen_length 32 takes T = 32 or 64, not the 40 a budget
+    of 80 would allow); a strategy whose blocks accept no T up to it fails with their own reason."""
     plan = []
     for name, s in strategies.items():
         for b in budgets:
-            steps = steps_for_budget(s, b, length)
-            s.check_shape(length, steps)
-            plan.append((name, s, b, steps))
+            plan.append((name, s, b, _largest_accepted(s, steps_for_budget(s, b, length), length)))
     return plan
+
+
+def _largest_accepted(sampler: Sampler, steps: int, length: int) -> int:
+    refused = None
+    for t in range(steps, 0, -1):
+        try:
+            sampler.check_shape(length, t)
+            return t
+        except ValueError as e:
+            refused = refused or e
+    raise refused
 
 
 def calibrate_steps(model, sampler: Sampler, budget: int, steps: int, *, seed: int = 0, probe: int = 4,
