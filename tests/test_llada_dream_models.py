@@ -207,6 +207,20 @@ def test_a_folder_with_both_a_single_file_and_an_index_loads_the_file_its_digest
     assert den.identity["sha256"] == sha256_file(tmp_path / "model.safetensors")
 
 
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_a_damaged_tokenizer_file_is_named_before_the_weights_are_read(tmp_path, family, monkeypatch):
+    """tokenizers raised a bare 'Exception: EOF while parsing ...' naming no file, after every weight was read."""
+    from explorer.models import loading
+
+    d = write_random_checkpoint(tmp_path, family)
+    (d / "tokenizer.json").write_text("")
+    read = []
+    monkeypatch.setattr(loading.DIFFUSION_LLMS[family][2], "from_pretrained", lambda *a, **k: read.append(a))
+    with pytest.raises(ValueError, match=r"the tokenizer in .* cannot be read .*tokenizer\.json.*download them again"):
+        load_model(d)
+    assert read == []
+
+
 def test_dream_grouped_kv_heads_feed_consecutive_query_heads(dream_dir):
     """kv head j feeds q heads j*r .. j*r+r-1 (§2.3 item 7): the interleaved order gives other logits."""
     den = load_model(dream_dir)

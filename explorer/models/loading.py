@@ -208,7 +208,22 @@ def load_diffusion_llm_tokenizer(directory: Path, family: str) -> Any:
 
     tokenizer.json is read as a fast tokenizer (LLaDA ships one, §3.1). Dream's own tokenizer
     class is remote code; its vocab.json + merges.txt are a Qwen2 BPE (§3.2), read as such.
+    A tokenizer file that cannot be read is a ValueError naming the folder's tokenizer files (the
+    tokenizers library names none).
     """
+    try:
+        return _read_tokenizer(directory, family)
+    except Exception as e:  # noqa: BLE001 -- tokenizers raises a bare Exception ('EOF while parsing ...')
+        files = ", ".join(p.name for p in sorted(directory.glob("*")) if p.name in TOKENIZER_FILES) or "none"
+        raise ValueError(f"the tokenizer in {directory} cannot be read ({type(e).__name__}: "
+                         f"{(str(e).splitlines() or [''])[0]}); its tokenizer files ({files}) are damaged or cut "
+                         "short: copy or download them again.") from None
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
+
+
+def _read_tokenizer(directory: Path, family: str) -> Any:
     if (directory / "tokenizer.json").is_file():
         from transformers import PreTrainedTokenizerFast
 
@@ -223,7 +238,7 @@ def load_diffusion_llm_tokenizer(directory: Path, family: str) -> Any:
         return AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
     warnings.warn(f"{directory} has no tokenizer files; the model loads with tokenizer=None, so prompts must be "
                   "token ids and samples are ids only. Copy the model's tokenizer files into the directory.",
-                  stacklevel=3)
+                  stacklevel=4)
     return None
 
 
@@ -235,8 +250,8 @@ def load_diffusion_llm(directory: Path, family: str, name: str, device=None,
     without one, or when its vocabulary lacks the token, as LLaDA-Base's does, §3.1).
     """
     device, dtype = default_device_dtype(device, dtype)
+    tokenizer = load_diffusion_llm_tokenizer(directory, family)    # first: a damaged one fails in a moment
     model = DIFFUSION_LLMS[family][2].from_pretrained(directory, device=device, dtype=dtype)
-    tokenizer = load_diffusion_llm_tokenizer(directory, family)
     c = model.config
     eot_id = None
     if tokenizer is not None:
