@@ -495,7 +495,12 @@ def main(argv=None) -> int:
     else:
         if device == "cpu":
             log("# warning: no GPU; LLaDA-8B on a CPU takes hours per seed.")
-        model = explorer.load_model(args.model, device=device, allow_download=args.allow_download)
+        try:
+            model = explorer.load_model(args.model, device=device, allow_download=args.allow_download)
+        except FileNotFoundError as e:      # said in this script's options, not load_model's keywords
+            raise SystemExit(f"reproduce_llada: {args.model} is not on this machine ({str(e).splitlines()[0][:160]}).\n"
+                             "  fix: pass --model DIR (a LLaDA-8B-Instruct folder), or --allow-download to fetch "
+                             f"{DEFAULT_MODEL}; --quick checks the pipeline with a tiny random model.") from None
         if getattr(model, "family", None) != "llada":
             raise SystemExit(f"{args.model} is not a LLaDA checkpoint (Table 3 uses LLaDA-8B-Instruct).")
         if model.tokenizer is None:

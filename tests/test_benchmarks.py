@@ -237,6 +237,15 @@ def test_reproduce_llada_over_two_ranks_equals_one_process(tmp_path):
     assert a.groupby("sampler")["texts"].apply(tuple).nunique() == 2   # the samplers wrote different answers
 
 
+def test_reproduce_llada_without_the_model_names_its_own_options(tmp_path):
+    """Offline without LLaDA-8B it printed a traceback telling to call load_model(..., allow_download=True)."""
+    res = subprocess.run([sys.executable, str(BENCHMARKS / "reproduce_llada.py"), "--device", "cpu", "--model",
+                          str(tmp_path / "no-such-model"), "--limit", "1", "--no-truthfulqa"], env=ENV,
+                         capture_output=True, text=True, timeout=QUICK_LIMIT_S)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "is not on this machine" in res.stderr and "--model DIR" in res.stderr and "--allow-download" in res.stderr
+
+
 # ----------------------------------------------------------------------------- ROUGE (reproduce_llada)
 
 def _reproduce_llada():
