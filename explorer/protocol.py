@@ -75,7 +75,8 @@ def model_device(model: Any) -> torch.device:
 def check_device(device: Any) -> torch.device:
     """``device`` as a torch.device a model can run on here: ``cpu``, a CUDA GPU of this machine
     (``cuda`` / ``cuda:N``) or ``mps`` where available; anything else (``meta``, an unknown name, a
-    GPU that is not there) is a ValueError naming the devices to use."""
+    GPU that is not there) is a ValueError naming the devices to use. ``cuda`` becomes the current
+    GPU's ``cuda:N``, the name a model placed there reports, so a trace records one name for one GPU."""
     usable = "use device='cpu', 'cuda' or 'cuda:N' (a GPU of this machine), 'mps' (Apple) or None (the default)"
     try:
         dev = torch.device(device) if isinstance(device, (str, torch.device)) else None
@@ -90,6 +91,8 @@ def check_device(device: Any) -> torch.device:
                          f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}; {usable}.")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={device!r} was asked for but Apple's MPS is not available here; {usable}.")
+    if dev.type == "cuda" and dev.index is None:    # the GPU it means, as a model there reports it: cuda:0, ...
+        dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 

@@ -160,3 +160,14 @@ def test_gen_length_takes_numpy_integers_like_steps(tmp_path):
     assert torch.equal(run(np.int64(8)).final, run(8).final)
     with pytest.raises(ValueError, match="gen_length must be a positive integer, got 8.5"):
         run(8.5)
+
+
+def test_cuda_without_an_index_is_the_current_gpu(monkeypatch):
+    """On an H200, generate(device='cuda') recorded 'cuda' and a model loaded there 'cuda:0': two names
+    for one GPU in the traces."""
+    from explorer.protocol import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert check_device("cuda") == torch.device("cuda", 1) and check_device("cuda:0") == torch.device("cuda", 0)
