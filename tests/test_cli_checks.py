@@ -192,3 +192,31 @@ def test_the_lab_says_when_a_cell_spent_more_than_its_budget(capsys, tmp_path, m
                      "--no-progress", "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "note: remdm-loop at budget 8 spent 8.5" in out and "note: mdlm" not in out
+
+
+def test_no_progress_quiets_the_libraries_bars(tmp_path):
+    """--no-progress left transformers' 'Loading weights' bar (the judge) on stderr. In fresh processes:
+    transformers draws that bar only at a process's first load."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "explorer", "sweep", "--model", "stories", "--samplers", "mdlm", "--steps", "4",
+            "--num-samples", "2", "--metrics", "gen_ppl"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    quiet = subprocess.run([*argv, "--no-progress", "--out", str(tmp_path / "quiet")], capture_output=True, text=True,
+                           env=env, timeout=300)
+    loud = subprocess.run([*argv, "--out", str(tmp_path / "loud")], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == loud.returncode == 0, quiet.stderr[-2000:] + loud.stderr[-2000:]
+    assert "Loading weights" in loud.stderr and "Loading weights" not in quiet.stderr
+    assert "%|" not in quiet.stderr         # no bar of any kind
+
+
+def test_library_bars_are_restored_after_the_block():
+    from transformers.utils import logging as tf
+
+    from explorer.cli._options import library_bars
+
+    assert tf.is_progress_bar_enabled()
+    with library_bars(False):
+        assert not tf.is_progress_bar_enabled()
+    assert tf.is_progress_bar_enabled()

@@ -3,11 +3,12 @@ its help text, so that ``--threads`` or ``--allow-download`` means the same in e
 command passes in only what it says differently (its own default, its own wording of the help); an
 option that one command alone takes stays in that command's parser.
 
-Two options are also read back here: :func:`sampler_defaults` (``--nucleus-p``) and
-:func:`set_threads` (``--threads``)."""
+Three options are also read back here: :func:`sampler_defaults` (``--nucleus-p``),
+:func:`set_threads` (``--threads``) and :func:`library_bars` (``--no-progress``)."""
 from __future__ import annotations
 
 from argparse import Namespace
+from contextlib import contextmanager
 
 from explorer.cli.common import MAX_SAMPLES, ArgumentParser, positive_int, probability, samples_int
 
@@ -22,6 +23,29 @@ def add_batch_size(p: ArgumentParser, help: str = "sequences per model call") ->
 
 def add_no_progress(p: ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@contextmanager
+def library_bars(shown: bool):
+    """``--no-progress`` for the bars of the libraries too: transformers draws one while it loads a
+    judge ('Loading weights'), huggingface_hub while it fetches, and neither read our flag. Off for the
+    block when ``shown`` is False, then as they were."""
+    if shown:
+        yield
+        return
+    import huggingface_hub.utils as hub
+    from transformers.utils import logging as tf
+
+    tf_was, hub_was_off = tf.is_progress_bar_enabled(), hub.are_progress_bars_disabled()
+    tf.disable_progress_bar()
+    hub.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if tf_was:
+            tf.enable_progress_bar()
+        if not hub_was_off:
+            hub.enable_progress_bars()
 
 
 def add_num_samples(p: ArgumentParser, default: int, help: str = "sequences per cell") -> None:

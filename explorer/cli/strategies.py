@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
-                                   add_num_samples, add_output_folder, sampler_defaults)
+                                   add_num_samples, add_output_folder, library_bars, sampler_defaults)
 from explorer.cli.common import (ArgumentParser, UsageError, at_most, device_from_cli, judge_from_cli, model_from_cli,
                                  output_dir, positive_int, samplers_from_cli, seed_int)
 
@@ -90,9 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--judge is given but {a.model} is not scored by a judge (a judge's gen_ppl scores stories "
                          "models; orders counts valid records, any other model shows its texts).", "drop --judge.")
     out.mkdir(exist_ok=True)
-    lab = compare(model, strategies, budgets, num_samples=a.num_samples, seed=a.seed, prompt=a.prompt,
-                  gen_length=a.gen_length, cache=out / "cache", batch_size=a.batch_size, device=a.device,
-                  judge=a.judge, progress=not a.no_progress)
+    with library_bars(not a.no_progress):
+        lab = compare(model, strategies, budgets, num_samples=a.num_samples, seed=a.seed, prompt=a.prompt,
+                      gen_length=a.gen_length, cache=out / "cache", batch_size=a.batch_size, device=a.device,
+                      judge=a.judge, progress=not a.no_progress)
     import datetime
 
     from explorer.models.checkpoint import model_sha256

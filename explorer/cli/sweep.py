@@ -9,7 +9,7 @@ import sys
 from typing import Sequence
 
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
-                                   add_num_samples, add_output_folder, sampler_defaults)
+                                   add_num_samples, add_output_folder, library_bars, sampler_defaults)
 from explorer.cli.common import (MAX_SEED, ArgumentParser, UsageError, device_from_cli, judge_from_cli,
                                  model_from_cli, output_dir, samplers_from_cli)
 from explorer.cli.common import no_repeats as _no_repeats
@@ -202,9 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             judge_from_cli(None)             # the shipped judge, there before any cell
     metrics_fit(metrics, model, a.model, a.judge)
     out.mkdir(exist_ok=True)
-    df = sweep(model, samplers, steps, num_samples=a.num_samples, seeds=seeds, metrics=metrics,
-               cache_dir=a.cache_dir or out / "cache", device=a.device, batch_size=a.batch_size,
-               progress=not a.no_progress, metric_options=opts)
+    with library_bars(not a.no_progress):
+        df = sweep(model, samplers, steps, num_samples=a.num_samples, seeds=seeds, metrics=metrics,
+                   cache_dir=a.cache_dir or out / "cache", device=a.device, batch_size=a.batch_size,
+                   progress=not a.no_progress, metric_options=opts)
     if rank() != 0:
         return 0
     write_parquet_atomic(df, out / "sweep.parquet")
