@@ -72,27 +72,40 @@ def model_device(model: Any) -> torch.device:
     return torch.device("cpu")
 
 
+class DeviceError(ValueError):
+    """A device no model can run on here: what is wrong with it (``problem``, a predicate: "is not a
+    device a model can run on") and the devices to use instead (``use``), so that the command line
+    can say the same in its own options' terms."""
+
+    def __init__(self, device: Any, problem: str, use: tuple[str, ...]):
+        self.device, self.problem, self.use = device, problem, use
+        super().__init__(f"device={device!r} {problem}; use " + " or ".join(f"device={u!r}" for u in use)
+                         + " (or None, the default).")
+
+
 def check_device(device: Any) -> torch.device:
     """``device`` as a torch.device a model can run on here: ``cpu``, a CUDA GPU of this machine
     (``cuda`` / ``cuda:N``) or ``mps`` where available; anything else (``meta``, an unknown name, a
-    GPU that is not there) is a ValueError naming the devices to use. ``cuda`` becomes the current
-    GPU's ``cuda:N``, the name a model placed there reports, so a trace records one name for one GPU."""
-    usable = "use device='cpu', 'cuda' or 'cuda:N' (a GPU of this machine), 'mps' (Apple) or None (the default)"
+    GPU that is not there) is a :class:`DeviceError` naming the devices to use. ``cuda`` becomes the
+    current GPU's ``cuda:N``, the name a model placed there reports, so a trace records one name for
+    one GPU."""
     try:
         dev = torch.device(device) if isinstance(device, (str, torch.device)) else None
     except RuntimeError:      # an unknown device string
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={device!r} is not a device a model can run on; {usable}.")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but no CUDA GPU is available; use device='cpu'.")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                         f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}; {usable}.")
+        raise DeviceError(device, "is not a device a model can run on", ("cpu", "cuda"))
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(device, "was asked for but no CUDA GPU is available", ("cpu",))
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(device, f"is not here: this machine has {count} CUDA GPU(s), cuda:0 to "
+                              f"cuda:{count - 1}", ("cuda:0", "cpu"))
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={device!r} was asked for but Apple's MPS is not available here; {usable}.")
-    if dev.type == "cuda" and dev.index is None:    # the GPU it means, as a model there reports it: cuda:0, ...
-        dev = torch.device("cuda", torch.cuda.current_device())
+        raise DeviceError(device, "was asked for but Apple's MPS is not available here", ("cpu",))
     return dev
 
 

@@ -290,24 +290,13 @@ def device_from_cli(device: str | None, option: str = "--device") -> str | None:
         return None
     if device == "auto":
         return auto_device()
-    import torch
+    from explorer.protocol import DeviceError, check_device
 
     try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"{option} {device!r} is not a torch device.", f"write e.g. {option} cpu or {option} cuda.") from None
-    if parsed.type not in ("cpu", "cuda", "mps"):   # meta, xpu, ...: torch knows them, the samplers do not run there
-        raise UsageError(f"{option} {device!r}: the commands run on cpu, cuda[:N], mps or auto, not {parsed.type}.",
-                         f"write e.g. {option} cpu or {option} cuda.")
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise UsageError(f"{option} {device}: this torch sees no CUDA GPU.", f"use {option} cpu.")
-        if parsed.index is not None and parsed.index >= count:
-            raise UsageError(f"{option} {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}.",
-                             f"choose one of those, or {option} cpu.")
-    elif parsed.type == "mps" and not (torch.backends.mps.is_available()):
-        raise UsageError(f"{option} {device}: Apple's MPS is not available here.", f"use {option} cpu.")
+        check_device(device)         # the library's own check, said here in the options' terms
+    except DeviceError as e:
+        raise UsageError(f"{option} {device} {e.problem}.", "use " + " or ".join(f"{option} {u}" for u in e.use)
+                         + ".") from None
     return device
 
 
