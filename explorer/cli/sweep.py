@@ -22,13 +22,13 @@ JUDGED = ("gen_ppl", "mauve")
 def default_metrics(model) -> list[str]:
     """``--metrics`` when it is not given, chosen from the loaded model (the text of ``--model`` says
     nothing: an exported orders model may sit in any folder): validity,entropy for a model that writes
-    orders records, gen_ppl,entropy for one on the stories canvas (its length and vocabulary, as
-    :func:`explorer.tasks.orders.writes_records` tells orders), entropy for any other."""
+    orders records, gen_ppl,entropy for one that writes stories (:func:`explorer.tasks.stories.writes_stories`),
+    entropy for any other."""
     from explorer.tasks import orders, stories
 
     if orders.writes_records(model):
         return ["validity", "entropy"]
-    if (getattr(model, "seq_len", None), getattr(model, "vocab_size", None)) == (stories.SEQ_LEN, stories.VOCAB_SIZE):
+    if stories.writes_stories(model):
         return ["gen_ppl", "entropy"]
     return ["entropy"]
 

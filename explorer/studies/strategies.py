@@ -45,7 +45,7 @@ from explorer.models.checkpoint import model_sha256
 from explorer.samplers import Sampler
 from explorer.samplers.spec import parse_sampler
 from explorer.studies.ledger import ledger_summary, remask_ledger
-from explorer.tasks import orders
+from explorer.tasks import orders, stories
 
 __all__ = ["compare", "calibrate_steps", "plan_cells", "steps_for_budget", "BudgetTooSmall", "LabResult",
            "TABLE_COLUMNS", "task_of"]
@@ -64,11 +64,11 @@ class LabResult:
 
 
 def task_of(model) -> str:
-    """``"orders"``, ``"stories"`` or ``"text"`` (a model whose quality the lab reads as texts)."""
-    name = str((getattr(model, "identity", None) or {}).get("name", ""))
-    if name.startswith("orders") and getattr(model, "seq_len", None) == orders.SEQ_LEN:
+    """``"orders"``, ``"stories"`` or ``"text"`` (a model whose quality the lab reads as texts), from
+    what the model writes (the tasks' own tests), not its name: an exported model may sit in any folder."""
+    if orders.writes_records(model):
         return "orders"
-    if name.startswith("stories"):
+    if stories.writes_stories(model):
         return "stories"
     return "text"
 

@@ -63,6 +63,13 @@ TINYSTORIES_FILES = (
 # ----------------------------------------------------------------------------- corpus
 
 
+def writes_stories(model) -> bool:
+    """Whether ``model`` writes this task's sequences: a canvas of SEQ_LEN tokens over this
+    vocabulary (the shipped ``stories`` model does), as :func:`explorer.tasks.orders.writes_records`
+    tells an orders model. The judge's metrics and the strategy lab ask this, not the model's name."""
+    return (getattr(model, "seq_len", None), getattr(model, "vocab_size", None)) == (SEQ_LEN, VOCAB_SIZE)
+
+
 def corpus_dir() -> Path:
     """The offline corpus root: ``$EXPLORER_CORPUS_DIR``, else ``<repo>/../shared/corpus``."""
     env = os.environ.get("EXPLORER_CORPUS_DIR")
