@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import re
+
 import pytest
 import torch
 
@@ -162,6 +164,32 @@ def test_rescore_config_round_trips_with_its_draft():
 def test_rescore_bad_settings_name_the_fix(kw, match):
     with pytest.raises(ValueError, match=match):
         Rescore(**kw)
+
+
+def test_every_declared_open_unit_setting_is_refused_outside_zero_one_with_its_meaning():
+    """A setting declared with ``settings.open_unit`` (thresholds, FiRe's ratios) is checked for every
+    sampler before its own validate(): 0 and below, 1 and above, NaN, a bool, a word and None are refused
+    naming the setting and what it is; its default and values inside (0, 1) are accepted."""
+    import dataclasses
+
+    from explorer.samplers import REGISTRY
+    from explorer.samplers.settings import open_unit
+    declared = [(cls, f) for cls in REGISTRY.values() for f in dataclasses.fields(cls) if "open_unit" in f.metadata]
+    assert {(cls.name, f.name) for cls, f in declared} == {
+        ("llada21-swap", "threshold"), ("llada21-swap", "editing_threshold"), ("wino", "threshold"),
+        ("wino", "threshold_back"), ("fire", "start_ratio"), ("fire", "end_ratio"), ("rescore", "threshold")}
+    for cls, f in declared:
+        assert getattr(cls(), f.name) == f.default
+        assert getattr(cls(**{f.name: 0.37}), f.name) == 0.37
+        what = re.escape(f.metadata["open_unit"])
+        for bad in (0.0, -0.1, 1.0, 1.5, float("inf")):
+            with pytest.raises(ValueError, match=f"^{f.name}={bad} must be in \\(0, 1\\): {what}$"):
+                cls(**{f.name: bad})
+        for bad in (float("nan"), True, "0.5", None):
+            with pytest.raises(ValueError, match=f"^{f.name} must be a number in \\(0, 1\\), got .*: {what}$"):
+                cls(**{f.name: bad})
+    with pytest.raises(ValueError, match="must be in"):
+        open_unit(1.0, "a default outside (0, 1) is a bug of the declaration")
 
 
 def test_rescore_groups_beyond_the_length_is_refused_before_any_work():

@@ -569,6 +569,9 @@ def test_chat_panel_builds_every_sampler_and_lists_every_fixed_set(stories):
                 cls(**{w.setting: "no-such-" + w.setting})
             w.value = declared[w.setting].default
     assert lists == 5       # confidence order, dream alg, llada remasking and confidence_dtype, p2 decoded
+    cp.sampler_box.value = "wino"
+    tips = {w.setting: w.tooltip for w in cp.setting_widgets if w.setting}
+    assert tips["threshold_back"].startswith("in (0, 1): tau_2") and not tips["max_accept"]
     cp.sampler_box.value = "fire"
     [draft] = [w for w in cp.setting_widgets if w.setting == "draft"]
     draft.value = "remdm-loop:eta=0.01"

@@ -37,6 +37,10 @@ A new rule is one file here plus its registry line below; the engine does not ch
 1. Write ``explorer/samplers/mine.py`` with a dataclass ``Mine(Sampler)``: its fields are its
    settings (they serialize as ``.config``), ``name = "mine"``, ``remasks = True`` if it may take
    tokens back, and ``validate()`` raising a ``ValueError`` that names the fix for a bad setting.
+   Declare a threshold or a share in (0, 1) with ``settings.open_unit(default, what)`` (checked
+   for you; ``what`` ends its error and is the chat panel's tooltip), and a setting that takes one
+   of a few words with ``settings.choice`` (a list in the chat panel; ``validate()`` says what
+   each word means).
 2. ``grid(steps)`` lists its steps (default: the linear grid of §1.3); ``expected_calls(steps, L)``
    bounds its model calls per sequence if it spends more than one per step (re-scoring passes): the
    strategy lab (:mod:`explorer.studies.strategies`) gives every strategy the same budget with it.

@@ -141,6 +141,14 @@ def _check_unit(name: str, value: float, low_open=False, high=1.0) -> None:
         raise ValueError(f"{name}={value} is outside {lo}, {high}].")
 
 
+def check_open_unit(name: str, v, what: str) -> None:
+    """A number in the open interval (0, 1), e.g. a probability threshold; ``what`` says what it is."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+        raise ValueError(f"{name} must be a number in (0, 1), got {v!r}: {what}")
+    if not 0.0 < v < 1.0:
+        raise ValueError(f"{name}={v} must be in (0, 1): {what}")
+
+
 @dataclass
 class Sampler:
     """Base class. Subclasses are dataclasses whose fields are their settings."""
@@ -168,10 +176,14 @@ class Sampler:
             self.remaskable = r
         if r is not None and not self.remasks:
             raise ValueError(f"{self.name} never remasks, so a remaskable restriction has no meaning.")
+        for f in dataclasses.fields(self):     # settings declared with samplers.settings.open_unit
+            if "open_unit" in f.metadata:
+                check_open_unit(f.name, getattr(self, f.name), f.metadata["open_unit"])
         self.validate()
 
     def validate(self) -> None:
-        """Raise a clear ValueError for out-of-range settings."""
+        """Raise a clear ValueError for out-of-range settings (those declared with
+        :func:`~explorer.samplers.settings.open_unit` are checked before this is called)."""
 
     # --- time grid -----------------------------------------------------------------------------
     def grid(self, steps: int) -> list[StepTimes]:

@@ -39,19 +39,21 @@ from .base import _check_unit
 from .draft import DraftThenCorrect
 from .categorical import draw_tokens, subs_probs
 from .ranked import top_n
-from .settings import check_open_units, check_positive_int, check_temperature
+from .settings import check_positive_int, check_temperature, open_unit
 from .step import RESCORE, Decision, Write
 
 
 @dataclass
 class FiRe(DraftThenCorrect):
     """Fill with a T-step draft, then ``rounds`` refine rounds (module docstring)."""
-    rounds: int = 16
-    start_ratio: float = 0.8
-    end_ratio: float = 0.4
-    update_rate: float = 1.0
-    temperature: float = 0.3
-    lock_after: int = 10
+    rounds: int = 16                 # R refine rounds after the fill
+    start_ratio: float = open_unit(0.8, "r_0, the share of unlocked tokens masked in the first round "
+                                        "(the paper anneals 0.8 -> 0.4).")
+    end_ratio: float = open_unit(0.4, "the share of unlocked tokens masked in the last round (the paper "
+                                      "anneals 0.8 -> 0.4).")
+    update_rate: float = 1.0         # share of a round's masked tokens resampled, lowest c_l first
+    temperature: float = 0.3         # of the resample (upstream's)
+    lock_after: int = 10             # same token this many resamples in a row: locked
     name = "fire"
     remasks = True
     round_phase = "refine"
@@ -59,8 +61,6 @@ class FiRe(DraftThenCorrect):
     def validate(self):
         super().validate()
         check_positive_int("lock_after", self.lock_after)
-        check_open_units(self, ("start_ratio", "end_ratio"), "it is the share of unlocked tokens masked in a "
-                         "round (the paper anneals 0.8 -> 0.4).")
         _check_unit("update_rate", self.update_rate, low_open=True)
         check_temperature(self.temperature)
 

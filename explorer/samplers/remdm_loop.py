@@ -17,10 +17,10 @@ from .base import Rates, Sampler, SamplerState, StepTimes, linear_grid, mdlm_rat
 
 @dataclass
 class ReMDMLoop(Sampler):
-    eta: float = 0.02
-    t_on: float = 0.55
-    t_off: float = 0.05
-    alpha_on: float = 0.9
+    eta: float = 0.02          # eta: the constant sigma of the loop
+    t_on: float = 0.55         # the loop starts when t falls to t_on ...
+    t_off: float = 0.05        # ... and ends at t_off
+    alpha_on: float = 0.9      # alpha held during the loop: the share unmasked
     name = "remdm-loop"
     remasks = True
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from .draft import DraftThenCorrect
-from .settings import check_groups, check_open_unit, check_positive_int, rescore_groups
+from .settings import check_groups, check_positive_int, open_unit, rescore_groups
 from .step import RESCORE, Decision, Write
 
 
@@ -67,7 +67,8 @@ class Rescore(DraftThenCorrect):
     rounds: int = 4
     groups: int | None = None
     window: int = 16
-    threshold: float = 0.1
+    threshold: float = open_unit(0.1, "a token is rewritten only when the model gives it less than this "
+                                      "probability (0.1 is the default).")
     every: int | None = None
     name = "rescore"
     remasks = True
@@ -78,8 +79,6 @@ class Rescore(DraftThenCorrect):
         check_positive_int("groups", self.groups, allow_none=True)
         check_positive_int("window", self.window)
         check_positive_int("every", self.every, allow_none=True)
-        check_open_unit("threshold", self.threshold, "a token is rewritten only when the model gives it less "
-                        "than this probability (0.1 is the default).")
 
     def groups_for(self, gen_length: int) -> int:
         return rescore_groups(self.groups, gen_length, 16)

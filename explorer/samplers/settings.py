@@ -1,16 +1,17 @@
 """Checks of the settings several samplers share, for their ``validate()`` / ``check_shape()``, and
-:func:`choice`, the declaration of a setting that takes one of a fixed set of words.
+two declarations of a setting: :func:`choice` (one of a fixed set of words) and :func:`open_unit`
+(a number in (0, 1), checked for every sampler by ``Sampler.__post_init__``).
 
-Each raises a ``ValueError`` that names the setting and the fix.  The range check of one number,
-``_check_unit``, is in :mod:`explorer.samplers.base`; the block checks (``check_block_length``,
-``check_blocks``) are in :mod:`explorer.samplers.ranked`.
+Each raises a ``ValueError`` that names the setting and the fix.  The range checks of one number,
+``_check_unit`` and ``check_open_unit``, are in :mod:`explorer.samplers.base`; the block checks
+(``check_block_length``, ``check_blocks``) are in :mod:`explorer.samplers.ranked`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import field
 
-from .base import _check_unit
+from .base import _check_unit, check_open_unit
 
 
 def choice(default: str, options: tuple[str, ...]):
@@ -31,18 +32,12 @@ def check_positive_int(name: str, v, allow_none=False, allow_zero=False) -> None
         raise ValueError(f"{name} must be an integer >= {lo}" + (" or None" if allow_none else "") + f", got {v!r}.")
 
 
-def check_open_unit(name: str, v, why: str) -> None:
-    """A number in the open interval (0, 1), e.g. a probability threshold; ``why`` says what it is."""
-    _check_unit(name, v, low_open=True)
-    if v >= 1.0:
-        raise ValueError(f"{name}={v} must be in (0, 1): {why}")
-
-
-def check_open_units(settings, names: tuple[str, ...], why: str) -> None:
-    """:func:`check_open_unit` for each of the named attributes of ``settings`` (a sampler), which
-    ``why`` explains together (a pair of thresholds, the ends of an anneal)."""
-    for name in names:
-        check_open_unit(name, getattr(settings, name), why)
+def open_unit(default: float, what: str):
+    """A dataclass field for a setting in the open interval (0, 1) -- a probability threshold, a
+    share.  ``what`` says what it is: the ValueError of a value outside (0, 1) ends with it and the
+    chat panel shows it as the setting's tooltip (``field.metadata["open_unit"]``)."""
+    check_open_unit("the default", default, what)
+    return field(default=default, metadata={"open_unit": what})
 
 
 def check_temperature(temperature) -> None:

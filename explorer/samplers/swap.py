@@ -37,23 +37,18 @@ import torch
 
 from .blocks import FixedBlocks
 from .ranked import top_n
-from .settings import check_open_units
+from .settings import open_unit
 from .step import CONFIDENCE, Decision, Write
 
 
 @dataclass
 class TokenSwap(FixedBlocks):
     """Commit by confidence, swap confident disagreements (module docstring)."""
-    threshold: float = 0.95
-    editing_threshold: float = 0.9
+    threshold: float = open_unit(0.95, "a masked draw more confident is committed (diffusers: 0.95).")
+    editing_threshold: float = open_unit(0.9, "a decoded token is swapped for a draw more confident (LLaDA 2.1: 0.9).")
     name = "llada21-swap"
     remasks = True
     phase = "swap"
-
-    def validate(self):
-        check_open_units(self, ("threshold", "editing_threshold"), "diffusers uses threshold=0.95 (commit above "
-                         "it) and LLaDA 2.1 editing_threshold=0.9 (swap above it).")
-        super().validate()
 
     def step(self, ctx) -> Decision:
         window, bl, i, s = self.block(ctx)

@@ -42,7 +42,7 @@ import torch
 
 from .blocks import AdaptiveBlocks, CurrentBlocks
 from .ranked import top_n
-from .settings import check_open_units, check_positive_int
+from .settings import check_positive_int, open_unit
 from .step import CONFIDENCE, RESCORE, Decision, Write
 
 FIRST_LAST_ACCEPT = 30     # upstream's A_prev at the start of a block
@@ -51,16 +51,14 @@ FIRST_LAST_ACCEPT = 30     # upstream's A_prev at the start of a block
 @dataclass
 class WINO(AdaptiveBlocks):
     """Draft-and-verify (module docstring)."""
-    threshold: float = 0.6
-    threshold_back: float = 0.9
-    max_accept: int = 20
+    threshold: float = open_unit(0.6, "tau_1: a draft token more confident is accepted (the paper: 0.6).")
+    threshold_back: float = open_unit(0.9, "tau_2: a decoded token re-scored below is remasked (the paper: 0.9).")
+    max_accept: int = 20             # caps K, the draft tokens one step may accept
     name = "wino"
     remasks = True
     phase = "wino"
 
     def validate(self):
-        check_open_units(self, ("threshold", "threshold_back"), "the paper uses threshold=0.6 (accept a draft "
-                         "token above it) and threshold_back=0.9 (keep a decoded token above it).")
         check_positive_int("max_accept", self.max_accept)
         super().validate()
 

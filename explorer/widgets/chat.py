@@ -64,6 +64,8 @@ def _setting_widget(field, names=()):
         w = W.IntText(value=default, description=label, style=style, layout=lay)
     else:
         w = W.Text(value=str(default), description=label, style=style, layout=lay)
+    if "open_unit" in field.metadata:     # a setting declared with samplers.settings.open_unit says what it is
+        w.tooltip = f"in (0, 1): {field.metadata['open_unit']}"
     w.setting, w.kind = field.name, kind
     return w
 
