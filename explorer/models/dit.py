@@ -46,16 +46,16 @@ class MDLMConfig(PublishedConfig):
     ``cond_dim`` is 128 there (the upstream ``configuration_mdlm.py`` default of 129 is a trap).
     ``mask_token_id`` is ours: ``None`` means the last id (``vocab_size - 1``), as in mdlm-owt.
     """
-    vocab_size: int = 50258
-    hidden_dim: int = 768
-    cond_dim: int = 128
-    n_blocks: int = 12
-    n_heads: int = 12
-    model_length: int = 1024
-    dropout: float = 0.1
-    time_conditioning: bool = False
-    model_type: str = "mdlm"
-    mask_token_id: int | None = None
+    vocab_size: int = 50258                         # GPT-2's 50257 tokens and [MASK]
+    hidden_dim: int = 768                           # model width D
+    cond_dim: int = 128                             # width of c, the sigma embedding (not the .py's 129)
+    n_blocks: int = 12                              # DiT blocks
+    n_heads: int = 12                               # attention heads (head_dim = hidden_dim / n_heads)
+    model_length: int = 1024                        # L: the canvas the model generates
+    dropout: float = 0.1                            # training only; sampling runs in eval mode
+    time_conditioning: bool = False                 # True is refused: sigma is ignored (§5.2)
+    model_type: str = "mdlm"                        # the AutoConfig name upstream registers
+    mask_token_id: int | None = None                # ours; None: the last id, as in mdlm-owt
 
     ARCHITECTURE = "MDLM"
     FAMILY = "MDLM"

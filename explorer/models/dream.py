@@ -53,24 +53,24 @@ DREAM_MAX_LENGTH = 2048
 class DreamConfig(PublishedConfig):
     """The config.json keys of Dream-v0-7B; defaults are the values of reference §2.1 (the keys
     marked :func:`fixed` select code paths the native model implements only at that value)."""
-    hidden_size: int = 3584
-    intermediate_size: int = 18944
-    num_hidden_layers: int = 28
-    num_attention_heads: int = 28
-    num_key_value_heads: int = 4
-    vocab_size: int = 152064
-    rms_norm_eps: float = 1e-06
-    rope_theta: float = 1000000.0
-    rope_scaling: dict | None = fixed(None)
-    tie_word_embeddings: bool = fixed(False)
-    hidden_act: str = fixed("silu")
-    use_sliding_window: bool = fixed(False)
-    attention_dropout: float = 0.0
-    mask_token_id: int = 151666
-    bos_token_id: int = 151643
-    eos_token_id: int = 151643
-    pad_token_id: int = 151643
-    model_type: str = MODEL_TYPE
+    hidden_size: int = 3584                         # model width
+    intermediate_size: int = 18944                  # SiLU-gated MLP width
+    num_hidden_layers: int = 28                     # transformer blocks
+    num_attention_heads: int = 28                   # query heads (head_dim 128)
+    num_key_value_heads: int = 4                    # grouped KV: 7 query heads per kv head
+    vocab_size: int = 152064                        # rows of the embedding and the logits
+    rms_norm_eps: float = 1e-06                     # epsilon of every RMSNorm
+    rope_theta: float = 1000000.0                   # rotary base
+    rope_scaling: dict | None = fixed(None)         # no RoPE scaling
+    tie_word_embeddings: bool = fixed(False)        # separate output matrix
+    hidden_act: str = fixed("silu")                 # SiLU gate
+    use_sliding_window: bool = fixed(False)         # full attention over the canvas
+    attention_dropout: float = 0.0                  # training only: never applied here
+    mask_token_id: int = 151666                     # <|mask|>
+    bos_token_id: int = 151643                      # <|endoftext|> begins ...
+    eos_token_id: int = 151643                      # ... ends ...
+    pad_token_id: int = 151643                      # ... and pads
+    model_type: str = MODEL_TYPE                    # "Dream", capital D as upstream writes it
 
     ARCHITECTURE = ARCHITECTURE
     FAMILY = "Dream"

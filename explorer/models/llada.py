@@ -42,46 +42,46 @@ class LLaDAConfig(PublishedConfig):
     :func:`fixed` at the value of every published LLaDA checkpoint, so that :meth:`validate` can
     refuse a config this native model does not implement.
     """
-    d_model: int = 4096
-    n_heads: int = 32
-    n_kv_heads: int = 32
-    n_layers: int = 32
-    mlp_hidden_size: int = 12288
-    mlp_ratio: int = 4
-    vocab_size: int = 126464
-    embedding_size: int = 126464
-    max_sequence_length: int = 4096
-    rms_norm_eps: float = 1e-05
-    rope: bool = fixed(True)
-    rope_full_precision: bool = fixed(True)
-    rope_theta: float = 500000.0
-    mask_token_id: int = 126336
-    eos_token_id: int = 126081
-    pad_token_id: int = 126081
-    activation_type: str = fixed("silu")
-    block_type: str = fixed("llama")
-    layer_norm_type: str = fixed("rms")
-    layer_norm_with_affine: bool = fixed(True)
-    bias_for_layer_norm: bool = fixed(False)
-    include_bias: bool = fixed(False)
-    include_qkv_bias: bool = fixed(False)
-    attention_layer_norm: bool = fixed(False)
-    alibi: bool = fixed(False)
-    flash_attention: bool = False
-    weight_tying: bool = fixed(False)
-    scale_logits: bool = fixed(False)
-    input_emb_norm: bool = fixed(False)
-    block_group_size: int = fixed(1)
-    attention_dropout: float = 0.0
-    residual_dropout: float = 0.0
-    embedding_dropout: float = 0.0
-    use_cache: bool = False
-    model_type: str = MODEL_TYPE
+    d_model: int = 4096                             # model width
+    n_heads: int = 32                               # query heads (head_dim 128)
+    n_kv_heads: int = 32                            # must equal n_heads: no grouped KV
+    n_layers: int = 32                              # transformer blocks
+    mlp_hidden_size: int = 12288                    # the MLP width that is used ...
+    mlp_ratio: int = 4                              # ... so this one is ignored
+    vocab_size: int = 126464                        # tokenizer ids
+    embedding_size: int = 126464                    # rows of the embedding and the logits
+    max_sequence_length: int = 4096                 # the longest canvas (prompt + answer)
+    rms_norm_eps: float = 1e-05                     # epsilon of every RMSNorm
+    rope: bool = fixed(True)                        # rotary positions, no learned ones
+    rope_full_precision: bool = fixed(True)         # rotate q and k in fp32
+    rope_theta: float = 500000.0                    # rotary base (from checkers; HF tail unseen)
+    mask_token_id: int = 126336                     # [MASK]
+    eos_token_id: int = 126081                      # <|endoftext|> (the turn end <|eot_id|> is 126348)
+    pad_token_id: int = 126081                      # SFT answers are padded with it
+    activation_type: str = fixed("silu")            # SiLU-gated MLP
+    block_type: str = fixed("llama")                # LLaDALlamaBlock
+    layer_norm_type: str = fixed("rms")             # RMSNorm ...
+    layer_norm_with_affine: bool = fixed(True)      # ... with a weight ...
+    bias_for_layer_norm: bool = fixed(False)        # ... and no bias
+    include_bias: bool = fixed(False)               # no Linear has a bias ...
+    include_qkv_bias: bool = fixed(False)           # ... q, k and v included
+    attention_layer_norm: bool = fixed(False)       # no q/k norm
+    alibi: bool = fixed(False)                      # no ALiBi bias
+    flash_attention: bool = False                   # a kernel choice: SDPA runs either way
+    weight_tying: bool = fixed(False)               # separate output matrix
+    scale_logits: bool = fixed(False)               # logits not scaled by 1/sqrt(d)
+    input_emb_norm: bool = fixed(False)             # embeddings not scaled by sqrt(d)
+    block_group_size: int = fixed(1)                # blocks are not grouped
+    attention_dropout: float = 0.0                  # the dropouts act in training only;
+    residual_dropout: float = 0.0                   # the native model runs inference ...
+    embedding_dropout: float = 0.0                  # ... and never applies them
+    use_cache: bool = False                         # no KV cache: attention is bidirectional
+    model_type: str = MODEL_TYPE                    # "llada", as upstream's remote code names it
 
     ARCHITECTURE = ARCHITECTURE
     FAMILY = "LLaDA"
     WIDTH, HEADS = "d_model", "n_heads"
-    OUTPUT_ROWS = "embedding_size"
+    OUTPUT_ROWS = "embedding_size"      # the logits' rows; may exceed vocab_size (padding)
 
     @property
     def max_length(self) -> int:
