@@ -48,7 +48,7 @@ from .io import atomic_write, write_text_atomic
 from .metrics.registry import Metric, get_metric, higher_is_better
 from .protocol import model_identity
 from .rng import MAX_SEED
-from .samplers.base import as_int
+from .samplers.base import MAX_STEPS, as_int, check_steps
 from .samplers.spec import parse_samplers
 
 RESULT_COLUMNS = ["sampler", "steps", "seed", "metric", "value", "stderr", "model_calls", "nfe", "seconds",
@@ -274,6 +274,8 @@ def sweep(model: Any, samplers: Any, steps: Sequence[int] | int | str, num_sampl
         at_L = f" (T = {', '.join(map(str, steps))} at L = {model.seq_len})" if isinstance(asked, str) else ""
         raise ValueError(f"steps {asked!r}{at_L} asks for fewer than 1 step; give step counts >= 1, e.g. "
                          "steps=[16, 32], or larger fractions of L: steps='L/4,L'.")
+    for T in steps:      # a string was checked by parse_steps; a list is checked here, before the cache too
+        check_steps(T)
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     d, owned = process_group()
@@ -503,9 +505,6 @@ def summary(df: pd.DataFrame, baseline: str = "mdlm", metric: str | None = None)
 
 # ----------------------------------------------------------------------------- steps
 
-#: The most sampling steps a sweep or a command accepts: far above any use (the paper's largest T is
-#: 4096), and low enough that the time grid of a mistyped T is refused instead of filling the memory.
-MAX_STEPS = 1_000_000
 # a step count in units of L: [k][*]L[*k][/m] (k, m plain decimals), e.g. L, 2L, L*2, L/4, 0.5L, 3L/4
 _L_STEPS = re.compile(r"(?:(?P<pre>\d+(?:\.\d*)?)\*?)?L(?:\*(?P<post>\d+(?:\.\d*)?))?(?:/(?P<den>\d+(?:\.\d*)?))?")
 

@@ -10,7 +10,8 @@ import pytest
 
 from explorer import cli
 from explorer.samplers.spec import SamplerSpecError, parse_samplers
-from explorer.sweep import MAX_STEPS, parse_steps
+from explorer.samplers import MAX_STEPS
+from explorer.sweep import parse_steps
 from test_cli_errors import GEN, files_under, no_model_loaded, refused  # noqa: F401  (a fixture)
 
 ORDERS_SWEEP = ["sweep", "--model", "orders-oracle", "--num-samples", "2", "--no-progress"]

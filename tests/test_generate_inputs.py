@@ -171,3 +171,20 @@ def test_cuda_without_an_index_is_the_current_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
     assert check_device("cuda") == torch.device("cuda", 1) and check_device("cuda:0") == torch.device("cuda", 0)
+
+
+# ---------------------------------------------------------------------------- the step limit
+def test_a_step_count_above_the_limit_is_refused_at_once_by_every_entry_point():
+    """A mistyped T (10**12) used to build its time grid until the memory ran out; generate and
+    refine refuse anything above MAX_STEPS at once, and accept the limit itself as a setting (resume
+    continues the trace's own grid)."""
+    from explorer.samplers import MAX_STEPS
+    from explorer.samplers.base import check_steps
+    assert check_steps(MAX_STEPS) == MAX_STEPS
+    m = ContextModel()
+    trace = run(m, num_samples=1)
+    for call in (lambda T: run(m, steps=T),
+                 lambda T: explorer.refine(m, trace.final, steps=T, progress=False)):
+        for T in (MAX_STEPS + 1, 10**12, np.int64(10**12)):
+            with pytest.raises(ValueError, match=f"steps={int(T):,} is above the limit of {MAX_STEPS:,} steps"):
+                call(T)

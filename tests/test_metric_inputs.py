@@ -39,6 +39,7 @@ def test_a_bare_int_of_steps_is_one_step_count_like_seeds():
     (0, "steps 0 asks for fewer than 1 step"),
     ([], "steps is empty.*steps=\\[16, 32\\]"),
     ("", "steps is empty"),
+    ([4, 10**7], r"steps=10,000,000 is above the limit of 1,000,000 steps"),
 ])
 def test_unusable_steps_are_refused_before_the_cache_is_touched(tmp_path, steps, said):
     with pytest.raises(ValueError, match=said):

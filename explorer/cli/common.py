@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from explorer.rng import MAX_SEED
-from explorer.sweep import MAX_STEPS
+from explorer.samplers import MAX_STEPS
 
 DEBUG_ENV = "EXPLORER_DEBUG"
 MAX_PROBLEM_LINES = 2

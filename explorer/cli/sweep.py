@@ -129,7 +129,8 @@ def plan(a) -> tuple[dict, list[int], list[str] | None]:
     """Samplers, seeds and metrics of a sweep, checked before the model is loaded; metrics are None
     when ``--metrics`` is not given (the model's own, :func:`default_metrics`, once it is loaded)."""
     from explorer.metrics.registry import get_metric
-    from explorer.sweep import MAX_STEPS, parse_steps
+    from explorer.samplers import MAX_STEPS
+    from explorer.sweep import parse_steps
 
     samplers = samplers_from_cli(a.samplers, "--samplers", "--samplers mdlm,remdm-cap:eta=0.02", **sampler_defaults(a))
     try:

@@ -68,7 +68,7 @@ checks of :mod:`explorer.samplers.settings`, and the SUBS / nucleus / float64 dr
 """
 from __future__ import annotations
 
-from .base import Rates, Sampler, SamplerState, StepTimes, linear_grid, sigma_max
+from .base import MAX_STEPS, Rates, Sampler, SamplerState, StepTimes, linear_grid, sigma_max
 from .confidence import ConfidenceOrdered
 from .dream import DreamSampler
 from .llada import LLaDALowConfidence, ReMDMLLaDA
@@ -122,7 +122,7 @@ def from_config(config: dict) -> Sampler:
     return by_name(name, **cfg)
 
 
-__all__ = ["Sampler", "SamplerState", "StepTimes", "Rates", "linear_grid", "sigma_max", "by_name",
+__all__ = ["MAX_STEPS", "Sampler", "SamplerState", "StepTimes", "Rates", "linear_grid", "sigma_max", "by_name",
            "from_config", "REGISTRY", "MDLM", "ReMDMCap", "ReMDMRescale", "ReMDMConf", "ReMDMLoop",
            "ReMDMSwitch", "ReMDMRefine", "ForwardBackward", "DFMCorrector", "ConfidenceOrdered"]
 __all__ += ["LLaDALowConfidence", "ReMDMLLaDA", "DreamSampler", "Rescore"]

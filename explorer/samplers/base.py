@@ -93,9 +93,18 @@ def as_int(name: str, value: Any, low: int = 1, must: str = "") -> int:
     return n
 
 
+#: The most sampling steps a run accepts: far above any use (the paper's largest T is 4096), and low
+#: enough that the time grid of a mistyped T is refused instead of filling the memory.
+MAX_STEPS = 1_000_000
+
+
 def check_steps(steps: Any) -> int:
-    """``steps`` as a Python int (see :func:`as_int`)."""
-    return as_int("steps", steps)
+    """``steps`` as a Python int (see :func:`as_int`), at most :data:`MAX_STEPS`."""
+    steps = as_int("steps", steps)
+    if steps > MAX_STEPS:
+        raise ValueError(f"steps={steps:,} is above the limit of {MAX_STEPS:,} steps (the paper's largest T is "
+                         "4096); give fewer steps.")
+    return steps
 
 
 def mdlm_unmask(alpha_t: float, alpha_s: float) -> float:

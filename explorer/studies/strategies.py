@@ -42,7 +42,7 @@ from explorer.io import atomic_write
 from explorer.metrics.registry import get_metric
 from explorer.metrics.validity import cluster_stderr
 from explorer.models.checkpoint import model_sha256
-from explorer.samplers import Sampler
+from explorer.samplers import MAX_STEPS, Sampler
 from explorer.samplers.spec import parse_sampler
 from explorer.studies.ledger import ledger_summary, remask_ledger
 from explorer.tasks import orders, stories
@@ -142,7 +142,9 @@ def calibrate_steps(model, sampler: Sampler, budget: int, steps: int, *, seed: i
     for _ in range(tries):
         if used >= 0.9 * budget or used <= 0:
             break
-        nxt = max(best + 1, int(best * budget / used))
+        nxt = min(max(best + 1, int(best * budget / used)), MAX_STEPS)
+        if nxt <= best:      # at the step limit already
+            break
         try:
             sampler.check_shape(length, nxt)
         except ValueError:
