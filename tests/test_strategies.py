@@ -287,6 +287,11 @@ def test_lab_refuses_what_it_cannot_compare_before_any_work(oracle, monkeypatch)
         compare(oracle, [], budgets=[16], progress=False)
     with pytest.raises(TypeError, match="give a sampler or a spec"):
         compare(oracle, {"x": 3}, budgets=[16], progress=False)
+    # one way to read a list of samplers (parse_samplers): a sampler given twice was silently dropped
+    with pytest.raises(ValueError, match="'remdm-loop' is listed twice.*a dict"):
+        compare(oracle, [ReMDMLoop(eta=0.01), ReMDMLoop(eta=0.02)], budgets=[16], progress=False)
+    with pytest.raises(ValueError, match="'mdlm' and 'MDLM' are the same sampler"):
+        compare(oracle, ["mdlm", "MDLM"], budgets=[16], progress=False)
 
 
 def test_rescore_on_a_context_free_model_is_refused_with_the_fix():

@@ -188,12 +188,12 @@ def parse_samplers(specs: Any, **defaults) -> dict[str, Any]:
             label = entry.config["name"] if hasattr(entry, "config") else str(entry)
             parsed = SamplerSpec.parse(entry) if isinstance(entry, str) else entry
             if label in out:
-                raise SamplerSpecError(f"sampler {label!r} is listed twice; give each one once "
-                                       "(or label them with a dict).")
+                raise SamplerSpecError(f"sampler {label!r} is listed twice; give each one once (from Python, "
+                                       "a dict {label: sampler} gives two of one kind their own labels).")
             same = next((first for spec, first in seen if spec == parsed), None)
             if same is not None:
                 raise SamplerSpecError(f"samplers {same!r} and {label!r} are the same sampler written two ways; "
-                                       "give each one once (or label them with a dict).")
+                                       "give each one once.")
             out[label] = parse_sampler(parsed, **defaults)
             if isinstance(parsed, SamplerSpec):
                 seen.append((parsed, label))

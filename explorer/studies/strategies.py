@@ -43,7 +43,7 @@ from explorer.metrics.registry import get_metric
 from explorer.metrics.validity import cluster_stderr
 from explorer.models.checkpoint import model_sha256
 from explorer.samplers import MAX_STEPS, Sampler
-from explorer.samplers.spec import parse_sampler
+from explorer.samplers.spec import parse_samplers
 from explorer.studies.ledger import ledger_summary, remask_ledger
 from explorer.tasks import orders, stories
 
@@ -157,20 +157,21 @@ def calibrate_steps(model, sampler: Sampler, budget: int, steps: int, *, seed: i
 
 
 def _as_strategies(strategies, nucleus_p: float | None) -> dict[str, Sampler]:
+    """``{label: sampler}``, read as a sweep reads its samplers (:func:`~explorer.samplers.spec.parse_samplers`):
+    a spec's label is its text, a sampler's its name, and one label or one sampler given twice is refused
+    (two ``ReMDMLoop`` objects with other settings need a dict of labels)."""
     if isinstance(strategies, Mapping):
         items = list(strategies.items())
     else:
-        items = [(s if isinstance(s, str) else s.name, s) for s in strategies]
+        single = isinstance(strategies, str) or isinstance(strategies, Sampler)
+        strategies = [strategies] if single else list(strategies)
+        items = [(s if isinstance(s, str) else getattr(s, "name", s), s) for s in strategies]
     if not items:
         raise ValueError("give at least one strategy, e.g. ['mdlm', 'remdm-loop', 'rescore'].")
-    out = {}
     for name, s in items:
-        if isinstance(s, str):
-            s = parse_sampler(s, **({} if nucleus_p is None else {"nucleus_p": nucleus_p}))
-        if not isinstance(s, Sampler):
+        if not isinstance(s, (str, Sampler)):
             raise TypeError(f"strategy {name!r} is a {type(s).__name__}; give a sampler or a spec like 'rescore'.")
-        out[str(name)] = s
-    return out
+    return parse_samplers(strategies, **({} if nucleus_p is None else {"nucleus_p": nucleus_p}))
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
