@@ -57,7 +57,7 @@ def notebook_model(name: str, allow_standin: bool = True, **kwargs):
         return _standin(name)
     print(f"loaded {name!r}: {getattr(model, 'identity', {}).get('name', type(model).__name__)}, "
           f"L={model.seq_len}, vocabulary {model.vocab_size}"
-          + (f", fixed tokens {model.fixed_tokens}" if getattr(model, "fixed_tokens", None) else ""))
+          + (f", fixed tokens {dict(sorted(model.fixed_tokens.items()))}" if getattr(model, "fixed_tokens", None) else ""))
     return model
 
 
