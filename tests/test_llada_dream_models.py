@@ -500,10 +500,22 @@ def test_mismatched_shards_name_the_file(tmp_path):
 
 
 def test_unknown_architecture_lists_the_supported_ones(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"]}))
-    with pytest.raises(ValueError, match=r"unsupported architecture \(model_type='mamba2'.*Supported: 'mdlm'.*'llada' "
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit", "architectures": ["ViTModel"]}))
+    with pytest.raises(ValueError, match=r"unsupported architecture \(model_type='vit'.*Supported: 'mdlm'.*'llada' "
                                          r"\(LLaDAModelLM\), 'Dream' \(DreamModel\)"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["stories-judge", "mamba2"])
+def test_a_causal_lm_is_told_to_be_a_judge(tmp_path, name):
+    """The shipped judge (a GPT-2) or any causal LM given to load_model: not 'unsupported', but what
+    it is and where it works (the docs audit: load_model('stories-judge') said only 'unsupported')."""
+    if name == "mamba2":
+        (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"]}))
+        name = tmp_path
+    with pytest.raises(ValueError, match=r"is a causal \(left-to-right\) language model \(model_type='(gpt2|mamba2)'\), "
+                                         r"not a masked diffusion model.*explorer.judge.load_judge\('.*'\).*--judge"):
+        load_model(name)
 
 
 def test_architectures_alone_identify_the_family(tmp_path):

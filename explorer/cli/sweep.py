@@ -38,7 +38,7 @@ def parser() -> ArgumentParser:
         "Run samplers x steps x seeds on a model, score the samples, and write sweep.parquet, "
         "return_on_compute.parquet and a standalone report.html to --out. Finished cells are "
         "cached (--cache-dir, default OUT/cache): run the same command again to resume."))
-    p.add_argument("--model", required=True, help="shipped name (orders, stories), model folder or hub id")
+    p.add_argument("--model", required=True, help="shipped name (orders, orders-oracle, stories), model folder or hub id")
     p.add_argument("--samplers", default="mdlm,remdm-loop", help="comma-separated sampler specs, each "
                    "optionally with settings: mdlm,remdm-cap:eta=0.008")
     p.add_argument("--steps", default="L/4,L/2,L,2L", help="comma-separated T; 'L' = sequence length, e.g. L/2,2L; each T at most 1,000,000")

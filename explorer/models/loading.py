@@ -188,8 +188,10 @@ def supported_architectures() -> str:
 
 
 def check_supported(directory: Path, config: dict, trust_remote_code: bool) -> None:
-    """Raise a clear error for a config.json of an architecture no loader here handles."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    """Raise a clear error for a config.json of an architecture no loader here handles (a causal LM,
+    e.g. the shipped ``stories-judge``, is told to be a judge)."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
     model_type = config.get("model_type")
     if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
@@ -197,6 +199,10 @@ def check_supported(directory: Path, config: dict, trust_remote_code: bool) -> N
     if trust_remote_code and "AutoModelForMaskedLM" in (config.get("auto_map") or {}):
         return
     what = f"model_type={model_type!r}" if model_type else "no model_type"
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(f"{directory / CONFIG_NAME} is a causal (left-to-right) language model ({what}), not a "
+                         f"masked diffusion model, so no sampler here can run it. It can score samples as a judge: "
+                         f"explorer.judge.load_judge('{directory}') in Python, --judge {directory} on the command line.")
     archs = config.get("architectures")
     raise ValueError(f"{directory / CONFIG_NAME} describes an unsupported architecture ({what}"
                      f"{f', architectures={archs}' if archs else ''}). Supported: {supported_architectures()}. "
