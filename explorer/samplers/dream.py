@@ -25,6 +25,10 @@ Deliberate choices (§4.2 quirks):
   that sample i depends only on (seed, i).  With one prompt and no padding every row has the
   same count, so nothing changes.
 * **the mask token is never drawn** (weight zero before the softmax), as everywhere in the engine.
+* **model calls**: upstream calls the model at every step; a step here that unmasks nothing
+  (no coin landed for ``origin``, or n = 0 when there are more steps than tokens) leaves the
+  canvas unchanged and the next is answered from the engine's cache, so such runs cost fewer
+  calls than ``expected_calls`` (upstream's count, an upper bound) with the same tokens.
 * Fast-dLLM's threshold decoding and the logits hook are not offered.
 """
 from __future__ import annotations

@@ -7,7 +7,8 @@ First a T-step **fill** (the draft: MDLM unless ``draft=`` another sampler; upst
 LLaDA's low-confidence decoder), then ``rounds`` **refine** rounds.  Round k = 0..R-1:
 
 1. the remask ratio r_k anneals from ``start_ratio`` (0.8) to ``end_ratio`` (0.4) on a cosine:
-   r_k = r_end + (r_start - r_end) (1 + cos(pi k / (R - 1))) / 2;
+   r_k = r_end + (r_start - r_end) (1 + cos(pi k / (R - 1))) / 2 (with ``rounds=1`` the one round
+   uses ``end_ratio``);
 2. of the n *unlocked* generated positions, floor(n (1 - r_k)) chosen at random keep their token
    and the other M are masked together (one random group, not a stride);
 3. one forward on that state scores each masked position's *original* token,

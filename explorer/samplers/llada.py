@@ -19,6 +19,14 @@ Deliberate choices where upstream has a quirk (§4.5, §4.1) -- each is tested i
   current block), so the text up to the first EOS / end-of-turn -- what ``trace.texts`` shows --
   is the same; only the compute differs: every sample here costs the full, fixed number of model
   calls (64 at the Table-3 setting), which is what Table 3's runs cost with one block.
+* **model calls**: upstream calls the model at every iteration; here a step with nothing to
+  decode (more steps in a block than tokens) leaves the canvas unchanged and the next step is
+  answered from the engine's cache (§1.7 of the ReMDM notes), so such runs cost fewer calls than
+  ``expected_calls`` (upstream's count, an upper bound) with the same tokens.
+* **on a fixed-length model** (orders, stories) there is no separate prompt: a prompt is fixed
+  tokens at the start of the canvas, and the blocks span the whole canvas from position 0, so a
+  block holding prompt tokens decodes fewer (a block of prompt only, none).  On a prompted model
+  (LLaDA, Dream) the blocks start after the prompt, as upstream's.
 * LLaDA's optional end-of-text switches (off by default upstream) are settings of
   :class:`LLaDALowConfidence`: ``logits_eos_inf`` (§4.1 item 2: EOS can never be drawn) and
   ``confidence_eos_eot_inf`` with upstream's quirk L98 kept -- only the end-of-turn change reaches

@@ -25,8 +25,10 @@ before the step).  Cached confidences are never refreshed while a token stays (t
 ``resume(replace=...)``) counts as 1 and is kept, as upstream's zero-means-unset.  Positions outside
 ``remaskable`` are never remasked.
 
-Cost per sequence: exactly T model calls (one per step; the last step of each block decodes
-everything left, so the final argmax pass calls nothing).
+Cost per sequence: at most T model calls (one per step; the last step of each block decodes
+everything left, so the final argmax pass calls nothing).  A step that leaves the canvas unchanged
+(more steps in a block than tokens to decode) is answered from the engine's cache (§1.7) and
+calls nothing, so such runs cost fewer.
 """
 from __future__ import annotations
 

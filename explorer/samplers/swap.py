@@ -25,8 +25,9 @@ first B mod s steps), each step, from one forward on x_t:
    ``"confidence"``.
 
 The pipeline's extra post-block editing steps (``max_post_steps``) are not offered: editing happens
-within the block's own s steps.  Cost per sequence: exactly T model calls (plus the final argmax
-pass if a block is left unfinished, which the schedule never does).
+within the block's own s steps.  Cost per sequence: at most T model calls (plus the final argmax
+pass if a block is left unfinished, which the schedule never does); a step that commits nothing and
+swaps nothing leaves the canvas unchanged and the next is answered from the engine's cache (§1.7).
 """
 from __future__ import annotations
 
