@@ -44,7 +44,9 @@ class StepPlan:
 def top_n(score: torch.Tensor, eligible: torch.Tensor, n: torch.Tensor, largest: bool = True) -> torch.Tensor:
     """BoolTensor[B, L]: per row the ``n[b]`` eligible positions with the largest (smallest) score.
 
-    Ties go to the lower position (a stable sort), so the choice never depends on the batch.
+    Ties go to the lower position (a stable sort), so the choice never depends on the batch.  A tie
+    is equality of the scores as given: a sampler's confidence p[x0] / sum(p) is computed in float64
+    from the model's float32 softmax, so two positions whose float32 p is 1.0 may still differ here.
     """
     fill = -torch.inf if largest else torch.inf
     s = torch.where(eligible, score.double(), torch.full_like(score, fill, dtype=torch.float64))
