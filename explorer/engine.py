@@ -839,7 +839,7 @@ def _loop(model, sampler, grid, steps, x0, fixed, token_prob0, seed, sample_offs
         nfe=nfe.tolist(), complete=complete, wall_seconds=time.perf_counter() - t_start, parent=None,
         **meta_extra)
     return Trace(initial=x0, fixed=fixed, events=events, steps=step_table, meta=meta, final=final,
-                 tokenizer=getattr(model, "tokenizer", None))
+                 tokenizer=getattr(model, "tokenizer", None), initial_prob=token_prob0 if first_step > 0 else None)
 
 
 def _device(model, device) -> torch.device:

@@ -137,7 +137,8 @@ class SampleIndex:
         codes = np.where(tokens == self.mask_id, MASKED, STABLE)
         codes = np.where(now, np.where(unmask, np.where(again, REWRITTEN, UNMASKED), REMASKED), codes)
         codes = np.where(fixed, FIXED, codes)
-        prob = np.where(unmask & ~fixed, pick(self.prob), np.nan)
+        held = np.where(valid, np.nan, self.trace.initial_prob[self.sample].numpy()[positions])   # inherited
+        prob = np.where(unmask & ~fixed, pick(self.prob), np.where(fixed, np.nan, held))
         return {"tokens": tokens, "codes": codes, "prob": prob, "event": event,
                 "shown": np.where(codes == REMASKED, tok, tokens)}
 
@@ -163,8 +164,11 @@ class Trace:
 
     def __init__(self, *, initial: torch.Tensor, fixed: torch.Tensor, events: dict[str, np.ndarray],
                  steps: pd.DataFrame | dict, meta: RunRecord | dict, final: torch.Tensor | None = None,
-                 tokenizer: Any = None, token_texts: dict[int, str] | None = None, column_docs: dict | None = None):
+                 tokenizer: Any = None, token_texts: dict[int, str] | None = None, column_docs: dict | None = None,
+                 initial_prob: torch.Tensor | None = None):
         self.initial = initial.long().cpu()
+        self.initial_prob = (torch.full(self.initial.shape, torch.nan) if initial_prob is None
+                             else initial_prob.float().cpu())      # a branch's: what its parent recorded
         self.fixed = fixed.bool().cpu()
         self._ev = events
         self._steps = steps        # the DataFrame, or its columns until .steps is first read
@@ -292,20 +296,19 @@ class Trace:
         """LongTensor[num_samples, L]: the tokens after ``step`` steps (0 = initial state)."""
         if not self.recorded and step == self.last_step and self._final is not None:
             return self._final.clone()
-        self._check_step(step)
-        idx, valid = self._last_event(np.arange(self.num_samples * self.seq_len, dtype=np.int64), step)
-        ix = self._sorted_events()
-        out = self.initial.flatten().numpy().copy()
-        out[valid] = ix["value"][idx[valid]]
-        return torch.from_numpy(out).view(self.num_samples, self.seq_len)
+        return self._held_at(step, "value", self.initial)
 
     def prob_at(self, step: int) -> torch.Tensor:
-        """FloatTensor[num_samples, L]: p(x0) each current token had when it was decoded (nan if masked or given)."""
+        """FloatTensor[num_samples, L]: p(x0) each current token had when it was decoded, in a branch's parent
+        for a token it inherited (``initial_prob``); nan if masked or given."""
+        return self._held_at(step, "held_prob", self.initial_prob.double())
+
+    def _held_at(self, step: int, column: str, initial: torch.Tensor) -> torch.Tensor:
+        """What every cell holds after ``step``: ``column`` of its last event, else its ``initial`` value."""
         self._check_step(step)
         idx, valid = self._last_event(np.arange(self.num_samples * self.seq_len, dtype=np.int64), step)
-        ix = self._sorted_events()
-        out = np.full(self.num_samples * self.seq_len, np.nan)
-        out[valid] = ix["held_prob"][idx[valid]]
+        out = initial.flatten().numpy().copy()
+        out[valid] = self._sorted_events()[column][idx[valid]]
         return torch.from_numpy(out).view(self.num_samples, self.seq_len)
 
     @property
@@ -373,13 +376,10 @@ class Trace:
             "reason": pd.Categorical.from_codes(ev["reason"].astype(np.int8), categories=list(REASONS)),
         })
         df.insert(5, "token", [self.token_text(i) for i in df["token_id"]] if len(df) else [])
-        row = ev["cand_row"]
-        has = row >= 0
+        row, has = ev["cand_row"], ev["cand_row"] >= 0
         for i in range(self.topk):
-            ids = np.full(len(row), -1, np.int64)
-            probs = np.full(len(row), np.nan, np.float32)
-            ids[has] = ev["cand_ids"][row[has], i]
-            probs[has] = ev["cand_probs"][row[has], i]
+            ids, probs = np.full(len(row), -1, np.int64), np.full(len(row), np.nan, np.float32)
+            ids[has], probs[has] = ev["cand_ids"][row[has], i], ev["cand_probs"][row[has], i]
             df[f"cand{i + 1}_id"] = ids
             df[f"cand{i + 1}_token"] = [self.token_text(j) if j >= 0 else "" for j in ids]
             df[f"cand{i + 1}_prob"] = probs

@@ -3,7 +3,8 @@ back losslessly -- or refused, when damaged.
 
 ``write(trace, path, fmt)`` writes the events table plus a sidecar ``<path>.meta.json`` (the run
 record: sampler settings, seed, model identity and weights sha256, package versions, device, time;
-the steps table, the initial state and the sha256 of the data file), and the sha256 of the
+the steps table, the initial state -- for a resumed branch also ``initial_prob``, the p(x0) its
+inherited tokens were decoded with -- and the sha256 of the data file), and the sha256 of the
 sidecar's own content (``sidecar_sha256``), so an edit to either file is caught.  Both files are
 written atomically.  ``Trace.to_csv`` / ``Trace.to_parquet`` / ``Trace.read`` / ``Trace.verify``
 call the functions here.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -203,6 +205,18 @@ def _states(side: Path, meta: dict) -> tuple[torch.Tensor, torch.Tensor, torch.T
         if t is not None and t.shape != initial.shape:
             raise TraceFileError(side, f"{key} has shape {list(t.shape)}, initial {list(initial.shape)}.", key=key)
     return initial, fixed, final
+
+
+def _initial_prob(side: Path, meta: dict, shape: tuple) -> torch.Tensor | None:
+    """A branch's inherited p(x0) (null: nan), or None when the sidecar has none (a run from step 0, an older file)."""
+    if meta.get("initial_prob") is None:
+        return None
+    prob = _sidecar_value(side, "initial_prob", lambda: torch.tensor(
+        [[math.nan if p is None else float(p) for p in row] for row in meta["initial_prob"]], dtype=torch.float32))
+    if tuple(prob.shape) != shape:
+        raise TraceFileError(side, f"initial_prob has shape {list(prob.shape)}, initial {list(shape)}.",
+                             key="initial_prob")
+    return prob
 
 
 def _steps_table(side: Path, records) -> pd.DataFrame:
@@ -472,6 +486,9 @@ def _sidecar(trace, events: pd.DataFrame, fmt: str, data_sha: str, neutralized: 
         "texts": trace.texts,
         "initial": trace.initial.tolist(), "fixed": trace.fixed.tolist(),
         "final": None if trace.recorded else trace.final.tolist(),
+        # a branch's p(x0) of the tokens it inherited (resume reads them; nan written as null)
+        **({} if trace.initial_prob.isnan().all() else {"initial_prob": [[None if math.isnan(p) else p for p in row]
+                                                                           for row in trace.initial_prob.tolist()]}),
         "steps_table": [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
                         for r in trace.steps.to_dict(orient="records")],
         **(trace.column_docs or {
@@ -558,7 +575,7 @@ def verify(path) -> Verification:
 
 _FILE_KEYS = ("format_version", "data_format", "data_sha256", "sidecar_sha256", "csv_formulas_neutralized",
               "num_events", "event_columns", "step_columns", "token_texts", "steps_table", "initial", "fixed",
-              "final")
+              "final", "initial_prob")
 
 
 def read(path, verify: bool = True) -> dict:
@@ -579,6 +596,7 @@ def read(path, verify: bool = True) -> dict:
     side = sidecar_path(path)
     meta = _read_sidecar(path)
     initial, fixed, final = _states(side, meta)
+    initial_prob = _initial_prob(side, meta, tuple(initial.shape))
     steps = _steps_table(side, meta["steps_table"])
     sha = _sha256_file(path)
     foreign = _foreign_sidecar(path, meta) if sha != meta["data_sha256"] else None
@@ -627,4 +645,4 @@ def read(path, verify: bool = True) -> dict:
     for key in _FILE_KEYS:
         meta.pop(key, None)
     return dict(initial=initial, fixed=fixed, events=events, steps=steps, meta=meta, final=final,
-                token_texts=texts, column_docs=docs if len(docs) == 2 else None)
+                token_texts=texts, column_docs=docs if len(docs) == 2 else None, initial_prob=initial_prob)

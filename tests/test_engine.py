@@ -1,6 +1,9 @@
 """The engine's promises: determinism, batch independence, caching, prompts, branches, interrupts."""
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -284,6 +287,44 @@ def test_resume_with_replace_plants_a_token_without_pinning_it():
     # plain MDLM never revisits a decoded token, so the planted token survives to the end
     frozen = explorer.resume(m, parent, k, replace={pos: new}, sampler=MDLM(), progress=False)
     assert (frozen.final[:, pos] == new).all()
+
+
+@pytest.mark.parametrize("sampler", [ReMDMConf(), ReMDMCap(0.2)], ids=lambda s: s.name)
+def test_a_branch_keeps_its_parents_confidences_and_resumes_like_itself(sampler, tmp_path):
+    """A branch's tokens from before its start hold the p(x0) its parent recorded (prob_at, the viewer's
+    frames, its files), so resuming a branch with no edit reproduces it. They were nan, so ReMDM-conf,
+    which weighs remasks by that confidence (§2.4), never took them back: the sampler-math audit found
+    resume(branch, 12) differing from the branch in 6 of 500 samples."""
+    m = ContextModel()
+    parent = explorer.generate(m, sampler, 20, num_samples=64, seed=2, progress=False)
+    branch = explorer.resume(m, parent, 12, replace={3: 0}, progress=False)
+    inherited = parent.prob_at(12)
+    inherited[:, 3] = float("nan")                                   # the planted token has none
+    start = branch.prob_at(12)                                        # the branch's first state
+    assert inherited.isfinite().sum() > 50 and torch.equal(start.isnan(), inherited.isnan())
+    assert torch.equal(start.nan_to_num(), inherited.double().nan_to_num())
+    changed = torch.zeros(branch.num_samples, branch.seq_len, dtype=torch.bool)   # by the branch up to step 15
+    ev = branch.events.query("step <= 15")
+    changed[torch.tensor(ev["sample"].to_numpy()), torch.tensor(ev["position"].to_numpy())] = True
+    untouched = ~changed & inherited.isfinite()                      # decoded before the branch, kept in it
+    assert untouched.any()
+    assert torch.equal(branch.prob_at(15)[untouched].isnan(), inherited[untouched].isnan())
+    assert torch.allclose(branch.prob_at(15)[untouched].nan_to_num(), inherited[untouched].double().nan_to_num())
+    frame = branch.index(0).frame(15)
+    decoded = untouched[0] & ~branch.fixed[0]
+    assert np.allclose(frame.prob[decoded.numpy()], inherited[0][decoded].numpy(), equal_nan=True)
+    again = explorer.resume(m, branch, 15, progress=False)
+    assert torch.equal(again.final, branch.final)
+    for fmt in ("csv", "parquet"):                                   # and as read back from its files
+        path = tmp_path / f"branch.{fmt}"
+        getattr(branch, f"to_{fmt}")(path)
+        read = explorer.Trace.read(path)
+        assert torch.equal(read.prob_at(15).isnan(), branch.prob_at(15).isnan())
+        assert torch.equal(read.prob_at(15).nan_to_num(), branch.prob_at(15).nan_to_num())
+        assert torch.equal(explorer.resume(m, read, 15, progress=False).final, branch.final)
+    # a run from step 0 inherits nothing: its sidecar has no initial_prob (the file format is unchanged)
+    parent.to_csv(tmp_path / "parent.csv")
+    assert "initial_prob" not in json.loads((tmp_path / "parent.csv.meta.json").read_text())
 
 
 @pytest.mark.parametrize("replace,msg", [
