@@ -44,8 +44,8 @@ def nucleus_weights(p: torch.Tensor, top_p: float) -> torch.Tensor:
     The sum is of the model's float32 probabilities, compared with top_p as they are: where exact
     arithmetic puts a partial sum exactly *at* top_p, float32 rounding usually puts it a few 1e-8
     above, and that boundary token is dropped (p = [0.8, 0.1, 0.1] at top_p = 0.9 keeps only the
-    first: float32 0.8 + 0.1 = 0.90000001).  Upstream's float32 / bf16 cumsum does the same; a
-    tolerance would change real draws too, so none is applied.
+    first: float32 0.8 + 0.1 = 0.90000001).  A float32 cumsum, as upstream has (bf16 on its GPU
+    runs, coarser still), does the same; a tolerance would change real draws too, so none is applied.
     On the CPU the descending order is found with ``topk`` of a growing width instead of a full
     sort: the kept prefix of a peaked distribution is short, and the cumulative sum of the first k
     sorted entries is the first k entries of the full one.
