@@ -163,8 +163,7 @@ def _as_strategies(strategies, nucleus_p: float | None) -> dict[str, Sampler]:
     if isinstance(strategies, Mapping):
         items = list(strategies.items())
     else:
-        single = isinstance(strategies, str) or isinstance(strategies, Sampler)
-        strategies = [strategies] if single else list(strategies)
+        strategies = [strategies] if isinstance(strategies, (str, Sampler)) else list(strategies)
         items = [(s if isinstance(s, str) else getattr(s, "name", s), s) for s in strategies]
     if not items:
         raise ValueError("give at least one strategy, e.g. ['mdlm', 'remdm-loop', 'rescore'].")
