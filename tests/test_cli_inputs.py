@@ -223,3 +223,22 @@ def test_a_failed_hub_download_says_so_and_is_not_retried(capsys, tmp_path, monk
                   "check the hub id and the network connection", tmp_path)
     assert "could not download 'org/model'" in err and "ConnectError" in err
     assert calls == [True, False]
+
+
+# ----------------------------------------------------------------------------- list options
+def test_every_list_option_reads_a_stray_comma_one_way(capsys, tmp_path, no_model_loaded):
+    """--steps and --samplers skipped an empty item while --seeds refused '0,1,', --metrics 'validity,'
+    looked up a metric named '' and --steps ',4,' was refused as 'repeats .': now every list option skips
+    an empty item, and a list of nothing but commas is refused naming the option."""
+    from explorer.cli import sweep as sweep_cli
+    from explorer.cli.common import list_items
+
+    assert list_items(" 16, 32,,64 , ") == ["16", "32", "64"] and list_items(",") == []
+    a = sweep_cli.parser().parse_args(["--model", "orders", "--out", str(tmp_path), "--steps", ",4,8,", "--seeds", "0,1,",
+                                       "--metrics", "validity,", "--samplers", "mdlm,"])
+    samplers, seeds, metrics = sweep_cli.plan(a)
+    assert list(samplers) == ["mdlm"] and seeds == [0, 1] and metrics == ["validity"]
+    for option, value in (("--seeds", ","), ("--metrics", " , "), ("--steps", ",")):
+        refused(capsys, [*ORDERS_SWEEP, option, value, "--out", str(tmp_path / "sw")], option, tmp_path)
+    refused(capsys, ["strategies", "--model", "orders-oracle", "--strategies", "mdlm", "--budgets", ",",
+                     "--out", str(tmp_path / "st")], "--budgets", tmp_path)

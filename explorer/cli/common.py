@@ -101,6 +101,12 @@ SAMPLES_RANGE = f"a whole number >= 1 and <= {MAX_SAMPLES:,}"
 samples_int = _number_at_least(int, 1, False, SAMPLES_RANGE, high=MAX_SAMPLES)
 
 
+def list_items(text: str) -> list[str]:
+    """The items of a comma-separated option, stripped; an empty item (a stray comma, ``16,32,``) is
+    skipped, as in ``--steps`` and ``--samplers``, so every list option reads one way."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def at_most(option: str, text: str, values: Sequence[int], most: int = MAX_STEPS, what: str = "steps") -> None:
     """Refuse, before any work, a value of a list option (``--budgets 64,99999999999``) above ``most``."""
     over = [v for v in values if v > most]

@@ -14,7 +14,7 @@ from typing import Sequence
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
                                    add_num_samples, add_output_folder, library_bars, sampler_defaults)
 from explorer.cli.common import (ArgumentParser, UsageError, at_most, device_from_cli, judge_from_cli, model_from_cli,
-                                 output_dir, positive_int, samplers_from_cli, seed_int)
+                                 list_items, output_dir, positive_int, samplers_from_cli, seed_int)
 
 
 def parser() -> ArgumentParser:
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = output_dir(a.out)
     strategies = samplers_from_cli(a.strategies, "--strategies", "--strategies mdlm,rescore", **sampler_defaults(a))
     try:
-        budgets = [int(b) for b in a.budgets.split(",")]
+        budgets = [int(b) for b in list_items(a.budgets)]
         if not budgets or min(budgets) < 1:
             raise ValueError
     except ValueError:

@@ -11,7 +11,7 @@ from typing import Sequence
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
                                    add_num_samples, add_output_folder, library_bars, sampler_defaults)
 from explorer.cli.common import (MAX_SEED, ArgumentParser, UsageError, device_from_cli, judge_from_cli,
-                                 model_from_cli, output_dir, samplers_from_cli)
+                                 list_items, model_from_cli, output_dir, samplers_from_cli)
 from explorer.cli.common import no_repeats as _no_repeats
 
 
@@ -141,10 +141,10 @@ def plan(a) -> tuple[dict, list[int], list[str] | None]:
     if not steps or min(steps) < 1:
         raise UsageError(f"--steps {a.steps!r} is not a list of positive step counts.",
                          "write e.g. --steps 16,32,64 or --steps L/4,L,2L (L = sequence length).")
-    _no_repeats("--steps", a.steps, [t.strip() for t in a.steps.split(",")])   # repeats at any L; more once L is known
+    _no_repeats("--steps", a.steps, list_items(a.steps))   # repeats at any L; more once L is known
     try:
-        seeds = [int(s) for s in a.seeds.split(",")]
-        if min(seeds) < 0 or max(seeds) > MAX_SEED:
+        seeds = [int(s) for s in list_items(a.seeds)]
+        if not seeds or min(seeds) < 0 or max(seeds) > MAX_SEED:
             raise ValueError
     except ValueError:
         raise UsageError(f"--seeds {a.seeds!r} is not a list of whole numbers >= 0 and <= 2**63 - 1.",
@@ -155,8 +155,8 @@ def plan(a) -> tuple[dict, list[int], list[str] | None]:
                          f"choose one of them, or add it to --samplers.")
     if a.metrics is None:
         return samplers, seeds, None
-    metrics = [m.strip() for m in a.metrics.split(",")]
-    if not any(metrics):
+    metrics = list_items(a.metrics)
+    if not metrics:
         raise UsageError(f"--metrics {a.metrics!r} names no metric.",
                          "name them, e.g. --metrics validity,entropy, or leave --metrics out for the model's own.")
     _no_repeats("--metrics", a.metrics, metrics)
