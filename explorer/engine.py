@@ -117,7 +117,7 @@ def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Te
             ids = tk.convert_tokens_to_ids(tok) if hasattr(tk, "convert_tokens_to_ids") else None
             unk = prompts.unknown_token(tk) if ids is not None else None
             if ids is None or (unk is not None and ids == unk[1] and tok != unk[0]):
-                raise ValueError(f"{tok!r} is not a single token of this model's vocabulary.")
+                raise prompts.PromptError(f"{tok!r} is not a single token of this model's vocabulary.", "unknown_words")
             return int(ids)
         return int(tok)
 
@@ -138,9 +138,10 @@ def _resolve_prompt(model, prompt, seq_len: int, mask_id: int) -> tuple[torch.Te
                 start = 0                          # the prefix already holds the leading fixed tokens
             items = [(start + i, int(t)) for i, t in enumerate(ids.tolist())]
             if start + ids.numel() > seq_len:
-                raise ValueError(f"the prompt is {ids.numel()} tokens but the sequence holds {seq_len - start}"
-                                 + (f" after its {start} leading fixed token(s)" if start else "")
-                                 + f"; shorten it by {start + ids.numel() - seq_len} token(s).")
+                over = start + ids.numel() - seq_len
+                raise prompts.PromptError(f"the prompt is {ids.numel()} tokens but the sequence holds {seq_len - start}"
+                                          + (f" after its {start} leading fixed token(s)" if start else "")
+                                          + f"; shorten it by {over} token(s).", "too_long", over=over)
     for pos, tok in items:
         if not 0 <= pos < seq_len:
             raise ValueError(f"prompt position {pos} is outside the sequence (length {seq_len}).")

@@ -27,7 +27,18 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Canvas", "encode_prompt", "prompt_list", "build_canvas", "is_chat", "stop_ids"]
+__all__ = ["Canvas", "PromptError", "encode_prompt", "prompt_list", "build_canvas", "is_chat", "stop_ids"]
+
+
+class PromptError(ValueError):
+    """A prompt this model cannot take, with ``problem`` saying which, so a caller (the command line)
+    can word its own fix: ``"unknown_words"`` (not in the vocabulary), ``"too_long"`` (``over`` tokens
+    more than the canvas holds) or ``"over_max_length"`` (the prompt plus ``gen_length`` is ``over``
+    tokens past the model's maximum)."""
+
+    def __init__(self, message: str, problem: str, over: int | None = None):
+        super().__init__(message)
+        self.problem, self.over = problem, over
 
 
 def is_chat(prompt) -> bool:
@@ -93,9 +104,9 @@ def text_ids(tk, text: str, **kwargs) -> list[int]:
     except (TypeError, ValueError, NotImplementedError, KeyError):   # a tokenizer without offsets
         words = []
     said = ", ".join(repr(w) for w in dict.fromkeys(words)) or "some words"
-    raise ValueError(f"the prompt has words this model's vocabulary does not know ({said}); they would all "
-                     f"read as {unk[0]}. Use words of its vocabulary (model.tokenizer.get_vocab()), or pass "
-                     "token ids.")
+    raise PromptError(f"the prompt has words this model's vocabulary does not know ({said}); they would all "
+                      f"read as {unk[0]}. Use words of its vocabulary (model.tokenizer.get_vocab()), or pass "
+                      "token ids.", "unknown_words")
 
 
 def encode_prompt(model, prompt) -> list[int]:
@@ -165,9 +176,9 @@ def build_canvas(model, prompt, gen_length) -> Canvas:
     L = start + gen_length
     max_length = getattr(model, "max_length", None)
     if isinstance(max_length, int) and L > max_length:
-        raise ValueError(f"the prompt ({start} tokens) plus gen_length={gen_length} is {L} tokens, over this "
-                         f"model's maximum of {max_length}; shorten the prompt or use gen_length <= "
-                         f"{max(0, max_length - start)}.")
+        raise PromptError(f"the prompt ({start} tokens) plus gen_length={gen_length} is {L} tokens, over this "
+                          f"model's maximum of {max_length}; shorten the prompt or use gen_length <= "
+                          f"{max(0, max_length - start)}.", "over_max_length", over=L - max_length)
     pad_id = getattr(model, "pad_id", None)
     if pad_id is None and any(len(p) < start for p in prompts):
         raise ValueError("prompts of different lengths are left-padded, but this model has no pad_id; "

@@ -4,6 +4,7 @@ option and its fix, and nothing written; a run that stops keeps the previous res
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -148,11 +149,31 @@ def test_nucleus_p_above_one_is_refused_as_itself(capsys, tmp_path, no_model_loa
 # ----------------------------------------------------------------------------- the prompt
 
 @pytest.mark.parametrize("prompt, fix", [("zzzz qqqq", "write --prompt in words"),
-                                         (" ".join(["order"] * 320), "shorten --prompt by")])
+                                         (" ".join(["order"] * 320), "shorten --prompt by 64 token(s)")])
 def test_a_bad_prompt_is_told_in_command_line_terms(capsys, tmp_path, prompt, fix):
     """The fix said 'model.tokenizer.get_vocab(), or pass token ids' (the CLI takes no ids), or was missing."""
     err = refused(capsys, [*GEN, "--prompt", prompt], fix, tmp_path)
     assert "token ids" not in err and "get_vocab" not in err and "--debug" not in err
+
+
+def test_the_library_says_which_prompt_problem_it_is():
+    """The command line words its fix from PromptError.problem / .over, not from the message's text
+    (it matched phrases of the message before, so rewording one broke the fix silently)."""
+    import explorer
+    from explorer.models import write_random_checkpoint
+    from explorer.prompts import PromptError
+    from explorer.samplers import MDLM, LLaDALowConfidence
+
+    orders = explorer.load_model("orders")
+    for prompt, problem, over in (("zzzz", "unknown_words", None), (" ".join(["order"] * 300), "too_long", 44),
+                                  ({3: "zzzz"}, "unknown_words", None)):
+        with pytest.raises(PromptError) as caught:
+            explorer.generate(orders, MDLM(), 4, prompt=prompt, progress=False)
+        assert (caught.value.problem, caught.value.over) == (problem, over) and isinstance(caught.value, ValueError)
+    llada = explorer.load_model(write_random_checkpoint(Path(tempfile.mkdtemp()), "llada"))
+    with pytest.raises(PromptError) as caught:
+        explorer.generate(llada, LLaDALowConfidence(), 4, prompt="hello", gen_length=llada.max_length, progress=False)
+    assert caught.value.problem == "over_max_length" and caught.value.over > 0
 
 
 # ----------------------------------------------------------------------------- results CSV of a stopped run

@@ -50,7 +50,7 @@ def check_prompt(model, prompt, gen_length: int | None) -> None:
     """Read ``--prompt`` as generate will (the same functions), so that a word the model does not know
     or a prompt too long is told in the command line's terms, not the Python API's."""
     from explorer.engine import _resolve_prompt
-    from explorer.prompts import build_canvas
+    from explorer.prompts import PromptError, build_canvas
 
     try:
         if model.seq_len is None:
@@ -58,16 +58,13 @@ def check_prompt(model, prompt, gen_length: int | None) -> None:
         else:
             _resolve_prompt(model, prompt, model.seq_len, model.mask_id)
     except ValueError as e:
-        text = str(e)
-        problem = text.split(". ")[0].split("; ")[0].rstrip(".")
-        if "vocabulary does not know" in text:
-            fix = "write --prompt in words the model knows (those in the samples it prints without --prompt)."
-        elif "shorten it by" in text:
-            fix = f"shorten --prompt by {text.split('shorten it by ')[1].rstrip('.')}."
-        elif "gen_length" in text:
-            fix = "shorten --prompt, or give a smaller --gen-length."
-        else:
-            fix = "change --prompt (it is tokenised with the model's tokenizer)."
+        kind, over = (e.problem, e.over) if isinstance(e, PromptError) else (None, None)
+        problem = str(e).split(". ")[0].split("; ")[0].rstrip(".")     # the library's fix is for Python callers
+        fix = {"unknown_words": "write --prompt in words the model knows (those in the samples it prints without "
+                                "--prompt).",
+               "too_long": f"shorten --prompt by {over} token(s).",
+               "over_max_length": f"shorten --prompt, or give a --gen-length {over} smaller.",
+               }.get(kind, "change --prompt (it is tokenised with the model's tokenizer).")
         said = problem.removeprefix("the prompt ")
         raise UsageError(f"--prompt {said}." if said != problem else f"--prompt: {problem}.", fix) from None
 
