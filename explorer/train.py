@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from explorer.io import atomic_write, write_text_atomic
-from explorer.runs import RunFolderError, SettingError, check_finite_nonnegative, damaged_checkpoint  # noqa: F401 (re-exported)
+from explorer.runs import RunFolderError, SettingError, check_finite_nonnegative, damaged_checkpoint
 from explorer.models.dit import MDLM, MDLMConfig
 from explorer.tasks import TASKS, get_task
 

@@ -14,7 +14,7 @@ from typing import Sequence
 from explorer.cli._options import (add_allow_download, add_batch_size, add_no_progress, add_nucleus_p,
                                    add_num_samples, add_output_folder, library_bars, sampler_defaults)
 from explorer.cli.common import (ArgumentParser, UsageError, at_most, device_from_cli, judge_from_cli, model_from_cli,
-                                 list_items, output_dir, positive_int, samplers_from_cli, seed_int)
+                                 list_items, no_repeats, output_dir, positive_int, samplers_from_cli, seed_int)
 
 
 def parser() -> ArgumentParser:
@@ -47,7 +47,7 @@ def parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from explorer.studies.strategies import BudgetTooSmall, compare, plan_cells, task_of
-    from explorer.sweep import repeated, write_parquet_atomic
+    from explorer.sweep import write_parquet_atomic
 
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parser().parse_args(argv)
@@ -60,10 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         raise UsageError(f"--budgets {a.budgets!r} is not a list of positive numbers of model calls.",
                          "write e.g. --budgets 80,128.") from None
-    twice = repeated(budgets)
-    if twice:
-        raise UsageError(f"--budgets {a.budgets!r} repeats {', '.join(map(str, twice))}.",
-                         "give each budget once (a repeat counts its cells twice in the table).")
+    no_repeats("--budgets", a.budgets, budgets)
     at_most("--budgets", a.budgets, budgets, what="model calls per sequence")
     if (a.prompt is None) != (a.gen_length is None):
         raise UsageError("--prompt and --gen-length go together (a prompted model needs both).",
